@@ -1,1 +1,14 @@
-//! placeholder
+//! The Arrow record contract between kao stages (see `docs/records.md`).
+//!
+//! Stages exchange Arrow record batches: an IPC stream on stdin/stdout, or a file on disk
+//! (Parquet, an IPC file or an IPC stream). This crate owns the schemas, the readers and
+//! writers for every format, the `kao.schema` / `kao.provenance` metadata, and the helpers a
+//! stage uses to pass through the columns it does not own.
+
+mod error;
+mod io;
+pub mod schema;
+
+pub use error::RecordError;
+pub use io::{Format, RecordReader, RecordWriter};
+pub use schema::{Provenance, SCHEMA_VERSION};

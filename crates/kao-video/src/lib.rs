@@ -1,1 +1,13 @@
-//! placeholder
+//! Decoding of videos, still images, network streams and cameras into RGB24 frames.
+//!
+//! Everything FFmpeg reads goes through one path: container files, still images (png, jpg,
+//! webp: one frame), `http(s)://` and `rtsp://` URLs, and v4l2 devices (`/dev/video0`).
+//! Frames stream out as they decode: a decoder thread (with FFmpeg's frame threads) feeds the
+//! caller's thread, which converts to RGB and hands each frame to a sink. Memory stays bounded
+//! whatever the length of the input.
+
+mod decode;
+mod select;
+
+pub use decode::{DecodeError, DecodeOptions, Frame, Summary, decode, set_ffmpeg_log_level};
+pub use ffmpeg_next::log::Level as FfmpegLogLevel;

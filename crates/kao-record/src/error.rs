@@ -1,0 +1,107 @@
+//! Errors of record I/O, each naming the input or output it concerns.
+
+use arrow_schema::ArrowError;
+use parquet::errors::ParquetError;
+
+/// An error reading or writing kao records; the message names the file (or `stdin`/`stdout`).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file could not be opened, created, read or written.
+    #[error("{name}: {source}")]
+    Io {
+        /// File name, `stdin` or `stdout`.
+        name: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid Arrow IPC stream or file.
+    #[error("{name}: not a valid Arrow record stream: {source}")]
+    Arrow {
+        /// File name, `stdin` or `stdout`.
+        name: String,
+        /// The underlying error.
+        source: ArrowError,
+    },
+    /// The Parquet file is invalid or could not be written.
+    #[error("{name}: {source}")]
+    Parquet {
+        /// File name.
+        name: String,
+        /// The underlying error.
+        source: ParquetError,
+    },
+    /// The records lack a column that this stage needs.
+    #[error("{name}: {stage} needs column `{column}`, which {producer} adds; is {producer} missing from the pipe?")]
+    MissingColumn {
+        /// Input name.
+        name: String,
+        /// The stage that needs the column.
+        stage: String,
+        /// The missing column.
+        column: String,
+        /// The stage that produces it.
+        producer: String,
+    },
+    /// A column exists but has the wrong Arrow type.
+    #[error("{name}: column `{column}` has type {found}, {stage} expects {expected}")]
+    ColumnType {
+        /// Input name.
+        name: String,
+        /// The stage that reads the column.
+        stage: String,
+        /// The column.
+        column: String,
+        /// Its type in the input.
+        found: String,
+        /// The type the contract gives it.
+        expected: String,
+    },
+    /// The schema metadata is not what kao writes (e.g. unreadable provenance).
+    #[error("{name}: {message}")]
+    Metadata {
+        /// Input name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl RecordError {
+    /// True when the error is a closed pipe on the output (`kao-decode x.mp4 | head`);
+    /// a stage then ends quietly with status 0.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            RecordError::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
+            RecordError::Arrow { source, .. } => arrow_is_broken_pipe(source),
+            RecordError::Parquet { source, .. } => match source {
+                ParquetError::External(e) => e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    pub(crate) fn arrow(name: &str, source: ArrowError) -> Self {
+        RecordError::Arrow { name: name.to_string(), source }
+    }
+
+    pub(crate) fn io(name: &str, source: std::io::Error) -> Self {
+        RecordError::Io { name: name.to_string(), source }
+    }
+
+    pub(crate) fn parquet(name: &str, source: ParquetError) -> Self {
+        RecordError::Parquet { name: name.to_string(), source }
+    }
+}
+
+fn arrow_is_broken_pipe(e: &ArrowError) -> bool {
+    match e {
+        ArrowError::IoError(_, io) => io.kind() == std::io::ErrorKind::BrokenPipe,
+        ArrowError::ExternalError(inner) => inner
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        _ => false,
+    }
+}

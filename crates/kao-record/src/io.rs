@@ -1,0 +1,395 @@
+//! Reading and writing records: IPC streams on pipes, Parquet or IPC on disk.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::{FileReader, StreamReader};
+use arrow_ipc::writer::{FileWriter, StreamWriter};
+use arrow_schema::{ArrowError, DataType, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use tempfile::NamedTempFile;
+
+use crate::schema::{self, Provenance, col};
+use crate::RecordError;
+
+/// A Parquet writer flushes a row group once this many bytes are buffered, so frames with
+/// pixels never pile up in memory.
+const PARQUET_ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// On-disk and on-pipe record formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Arrow IPC stream (pipes, `.arrows`).
+    IpcStream,
+    /// Arrow IPC file (`.arrow`).
+    IpcFile,
+    /// Parquet (`.parquet`).
+    Parquet,
+}
+
+impl Format {
+    /// The format a path asks for when writing: `.parquet` → Parquet, `.arrow` → IPC file,
+    /// anything else → IPC stream.
+    pub fn for_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet") | Some("pq") => Format::Parquet,
+            Some("arrow") | Some("feather") => Format::IpcFile,
+            _ => Format::IpcStream,
+        }
+    }
+
+    /// The format of data starting with `head`, by magic bytes.
+    fn sniff(head: &[u8]) -> Format {
+        if head.starts_with(b"PAR1") {
+            Format::Parquet
+        } else if head.starts_with(b"ARROW1") {
+            Format::IpcFile
+        } else {
+            Format::IpcStream
+        }
+    }
+}
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// Reads records from stdin or a file, whatever the format (found by magic bytes).
+pub struct RecordReader {
+    name: String,
+    schema: SchemaRef,
+    batches: Batches,
+}
+
+impl RecordReader {
+    /// Opens `path`, or stdin when `path` is `None` or `-`.
+    pub fn open(path: Option<&Path>) -> Result<Self, RecordError> {
+        match path {
+            None => Self::from_stdin(),
+            Some(p) if p == Path::new("-") => Self::from_stdin(),
+            Some(p) => Self::from_file(p),
+        }
+    }
+
+    fn from_stdin() -> Result<Self, RecordError> {
+        let name = "stdin";
+        let mut input = BufReader::with_capacity(1 << 20, std::io::stdin());
+        let head = input.fill_buf().map_err(|e| RecordError::io(name, e))?;
+        if head.is_empty() {
+            return Err(RecordError::Metadata { name: name.into(), message: "no records: the input is empty".into() });
+        }
+        match Format::sniff(head) {
+            Format::IpcStream => Self::from_stream(name, input),
+            // Parquet and IPC files need seeking: spool them to a temporary file first.
+            format => {
+                let mut spool = tempfile::tempfile().map_err(|e| RecordError::io(name, e))?;
+                std::io::copy(&mut input, &mut spool).map_err(|e| RecordError::io(name, e))?;
+                spool.seek(SeekFrom::Start(0)).map_err(|e| RecordError::io(name, e))?;
+                Self::from_seekable(name, spool, format)
+            }
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Self, RecordError> {
+        let name = path.display().to_string();
+        let mut file = File::open(path).map_err(|e| RecordError::io(&name, e))?;
+        let mut head = [0u8; 6];
+        let n = read_up_to(&mut file, &mut head).map_err(|e| RecordError::io(&name, e))?;
+        if n == 0 {
+            return Err(RecordError::Metadata { name, message: "no records: the file is empty".into() });
+        }
+        file.seek(SeekFrom::Start(0)).map_err(|e| RecordError::io(&name, e))?;
+        match Format::sniff(&head[..n]) {
+            Format::IpcStream => Self::from_stream(&name, BufReader::with_capacity(1 << 20, file)),
+            format => Self::from_seekable(&name, file, format),
+        }
+    }
+
+    /// Reads an Arrow IPC stream from any reader, naming it `name` in errors.
+    pub fn from_stream(name: &str, input: impl Read + Send + 'static) -> Result<Self, RecordError> {
+        let reader = StreamReader::try_new(input, None).map_err(|e| RecordError::arrow(name, e))?;
+        Ok(Self::new(name, reader.schema(), Box::new(reader)))
+    }
+
+    fn from_seekable(name: &str, file: File, format: Format) -> Result<Self, RecordError> {
+        match format {
+            Format::IpcFile => {
+                let reader = FileReader::try_new_buffered(file, None).map_err(|e| RecordError::arrow(name, e))?;
+                Ok(Self::new(name, reader.schema(), Box::new(reader)))
+            }
+            _ => {
+                let builder =
+                    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| RecordError::parquet(name, e))?;
+                let schema = builder.schema().clone();
+                // Rows with whole frames are megabytes each: read those one at a time.
+                let batch_size = if schema.field_with_name(col::PIXELS).is_ok() { 1 } else { 256 };
+                let reader = builder.with_batch_size(batch_size).build().map_err(|e| RecordError::parquet(name, e))?;
+                Ok(Self::new(name, schema, Box::new(reader)))
+            }
+        }
+    }
+
+    fn new(name: &str, schema: SchemaRef, batches: Batches) -> Self {
+        RecordReader { name: name.to_string(), schema, batches }
+    }
+
+    /// The input's name for messages (`stdin` or the path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The records' schema, metadata included.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The provenance entries of the input, oldest first.
+    pub fn provenance(&self) -> Result<Vec<Provenance>, RecordError> {
+        schema::provenance(&self.schema).map_err(|message| RecordError::Metadata { name: self.name.clone(), message })
+    }
+
+    /// Fails with a one-line error unless every column in `needs` is present with its type.
+    pub fn require(&self, stage: &str, needs: &[(&str, DataType)]) -> Result<(), RecordError> {
+        schema::require(&self.schema, &self.name, stage, needs)
+    }
+}
+
+impl Iterator for RecordReader {
+    type Item = Result<RecordBatch, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = &self.name;
+        self.batches.next().map(|r| r.map_err(|e| RecordError::arrow(name, e)))
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+enum Sink {
+    Stdout(StreamWriter<BufWriter<std::io::Stdout>>),
+    Stream(StreamWriter<BufWriter<NamedTempFile>>, PathBuf),
+    File(FileWriter<BufWriter<NamedTempFile>>, PathBuf),
+    Parquet(ArrowWriter<NamedTempFile>, PathBuf),
+}
+
+/// Writes records to stdout (an IPC stream, flushed after every batch) or to a file whose
+/// format follows its extension. A file is written under a temporary name in the same folder
+/// and renamed into place by [`RecordWriter::finish`]; dropped unfinished, it leaves nothing.
+pub struct RecordWriter {
+    name: String,
+    sink: Sink,
+}
+
+impl RecordWriter {
+    /// Creates a writer for `schema` on `path`, or stdout when `path` is `None` or `-`.
+    pub fn create(path: Option<&Path>, schema: &SchemaRef) -> Result<Self, RecordError> {
+        match path {
+            Some(p) if p != Path::new("-") => Self::to_file(p, schema),
+            _ => {
+                let name = "stdout";
+                let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
+                let writer = StreamWriter::try_new(out, schema).map_err(|e| RecordError::arrow(name, e))?;
+                Ok(RecordWriter { name: name.into(), sink: Sink::Stdout(writer) })
+            }
+        }
+    }
+
+    fn to_file(path: &Path, schema: &SchemaRef) -> Result<Self, RecordError> {
+        let name = path.display().to_string();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".kao-")
+            .suffix(".part")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| RecordError::io(&name, e))?;
+        let target = path.to_path_buf();
+        let sink = match Format::for_path(path) {
+            Format::IpcStream => Sink::Stream(
+                StreamWriter::try_new(BufWriter::new(tmp), schema).map_err(|e| RecordError::arrow(&name, e))?,
+                target,
+            ),
+            Format::IpcFile => Sink::File(
+                FileWriter::try_new(BufWriter::new(tmp), schema).map_err(|e| RecordError::arrow(&name, e))?,
+                target,
+            ),
+            Format::Parquet => {
+                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                Sink::Parquet(
+                    ArrowWriter::try_new(tmp, schema.clone(), Some(props)).map_err(|e| RecordError::parquet(&name, e))?,
+                    target,
+                )
+            }
+        };
+        Ok(RecordWriter { name, sink })
+    }
+
+    /// Writes one batch; on stdout the stream is flushed so the next stage sees it at once.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), RecordError> {
+        let name = &self.name;
+        match &mut self.sink {
+            Sink::Stdout(w) => {
+                w.write(batch).map_err(|e| RecordError::arrow(name, e))?;
+                w.flush().map_err(|e| RecordError::arrow(name, e))
+            }
+            Sink::Stream(w, _) => w.write(batch).map_err(|e| RecordError::arrow(name, e)),
+            Sink::File(w, _) => w.write(batch).map_err(|e| RecordError::arrow(name, e)),
+            Sink::Parquet(w, _) => {
+                w.write(batch).map_err(|e| RecordError::parquet(name, e))?;
+                if w.in_progress_size() > PARQUET_ROW_GROUP_BYTES {
+                    w.flush().map_err(|e| RecordError::parquet(name, e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the stream (or file) and, for a file, renames it into place.
+    pub fn finish(self) -> Result<(), RecordError> {
+        let name = self.name;
+        let (tmp, target) = match self.sink {
+            Sink::Stdout(mut w) => {
+                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
+                return w.flush().map_err(|e| RecordError::arrow(&name, e));
+            }
+            Sink::Stream(mut w, target) => {
+                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
+                (into_file(w.into_inner().map_err(|e| RecordError::arrow(&name, e))?, &name)?, target)
+            }
+            Sink::File(mut w, target) => {
+                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
+                (into_file(w.into_inner().map_err(|e| RecordError::arrow(&name, e))?, &name)?, target)
+            }
+            Sink::Parquet(w, target) => (w.into_inner().map_err(|e| RecordError::parquet(&name, e))?, target),
+        };
+        tmp.as_file().sync_all().map_err(|e| RecordError::io(&name, e))?;
+        tmp.persist(&target).map_err(|e| RecordError::io(&name, e.error))?;
+        Ok(())
+    }
+}
+
+fn into_file(w: BufWriter<NamedTempFile>, name: &str) -> Result<NamedTempFile, RecordError> {
+    w.into_inner().map_err(|e| RecordError::io(name, e.into_error()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{FrameRow, frame_batch, frame_fields, stage_schema};
+    use arrow_array::{BinaryArray, UInt64Array};
+
+    fn frames() -> (SchemaRef, Vec<RecordBatch>) {
+        let entry = Provenance::new("kao-decode", "0.1.0", serde_json::json!({"every": 2}));
+        let schema = stage_schema(&arrow_schema::Schema::empty(), &[], frame_fields(), &entry).unwrap();
+        let batches = (0..3u64)
+            .map(|i| {
+                let row = FrameRow {
+                    source: "clip.mp4".into(),
+                    frame_index: i * 2,
+                    pts: i as f64 / 12.5,
+                    width: 2,
+                    height: 1,
+                    pixels: vec![i as u8; 6],
+                };
+                frame_batch(&schema, row).unwrap()
+            })
+            .collect();
+        (schema, batches)
+    }
+
+    #[test]
+    fn every_file_format_round_trips_with_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let (schema, batches) = frames();
+        for file in ["f.parquet", "f.arrow", "f.arrows"] {
+            let path = dir.path().join(file);
+            let mut w = RecordWriter::create(Some(&path), &schema).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            w.finish().unwrap();
+            let r = RecordReader::open(Some(&path)).unwrap();
+            assert_eq!(r.provenance().unwrap()[0].options["every"], 2, "{file}");
+            let got: Vec<RecordBatch> = r.map(Result::unwrap).collect();
+            let idx: Vec<u64> = got
+                .iter()
+                .flat_map(|b| {
+                    let a = b.column_by_name("frame_index").unwrap().as_any().downcast_ref::<UInt64Array>().unwrap();
+                    a.values().to_vec()
+                })
+                .collect();
+            assert_eq!(idx, [0, 2, 4], "{file}");
+            let px = got[2].column_by_name("pixels").unwrap().as_any().downcast_ref::<BinaryArray>().unwrap();
+            assert_eq!(px.value(0), [2u8; 6], "{file}");
+        }
+        // Nothing but the three outputs: no temporary files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn unfinished_writer_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (schema, batches) = frames();
+        let path = dir.path().join("out.parquet");
+        let mut w = RecordWriter::create(Some(&path), &schema).unwrap();
+        w.write(&batches[0]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn garbage_and_empty_files_are_clean_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.arrows");
+        std::fs::write(&empty, b"").unwrap();
+        let err = RecordReader::open(Some(&empty)).err().unwrap();
+        assert!(err.to_string().starts_with(&empty.display().to_string()), "{err}");
+        let junk = dir.path().join("junk.parquet");
+        std::fs::write(&junk, b"PAR1 this is not parquet").unwrap();
+        assert!(RecordReader::open(Some(&junk)).is_err());
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, b"hello, these are not records\n").unwrap();
+        assert!(RecordReader::open(Some(&text)).is_err());
+        let missing = dir.path().join("missing.arrows");
+        let err = RecordReader::open(Some(&missing)).err().unwrap();
+        assert!(err.to_string().contains("missing.arrows"), "{err}");
+    }
+
+    #[test]
+    fn truncated_stream_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (schema, batches) = frames();
+        let path = dir.path().join("f.arrows");
+        let mut w = RecordWriter::create(Some(&path), &schema).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // The last 8 bytes are the end-of-stream marker; any earlier cut loses a batch.
+        for cut in (1..bytes.len() - 8).step_by(7) {
+            let short = dir.path().join("short.arrows");
+            std::fs::write(&short, &bytes[..cut]).unwrap();
+            let complete = match RecordReader::open(Some(&short)) {
+                Err(_) => 0,
+                Ok(reader) => reader.take(10).take_while(Result::is_ok).count(),
+            };
+            assert!(complete < batches.len(), "cut at {cut} still read every batch");
+        }
+    }
+}

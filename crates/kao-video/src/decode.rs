@@ -1,0 +1,446 @@
+//! The decoder: open an input, decode its best video stream, select frames, convert to RGB.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+use ffmpeg_next as ff;
+use ff::software::scaling;
+
+use crate::select::{Selector, Verdict};
+
+/// How to decode one input.
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    /// Keep every Nth frame of the selected range (1 keeps all).
+    pub every: u64,
+    /// Keep at most this many frames per second of presentation time.
+    pub fps: Option<f64>,
+    /// Skip frames before this time (seconds); seeks where the container allows.
+    pub start: Option<f64>,
+    /// Stop before this time (seconds).
+    pub end: Option<f64>,
+    /// Stop after this many kept frames.
+    pub max_frames: Option<u64>,
+    /// Decoder threads (0: FFmpeg's choice).
+    pub threads: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions { every: 1, fps: None, start: None, end: None, max_frames: None, threads: 0 }
+    }
+}
+
+/// One decoded frame in RGB24.
+#[derive(Debug)]
+pub struct Frame {
+    /// 0-based index of the frame in the input, counting frames that were not kept.
+    pub index: u64,
+    /// Presentation time in seconds.
+    pub pts: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Pixels, row-major RGB24, `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+/// What a finished decode did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Frames handed to the sink.
+    pub emitted: u64,
+    /// True when the sink asked to stop before the input ended.
+    pub stopped: bool,
+}
+
+/// Why an input could not be decoded. Every message starts with the input's name.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The input could not be opened or is not a media file.
+    #[error("{input}: {message}")]
+    Open {
+        /// The input as given.
+        input: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The input has no video stream.
+    #[error("{input}: no video stream (not a video or image)")]
+    NoVideo {
+        /// The input as given.
+        input: String,
+    },
+    /// FFmpeg has no decoder for the stream's codec.
+    #[error("{input}: unsupported video codec `{codec}`")]
+    Codec {
+        /// The input as given.
+        input: String,
+        /// Codec name.
+        codec: String,
+    },
+    /// The input is damaged from about `frame_index` on; every frame that decoded was emitted.
+    #[error("{input}: damaged at frame {frame_index} ({message}); every frame that decoded was kept")]
+    Corrupt {
+        /// The input as given.
+        input: String,
+        /// Index of the first frame that could not be decoded.
+        frame_index: u64,
+        /// FFmpeg's reason.
+        message: String,
+    },
+}
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        // Initialisation only fails on FFmpeg builds without any formats; opening fails then too.
+        let _ = ff::init();
+        ff::device::register_all();
+        ff::log::set_level(ff::log::Level::Fatal);
+    });
+}
+
+/// Sets how much FFmpeg itself says on stderr (kao reports errors on its own).
+pub fn set_ffmpeg_log_level(level: ff::log::Level) {
+    init();
+    ff::log::set_level(level);
+}
+
+/// A URL (`scheme://…`) rather than a path.
+fn is_url(input: &str) -> bool {
+    input.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+}
+
+/// A video4linux2 capture device.
+fn is_device(input: &str) -> bool {
+    input.starts_with("/dev/video")
+}
+
+fn open_error(input: &str, e: ff::Error) -> DecodeError {
+    let message = match e {
+        ff::Error::InvalidData => "not a video or image FFmpeg can read".to_string(),
+        ff::Error::ProtocolNotFound => "unsupported URL scheme".to_string(),
+        e => e.to_string(),
+    };
+    DecodeError::Open { input: input.into(), message }
+}
+
+fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
+    init();
+    if is_device(input) {
+        let format = ff::device::input::video()
+            .find(|f| f.name().contains("v4l2"))
+            .ok_or_else(|| DecodeError::Open { input: input.into(), message: "FFmpeg was built without v4l2".into() })?;
+        let ctx = ff::format::open_with(input, &format, ff::Dictionary::new()).map_err(|e| open_error(input, e))?;
+        return Ok(ctx.input());
+    }
+    if is_url(input) {
+        let mut options = ff::Dictionary::new();
+        // Give up on a silent server after 15 s instead of hanging.
+        options.set("rw_timeout", "15000000");
+        return ff::format::input_with_dictionary(input, options).map_err(|e| open_error(input, e));
+    }
+    match std::fs::metadata(input) {
+        Err(e) => return Err(DecodeError::Open { input: input.into(), message: io_message(&e) }),
+        Ok(m) if m.is_dir() => {
+            return Err(DecodeError::Open { input: input.into(), message: "is a folder, not a video".into() });
+        }
+        Ok(m) if m.len() == 0 => return Err(DecodeError::Open { input: input.into(), message: "empty file".into() }),
+        Ok(_) => {}
+    }
+    let ctx = ff::format::input(Path::new(input)).map_err(|e| open_error(input, e))?;
+    // FFmpeg would render a text file as ANSI art; that is never what a user meant.
+    if ctx.format().name() == "tty" {
+        return Err(DecodeError::Open { input: input.into(), message: "not a video or image FFmpeg can read".into() });
+    }
+    Ok(ctx)
+}
+
+fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Where the decoder starts and how it numbers the first frame.
+enum Numbering {
+    /// Decoding from the start: count frames.
+    Count,
+    /// After a seek in a constant-rate stream: the first frame's index is its time × rate.
+    FromPts { origin: f64, rate: f64 },
+}
+
+struct Stream {
+    index: usize,
+    time_base: f64,
+    rate: f64,
+    /// Packets the container's index announces (0: unknown or not exact).
+    packets: i64,
+}
+
+struct Decoded {
+    frame: ff::frame::Video,
+    index: u64,
+    pts: f64,
+}
+
+/// Decodes `input` and calls `sink` with every selected frame, in order, until the input ends
+/// or `sink` returns `Break`. On a truncated or corrupt input every frame that decoded is
+/// handed to `sink` first, then [`DecodeError::Corrupt`] names where decoding stopped.
+pub fn decode(
+    input: &str,
+    options: &DecodeOptions,
+    mut sink: impl FnMut(Frame) -> ControlFlow<()>,
+) -> Result<Summary, DecodeError> {
+    let mut ictx = open(input)?;
+    // Only the MP4/MOV index counts every packet exactly; AVI and others may not.
+    let exact_index = ictx.format().name().starts_with("mov,mp4");
+    let (stream, decoder) = {
+        let st = ictx.streams().best(ff::media::Type::Video).ok_or_else(|| DecodeError::NoVideo { input: input.into() })?;
+        let tb = st.time_base();
+        let avg = st.avg_frame_rate();
+        let stream = Stream {
+            index: st.index(),
+            time_base: if tb.denominator() != 0 { f64::from(tb) } else { 0.0 },
+            rate: if avg.numerator() > 0 && avg.denominator() > 0 { f64::from(avg) } else { 0.0 },
+            packets: if exact_index { st.frames().max(0) } else { 0 },
+        };
+        let params = st.parameters();
+        let codec = params.id();
+        let mut ctx = ff::codec::context::Context::from_parameters(params)
+            .map_err(|e| DecodeError::Open { input: input.into(), message: e.to_string() })?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: options.threads,
+            ..Default::default()
+        });
+        let decoder = ctx.decoder().video().map_err(|e| match e {
+            ff::Error::DecoderNotFound => DecodeError::Codec {
+                input: input.into(),
+                codec: if codec == ff::codec::Id::None { "unknown".into() } else { codec.name().into() },
+            },
+            e => DecodeError::Open { input: input.into(), message: e.to_string() },
+        })?;
+        (stream, decoder)
+    };
+    let numbering = seek_to_start(&mut ictx, &stream, input, options);
+    let selector = Selector::new(options.every, options.fps, options.start, options.end, options.max_frames);
+
+    let (tx, rx) = bounded::<Decoded>(4);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
+        let mut summary = Summary::default();
+        let mut converter = Converter::default();
+        for decoded in rx {
+            let frame = match converter.to_rgb(&decoded) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(DecodeError::Corrupt { input: input.into(), frame_index: decoded.index, message: e.to_string() });
+                }
+            };
+            summary.emitted += 1;
+            if sink(frame).is_break() {
+                summary.stopped = true;
+                break;
+            }
+        }
+        // Dropping the receiver (above) stops the decoder at its next frame.
+        match worker.join() {
+            Ok(result) => result.map(|()| summary),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Seeks to `--start` when that keeps frame indices exact (a constant-rate, seekable input).
+fn seek_to_start(ictx: &mut ff::format::context::Input, stream: &Stream, input: &str, options: &DecodeOptions) -> Numbering {
+    let Some(start) = options.start.filter(|s| *s > 0.0) else { return Numbering::Count };
+    let (avg, real) = {
+        let st = ictx.stream(stream.index).expect("stream index came from this input");
+        (st.avg_frame_rate(), st.rate())
+    };
+    let constant_rate = stream.rate > 0.0 && avg == real;
+    if !constant_rate || is_device(input) {
+        tracing::debug!("{input}: variable frame rate; decoding from the start to keep frame indices exact");
+        return Numbering::Count;
+    }
+    let origin = {
+        let st = ictx.stream(stream.index).expect("stream index came from this input");
+        if st.start_time() == ff::ffi::AV_NOPTS_VALUE { 0.0 } else { st.start_time() as f64 * stream.time_base }
+    };
+    let target = (start * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
+    match ictx.seek(target, ..target) {
+        Ok(()) => Numbering::FromPts { origin, rate: stream.rate },
+        Err(e) => {
+            tracing::debug!("{input}: cannot seek ({e}); decoding from the start");
+            Numbering::Count
+        }
+    }
+}
+
+/// Reads packets, decodes, numbers and selects frames, and sends them to the converter.
+fn run_decoder(
+    input: &str,
+    mut ictx: ff::format::context::Input,
+    mut decoder: ff::decoder::Video,
+    stream: &Stream,
+    numbering: Numbering,
+    mut selector: Selector,
+    tx: Sender<Decoded>,
+) -> Result<(), DecodeError> {
+    let seek_start = matches!(numbering, Numbering::FromPts { .. });
+    let mut state = Numberer { numbering, seek_start, next: 0, last_pts: None, frame_duration: frame_duration(stream) };
+    let mut failure: Option<(u64, String)> = None;
+    let mut packets: i64 = 0;
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {
+                if packet.stream() != stream.index {
+                    continue;
+                }
+                packets += 1;
+                if packet.is_corrupt() {
+                    failure.get_or_insert((state.next, "corrupt packet (truncated file?)".into()));
+                }
+                if let Err(e) = decoder.send_packet(&packet) {
+                    failure.get_or_insert((state.next, e.to_string()));
+                }
+                if drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break() {
+                    return Ok(());
+                }
+            }
+            Err(ff::Error::Eof) => {
+                // The container's index promised more packets than the file holds.
+                if stream.packets > 0 && packets < stream.packets && !state.seeked() {
+                    failure.get_or_insert((
+                        state.next,
+                        format!("file ends after {packets} of {} packets (truncated?)", stream.packets),
+                    ));
+                }
+                break;
+            }
+            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                failure.get_or_insert((state.next, e.to_string()));
+                break;
+            }
+        }
+    }
+    // Flush the frames the decoder still holds, whatever ended the reading.
+    if decoder.send_eof().is_ok() && drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break() {
+        return Ok(());
+    }
+    match failure {
+        None => Ok(()),
+        Some((frame_index, message)) => Err(DecodeError::Corrupt { input: input.into(), frame_index, message }),
+    }
+}
+
+fn frame_duration(stream: &Stream) -> f64 {
+    if stream.rate > 0.0 { 1.0 / stream.rate } else { 0.0 }
+}
+
+/// Gives each decoded frame its index and time.
+struct Numberer {
+    numbering: Numbering,
+    seek_start: bool,
+    next: u64,
+    last_pts: Option<f64>,
+    frame_duration: f64,
+}
+
+impl Numberer {
+    /// True when decoding began at a seek point rather than the first frame.
+    fn seeked(&self) -> bool {
+        self.seek_start
+    }
+
+    fn number(&mut self, timestamp: Option<i64>, time_base: f64) -> (u64, f64) {
+        let pts = match timestamp {
+            Some(ts) => ts as f64 * time_base,
+            None => self.last_pts.map_or(0.0, |p| p + self.frame_duration),
+        };
+        let index = match self.numbering {
+            Numbering::Count => self.next,
+            Numbering::FromPts { origin, rate } => {
+                self.numbering = Numbering::Count;
+                ((pts - origin) * rate).round().max(0.0) as u64
+            }
+        };
+        self.next = index + 1;
+        self.last_pts = Some(pts);
+        (index, pts)
+    }
+}
+
+fn drain(
+    decoder: &mut ff::decoder::Video,
+    stream: &Stream,
+    state: &mut Numberer,
+    selector: &mut Selector,
+    tx: &Sender<Decoded>,
+) -> ControlFlow<()> {
+    let mut frame = ff::frame::Video::empty();
+    while decoder.receive_frame(&mut frame).is_ok() {
+        let (index, pts) = state.number(frame.timestamp(), stream.time_base);
+        match selector.judge(index, pts) {
+            Verdict::Skip => {}
+            Verdict::Stop => return ControlFlow::Break(()),
+            Verdict::Keep => {
+                let decoded = Decoded { frame: std::mem::replace(&mut frame, ff::frame::Video::empty()), index, pts };
+                if tx.send(decoded).is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Converts decoded frames to packed RGB24, rebuilding the scaler when the size or format changes.
+struct Converter {
+    scaler: Option<scaling::Context>,
+    rgb: ff::frame::Video,
+}
+
+impl Default for Converter {
+    fn default() -> Self {
+        Converter { scaler: None, rgb: ff::frame::Video::empty() }
+    }
+}
+
+impl Converter {
+    fn to_rgb(&mut self, decoded: &Decoded) -> Result<Frame, ff::Error> {
+        let src = &decoded.frame;
+        let (w, h, format) = (src.width(), src.height(), src.format());
+        let fits = self
+            .scaler
+            .as_ref()
+            .is_some_and(|s| s.input().format == format && s.input().width == w && s.input().height == h);
+        if !fits {
+            self.scaler = Some(scaling::Context::get(format, w, h, ff::format::Pixel::RGB24, w, h, scaling::Flags::BILINEAR)?);
+            self.rgb = ff::frame::Video::empty();
+        }
+        let scaler = self.scaler.as_mut().expect("set above");
+        scaler.run(src, &mut self.rgb)?;
+        let row = w as usize * 3;
+        let stride = self.rgb.stride(0);
+        let data = self.rgb.data(0);
+        let mut rgb = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        Ok(Frame { index: decoded.index, pts: decoded.pts, width: w, height: h, rgb })
+    }
+}
