@@ -1,1 +1,298 @@
+//! End-to-end tests of kao-decode on generated fixtures.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+
+use arrow_array::{BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use kao_tests::*;
+
+fn decode(args: &[&str]) -> (Vec<RecordBatch>, std::process::Output) {
+    let out = run(kao("kao-decode").args(args));
+    let batches = if out.stdout.is_empty() { Vec::new() } else { batches(&out.stdout) };
+    (batches, out)
+}
+
+fn indices(b: &[RecordBatch]) -> Vec<u64> {
+    column(b, "frame_index", |a: &UInt64Array, i| a.value(i))
+}
+
+fn pts(b: &[RecordBatch]) -> Vec<f64> {
+    column(b, "pts", |a: &Float64Array, i| a.value(i))
+}
+
+fn pixels(b: &[RecordBatch]) -> Vec<Vec<u8>> {
+    column(b, "pixels", |a: &BinaryArray, i| a.value(i).to_vec())
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_pts_equal(ours: &[f64], theirs: &[f64]) {
+    assert_eq!(ours.len(), theirs.len(), "frame count: kao {} vs ffprobe {}", ours.len(), theirs.len());
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!((a - b).abs() < 1e-5, "frame {i}: pts {a} vs ffprobe {b}");
+    }
+}
+
+/// Mean absolute difference between two byte buffers of equal length.
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as f64).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn constant_rate_video_matches_ffprobe_and_ffmpeg() {
+    let path = fixture("cfr.mp4");
+    let (b, out) = decode(&[path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "stderr should be quiet: {}", stderr(&out));
+    assert_eq!(indices(&b), (0..100).collect::<Vec<_>>());
+    assert_pts_equal(&pts(&b), &ffprobe_pts(&path));
+    assert!(column(&b, "width", |a: &UInt32Array, i| a.value(i)).iter().all(|&w| w == 320));
+    assert!(column(&b, "height", |a: &UInt32Array, i| a.value(i)).iter().all(|&h| h == 240));
+    let sources = column(&b, "source", |a: &StringArray, i| a.value(i).to_string());
+    assert!(sources.iter().all(|s| s == path.to_str().unwrap()));
+    let ours: Vec<u8> = pixels(&b).concat();
+    let theirs = ffmpeg_rgb(&path);
+    assert!(mean_abs_diff(&ours, &theirs) < 2.0, "pixels differ from ffmpeg's rgb24 by {}", mean_abs_diff(&ours, &theirs));
+}
+
+#[test]
+fn variable_rate_video_matches_ffprobe() {
+    let path = fixture("vfr.mkv");
+    let (b, out) = decode(&[path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs = ffprobe_pts(&path);
+    assert_eq!(theirs.len(), 60);
+    assert_pts_equal(&pts(&b), &theirs);
+    assert_eq!(indices(&b), (0..60).collect::<Vec<_>>());
+    // The middle second runs at 10 fps: gaps of 0.1 s between 30 fps stretches.
+    let t = pts(&b);
+    assert!((t[31] - t[30] - 0.1).abs() < 1e-3 && (t[2] - t[1] - 1.0 / 30.0).abs() < 1e-3);
+}
+
+#[test]
+fn every_fps_start_end_and_max_frames_select_exact_frames() {
+    let cfr = fixture("cfr.mp4");
+    let cfr = cfr.to_str().unwrap();
+    let (all, _) = decode(&[cfr]);
+    let all_pts = pts(&all);
+
+    let (b, out) = decode(&[cfr, "--every", "7"]);
+    assert!(out.status.success());
+    assert_eq!(indices(&b), (0..100).step_by(7).collect::<Vec<_>>());
+
+    // --start seeks in this constant-rate file; indices and pixels must equal a full decode's.
+    let (b, out) = decode(&[cfr, "--start", "2.5", "--end", "3.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Frame 62 is at 2.48 s, frame 75 at 3.0 s.
+    assert_eq!(indices(&b), (63..75).collect::<Vec<_>>());
+    assert_pts_equal(&pts(&b), &all_pts[63..75]);
+    assert_eq!(pixels(&b), pixels(&all)[63..75]);
+
+    let (b, _) = decode(&[cfr, "--fps", "5", "--max-frames", "4"]);
+    assert_eq!(indices(&b), [0, 5, 10, 15]);
+
+    // Variable rate: --start decodes from the beginning, indices stay exact.
+    let vfr = fixture("vfr.mkv");
+    let (b, out) = decode(&[vfr.to_str().unwrap(), "--start", "2.0"]);
+    assert!(out.status.success());
+    let expected: Vec<u64> = ffprobe_pts(&vfr).iter().enumerate().filter(|(_, t)| **t >= 2.0 - 1e-6).map(|(i, _)| i as u64).collect();
+    assert_eq!(indices(&b), expected);
+    // --fps 5 over the 10 fps stretch keeps every other frame.
+    let (b, _) = decode(&[vfr.to_str().unwrap(), "--fps", "5", "--start", "1.0", "--end", "2.0"]);
+    assert_eq!(indices(&b), [30, 32, 34, 36, 38]);
+}
+
+#[test]
+fn still_images_are_one_frame_each_and_inputs_are_told_apart() {
+    let png = fixture("photos/astronaut.png");
+    let jpg = fixture("photos/obama.jpg");
+    let webp = fixture("astronaut.webp");
+    let args = [png.to_str().unwrap(), jpg.to_str().unwrap(), webp.to_str().unwrap()];
+    let (b, out) = decode(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sources = column(&b, "source", |a: &StringArray, i| a.value(i).to_string());
+    assert_eq!(sources, args);
+    assert_eq!(indices(&b), [0, 0, 0]);
+    let widths = column(&b, "width", |a: &UInt32Array, i| a.value(i));
+    assert_eq!((widths[0], widths[2]), (512, 512));
+    // A PNG is already RGB24: the pixels must be exactly the file's.
+    assert_eq!(pixels(&b)[0], ffmpeg_rgb(&png));
+}
+
+#[test]
+fn output_files_round_trip_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = fixture("cfr.mp4");
+    let (piped, _) = decode(&[sample.to_str().unwrap(), "--every", "10"]);
+    for name in ["frames.parquet", "frames.arrow", "frames.arrows"] {
+        let path = dir.path().join(name);
+        let out = run(kao("kao-decode").arg(&sample).args(["--every", "10", "-o"]).arg(&path));
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let b = read_file(&path);
+        assert_eq!(indices(&b), indices(&piped), "{name}");
+        assert_eq!(pixels(&b), pixels(&piped), "{name}");
+    }
+    // kao-cat converts between formats and reads stdin.
+    let parquet = dir.path().join("frames.parquet");
+    let copy = dir.path().join("copy.arrows");
+    let out = run(kao("kao-cat").arg(&parquet).arg("-o").arg(&copy));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(pixels(&read_file(&copy)), pixels(&piped));
+    let out = run(kao("kao-cat").arg(&parquet).arg("--summary"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rows: 10") && text.contains("kao-decode"), "{text}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4, "no temporary files left");
+}
+
+#[test]
+fn pipe_into_kao_cat_round_trips() {
+    let sample = fixture("sample.mp4");
+    let mut decoder = kao("kao-decode").arg(&sample).args(["--fps", "1"]).stdout(Stdio::piped()).spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("frames.parquet");
+    let cat = kao("kao-cat")
+        .stdin(decoder.stdout.take().unwrap())
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(decoder.wait().unwrap().success());
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    let b = read_file(&out_path);
+    assert_eq!(indices(&b), (0..200).step_by(25).collect::<Vec<_>>());
+    let provenance = kao_record::RecordReader::open(Some(&out_path)).unwrap().provenance().unwrap();
+    assert_eq!(provenance[0].stage, "kao-decode");
+    assert_eq!(provenance[0].options["fps"], 1.0);
+}
+
+fn assert_one_line_error(out: &std::process::Output, input: &str, words: &str) {
+    assert_eq!(out.status.code(), Some(1), "exit status for {input}: {}", stderr(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(input) && err.contains(words), "{input}: expected `{words}` in: {err}");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.mp4");
+    let cases = [
+        (missing.to_str().unwrap().to_string(), "no such file"),
+        (fixture("not-a-video.mp4").to_str().unwrap().to_string(), "not a video"),
+        (fixture("unknown-codec.avi").to_str().unwrap().to_string(), "unsupported video codec"),
+        (dir.path().to_str().unwrap().to_string(), "is a folder"),
+        ("http://127.0.0.1:9/nothing.mp4".to_string(), "Connection refused"),
+        ("gopher+x://nowhere/x.mp4".to_string(), "unsupported URL scheme"),
+    ];
+    for (input, words) in &cases {
+        let (b, out) = decode(&[input]);
+        assert_one_line_error(&out, input, words);
+        assert!(b.is_empty());
+    }
+    // With --output, a failed run leaves no file behind.
+    let target = dir.path().join("frames.parquet");
+    let out = run(kao("kao-decode").arg(&missing).arg("-o").arg(&target));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!target.exists());
+    // Bad options are usage errors (status 2).
+    let out = run(kao("kao-decode").args(["x.mp4", "--every", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(kao("kao-decode").args(["x.mp4", "--start", "3", "--end", "2"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--end"));
+}
+
+#[test]
+fn truncated_video_keeps_decoded_frames_and_warns() {
+    let path = fixture("truncated.mp4");
+    let (b, out) = decode(&[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("warning") && err.contains("truncated.mp4") && err.contains("at frame"), "{err}");
+    let n = indices(&b).len();
+    assert!(n > 10 && n < 100, "{n} frames from a file cut at 40 %");
+    // The frames that decoded are the true frames of the full file.
+    let (full, _) = decode(&[fixture("faststart.mp4").to_str().unwrap()]);
+    assert_eq!(pixels(&b)[..10], pixels(&full)[..10]);
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let mut child = kao("kao-decode")
+        .arg(fixture("sample.mp4"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 1000];
+    stdout.read_exact(&mut head).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "status {:?}", out.status);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+/// Serves one file over HTTP/1.1 on loopback, with byte ranges, until the test ends.
+fn serve(path: &Path) -> String {
+    let data = std::fs::read(path).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut range: Option<(usize, usize)> = None;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                            break;
+                        }
+                        let lower = header.to_ascii_lowercase();
+                        if let Some(spec) = lower.strip_prefix("range: bytes=") {
+                            let (a, b) = spec.trim().split_once('-').unwrap();
+                            let start: usize = a.parse().unwrap_or(0);
+                            let end = b.parse().unwrap_or(data.len() - 1).min(data.len() - 1);
+                            range = Some((start, end));
+                        }
+                    }
+                    let (head, body) = match range {
+                        Some((s, e)) if s < data.len() => (
+                            format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{e}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", data.len(), e - s + 1),
+                            &data[s..=e],
+                        ),
+                        _ => (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", data.len()), &data[..]),
+                    };
+                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/{}", path.file_name().unwrap().to_str().unwrap())
+}
+
+#[test]
+fn http_input_from_loopback_decodes_like_the_file() {
+    let path = fixture("cfr.mp4");
+    let url = serve(&path);
+    let (from_http, out) = decode(&[&url, "--every", "9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (from_file, _) = decode(&[path.to_str().unwrap(), "--every", "9"]);
+    assert_eq!(indices(&from_http), indices(&from_file));
+    assert_eq!(pixels(&from_http), pixels(&from_file));
+    assert_eq!(column(&from_http, "source", |a: &StringArray, i| a.value(i).to_string())[0], url);
+}

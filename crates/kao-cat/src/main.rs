@@ -1,1 +1,92 @@
-fn main() {}
+//! kao-cat: copy kao records between stdin/stdout and files, or summarise them.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use arrow_array::{Array, StringArray};
+use clap::Parser;
+use kao_record::{RecordError, RecordReader, RecordWriter};
+
+/// Copy kao records from a file or stdin to a file or stdout, converting between Arrow IPC
+/// streams, IPC files and Parquet; or print a summary (rows, columns, provenance, sources).
+#[derive(Parser, Debug)]
+#[command(
+    name = "kao-cat",
+    version,
+    after_help = "Examples:\n  kao-decode clip.mp4 | kao-cat -o frames.parquet\n  kao-cat frames.parquet --summary\n  kao-cat faces.parquet | kao-embed | …"
+)]
+struct Args {
+    /// Records to read (.parquet, .arrow, .arrows); stdin when absent or `-`.
+    input: Option<PathBuf>,
+    /// Write here (.parquet, .arrow, .arrows) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print a summary on stdout instead of copying the records.
+    #[arg(long, conflicts_with = "output")]
+    summary: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kao-cat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let reader = RecordReader::open(args.input.as_deref())?;
+    if args.summary {
+        return summarise(reader);
+    }
+    if args.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("stdout is a terminal: pipe the records into a stage, use --output FILE, or --summary");
+    }
+    let mut writer = RecordWriter::create(args.output.as_deref(), &reader.schema())?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+fn summarise(reader: RecordReader) -> Result<()> {
+    let schema = reader.schema();
+    let provenance = reader.provenance()?;
+    let name = reader.name().to_string();
+    let mut rows = 0usize;
+    let mut per_source: BTreeMap<String, usize> = BTreeMap::new();
+    for batch in reader {
+        let batch = batch?;
+        rows += batch.num_rows();
+        if let Some(sources) = batch.column_by_name("source").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+            for i in 0..sources.len() {
+                *per_source.entry(sources.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
+    println!("{name}");
+    println!("rows: {rows}");
+    println!("columns:");
+    for field in schema.fields() {
+        println!("  {}: {}{}", field.name(), field.data_type(), if field.is_nullable() { " (nullable)" } else { "" });
+    }
+    println!("provenance:");
+    for entry in &provenance {
+        println!("  {} {} {}", entry.stage, entry.version, entry.options);
+    }
+    if !per_source.is_empty() {
+        println!("sources:");
+        for (source, n) in per_source {
+            println!("  {n}\t{source}");
+        }
+    }
+    Ok(())
+}

@@ -19,8 +19,8 @@ const EXIT_PARTIAL: u8 = 3;
 ///
 /// Writes one record per kept frame (source, frame_index, pts, width, height, RGB24 pixels) as
 /// an Arrow IPC stream on stdout, or to --output (.parquet, .arrow or .arrows). Frames stream out
-/// as they decode. Exit status: 0 success, 1 an input failed, 2 usage error, 3 an input was
-/// truncated or corrupt (its decodable frames were written).
+/// as they decode. Exit status: 0 success, 1 an input failed (with --output, no file is
+/// written), 2 usage error, 3 an input was truncated or corrupt (its decodable frames were written).
 #[derive(Parser, Debug)]
 #[command(name = "kao-decode", version, after_help = "Example: kao-decode interview.mp4 --fps 5 | kao-detect | …")]
 struct Args {
@@ -156,6 +156,10 @@ fn run(args: &Args) -> Result<u8> {
                 status = status.max(1);
             }
         }
+    }
+    if status == 1 && args.output.is_some() {
+        // A failed run leaves no output file (the unfinished temporary file is removed).
+        return Ok(status);
     }
     writer.finish().context("finishing the output")?;
     Ok(status)

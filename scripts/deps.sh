@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what kao needs to build and run, idempotently: Debian packages (FFmpeg libraries and
+# CLI, clang for bindgen), then the model files (python3 models/fetch.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+          libavdevice-dev libavfilter-dev pkg-config clang libclang-dev ffmpeg)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "kao: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 models/fetch.py
