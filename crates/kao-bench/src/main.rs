@@ -1,1 +1,134 @@
-fn main() {}
+//! kao-bench: each benchmark runs a kao stage and its anchor on the same input in one run and
+//! prints a table with the ratio.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// kao's benchmarks. Each compares a kao stage with its anchor in the same run.
+#[derive(Parser, Debug)]
+#[command(name = "kao-bench", version)]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Decode-to-RGB throughput: kao-decode (records to /dev/null) against
+    /// `ffmpeg -i X -f rawvideo -pix_fmt rgb24 -y /dev/null` on the same files.
+    Decode {
+        /// Frames in each generated test video (720p and 1080p, H.264).
+        #[arg(long, default_value_t = 600)]
+        frames: u32,
+        /// Runs per tool and input; the best (fastest) run is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Also benchmark these videos (e.g. ../shared/devdata/video/dev_interview.mp4).
+        #[arg(long = "video", value_name = "FILE")]
+        videos: Vec<PathBuf>,
+        /// Where generated videos are kept between runs.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
+        cache: PathBuf,
+    },
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match args.bench {
+        Bench::Decode { frames, runs, videos, cache } => bench_decode(frames, runs.max(1), &videos, &cache),
+    };
+    if let Err(e) = result {
+        eprintln!("kao-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// A kao binary built alongside this one.
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!("{} not found: build the workspace first (cargo build --release)", path.display());
+    }
+    Ok(path)
+}
+
+fn ffmpeg() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-v", "error", "-nostdin"]);
+    cmd
+}
+
+/// Generates (once) an H.264 test video of `frames` frames at `width`x`height`, 30 fps.
+fn test_video(cache: &Path, width: u32, height: u32, frames: u32) -> Result<PathBuf> {
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let path = cache.join(format!("testsrc2_{width}x{height}_{frames}.mp4"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let tmp = path.with_extension("part.mp4");
+    eprintln!("kao-bench: generating {}", path.display());
+    let status = ffmpeg()
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={width}x{height}:rate=30")])
+        .args(["-frames:v", &frames.to_string(), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y"])
+        .arg(&tmp)
+        .status()
+        .context("running ffmpeg (scripts/deps.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate {}", path.display());
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Runs `cmd` with stdout to /dev/null and returns the wall time in seconds.
+fn time(cmd: &mut Command) -> Result<f64> {
+    let started = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(secs)
+}
+
+/// Frames kao-decode emits for `video` (its --verbose summary).
+fn count_frames(kao_decode: &Path, video: &Path) -> Result<u64> {
+    let out = Command::new(kao_decode).arg(video).arg("--verbose").stdout(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find_map(|l| l.split(": ").nth(2).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse().ok()))
+        .with_context(|| format!("no frame count from kao-decode on {}: {text}", video.display()))
+}
+
+fn bench_decode(frames: u32, runs: u32, videos: &[PathBuf], cache: &Path) -> Result<()> {
+    let kao_decode = sibling("kao-decode")?;
+    let mut inputs = vec![test_video(cache, 1280, 720, frames)?, test_video(cache, 1920, 1080, frames)?];
+    inputs.extend(videos.iter().cloned());
+    println!("decode to RGB24, best of {runs} runs, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("{:<40} {:>7} {:>12} {:>12} {:>7}", "input", "frames", "ffmpeg fps", "kao fps", "ratio");
+    for video in &inputs {
+        let n = count_frames(&kao_decode, video)? as f64;
+        let mut best_ffmpeg = f64::INFINITY;
+        let mut best_kao = f64::INFINITY;
+        for _ in 0..runs {
+            let ff = time(ffmpeg().arg("-i").arg(video).args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"]))?;
+            best_ffmpeg = best_ffmpeg.min(ff);
+            best_kao = best_kao.min(time(Command::new(&kao_decode).arg(video))?);
+        }
+        let name = video.file_name().map_or_else(|| video.display().to_string(), |n| n.to_string_lossy().into_owned());
+        println!(
+            "{:<40} {:>7} {:>12.1} {:>12.1} {:>6.2}x",
+            name,
+            n,
+            n / best_ffmpeg,
+            n / best_kao,
+            best_ffmpeg / best_kao
+        );
+    }
+    Ok(())
+}

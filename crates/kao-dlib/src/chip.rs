@@ -5,8 +5,8 @@
 //! chip's area, dlib first shrinks a crop of the image with `pyramid_down<2>` as many
 //! times as needed; that path is reproduced too.
 
+use crate::geometry::similarity;
 use crate::image::{Rect, RgbImage, RgbView};
-use crate::shape_predictor::similarity;
 
 /// dlib's mean positions of the 5 landmarks (eye corners and nose), in chip units.
 const MEAN_FACE_5: [[f64; 2]; 5] = [
@@ -52,12 +52,20 @@ impl DRect {
 
     /// Width as dlib counts it (`right − left + 1`; 0 when empty).
     pub fn width(&self) -> f64 {
-        if self.is_empty() { 0.0 } else { self.right - self.left + 1.0 }
+        if self.is_empty() {
+            0.0
+        } else {
+            self.right - self.left + 1.0
+        }
     }
 
     /// Height as dlib counts it (`bottom − top + 1`; 0 when empty).
     pub fn height(&self) -> f64 {
-        if self.is_empty() { 0.0 } else { self.bottom - self.top + 1.0 }
+        if self.is_empty() {
+            0.0
+        } else {
+            self.bottom - self.top + 1.0
+        }
     }
 
     fn area(&self) -> f64 {
@@ -65,11 +73,19 @@ impl DRect {
     }
 
     fn center(&self) -> [f64; 2] {
-        [(self.left + self.right) / 2.0, (self.top + self.bottom) / 2.0]
+        [
+            (self.left + self.right) / 2.0,
+            (self.top + self.bottom) / 2.0,
+        ]
     }
 
     fn translate(&self, dx: f64, dy: f64) -> DRect {
-        DRect { left: self.left + dx, top: self.top + dy, right: self.right + dx, bottom: self.bottom + dy }
+        DRect {
+            left: self.left + dx,
+            top: self.top + dy,
+            right: self.right + dx,
+            bottom: self.bottom + dy,
+        }
     }
 
     /// `pyramid_down<2>::rect_down`: maps both corners with `p/2 − (1.25, 0.75)`.
@@ -106,7 +122,11 @@ pub struct ChipDetails {
 /// dlib's `get_face_chip_details` for 5-point landmarks: a `size × size` chip in
 /// which the face covers the template with `padding` (as a fraction of the face size)
 /// around it. dlib_face_recognition uses size 150, padding 0.25.
-pub fn get_face_chip_details(landmarks: &[(f32, f32)], size: usize, padding: f64) -> Result<ChipDetails, ChipError> {
+pub fn get_face_chip_details(
+    landmarks: &[(f32, f32)],
+    size: usize,
+    padding: f64,
+) -> Result<ChipDetails, ChipError> {
     if landmarks.len() != 5 {
         return Err(ChipError::LandmarkCount(landmarks.len()));
     }
@@ -117,8 +137,14 @@ pub fn get_face_chip_details(landmarks: &[(f32, f32)], size: usize, padding: f64
         return Err(ChipError::BadPadding(padding));
     }
     let s = size as f64;
-    let from: Vec<[f64; 2]> = MEAN_FACE_5.iter().map(|p| p.map(|v| (padding + v) / (2.0 * padding + 1.0) * s)).collect();
-    let to: Vec<[f64; 2]> = landmarks.iter().map(|&(x, y)| [x as f64, y as f64]).collect();
+    let from: Vec<[f64; 2]> = MEAN_FACE_5
+        .iter()
+        .map(|p| p.map(|v| (padding + v) / (2.0 * padding + 1.0) * s))
+        .collect();
+    let to: Vec<[f64; 2]> = landmarks
+        .iter()
+        .map(|&(x, y)| [x as f64, y as f64])
+        .collect();
     let tform = similarity(&from, &to);
     // Rotation and scale come from the image of (1, 0); the rectangle holds the rest.
     let (px, py) = (tform.m[0][0], tform.m[1][0]);
@@ -130,19 +156,37 @@ pub fn get_face_chip_details(landmarks: &[(f32, f32)], size: usize, padding: f64
         tform.m[0][0] * half + tform.m[0][1] * half + tform.t[0],
         tform.m[1][0] * half + tform.m[1][1] * half + tform.t[1],
     ];
-    Ok(ChipDetails { rect: centered_drect(c, s * scale, s * scale), angle, rows: size, cols: size })
+    Ok(ChipDetails {
+        rect: centered_drect(c, s * scale, s * scale),
+        angle,
+        rows: size,
+        cols: size,
+    })
 }
 
 /// dlib's `centered_drect`: a rectangle of `width × height` (inclusive counting)
 /// centred on `p`.
 fn centered_drect(p: [f64; 2], width: f64, height: f64) -> DRect {
     let (w, h) = (width - 1.0, height - 1.0);
-    DRect { left: p[0] - w / 2.0, top: p[1] - h / 2.0, right: p[0] + w / 2.0, bottom: p[1] + h / 2.0 }
+    DRect {
+        left: p[0] - w / 2.0,
+        top: p[1] - h / 2.0,
+        right: p[0] + w / 2.0,
+        bottom: p[1] + h / 2.0,
+    }
 }
 
 /// dlib's `get_face_chip(img, landmarks, size, padding)`: details + extraction.
-pub fn get_face_chip(image: &RgbView<'_>, landmarks: &[(f32, f32)], size: usize, padding: f64) -> Result<RgbImage, ChipError> {
-    Ok(extract_image_chip(image, &get_face_chip_details(landmarks, size, padding)?))
+pub fn get_face_chip(
+    image: &RgbView<'_>,
+    landmarks: &[(f32, f32)],
+    size: usize,
+    padding: f64,
+) -> Result<RgbImage, ChipError> {
+    Ok(extract_image_chip(
+        image,
+        &get_face_chip_details(landmarks, size, padding)?,
+    ))
 }
 
 /// `rotate_point(center, p, angle)`.
@@ -152,14 +196,15 @@ fn rotate(center: [f64; 2], p: [f64; 2], angle: f64) -> [f64; 2] {
     [c * dx - s * dy + center[0], s * dx + c * dy + center[1]]
 }
 
-/// dlib's `extract_image_chip` with bilinear interpolation.
+/// dlib's `extract_image_chip` with bilinear interpolation: a `rows × cols` chip,
+/// black where it samples outside the image.
 pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImage {
     let (rows, cols) = (details.rows, details.cols);
     let rect = details.rect;
     if details.angle == 0.0 && rows as f64 == rect.height() && cols as f64 == rect.width() {
         return copy_chip(image, rect.round());
     }
-    let size = (rows * cols) as f64;
+    let size = rows as f64 * cols as f64;
 
     // The margin the crop needs to keep pyramid filter borders out of the chip.
     let mut grow = 2.0;
@@ -178,9 +223,19 @@ pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImag
         [rect.right, rect.bottom],
     ]
     .map(|p| rotate(centre, p, details.angle));
-    let mut rot = DRect { left: f64::INFINITY, top: f64::INFINITY, right: f64::NEG_INFINITY, bottom: f64::NEG_INFINITY };
+    let mut rot = DRect {
+        left: f64::INFINITY,
+        top: f64::INFINITY,
+        right: f64::NEG_INFINITY,
+        bottom: f64::NEG_INFINITY,
+    };
     for [x, y] in corners {
-        rot = DRect { left: rot.left.min(x), top: rot.top.min(y), right: rot.right.max(x), bottom: rot.bottom.max(y) };
+        rot = DRect {
+            left: rot.left.min(x),
+            top: rot.top.min(y),
+            right: rot.right.max(x),
+            bottom: rot.bottom.max(y),
+        };
     }
     let clipped = DRect {
         left: (rot.left - grow).max(0.0),
@@ -188,15 +243,18 @@ pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImag
         right: (rot.right + grow).min(image.width() as f64 - 1.0),
         bottom: (rot.bottom + grow).min(image.height() as f64 - 1.0),
     };
+    let bbox = clipped.round();
     let mut chip = RgbImage::new(cols, rows);
-    if clipped.is_empty() || !corners.iter().flatten().all(|v| v.is_finite()) {
+    if bbox.left > bbox.right
+        || bbox.top > bbox.bottom
+        || !corners.iter().flatten().all(|v| v.is_finite())
+    {
         // Nothing of the image is inside the chip (dlib's bounding box stays empty).
         return chip;
     }
-    let bbox = clipped.round();
     let crop = image.sub(bbox);
 
-    // Pick the level: shrink until one more step would go below the chip's area.
+    // Sample from the smallest pyramid level whose rectangle is still larger than the chip.
     let mut r = rect.translate(-bbox.left as f64, -bbox.top as f64);
     let mut level = 0;
     while r.pyramid_down().area() > size {
@@ -229,47 +287,62 @@ pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImag
 }
 
 /// dlib's `find_affine_transform` from the chip corners (0,0), (cols−1,0), (0,rows−1)
-/// to `tl`, `tr`, `bl`: exact for chips at least 2×2; for a 1-pixel dimension, the
-/// least-squares minimum-norm solution dlib's pseudo-inverse gives.
-fn corner_affine(tl: [f64; 2], tr: [f64; 2], bl: [f64; 2], rows: usize, cols: usize) -> ([[f64; 2]; 2], [f64; 2]) {
-    let mid = |a: [f64; 2], b: [f64; 2]| [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
+/// to `tl`, `tr`, `bl`, as the matrix `m` and offset `b` of `p ↦ m·p + b`. Exact for
+/// chips of at least 2×2; for a 1-pixel dimension it is the least-squares,
+/// minimum-norm solution that dlib's pseudo-inverse gives.
+fn corner_affine(
+    tl: [f64; 2],
+    tr: [f64; 2],
+    bl: [f64; 2],
+    rows: usize,
+    cols: usize,
+) -> ([[f64; 2]; 2], [f64; 2]) {
+    let mean = |pts: &[[f64; 2]]| {
+        let n = pts.len() as f64;
+        [
+            pts.iter().map(|p| p[0]).sum::<f64>() / n,
+            pts.iter().map(|p| p[1]).sum::<f64>() / n,
+        ]
+    };
+    // The step per pixel from `from` to `to` over `steps` pixels.
+    let step = |to: [f64; 2], from: [f64; 2], steps: usize| {
+        [
+            (to[0] - from[0]) / steps as f64,
+            (to[1] - from[1]) / steps as f64,
+        ]
+    };
     let (b, ex, ey) = match (cols > 1, rows > 1) {
-        (true, true) => (tl, tr.map2(tl, |a, b| (a - b) / (cols - 1) as f64), bl.map2(tl, |a, b| (a - b) / (rows - 1) as f64)),
+        (true, true) => (tl, step(tr, tl, cols - 1), step(bl, tl, rows - 1)),
         (false, true) => {
-            let top = mid(tl, tr);
-            (top, [0.0; 2], bl.map2(top, |a, b| (a - b) / (rows - 1) as f64))
+            let top = mean(&[tl, tr]);
+            (top, [0.0; 2], step(bl, top, rows - 1))
         }
         (true, false) => {
-            let left = mid(tl, bl);
-            (left, tr.map2(left, |a, b| (a - b) / (cols - 1) as f64), [0.0; 2])
+            let left = mean(&[tl, bl]);
+            (left, step(tr, left, cols - 1), [0.0; 2])
         }
-        (false, false) => ([(tl[0] + tr[0] + bl[0]) / 3.0, (tl[1] + tr[1] + bl[1]) / 3.0], [0.0; 2], [0.0; 2]),
+        (false, false) => (mean(&[tl, tr, bl]), [0.0; 2], [0.0; 2]),
     };
     ([[ex[0], ey[0]], [ex[1], ey[1]]], b)
-}
-
-/// Element-wise combination of two points.
-trait Map2 {
-    fn map2(self, other: Self, f: impl Fn(f64, f64) -> f64) -> Self;
-}
-
-impl Map2 for [f64; 2] {
-    fn map2(self, other: Self, f: impl Fn(f64, f64) -> f64) -> Self {
-        [f(self[0], other[0]), f(self[1], other[1])]
-    }
 }
 
 /// dlib's `interpolate_bilinear` for RGB, in f64 and truncated to `u8`; black when the
 /// 2×2 neighbourhood is not inside the image.
 fn bilinear(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
     let (left, top) = (x.floor() as i64, y.floor() as i64);
-    let inside = left >= 0 && top >= 0 && left + 1 < img.width() as i64 && top + 1 < img.height() as i64;
+    let inside =
+        left >= 0 && top >= 0 && left + 1 < img.width() as i64 && top + 1 < img.height() as i64;
     if !inside {
         return [0; 3];
     }
     let (l, t) = (left as usize, top as usize);
     let (fx, fy) = (x - left as f64, y - top as f64);
-    let (p00, p01, p10, p11) = (img.pixel(l, t), img.pixel(l + 1, t), img.pixel(l, t + 1), img.pixel(l + 1, t + 1));
+    let (p00, p01, p10, p11) = (
+        img.pixel(l, t),
+        img.pixel(l + 1, t),
+        img.pixel(l, t + 1),
+        img.pixel(l + 1, t + 1),
+    );
     std::array::from_fn(|k| {
         let top = (1.0 - fx) * p00[k] as f64 + fx * p01[k] as f64;
         let bottom = (1.0 - fx) * p10[k] as f64 + fx * p11[k] as f64;
@@ -330,7 +403,11 @@ mod tests {
 
     #[test]
     fn pyramid_down2_sizes_and_flat_images() {
-        let img = RgbImage { width: 20, height: 13, data: vec![200; 20 * 13 * 3] };
+        let img = RgbImage {
+            width: 20,
+            height: 13,
+            data: vec![200; 20 * 13 * 3],
+        };
         let down = pyramid_down2(img.view());
         assert_eq!((down.width, down.height), (8, 5));
         // The filter sums to 256, so a flat image stays flat.
@@ -342,9 +419,18 @@ mod tests {
     #[test]
     fn rejects_bad_arguments() {
         let pts = [(0.0, 0.0); 5];
-        assert_eq!(get_face_chip_details(&pts[..4], 150, 0.25), Err(ChipError::LandmarkCount(4)));
-        assert_eq!(get_face_chip_details(&pts, 0, 0.25), Err(ChipError::ZeroSize));
-        assert!(matches!(get_face_chip_details(&pts, 150, f64::NAN), Err(ChipError::BadPadding(_))));
+        assert_eq!(
+            get_face_chip_details(&pts[..4], 150, 0.25),
+            Err(ChipError::LandmarkCount(4))
+        );
+        assert_eq!(
+            get_face_chip_details(&pts, 0, 0.25),
+            Err(ChipError::ZeroSize)
+        );
+        assert!(matches!(
+            get_face_chip_details(&pts, 150, f64::NAN),
+            Err(ChipError::BadPadding(_))
+        ));
     }
 
     #[test]

@@ -17,7 +17,12 @@ pub struct Rect {
 impl Rect {
     /// A rectangle from its inclusive corners.
     pub fn new(left: i64, top: i64, right: i64, bottom: i64) -> Self {
-        Rect { left, top, right, bottom }
+        Rect {
+            left,
+            top,
+            right,
+            bottom,
+        }
     }
 }
 
@@ -48,7 +53,12 @@ impl<'a> RgbView<'a> {
             0 => 0,
             h => (h - 1).checked_mul(stride)?.checked_add(row)?,
         };
-        (data.len() >= needed).then_some(RgbView { width, height, stride, data })
+        (data.len() >= needed).then_some(RgbView {
+            width,
+            height,
+            stride,
+            data,
+        })
     }
 
     /// Width in pixels.
@@ -105,11 +115,20 @@ pub struct RgbImage {
 impl RgbImage {
     /// A black image.
     pub fn new(width: usize, height: usize) -> Self {
-        RgbImage { width, height, data: vec![0; width * height * 3] }
+        RgbImage {
+            width,
+            height,
+            data: vec![0; width * height * 3],
+        }
     }
 
     /// A view of the whole image.
     pub fn view(&self) -> RgbView<'_> {
-        RgbView { width: self.width, height: self.height, stride: self.width * 3, data: &self.data }
+        RgbView {
+            width: self.width,
+            height: self.height,
+            stride: self.width * 3,
+            data: &self.data,
+        }
     }
 }

@@ -8,12 +8,18 @@
 //!
 //! Everything is bit-exact with dlib 20.0.1 on the golden astronaut data.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod chip;
 pub mod dat;
+mod geometry;
 pub mod image;
 pub mod shape_predictor;
 
-pub use chip::{ChipDetails, ChipError, extract_image_chip, get_face_chip, get_face_chip_details};
+pub use chip::{
+    ChipDetails, ChipError, DRect, extract_image_chip, get_face_chip, get_face_chip_details,
+};
 pub use dat::{DatError, DatErrorKind, MmodModel, ResnetModel};
 pub use image::{Rect, RgbImage, RgbView};
 pub use shape_predictor::ShapePredictor;

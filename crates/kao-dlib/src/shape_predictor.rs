@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::dat::{DatError, DatErrorKind, Reader, read_file};
+use crate::geometry::similarity;
 use crate::image::{Rect, RgbView};
 
 /// One split node: go left if `f[idx1] − f[idx2] > thresh`.
@@ -83,13 +84,20 @@ impl ShapePredictor {
         let start = r.position();
         let version = r.i32()?;
         if version != 1 {
-            let kind = DatErrorKind::BadVersion { found: version.to_string(), expected: "shape_predictor version 1".into() };
+            let kind = DatErrorKind::BadVersion {
+                found: version.to_string(),
+                expected: "shape_predictor version 1".into(),
+            };
             return Err(r.error_at(start, kind));
         }
         r.set_record("initial_shape");
-        let initial_shape = read_float_column(&mut r)?;
+        let mut initial_shape = Vec::new();
+        read_float_column(&mut r, &mut initial_shape)?;
         if initial_shape.is_empty() || initial_shape.len() % 2 != 0 {
-            return Err(r.invalid(start, format!("initial shape has {} values", initial_shape.len())));
+            return Err(r.invalid(
+                start,
+                format!("initial shape has {} values", initial_shape.len()),
+            ));
         }
         let n_shape = initial_shape.len();
 
@@ -119,7 +127,10 @@ impl ShapePredictor {
                 let at = r.position();
                 let a = r.size(8, usize::MAX)?;
                 if a >= n_shape / 2 {
-                    return Err(r.invalid(at, format!("anchor {a} is not one of the {} parts", n_shape / 2)));
+                    return Err(r.invalid(
+                        at,
+                        format!("anchor {a} is not one of the {} parts", n_shape / 2),
+                    ));
                 }
                 anchors.push(a);
             }
@@ -142,23 +153,56 @@ impl ShapePredictor {
         r.expect_end()?;
 
         if anchor_sets.len() != forests.len() || delta_sets.len() != forests.len() {
-            return Err(r.invalid(r.position(), format!(
-                "{} forests but {} anchor sets and {} delta sets",
-                forests.len(), anchor_sets.len(), delta_sets.len()
-            )));
+            return Err(r.invalid(
+                r.position(),
+                format!(
+                    "{} forests but {} anchor sets and {} delta sets",
+                    forests.len(),
+                    anchor_sets.len(),
+                    delta_sets.len()
+                ),
+            ));
         }
         let mut cascades = Vec::with_capacity(forests.len());
-        for (i, ((trees, anchors), deltas)) in forests.into_iter().zip(anchor_sets).zip(delta_sets).enumerate() {
+        for (i, ((trees, anchors), deltas)) in forests
+            .into_iter()
+            .zip(anchor_sets)
+            .zip(delta_sets)
+            .enumerate()
+        {
             if anchors.len() != deltas.len() {
-                return Err(r.invalid(r.position(), format!("cascade {i}: {} anchors but {} deltas", anchors.len(), deltas.len())));
+                return Err(r.invalid(
+                    r.position(),
+                    format!(
+                        "cascade {i}: {} anchors but {} deltas",
+                        anchors.len(),
+                        deltas.len()
+                    ),
+                ));
             }
-            let bad_split = trees.iter().flat_map(|t| &t.splits).any(|s| s.idx1 >= deltas.len() || s.idx2 >= deltas.len());
+            let bad_split = trees
+                .iter()
+                .flat_map(|t| &t.splits)
+                .any(|s| s.idx1 >= deltas.len() || s.idx2 >= deltas.len());
             if bad_split {
-                return Err(r.invalid(r.position(), format!("cascade {i}: a split reads a pixel beyond the {} feature pixels", deltas.len())));
+                return Err(r.invalid(
+                    r.position(),
+                    format!(
+                        "cascade {i}: a split reads a pixel beyond the {} feature pixels",
+                        deltas.len()
+                    ),
+                ));
             }
-            cascades.push(Cascade { trees, anchors, deltas });
+            cascades.push(Cascade {
+                trees,
+                anchors,
+                deltas,
+            });
         }
-        Ok(ShapePredictor { initial_shape, cascades })
+        Ok(ShapePredictor {
+            initial_shape,
+            cascades,
+        })
     }
 
     /// Predicts the landmarks of the object inside `rect` (dlib's inclusive box, e.g.
@@ -166,20 +210,31 @@ impl ShapePredictor {
     /// `full_object_detection` stores them.
     pub fn predict(&self, image: &RgbView<'_>, rect: Rect) -> Vec<(f32, f32)> {
         let to_image = Unnormalize::new(rect);
-        let reference: Vec<[f64; 2]> = self.initial_shape.chunks_exact(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+        let reference: Vec<[f64; 2]> = self
+            .initial_shape
+            .chunks_exact(2)
+            .map(|p| [p[0] as f64, p[1] as f64])
+            .collect();
         let mut shape = self.initial_shape.clone();
         let mut features = Vec::new();
         for cascade in &self.cascades {
             // Only the rotation/scale part of the mean→current similarity is used, in f32.
-            let current: Vec<[f64; 2]> = shape.chunks_exact(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
-            let m = similarity(&reference, &current).m.map(|row| row.map(|v| v as f32));
+            let current: Vec<[f64; 2]> = shape
+                .chunks_exact(2)
+                .map(|p| [p[0] as f64, p[1] as f64])
+                .collect();
+            let m = similarity(&reference, &current)
+                .m
+                .map(|row| row.map(|v| v as f32));
             features.clear();
             features.extend(cascade.anchors.iter().zip(&cascade.deltas).map(|(&a, d)| {
                 let x = m[0][0] * d[0] + m[0][1] * d[1] + shape[2 * a];
                 let y = m[1][0] * d[0] + m[1][1] * d[1] + shape[2 * a + 1];
                 let (px, py) = to_image.apply(x, y);
                 // dlib's rgb → grayscale intensity; 0 outside the image.
-                image.get(px, py).map_or(0.0, |[r, g, b]| ((r as u32 + g as u32 + b as u32) / 3) as f32)
+                image.get(px, py).map_or(0.0, |[r, g, b]| {
+                    ((r as u32 + g as u32 + b as u32) / 3) as f32
+                })
             }));
             for tree in &cascade.trees {
                 let leaf = tree.leaf_for(&features);
@@ -206,7 +261,11 @@ impl Tree {
         let mut i = 0;
         while i < n {
             let s = self.splits[i];
-            i = if features[s.idx1] - features[s.idx2] > s.thresh { 2 * i + 1 } else { 2 * i + 2 };
+            i = if features[s.idx1] - features[s.idx2] > s.thresh {
+                2 * i + 1
+            } else {
+                2 * i + 2
+            };
         }
         i - n
     }
@@ -223,7 +282,10 @@ impl Unnormalize {
     fn new(rect: Rect) -> Self {
         Unnormalize {
             origin: [rect.left as f64, rect.top as f64],
-            scale: [(rect.right - rect.left) as f64, (rect.bottom - rect.top) as f64],
+            scale: [
+                rect.right as f64 - rect.left as f64,
+                rect.bottom as f64 - rect.top as f64,
+            ],
         }
     }
 
@@ -234,79 +296,42 @@ impl Unnormalize {
     }
 }
 
-/// A similarity transform `p ↦ m·p + t`.
-pub(crate) struct Similarity {
-    pub(crate) m: [[f64; 2]; 2],
-    pub(crate) t: [f64; 2],
-}
-
-/// dlib's `find_similarity_transform` (Umeyama's least-squares similarity from `from`
-/// to `to`). In 2-D the optimal rotation·scale has the closed form
-/// `[[p, −q], [q, p]]` with `p = (c00 + c11)/σ²`, `q = (c10 − c01)/σ²` for the
-/// covariance `c` and the variance `σ²` of `from`; this equals dlib's SVD route
-/// including its reflection handling (the result is always a rotation).
-pub(crate) fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> Similarity {
-    let n = from.len() as f64;
-    let mut mean_from = [0.0; 2];
-    let mut mean_to = [0.0; 2];
-    for (f, t) in from.iter().zip(to) {
-        for k in 0..2 {
-            mean_from[k] += f[k];
-            mean_to[k] += t[k];
-        }
-    }
-    for k in 0..2 {
-        mean_from[k] /= n;
-        mean_to[k] /= n;
-    }
-    let mut sigma_from = 0.0;
-    let mut cov = [[0.0; 2]; 2];
-    for (f, t) in from.iter().zip(to) {
-        let df = [f[0] - mean_from[0], f[1] - mean_from[1]];
-        let dt = [t[0] - mean_to[0], t[1] - mean_to[1]];
-        sigma_from += df[0] * df[0] + df[1] * df[1];
-        for (row, dtr) in cov.iter_mut().zip(dt) {
-            for (c, dfc) in row.iter_mut().zip(df) {
-                *c += dtr * dfc;
-            }
-        }
-    }
-    sigma_from /= n;
-    let cov = cov.map(|row| row.map(|c| c / n));
-    let (p, q) = if sigma_from != 0.0 {
-        ((cov[0][0] + cov[1][1]) / sigma_from, (cov[1][0] - cov[0][1]) / sigma_from)
-    } else {
-        // dlib keeps c = 1 with the rotation of the covariance.
-        let (a, b) = (cov[0][0] + cov[1][1], cov[1][0] - cov[0][1]);
-        let norm = a.hypot(b);
-        if norm == 0.0 { (1.0, 0.0) } else { (a / norm, b / norm) }
-    };
-    let m = [[p, -q], [q, p]];
-    let t = [
-        mean_to[0] - (m[0][0] * mean_from[0] + m[0][1] * mean_from[1]),
-        mean_to[1] - (m[1][0] * mean_from[0] + m[1][1] * mean_from[1]),
-    ];
-    Similarity { m, t }
-}
-
 /// A `matrix<float,0,1>`: −nr and −nc (a negative sign marks the current format; dlib
-/// also reads positive values), then nr·nc compact floats.
-fn read_float_column(r: &mut Reader<'_>) -> Result<Vec<f32>, DatError> {
+/// also reads positive values), then nr·nc compact floats, appended to `out`. Returns
+/// the number of values read.
+fn read_float_column(r: &mut Reader<'_>, out: &mut Vec<f32>) -> Result<usize, DatError> {
     let at = r.position();
     let nr = r.signed(8)?.unsigned_abs();
     let nc = r.signed(8)?.unsigned_abs();
-    let n = nr.checked_mul(nc).filter(|&n| n <= (r.remaining() / 4) as u64);
+    // Each compact float takes at least 4 bytes.
+    let n = nr
+        .checked_mul(nc)
+        .filter(|&n| n <= (r.remaining() / 4) as u64);
     let Some(n) = n else {
-        return Err(r.invalid(at, format!("a {nr}x{nc} matrix does not fit in the {} bytes left", r.remaining())));
+        return Err(r.invalid(
+            at,
+            format!(
+                "a {nr}x{nc} matrix does not fit in the {} bytes left",
+                r.remaining()
+            ),
+        ));
     };
-    (0..n).map(|_| r.f32()).collect()
+    out.reserve(n as usize);
+    for _ in 0..n {
+        out.push(r.f32()?);
+    }
+    Ok(n as usize)
 }
 
 fn read_tree(r: &mut Reader<'_>, n_shape: usize) -> Result<Tree, DatError> {
     let n_splits = r.count(8)?;
     let mut splits = Vec::with_capacity(n_splits);
     for _ in 0..n_splits {
-        splits.push(Split { idx1: r.size(8, usize::MAX)?, idx2: r.size(8, usize::MAX)?, thresh: r.f32()? });
+        splits.push(Split {
+            idx1: r.size(8, usize::MAX)?,
+            idx2: r.size(8, usize::MAX)?,
+            thresh: r.f32()?,
+        });
     }
     let at = r.position();
     let n_leaves = r.count(4)?;
@@ -316,11 +341,10 @@ fn read_tree(r: &mut Reader<'_>, n_shape: usize) -> Result<Tree, DatError> {
     let mut leaves = Vec::new();
     for _ in 0..n_leaves {
         let at = r.position();
-        let leaf = read_float_column(r)?;
-        if leaf.len() != n_shape {
-            return Err(r.invalid(at, format!("leaf has {} values, the shape {n_shape}", leaf.len())));
+        let n = read_float_column(r, &mut leaves)?;
+        if n != n_shape {
+            return Err(r.invalid(at, format!("leaf has {n} values, the shape {n_shape}")));
         }
-        leaves.extend(leaf);
     }
     Ok(Tree { splits, leaves })
 }

@@ -18,18 +18,46 @@ fn resnet_layers_and_counts() {
     assert_eq!(model.param_count(), 5_614_592);
     assert_eq!((model.input.rows, model.input.cols), (150, 150));
     let mean = model.input.mean;
-    assert!((mean[0] - 122.782).abs() < 1e-3 && (mean[1] - 117.001).abs() < 1e-3 && (mean[2] - 104.298).abs() < 1e-3, "{mean:?}");
+    assert!(
+        (mean[0] - 122.782).abs() < 1e-3
+            && (mean[1] - 117.001).abs() < 1e-3
+            && (mean[2] - 104.298).abs() < 1e-3,
+        "{mean:?}"
+    );
     assert_eq!(model.loss.margin, 0.04);
     assert_eq!(model.loss.dist_thresh, 0.6);
 
-    let convs: Vec<_> = model.layers.iter().filter_map(|l| if let Layer::Con(c) = l { Some(c) } else { None }).collect();
+    let convs: Vec<_> = model
+        .layers
+        .iter()
+        .filter_map(|l| if let Layer::Con(c) = l { Some(c) } else { None })
+        .collect();
     assert_eq!(convs.len(), 29);
     let stem = convs[0];
-    assert_eq!((stem.num_filters, stem.in_channels, stem.kernel_rows, stem.stride_y, stem.pad_y), (32, 3, 7, 2, 0));
+    assert_eq!(
+        (
+            stem.num_filters,
+            stem.in_channels,
+            stem.kernel_rows,
+            stem.stride_y,
+            stem.pad_y
+        ),
+        (32, 3, 7, 2, 0)
+    );
     assert_eq!(stem.bias.len(), 32);
-    assert!(model.layers.iter().all(|l| !matches!(l, Layer::Affine(a) if a.mode != AffineMode::Conv)));
+    assert!(
+        model
+            .layers
+            .iter()
+            .all(|l| !matches!(l, Layer::Affine(a) if a.mode != AffineMode::Conv))
+    );
     match &model.layers[..4] {
-        [Layer::Con(_), Layer::Affine(_), Layer::Relu { disabled: false }, Layer::MaxPool(p)] => {
+        [
+            Layer::Con(_),
+            Layer::Affine(_),
+            Layer::Relu { disabled: false },
+            Layer::MaxPool(p),
+        ] => {
             assert_eq!((p.rows, p.stride_y, p.pad_y), (3, 2, 0))
         }
         other => panic!("unexpected stem {other:?}"),
@@ -38,7 +66,15 @@ fn resnet_layers_and_counts() {
     match &model.layers[n - 2..] {
         [Layer::AvgPool(p), Layer::Fc(fc)] => {
             assert!(p.is_global());
-            assert_eq!((fc.num_inputs, fc.num_outputs, fc.weights.len(), fc.bias.len()), (256, 128, 256 * 128, 0));
+            assert_eq!(
+                (
+                    fc.num_inputs,
+                    fc.num_outputs,
+                    fc.weights.len(),
+                    fc.bias.len()
+                ),
+                (256, 128, 256 * 128, 0)
+            );
         }
         other => panic!("unexpected head {other:?}"),
     }
@@ -53,28 +89,74 @@ fn mmod_layers_and_options() {
     let model = MmodModel::load(support::model_path(MMOD)).unwrap();
     assert_eq!(model.layers.len(), 19);
     assert_eq!(model.param_count(), 181_141);
-    assert_eq!((model.input.pyramid_padding, model.input.outer_padding), (10, 11));
+    assert_eq!(
+        (model.input.pyramid_padding, model.input.outer_padding),
+        (10, 11)
+    );
     let window = &model.loss.detector_windows[..];
     assert_eq!(window.len(), 1);
     assert_eq!((window[0].width, window[0].height), (80, 80));
-    assert!((model.loss.overlaps_nms.iou_thresh - 0.33828).abs() < 1e-5, "{:?}", model.loss.overlaps_nms);
+    assert!(
+        (model.loss.overlaps_nms.iou_thresh - 0.33828).abs() < 1e-5,
+        "{:?}",
+        model.loss.overlaps_nms
+    );
     assert_eq!(model.loss.overlaps_nms.percent_covered_thresh, 1.0);
-    assert_eq!((model.loss.overlaps_ignore.iou_thresh, model.loss.overlaps_ignore.percent_covered_thresh), (0.5, 1.0));
+    assert_eq!(
+        (
+            model.loss.overlaps_ignore.iou_thresh,
+            model.loss.overlaps_ignore.percent_covered_thresh
+        ),
+        (0.5, 1.0)
+    );
     assert_eq!(model.loss.truth_match_iou_threshold, 0.5);
     assert!(model.loss.assume_image_pyramid);
     assert_eq!(model.loss.bbr_lambda, None);
     let shapes: Vec<_> = model
         .layers
         .iter()
-        .filter_map(|l| if let Layer::Con(c) = l { Some((c.num_filters, c.kernel_rows, c.stride_y, c.pad_y)) } else { None })
+        .filter_map(|l| {
+            if let Layer::Con(c) = l {
+                Some((c.num_filters, c.kernel_rows, c.stride_y, c.pad_y))
+            } else {
+                None
+            }
+        })
         .collect();
-    assert_eq!(shapes, [(16, 5, 2, 0), (32, 5, 2, 0), (32, 5, 2, 0), (45, 5, 1, 2), (45, 5, 1, 2), (45, 5, 1, 2), (1, 9, 1, 4)]);
-    // bn_con2 records were folded into finite affine parameters.
-    for l in &model.layers {
-        if let Layer::Affine(a) = l {
-            assert!(a.gamma.iter().chain(&a.beta).all(|v| v.is_finite()));
-        }
-    }
+    assert_eq!(
+        shapes,
+        [
+            (16, 5, 2, 0),
+            (32, 5, 2, 0),
+            (32, 5, 2, 0),
+            (45, 5, 1, 2),
+            (45, 5, 1, 2),
+            (45, 5, 1, 2),
+            (1, 9, 1, 4)
+        ]
+    );
+    // bn_con2 records were folded into affine parameters (eps 1e-4), as the numpy
+    // oracle computes them: g = γ/√(var + eps), b = β − g·mean in f32.
+    let affines: Vec<_> = model
+        .layers
+        .iter()
+        .filter_map(|l| {
+            if let Layer::Affine(a) = l {
+                Some(a)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(affines.len(), 6);
+    let (first, last) = (affines[0], affines[5]);
+    assert_eq!(first.gamma[..2], [86.1898, 97.33411]);
+    assert_eq!(first.beta[..2], [0.043029428, -0.06756918]);
+    assert_eq!(last.gamma[..2], [77.60152, 78.931725]);
+    assert_eq!(last.beta[..2], [-0.52612853, 0.15243484]);
+    let sum = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>();
+    assert!((sum(&first.gamma) - 1483.3377532958984).abs() < 1e-9);
+    assert!((sum(&last.beta) - 51.93785277381539).abs() < 1e-9);
 }
 
 #[test]
@@ -88,7 +170,9 @@ fn shape_predictor_counts() {
 
 /// The byte offsets to cut at: the first 64, and 50 spread through the file.
 fn cut_points(len: usize) -> Vec<usize> {
-    (0..64.min(len)).chain((0..50).map(|i| 64 + (len - 65) * i / 49)).collect()
+    (0..64.min(len))
+        .chain((0..50).map(|i| 64 + (len - 65) * i / 49))
+        .collect()
 }
 
 fn check_truncations(name: &str, parse: fn(&[u8]) -> Result<(), DatError>) {
@@ -96,12 +180,19 @@ fn check_truncations(name: &str, parse: fn(&[u8]) -> Result<(), DatError>) {
     parse(&bytes).unwrap();
     for cut in cut_points(bytes.len()) {
         let err = parse(&bytes[..cut]).expect_err(&format!("{name} cut at {cut} parsed"));
-        assert!(err.offset as usize <= cut, "{name} cut at {cut}: error offset {} ({err})", err.offset);
+        assert!(
+            err.offset as usize <= cut,
+            "{name} cut at {cut}: error offset {} ({err})",
+            err.offset
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
     let err = parse(&longer).expect_err("trailing byte accepted");
-    assert!(matches!(err.kind, kao_dlib::DatErrorKind::TrailingBytes(1)), "{err}");
+    assert!(
+        matches!(err.kind, kao_dlib::DatErrorKind::TrailingBytes(1)),
+        "{err}"
+    );
 }
 
 fn resnet(b: &[u8]) -> Result<(), DatError> {
@@ -142,7 +233,10 @@ fn check_flips(name: &str, strict: usize, parse: fn(&[u8]) -> Result<(), DatErro
         bytes[at] ^= mask;
         let result = parse(&bytes);
         if at < strict {
-            assert!(result.is_err(), "{name}: flipping byte {at} with {mask:#x} parsed");
+            assert!(
+                result.is_err(),
+                "{name}: flipping byte {at} with {mask:#x} parsed"
+            );
         }
         bytes[at] ^= mask;
     }
@@ -172,9 +266,18 @@ fn errors_name_file_record_and_offset() {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = MmodModel::load(&path).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("cut.dat") && text.contains("layer") && text.contains("at byte"), "{text}");
-    assert_eq!(err.file.as_deref(), Some(path.display().to_string().as_str()));
+    assert!(
+        text.contains("cut.dat") && text.contains("layer") && text.contains("at byte"),
+        "{text}"
+    );
+    assert_eq!(
+        err.file.as_deref(),
+        Some(path.display().to_string().as_str())
+    );
     let missing = ResnetModel::load(dir.join("missing.dat")).unwrap_err();
-    assert!(matches!(missing.kind, kao_dlib::DatErrorKind::Io(_)), "{missing}");
+    assert!(
+        matches!(missing.kind, kao_dlib::DatErrorKind::Io(_)),
+        "{missing}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

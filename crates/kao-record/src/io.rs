@@ -1,7 +1,7 @@
 //! Reading and writing records: IPC streams on pipes, Parquet or IPC on disk.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -178,13 +178,14 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 enum Sink {
-    Stdout(StreamWriter<BufWriter<std::io::Stdout>>),
+    /// stdout, a device or a fifo: an IPC stream written in place, flushed per batch.
+    Pipe(StreamWriter<BufWriter<Box<dyn Write + Send>>>),
     Stream(StreamWriter<BufWriter<NamedTempFile>>, PathBuf),
     File(FileWriter<BufWriter<NamedTempFile>>, PathBuf),
     Parquet(ArrowWriter<NamedTempFile>, PathBuf),
 }
 
-/// Writes records to stdout (an IPC stream, flushed after every batch) or to a file whose
+/// Writes records to stdout or a device (an IPC stream, flushed after every batch) or to a file whose
 /// format follows its extension. A file is written under a temporary name in the same folder
 /// and renamed into place by [`RecordWriter::finish`]; dropped unfinished, it leaves nothing.
 pub struct RecordWriter {
@@ -198,16 +199,24 @@ impl RecordWriter {
         match path {
             Some(p) if p != Path::new("-") => Self::to_file(p, schema),
             _ => {
-                let name = "stdout";
-                let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-                let writer = StreamWriter::try_new(out, schema).map_err(|e| RecordError::arrow(name, e))?;
-                Ok(RecordWriter { name: name.into(), sink: Sink::Stdout(writer) })
+                Self::to_pipe("stdout".into(), Box::new(std::io::stdout()), schema)
             }
         }
     }
 
+    fn to_pipe(name: String, out: Box<dyn Write + Send>, schema: &SchemaRef) -> Result<Self, RecordError> {
+        let writer =
+            StreamWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema).map_err(|e| RecordError::arrow(&name, e))?;
+        Ok(RecordWriter { name, sink: Sink::Pipe(writer) })
+    }
+
     fn to_file(path: &Path, schema: &SchemaRef) -> Result<Self, RecordError> {
         let name = path.display().to_string();
+        // A device or pipe (/dev/null, /dev/stdout, a fifo) is written in place, as a stream.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            let out = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| RecordError::io(&name, e))?;
+            return Self::to_pipe(name, Box::new(out), schema);
+        }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -243,7 +252,7 @@ impl RecordWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), RecordError> {
         let name = &self.name;
         match &mut self.sink {
-            Sink::Stdout(w) => {
+            Sink::Pipe(w) => {
                 w.write(batch).map_err(|e| RecordError::arrow(name, e))?;
                 w.flush().map_err(|e| RecordError::arrow(name, e))
             }
@@ -263,7 +272,7 @@ impl RecordWriter {
     pub fn finish(self) -> Result<(), RecordError> {
         let name = self.name;
         let (tmp, target) = match self.sink {
-            Sink::Stdout(mut w) => {
+            Sink::Pipe(mut w) => {
                 w.finish().map_err(|e| RecordError::arrow(&name, e))?;
                 return w.flush().map_err(|e| RecordError::arrow(&name, e));
             }

@@ -8,8 +8,8 @@
 pub mod net;
 
 pub use net::{
-    Affine, AffineMode, BoxOverlap, Conv, DetectorWindow, Fc, InputRgbPyramid, InputRgbSized, Layer,
-    LossMetric, MmodModel, MmodOptions, Pool, ResnetModel,
+    Affine, AffineMode, BoxOverlap, Conv, DetectorWindow, Fc, InputRgbPyramid, InputRgbSized,
+    Layer, LossMetric, MmodModel, MmodOptions, Pool, ResnetModel,
 };
 
 use std::fmt;
@@ -94,6 +94,13 @@ impl fmt::Debug for Tensor {
     }
 }
 
+/// A failed primitive read (kept small so the hot paths stay cheap).
+#[derive(Debug, Clone, Copy)]
+enum Fail {
+    Truncated { at: usize, needed: usize },
+    BadInt { at: usize, ctrl: u8 },
+}
+
 /// Exponent values `float_details` uses for +inf, -inf and NaN.
 const EXP_INF: i64 = 32000;
 const EXP_NINF: i64 = 32001;
@@ -110,7 +117,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Starts reading `data`; `file` is only used in error messages.
     pub fn new(data: &'a [u8], file: Option<&str>) -> Self {
-        Reader { data, pos: 0, file: file.map(str::to_owned), record: "header".to_owned() }
+        Reader {
+            data,
+            pos: 0,
+            file: file.map(str::to_owned),
+            record: "header".to_owned(),
+        }
     }
 
     /// Current byte offset.
@@ -130,7 +142,12 @@ impl<'a> Reader<'a> {
 
     /// An error of `kind` at byte `offset` in the current record.
     pub fn error_at(&self, offset: usize, kind: DatErrorKind) -> DatError {
-        DatError { file: self.file.clone(), record: self.record.clone(), offset: offset as u64, kind }
+        DatError {
+            file: self.file.clone(),
+            record: self.record.clone(),
+            offset: offset as u64,
+            kind,
+        }
     }
 
     /// An [`DatErrorKind::Invalid`] error at byte `offset`.
@@ -140,38 +157,70 @@ impl<'a> Reader<'a> {
 
     /// Takes the next `n` raw bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DatError> {
+        self.take(n).map_err(|f| self.fail(f))
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
         if n > self.remaining() {
-            let kind = DatErrorKind::Truncated { needed: n as u64, left: self.remaining() as u64 };
-            return Err(self.error_at(self.pos, kind));
+            return Err(Fail::Truncated {
+                at: self.pos,
+                needed: n,
+            });
         }
         let out = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
     }
 
-    fn byte(&mut self) -> Result<u8, DatError> {
-        Ok(self.bytes(1)?[0])
+    /// Turns a failed primitive read into a [`DatError`].
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, fail: Fail) -> DatError {
+        match fail {
+            Fail::Truncated { at, needed } => {
+                let left = self.data.len().saturating_sub(at) as u64;
+                self.error_at(
+                    at,
+                    DatErrorKind::Truncated {
+                        needed: needed as u64,
+                        left,
+                    },
+                )
+            }
+            Fail::BadInt { at, ctrl } => self.error_at(at, DatErrorKind::BadInt(ctrl)),
+        }
     }
 
     /// dlib's integer encoding: a control byte (bit 7 = negative, low nibble = byte
     /// count) and that many little-endian magnitude bytes. `width` is the byte size of
     /// the C++ type; `signed` says whether a negative sign is allowed.
-    fn int(&mut self, width: u8, signed: bool) -> Result<i128, DatError> {
-        let start = self.pos;
-        let ctrl = self.byte()?;
+    #[inline]
+    fn int(&mut self, width: u8, signed: bool) -> Result<i128, Fail> {
+        let at = self.pos;
+        let ctrl = self.take(1)?[0];
         let n = ctrl & 0x0F;
         let negative = ctrl & 0x80 != 0;
         if n == 0 || n > width || ctrl & 0x70 != 0 || (negative && !signed) {
-            return Err(self.error_at(start, DatErrorKind::BadInt(ctrl)));
+            return Err(Fail::BadInt { at, ctrl });
         }
-        let magnitude = self.bytes(n as usize)?.iter().rev().fold(0i128, |acc, &b| (acc << 8) | b as i128);
-        Ok(if negative { -magnitude } else { magnitude })
+        let magnitude = self
+            .take(n as usize)?
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | b as u64);
+        Ok(if negative {
+            -(magnitude as i128)
+        } else {
+            magnitude as i128
+        })
     }
 
     /// A signed integer of C++ width `width` bytes (e.g. 4 for `int`, 8 for `long`).
+    #[inline]
     pub fn signed(&mut self, width: u8) -> Result<i64, DatError> {
         let start = self.pos;
-        let v = self.int(width, true)?;
+        let v = self.int(width, true).map_err(|f| self.fail(f))?;
         // A 64-bit magnitude with the sign bit set can exceed i64.
         i64::try_from(v).map_err(|_| self.invalid(start, format!("integer {v} out of range")))
     }
@@ -179,7 +228,7 @@ impl<'a> Reader<'a> {
     /// An unsigned integer of C++ width `width` bytes.
     pub fn unsigned(&mut self, width: u8) -> Result<u64, DatError> {
         // Non-negative and at most 8 bytes, so it always fits.
-        Ok(self.int(width, false)? as u64)
+        Ok(self.int(width, false).map_err(|f| self.fail(f))? as u64)
     }
 
     /// A C++ `int` (4 bytes, signed).
@@ -191,7 +240,7 @@ impl<'a> Reader<'a> {
     /// checked to be at most `max`.
     pub fn size(&mut self, width: u8, max: usize) -> Result<usize, DatError> {
         let start = self.pos;
-        let v = self.int(width, true)?;
+        let v = self.int(width, true).map_err(|f| self.fail(f))?;
         if v < 0 || v > max as i128 {
             return Err(self.invalid(start, format!("size {v} out of range 0..={max}")));
         }
@@ -226,37 +275,46 @@ impl<'a> Reader<'a> {
     }
 
     /// A `float_details` value read into a C++ `float`.
+    #[inline]
     pub fn f32(&mut self) -> Result<f32, DatError> {
         let (m, e) = self.float_details()?;
         Ok(match e {
             EXP_INF => f32::INFINITY,
             EXP_NINF => f32::NEG_INFINITY,
             EXP_NAN => f32::NAN,
-            // Stored floats have mantissas of at most 24 bits, so m·2^e is exact in f64
-            // and the cast rounds once, as `ldexp((float)m, e)` does.
+            // dlib writes floats with mantissas of at most 24 bits; then m·2^e is exact
+            // in f64 and the cast rounds once, as dlib's `ldexp((float)m, e)` does.
             _ => ldexp(m as f64, e) as f32,
         })
     }
 
+    #[inline]
     fn float_details(&mut self) -> Result<(i64, i64), DatError> {
         let start = self.pos;
         if let Some(&b) = self.data.get(self.pos)
             && b & 0x70 != 0
         {
-            return Err(self.error_at(start, DatErrorKind::BadFloat("old text float format".into())));
+            return Err(self.error_at(
+                start,
+                DatErrorKind::BadFloat("old text float format".into()),
+            ));
         }
-        let m = self.signed(8)?;
-        let e = self.signed(2)?;
-        if e > EXP_NAN {
-            return Err(self.error_at(start, DatErrorKind::BadFloat(format!("exponent {e}"))));
+        let m = self.int(8, true).map_err(|f| self.fail(f))?;
+        let e = self.int(2, true).map_err(|f| self.fail(f))?;
+        // The mantissa is an int64: a 64-bit magnitude may not fit.
+        match (i64::try_from(m), i64::try_from(e)) {
+            (Ok(m), Ok(e)) if e <= EXP_NAN => Ok((m, e)),
+            _ => Err(self.error_at(
+                start,
+                DatErrorKind::BadFloat(format!("mantissa {m}, exponent {e}")),
+            )),
         }
-        Ok((m, e))
     }
 
     /// A `bool`: the ASCII byte `'0'` or `'1'`.
     pub fn bool(&mut self) -> Result<bool, DatError> {
         let start = self.pos;
-        match self.byte()? {
+        match self.bytes(1)?[0] {
             b'0' => Ok(false),
             b'1' => Ok(true),
             b => Err(self.error_at(start, DatErrorKind::BadBool(b))),
@@ -275,7 +333,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let version = self.i32()?;
         if version != 2 {
-            let kind = DatErrorKind::BadVersion { found: version.to_string(), expected: "tensor version 2".into() };
+            let kind = DatErrorKind::BadVersion {
+                found: version.to_string(),
+                expected: "tensor version 2".into(),
+            };
             return Err(self.error_at(start, kind));
         }
         let mut shape = [0usize; 4];
@@ -285,14 +346,24 @@ impl<'a> Reader<'a> {
         let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         match count.and_then(|c| c.checked_mul(4)) {
             Some(bytes) if bytes <= self.remaining() => Ok((shape, bytes / 4)),
-            _ => Err(self.invalid(start, format!("tensor shape {shape:?} does not fit in the {} bytes left", self.remaining()))),
+            _ => Err(self.invalid(
+                start,
+                format!(
+                    "tensor shape {shape:?} does not fit in the {} bytes left",
+                    self.remaining()
+                ),
+            )),
         }
     }
 
     /// A DNN tensor with its raw little-endian f32 payload.
     pub fn tensor(&mut self) -> Result<Tensor, DatError> {
         let (shape, count) = self.tensor_header()?;
-        let data = self.bytes(count * 4)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let data = self
+            .bytes(count * 4)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok(Tensor { shape, data })
     }
 
@@ -308,7 +379,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let version = self.i32()?;
         if version != 1 {
-            let kind = DatErrorKind::BadVersion { found: version.to_string(), expected: "alias_tensor version 1".into() };
+            let kind = DatErrorKind::BadVersion {
+                found: version.to_string(),
+                expected: "alias_tensor version 1".into(),
+            };
             return Err(self.error_at(start, kind));
         }
         let mut shape = [0usize; 4];
@@ -329,16 +403,17 @@ impl<'a> Reader<'a> {
 
 /// `x · 2^e` without intermediate overflow for the exponents an i16 can hold.
 fn ldexp(mut x: f64, mut e: i64) -> f64 {
-    const STEP: i64 = 1000;
-    while e > STEP {
-        x *= 2f64.powi(STEP as i32);
-        e -= STEP;
+    // 2^k for a normal exponent k in [-1022, 1023], built from its bits.
+    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
+    while e > 1023 {
+        x *= pow2(1023);
+        e -= 1023;
     }
-    while e < -STEP {
-        x *= 2f64.powi(-STEP as i32);
-        e += STEP;
+    while e < -1022 {
+        x *= pow2(-1022);
+        e += 1022;
     }
-    x * 2f64.powi(e as i32)
+    x * pow2(e)
 }
 
 #[cfg(test)]
@@ -359,22 +434,46 @@ mod tests {
         // 0xA3D70A · 2^-28 = 0.04
         let mut r = Reader::new(&[0x03, 0x0A, 0xD7, 0xA3, 0x81, 0x1C], None);
         assert_eq!(r.f32().unwrap(), 0.04f32);
-        let inf = [0x01, 0x00, 0x02, 0x00, 0x7D, 0x01, 0x00, 0x02, 0x01, 0x7D, 0x01, 0x00, 0x02, 0x02, 0x7D];
+        let inf = [
+            0x01, 0x00, 0x02, 0x00, 0x7D, 0x01, 0x00, 0x02, 0x01, 0x7D, 0x01, 0x00, 0x02, 0x02,
+            0x7D,
+        ];
         let mut r = Reader::new(&inf, None);
         assert_eq!(r.f64().unwrap(), f64::INFINITY);
         assert_eq!(r.f64().unwrap(), f64::NEG_INFINITY);
         assert!(r.f64().unwrap().is_nan());
         let mut r = Reader::new(&[0x01, 0x00, 0x02, 0x03, 0x7D], None);
-        assert!(matches!(r.f64().unwrap_err().kind, DatErrorKind::BadFloat(_)));
+        assert!(matches!(
+            r.f64().unwrap_err().kind,
+            DatErrorKind::BadFloat(_)
+        ));
     }
 
     #[test]
     fn bad_ints_and_bools_are_errors() {
-        assert!(matches!(Reader::new(&[0x00], None).signed(8).unwrap_err().kind, DatErrorKind::BadInt(0)));
-        assert!(matches!(Reader::new(&[0x05, 0, 0, 0, 0, 0], None).i32().unwrap_err().kind, DatErrorKind::BadInt(5)));
-        assert!(matches!(Reader::new(&[0x81, 1], None).unsigned(8).unwrap_err().kind, DatErrorKind::BadInt(0x81)));
-        assert!(matches!(Reader::new(&[0x02, 1], None).signed(8).unwrap_err().kind, DatErrorKind::Truncated { .. }));
-        assert!(matches!(Reader::new(b"2", None).bool().unwrap_err().kind, DatErrorKind::BadBool(b'2')));
+        assert!(matches!(
+            Reader::new(&[0x00], None).signed(8).unwrap_err().kind,
+            DatErrorKind::BadInt(0)
+        ));
+        assert!(matches!(
+            Reader::new(&[0x05, 0, 0, 0, 0, 0], None)
+                .i32()
+                .unwrap_err()
+                .kind,
+            DatErrorKind::BadInt(5)
+        ));
+        assert!(matches!(
+            Reader::new(&[0x81, 1], None).unsigned(8).unwrap_err().kind,
+            DatErrorKind::BadInt(0x81)
+        ));
+        assert!(matches!(
+            Reader::new(&[0x02, 1], None).signed(8).unwrap_err().kind,
+            DatErrorKind::Truncated { .. }
+        ));
+        assert!(matches!(
+            Reader::new(b"2", None).bool().unwrap_err().kind,
+            DatErrorKind::BadBool(b'2')
+        ));
     }
 
     #[test]
@@ -384,9 +483,17 @@ mod tests {
         let err = r.string().unwrap_err();
         assert!(matches!(err.kind, DatErrorKind::Truncated { .. }));
         assert_eq!(err.offset, 0);
-        assert!(err.to_string().starts_with("f.dat: header at byte 0"), "{err}");
+        assert!(
+            err.to_string().starts_with("f.dat: header at byte 0"),
+            "{err}"
+        );
         // A tensor claiming 2^40 x 2^40 x 1 x 1 elements.
-        let t = [0x01, 0x02, 0x06, 0, 0, 0, 0, 0, 1, 0x06, 0, 0, 0, 0, 0, 1, 0x01, 1, 0x01, 1];
-        assert!(matches!(Reader::new(&t, None).tensor().unwrap_err().kind, DatErrorKind::Invalid(_)));
+        let t = [
+            0x01, 0x02, 0x06, 0, 0, 0, 0, 0, 1, 0x06, 0, 0, 0, 0, 0, 1, 0x01, 1, 0x01, 1,
+        ];
+        assert!(matches!(
+            Reader::new(&t, None).tensor().unwrap_err().kind,
+            DatErrorKind::Invalid(_)
+        ));
     }
 }

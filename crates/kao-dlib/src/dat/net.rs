@@ -254,14 +254,25 @@ impl ResnetModel {
         r.set_record("loss layer");
         read_version(&mut r, &[1], "add_loss_layer")?;
         expect_string(&mut r, &["loss_metric_2"])?;
-        let loss = LossMetric { margin: r.f32()?, dist_thresh: r.f32()? };
+        let loss = LossMetric {
+            margin: r.f32()?,
+            dist_thresh: r.f32()?,
+        };
         let (input, layers) = parse_layers(&mut r, &resnet_spec(), |r| {
             expect_string(r, &["input_rgb_image_sized"])?;
             let mean = [r.f32()?, r.f32()?, r.f32()?];
-            Ok(InputRgbSized { mean, rows: r.size(8, usize::MAX)?, cols: r.size(8, usize::MAX)? })
+            Ok(InputRgbSized {
+                mean,
+                rows: r.size(8, usize::MAX)?,
+                cols: r.size(8, usize::MAX)?,
+            })
         })?;
         r.expect_end()?;
-        Ok(ResnetModel { input, layers, loss })
+        Ok(ResnetModel {
+            input,
+            layers,
+            loss,
+        })
     }
 
     /// Total number of learned parameters (5,614,592 for the dlib file).
@@ -297,10 +308,18 @@ impl MmodModel {
                 // The old record has no padding fields; dlib then uses these defaults.
                 (10, 11)
             };
-            Ok(InputRgbPyramid { mean, pyramid_padding, outer_padding })
+            Ok(InputRgbPyramid {
+                mean,
+                pyramid_padding,
+                outer_padding,
+            })
         })?;
         r.expect_end()?;
-        Ok(MmodModel { input, layers, loss })
+        Ok(MmodModel {
+            input,
+            layers,
+            loss,
+        })
     }
 
     /// Total number of learned parameters (181,141 for the dlib file).
@@ -365,7 +384,11 @@ fn resnet_spec() -> Vec<Spec> {
 /// `mmod_human_face_detector`'s net type (`cnn_face_detector.cpp`): three strided
 /// con5d/bn/relu, three con5/bn/relu, and a 9×9 con.
 fn mmod_spec() -> Vec<Spec> {
-    let unit = [Spec::Layer(Kind::Con), Spec::Layer(Kind::Affine), Spec::Layer(Kind::Relu)];
+    let unit = [
+        Spec::Layer(Kind::Con),
+        Spec::Layer(Kind::Affine),
+        Spec::Layer(Kind::Relu),
+    ];
     let mut s: Vec<Spec> = unit.iter().copied().cycle().take(18).collect();
     s.push(Spec::Layer(Kind::Con));
     s
@@ -376,7 +399,10 @@ fn read_version(r: &mut Reader<'_>, allowed: &[i32], what: &str) -> Result<i32, 
     let start = r.position();
     let v = r.i32()?;
     if !allowed.contains(&v) {
-        let kind = DatErrorKind::BadVersion { found: v.to_string(), expected: format!("{what} version {allowed:?}") };
+        let kind = DatErrorKind::BadVersion {
+            found: v.to_string(),
+            expected: format!("{what} version {allowed:?}"),
+        };
         return Err(r.error_at(start, kind));
     }
     Ok(v)
@@ -387,7 +413,10 @@ fn expect_string(r: &mut Reader<'_>, allowed: &[&str]) -> Result<String, DatErro
     let start = r.position();
     let s = r.string()?;
     if !allowed.contains(&s.as_str()) {
-        let kind = DatErrorKind::BadVersion { found: format!("{s:?}"), expected: format!("{allowed:?}") };
+        let kind = DatErrorKind::BadVersion {
+            found: format!("{s:?}"),
+            expected: format!("{allowed:?}"),
+        };
         return Err(r.error_at(start, kind));
     }
     Ok(s)
@@ -453,7 +482,9 @@ fn parse_layer(r: &mut Reader<'_>, kind: Kind) -> Result<Layer, DatError> {
         Kind::Affine => Layer::Affine(parse_affine(r)?),
         Kind::Relu => {
             let v = expect_string(r, &["relu_", "relu_2"])?;
-            Layer::Relu { disabled: v == "relu_2" && r.bool()? }
+            Layer::Relu {
+                disabled: v == "relu_2" && r.bool()?,
+            }
         }
         Kind::MaxPool => {
             expect_string(r, &["max_pool_2"])?;
@@ -502,17 +533,43 @@ fn parse_con(r: &mut Reader<'_>) -> Result<Conv, DatError> {
     let use_bias = if v == "con_4" { true } else { r.bool()? };
     let fused_relu = v == "con_6" && r.bool()?;
     let [f, in_channels, kh, kw] = filters_shape;
-    if f != num_filters || kh != kernel_rows || kw != kernel_cols || stride_y == 0 || stride_x == 0 {
+    if f != num_filters || kh != kernel_rows || kw != kernel_cols || stride_y == 0 || stride_x == 0
+    {
         return Err(r.invalid(params_at, format!("inconsistent con fields: filters alias {filters_shape:?}, num_filters {num_filters}, kernel {kernel_rows}x{kernel_cols}, stride {stride_y}x{stride_x}")));
     }
-    let n_filters = count_of(&filters_shape).ok_or_else(|| r.invalid(params_at, "filter count overflows"))?;
-    let n_bias = if use_bias { count_of(&bias_shape).unwrap_or(usize::MAX) } else { 0 };
-    if (use_bias && n_bias != num_filters) || n_filters.checked_add(n_bias) != Some(params.data.len()) {
-        return Err(r.invalid(params_at, format!("con params {:?} do not match filters {filters_shape:?} + bias {bias_shape:?}", params.shape)));
+    let n_filters =
+        count_of(&filters_shape).ok_or_else(|| r.invalid(params_at, "filter count overflows"))?;
+    let n_bias = if use_bias {
+        count_of(&bias_shape).unwrap_or(usize::MAX)
+    } else {
+        0
+    };
+    if (use_bias && n_bias != num_filters)
+        || n_filters.checked_add(n_bias) != Some(params.data.len())
+    {
+        return Err(r.invalid(
+            params_at,
+            format!(
+                "con params {:?} do not match filters {filters_shape:?} + bias {bias_shape:?}",
+                params.shape
+            ),
+        ));
     }
     let mut filters = params.data;
     let bias = filters.split_off(n_filters);
-    Ok(Conv { num_filters, in_channels, kernel_rows, kernel_cols, stride_y, stride_x, pad_y, pad_x, filters, bias, fused_relu })
+    Ok(Conv {
+        num_filters,
+        in_channels,
+        kernel_rows,
+        kernel_cols,
+        stride_y,
+        stride_x,
+        pad_y,
+        pad_x,
+        filters,
+        bias,
+        fused_relu,
+    })
 }
 
 fn affine_mode(r: &Reader<'_>, at: usize, mode: i64) -> Result<AffineMode, DatError> {
@@ -524,10 +581,22 @@ fn affine_mode(r: &Reader<'_>, at: usize, mode: i64) -> Result<AffineMode, DatEr
 }
 
 /// Splits a params tensor into γ and β checked against their alias shapes.
-fn gamma_beta(r: &Reader<'_>, at: usize, params: Tensor, g: [usize; 4], b: [usize; 4]) -> Result<(Vec<f32>, Vec<f32>), DatError> {
+fn gamma_beta(
+    r: &Reader<'_>,
+    at: usize,
+    params: Tensor,
+    g: [usize; 4],
+    b: [usize; 4],
+) -> Result<(Vec<f32>, Vec<f32>), DatError> {
     let (ng, nb) = (count_of(&g), count_of(&b));
     if ng.is_none() || ng != nb || ng.map(|n| n * 2) != Some(params.data.len()) {
-        return Err(r.invalid(at, format!("params {:?} do not match gamma {g:?} + beta {b:?}", params.shape)));
+        return Err(r.invalid(
+            at,
+            format!(
+                "params {:?} do not match gamma {g:?} + beta {b:?}",
+                params.shape
+            ),
+        ));
     }
     let mut gamma = params.data;
     let beta = gamma.split_off(gamma.len() / 2);
@@ -545,11 +614,20 @@ fn parse_affine(r: &mut Reader<'_>) -> Result<Affine, DatError> {
         let mode = r.signed(4)?;
         let mode = affine_mode(r, mode_at, mode)?;
         let disabled = v == "affine_2" && r.bool()?;
-        return Ok(Affine { gamma, beta, mode, disabled });
+        return Ok(Affine {
+            gamma,
+            beta,
+            mode,
+            disabled,
+        });
     }
     // bn_con2 / bn_fc2: running statistics, converted as dlib's affine_(const bn_&):
     // g = γ/√(running_var + eps), b = β − g·running_mean, in f32.
-    let mode = if v == "bn_con2" { AffineMode::Conv } else { AffineMode::Fc };
+    let mode = if v == "bn_con2" {
+        AffineMode::Conv
+    } else {
+        AffineMode::Fc
+    };
     r.tensor()?; // means (training batch statistics)
     r.tensor()?; // invstds
     let running_means = r.tensor()?;
@@ -561,11 +639,21 @@ fn parse_affine(r: &mut Reader<'_>) -> Result<Affine, DatError> {
     if running_means.data.len() != gamma.len() || running_vars.data.len() != gamma.len() {
         return Err(r.invalid(at, "bn running statistics do not match gamma"));
     }
-    for (((g, b), m), v) in gamma.iter_mut().zip(&mut beta).zip(&running_means.data).zip(&running_vars.data) {
+    for (((g, b), m), v) in gamma
+        .iter_mut()
+        .zip(&mut beta)
+        .zip(&running_means.data)
+        .zip(&running_vars.data)
+    {
         *g /= (v + eps).sqrt();
         *b -= *g * m;
     }
-    Ok(Affine { gamma, beta, mode, disabled: false })
+    Ok(Affine {
+        gamma,
+        beta,
+        mode,
+        disabled: false,
+    })
 }
 
 fn parse_pool(r: &mut Reader<'_>) -> Result<Pool, DatError> {
@@ -602,22 +690,42 @@ fn parse_fc(r: &mut Reader<'_>) -> Result<Fc, DatError> {
     };
     let n_weights = num_inputs.checked_mul(num_outputs);
     let n_bias = if has_bias { num_outputs } else { 0 };
-    if count_of(&weights_shape) != n_weights || n_weights.and_then(|n| n.checked_add(n_bias)) != Some(params.data.len()) {
-        return Err(r.invalid(at, format!("fc params {:?} do not match {num_inputs}x{num_outputs}", params.shape)));
+    if count_of(&weights_shape) != n_weights
+        || n_weights.and_then(|n| n.checked_add(n_bias)) != Some(params.data.len())
+    {
+        return Err(r.invalid(
+            at,
+            format!(
+                "fc params {:?} do not match {num_inputs}x{num_outputs}",
+                params.shape
+            ),
+        ));
     }
     let mut weights = params.data;
     let bias = weights.split_off(num_inputs * num_outputs);
-    Ok(Fc { num_inputs, num_outputs, weights, bias })
+    Ok(Fc {
+        num_inputs,
+        num_outputs,
+        weights,
+        bias,
+    })
 }
 
 fn parse_overlap(r: &mut Reader<'_>) -> Result<BoxOverlap, DatError> {
-    Ok(BoxOverlap { iou_thresh: r.f64()?, percent_covered_thresh: r.f64()? })
+    Ok(BoxOverlap {
+        iou_thresh: r.f64()?,
+        percent_covered_thresh: r.f64()?,
+    })
 }
 
 fn parse_mmod_options(r: &mut Reader<'_>) -> Result<MmodOptions, DatError> {
     let version = read_version(r, &[1, 2, 3, 4], "mmod_options")?;
     let detector_windows = if version == 1 {
-        vec![DetectorWindow { width: r.unsigned(8)?, height: r.unsigned(8)?, label: String::new() }]
+        vec![DetectorWindow {
+            width: r.unsigned(8)?,
+            height: r.unsigned(8)?,
+            label: String::new(),
+        }]
     } else {
         let n = r.count(5)?;
         let mut windows = Vec::with_capacity(n);
@@ -625,7 +733,11 @@ fn parse_mmod_options(r: &mut Reader<'_>) -> Result<MmodOptions, DatError> {
             let wv = read_version(r, &[1, 2], "detector_window_details")?;
             let (width, height) = (r.unsigned(8)?, r.unsigned(8)?);
             let label = if wv == 2 { r.string()? } else { String::new() };
-            windows.push(DetectorWindow { width, height, label });
+            windows.push(DetectorWindow {
+                width,
+                height,
+                label,
+            });
         }
         windows
     };
@@ -662,7 +774,13 @@ mod tests {
     fn specs_have_the_documented_sizes() {
         // 130 wrappers (+ input + loss = the 132 entries of models.md).
         assert_eq!(resnet_spec().len(), 130);
-        assert_eq!(resnet_spec().iter().filter(|s| **s == Spec::Layer(Kind::Con)).count(), 29);
+        assert_eq!(
+            resnet_spec()
+                .iter()
+                .filter(|s| **s == Spec::Layer(Kind::Con))
+                .count(),
+            29
+        );
         assert_eq!(mmod_spec().len(), 19);
     }
 }

@@ -7,20 +7,30 @@ use std::path::{Path, PathBuf};
 /// The model directory: `$KAO_MODELS`, else `$XDG_CACHE_HOME/kao/models`, else
 /// `$HOME/.cache/kao/models`.
 pub fn models_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = env("KAO_MODELS") {
         return dir;
     }
     if let Some(cache) = env("XDG_CACHE_HOME") {
         return cache.join("kao/models");
     }
-    env("HOME").expect("neither KAO_MODELS, XDG_CACHE_HOME nor HOME is set").join(".cache/kao/models")
+    env("HOME")
+        .expect("neither KAO_MODELS, XDG_CACHE_HOME nor HOME is set")
+        .join(".cache/kao/models")
 }
 
 /// Path of a model file; fails the test (never skips) when it is missing.
 pub fn model_path(name: &str) -> PathBuf {
     let path = models_dir().join(name);
-    assert!(path.is_file(), "model file {} is missing: run `python3 models/fetch.py` (or set KAO_MODELS)", path.display());
+    assert!(
+        path.is_file(),
+        "model file {} is missing: run `python3 models/fetch.py` (or set KAO_MODELS)",
+        path.display()
+    );
     path
 }
 
@@ -31,7 +41,9 @@ pub fn model_bytes(name: &str) -> Vec<u8> {
 
 /// Path of a file in `tests/data/`.
 pub fn data_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// Element values of a `.npy` file.
@@ -58,14 +70,23 @@ pub fn read_npy(name: &str) -> Npy {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "{name}: not a .npy file");
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        _ => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
     let field = |key: &str| {
-        let at = header.find(key).unwrap_or_else(|| panic!("{name}: no {key} in {header}")) + key.len();
+        let at = header
+            .find(key)
+            .unwrap_or_else(|| panic!("{name}: no {key} in {header}"))
+            + key.len();
         header[at..].trim_start_matches([':', ' ', '\''])
     };
-    assert!(field("'fortran_order'").starts_with("False"), "{name}: Fortran order");
+    assert!(
+        field("'fortran_order'").starts_with("False"),
+        "{name}: Fortran order"
+    );
     let descr = field("'descr'");
     let descr = &descr[..descr.find('\'').unwrap()];
     let shape_text = field("'shape'");
@@ -83,9 +104,21 @@ pub fn read_npy(name: &str) -> Npy {
     };
     let data = match descr {
         "|u1" => NpyData::U8(chunks(1).map(|c| c[0]).collect()),
-        "<i8" => NpyData::I64(chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-        "<f4" => NpyData::F32(chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        "<f8" => NpyData::F64(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
+        "<i8" => NpyData::I64(
+            chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        "<f4" => NpyData::F32(
+            chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        "<f8" => NpyData::F64(
+            chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
         other => panic!("{name}: unsupported dtype {other}"),
     };
     Npy { shape, data }
@@ -106,6 +139,10 @@ pub fn read_rgb(name: &str) -> (usize, usize, Vec<u8>) {
 pub fn golden_landmarks() -> Vec<(f32, f32)> {
     let npy = read_npy("landmarks5.npy");
     assert_eq!(npy.shape, [5, 2]);
-    let NpyData::I64(v) = npy.data else { panic!("landmarks5.npy: expected int64") };
-    v.chunks_exact(2).map(|p| (p[0] as f32, p[1] as f32)).collect()
+    let NpyData::I64(v) = npy.data else {
+        panic!("landmarks5.npy: expected int64")
+    };
+    v.chunks_exact(2)
+        .map(|p| (p[0] as f32, p[1] as f32))
+        .collect()
 }
