@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
           libavdevice-dev libavfilter-dev pkg-config clang libclang-dev ffmpeg)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
