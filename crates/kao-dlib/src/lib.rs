@@ -5,6 +5,7 @@
 //! * [`shape_predictor`]: the ERT landmark cascade (`shape_predictor_5_face_landmarks.dat`).
 //! * [`chip`]: dlib's `get_face_chip_details` + `extract_image_chip`, including the
 //!   `pyramid_down<2>` path for large faces.
+//! * [`jitter`]: dlib's `jitter_image` for `num_jitters`, with a seeded generator.
 //!
 //! Everything is bit-exact with dlib 20.0.1 on the golden astronaut data.
 
@@ -15,6 +16,7 @@ pub mod chip;
 pub mod dat;
 mod geometry;
 pub mod image;
+pub mod jitter;
 pub mod shape_predictor;
 
 pub use chip::{
@@ -22,4 +24,5 @@ pub use chip::{
 };
 pub use dat::{DatError, DatErrorKind, MmodModel, ResnetModel};
 pub use image::{Rect, RgbImage, RgbView};
+pub use jitter::Jitter;
 pub use shape_predictor::ShapePredictor;
