@@ -1,14 +1,13 @@
 //! kao-cat: copy kao records between stdin/stdout and files, or summarise them.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use arrow_array::{Array, StringArray};
 use clap::Parser;
-use kao_record::{RecordError, RecordReader, RecordWriter};
+use kao_record::{RecordReader, RecordWriter};
 
 /// Copy kao records from a file or stdin to a file or stdout, converting between Arrow IPC
 /// streams, IPC files and Parquet; or print a summary (rows, columns, provenance, sources).
@@ -30,15 +29,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kao-cat: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kao_record::cli::exit("kao-cat", run(&Args::parse()).map(|()| 0))
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -46,9 +37,7 @@ fn run(args: &Args) -> Result<()> {
     if args.summary {
         return summarise(reader);
     }
-    if args.output.is_none() && std::io::stdout().is_terminal() {
-        bail!("stdout is a terminal: pipe the records into a stage, use --output FILE, or --summary");
-    }
+    kao_record::cli::check_stdout(args.output.as_deref())?;
     let mut writer = RecordWriter::create(args.output.as_deref(), &reader.schema())?;
     for batch in reader {
         writer.write(&batch?)?;

@@ -1,6 +1,5 @@
 //! kao-decode: videos, images, URLs and cameras in; frame records (Arrow IPC) out.
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,17 +67,7 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            if e.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe) {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("kao-decode: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kao_record::cli::exit("kao-decode", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<u8> {
@@ -87,9 +76,7 @@ fn run(args: &Args) -> Result<u8> {
     {
         bail!("--end ({end}) must be after --start ({start})");
     }
-    if args.output.is_none() && std::io::stdout().is_terminal() {
-        bail!("stdout is a terminal: pipe the records into a stage (kao-decode x.mp4 | kao-detect) or use --output FILE");
-    }
+    kao_record::cli::check_stdout(args.output.as_deref())?;
     kao_video::set_ffmpeg_log_level(if args.verbose { FfmpegLogLevel::Warning } else { FfmpegLogLevel::Fatal });
     let entry = Provenance::new(
         "kao-decode",

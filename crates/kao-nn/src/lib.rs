@@ -1,1 +1,232 @@
-//! placeholder (work in progress)
+//! kao's neural networks in burn 0.21: one network definition, generic over burn's
+//! `Backend`, run on the CPU or (feature `cuda`) on an NVIDIA GPU.
+//!
+//! * [`resnet`]: dlib's face-recognition ResNet (128-d embeddings), weights read from
+//!   `dlib_face_recognition_resnet_model_v1.dat` through `kao_dlib::dat`.
+//! * [`layers`]: dlib-style building blocks shared with the detectors.
+//! * [`Embedder`]: a backend-erased embedder for binaries (`Embedder::load(path, Device)`).
+//!
+//! Backends (cargo features): `flex` (default; burn's pure-Rust CPU backend on the `gemm`
+//! crate), `ndarray`, `candle` (CPU), `cuda` (burn-cuda/CubeCL; compiles without the
+//! CUDA toolkit, needs the driver at run time).
+//!
+//! CPU speed of the ResNet, 2 threads, ms per face (see `examples/bench.rs`):
+//!
+//! | backend | batch 1 | batch 32 |
+//! |---|---|---|
+//! | flex (default) | TBD | TBD |
+//! | ndarray | TBD | TBD |
+//! | candle | TBD | TBD |
+
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "candle", feature = "cuda")))]
+compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle or cuda");
+
+pub mod layers;
+pub mod resnet;
+
+use std::path::Path;
+
+use kao_dlib::dat::{DatError, ResnetModel};
+use kao_dlib::image::RgbView;
+
+pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, ResNet, Stages};
+
+/// burn's flex CPU backend (f32).
+#[cfg(feature = "flex")]
+pub type FlexBackend = burn_flex::Flex<f32>;
+/// burn's ndarray CPU backend (f32).
+#[cfg(feature = "ndarray")]
+pub type NdArrayBackend = burn_ndarray::NdArray<f32>;
+/// burn's candle CPU backend (f32).
+#[cfg(feature = "candle")]
+#[allow(deprecated)] // burn 0.21 marks burn-candle deprecated (it is gone in 0.22)
+pub type CandleBackend = burn_candle::Candle<f32>;
+/// burn's CUDA backend (f32).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn_cuda::Cuda<f32>;
+
+/// The default CPU backend: flex when enabled, else ndarray, else candle.
+#[cfg(feature = "flex")]
+pub type CpuBackend = FlexBackend;
+/// The default CPU backend: flex when enabled, else ndarray, else candle.
+#[cfg(all(feature = "ndarray", not(feature = "flex")))]
+pub type CpuBackend = NdArrayBackend;
+/// The default CPU backend: flex when enabled, else ndarray, else candle.
+#[cfg(all(feature = "candle", not(any(feature = "flex", feature = "ndarray"))))]
+pub type CpuBackend = CandleBackend;
+
+/// Errors from loading a network or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model file could not be read or parsed.
+    #[error(transparent)]
+    Dat(#[from] DatError),
+    /// A layer record (or the input record, `index` `None`) is not the one the
+    /// architecture expects at this position.
+    #[error("model layer {}: expected {expected}, found {found}", index.map_or("input".to_string(), |i| i.to_string()))]
+    Layout {
+        /// Position in the model's layer list (`None`: the input record).
+        index: Option<usize>,
+        /// What the architecture needs there.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+    /// A layer record's parameter count does not match its declared shape.
+    #[error("{what}: expected {expected} values, found {found}")]
+    Params {
+        /// Which parameter array.
+        what: &'static str,
+        /// Count implied by the record's shape.
+        expected: usize,
+        /// Count stored.
+        found: usize,
+    },
+    /// A layer option these blocks do not implement.
+    #[error("unsupported layer: {0}")]
+    Unsupported(String),
+    /// An error in the layer record at `index` of the model's layer list.
+    #[error("model layer {index}: {source}")]
+    AtLayer {
+        /// Position in the model's layer list.
+        index: usize,
+        /// The error.
+        source: Box<Error>,
+    },
+    /// An input chip has the wrong size.
+    #[error("image {index} is {width}x{height}; the network needs {INPUT_SIZE}x{INPUT_SIZE}")]
+    ImageSize {
+        /// Position of the image in the batch.
+        index: usize,
+        /// Its width.
+        width: usize,
+        /// Its height.
+        height: usize,
+    },
+}
+
+impl Error {
+    /// Attaches the position of the layer record this error comes from.
+    fn at(self, index: usize) -> Self {
+        Error::AtLayer {
+            index,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// Where an [`Embedder`] runs: which compiled-in backend, and for CUDA which GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// burn-flex on the CPU (rayon threads).
+    #[cfg(feature = "flex")]
+    Flex,
+    /// burn-ndarray on the CPU.
+    #[cfg(feature = "ndarray")]
+    NdArray,
+    /// burn-candle on the CPU.
+    #[cfg(feature = "candle")]
+    Candle,
+    /// burn-cuda on the GPU with this index.
+    #[cfg(feature = "cuda")]
+    Cuda(usize),
+}
+
+impl Device {
+    /// The default CPU backend (see [`CpuBackend`]).
+    #[cfg(any(feature = "flex", feature = "ndarray", feature = "candle"))]
+    pub fn cpu() -> Self {
+        #[cfg(feature = "flex")]
+        return Device::Flex;
+        #[cfg(all(feature = "ndarray", not(feature = "flex")))]
+        return Device::NdArray;
+        #[cfg(all(feature = "candle", not(any(feature = "flex", feature = "ndarray"))))]
+        return Device::Candle;
+    }
+}
+
+/// The ResNet on one of the compiled-in backends.
+#[derive(Debug, Clone)]
+enum Net {
+    #[cfg(feature = "flex")]
+    Flex(ResNet<FlexBackend>),
+    #[cfg(feature = "ndarray")]
+    NdArray(ResNet<NdArrayBackend>),
+    #[cfg(feature = "candle")]
+    Candle(ResNet<CandleBackend>),
+    #[cfg(feature = "cuda")]
+    Cuda(ResNet<CudaBackend>),
+}
+
+/// Runs `$body` with `$net` bound to the backend-specific [`ResNet`].
+macro_rules! with_net {
+    ($self:expr, $net:ident => $body:expr) => {
+        match &$self.net {
+            #[cfg(feature = "flex")]
+            Net::Flex($net) => $body,
+            #[cfg(feature = "ndarray")]
+            Net::NdArray($net) => $body,
+            #[cfg(feature = "candle")]
+            Net::Candle($net) => $body,
+            #[cfg(feature = "cuda")]
+            Net::Cuda($net) => $body,
+        }
+    };
+}
+
+/// dlib's face embedder on a chosen [`Device`]: 150×150 aligned chips in, 128-d
+/// embeddings out (dlib's raw fc output, not normalised; compare by Euclidean distance,
+/// same person below 0.6).
+#[derive(Debug, Clone)]
+pub struct Embedder {
+    net: Net,
+    device: Device,
+}
+
+impl Embedder {
+    /// Chips per forward pass; larger batches are split (bounds memory, ~0.7 MB per chip).
+    pub const MAX_BATCH: usize = 32;
+
+    /// Loads `dlib_face_recognition_resnet_model_v1.dat` onto `device`.
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self, Error> {
+        Self::from_model(&ResnetModel::load(path)?, device)
+    }
+
+    /// Builds the embedder from an already parsed model.
+    pub fn from_model(model: &ResnetModel, device: Device) -> Result<Self, Error> {
+        let net = match device {
+            #[cfg(feature = "flex")]
+            Device::Flex => Net::Flex(ResNet::from_model(model, &Default::default())?),
+            #[cfg(feature = "ndarray")]
+            Device::NdArray => Net::NdArray(ResNet::from_model(model, &Default::default())?),
+            #[cfg(feature = "candle")]
+            Device::Candle => Net::Candle(ResNet::from_model(model, &Default::default())?),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(index) => Net::Cuda(ResNet::from_model(model, &burn_cuda::CudaDevice { index })?),
+        };
+        Ok(Self { net, device })
+    }
+
+    /// The device this embedder runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Embeds a batch of any size of 150×150 RGB chips (as made by
+    /// `kao_dlib::chip::get_face_chip`), in order.
+    pub fn embed(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
+        let mut out = Vec::with_capacity(chips.len());
+        for batch in chips.chunks(Self::MAX_BATCH) {
+            let values: Vec<f32> = with_net!(self, net => {
+                let y = net.forward(net.input(batch)?);
+                y.into_data().into_vec().expect("the network's output is f32")
+            });
+            out.extend(values.chunks_exact(EMBEDDING_LEN).map(|e| {
+                let mut v = [0f32; EMBEDDING_LEN];
+                v.copy_from_slice(e);
+                v
+            }));
+        }
+        Ok(out)
+    }
+}

@@ -5,6 +5,7 @@
 //! writers for every format, the `kao.schema` / `kao.provenance` metadata, and the helpers a
 //! stage uses to pass through the columns it does not own.
 
+pub mod cli;
 mod error;
 mod io;
 pub mod schema;

@@ -1,0 +1,65 @@
+//! Times the ResNet embedder on every compiled-in backend at batch 1 and 32.
+//!
+//! `cargo run --release -p kao-nn --example bench [--features ndarray,candle,cuda] -- MODEL [ROUNDS]`
+//! (MODEL: path of `dlib_face_recognition_resnet_model_v1.dat`). Prints the median
+//! milliseconds per face after one warm-up batch, and how far each backend's embedding
+//! is from the first one's. The chips are synthetic: speed does
+//! not depend on pixel values.
+
+use std::time::Instant;
+
+use kao_dlib::RgbImage;
+use kao_nn::{Device, Embedder};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let model = args.next().ok_or("usage: bench MODEL [ROUNDS]")?;
+    let rounds: usize = args.next().map_or(Ok(5), |r| r.parse())?;
+    if rounds == 0 {
+        return Err("ROUNDS must be at least 1".into());
+    }
+    let mut chip = RgbImage::new(150, 150);
+    for (i, p) in chip.data.iter_mut().enumerate() {
+        *p = (i * 7 % 251) as u8;
+    }
+    let devices = [
+        #[cfg(feature = "flex")]
+        Device::Flex,
+        #[cfg(feature = "ndarray")]
+        Device::NdArray,
+        #[cfg(feature = "candle")]
+        Device::Candle,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(0),
+    ];
+    let mut first: Option<Vec<[f32; 128]>> = None;
+    for device in devices {
+        let embedder = Embedder::load(&model, device)?;
+        let out = embedder.embed(&[chip.view()])?;
+        match &first {
+            None => first = Some(out),
+            Some(reference) => {
+                let diff = out[0].iter().zip(&reference[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                println!("{device:?}: max |diff| vs {:?} {diff:.2e}", devices[0]);
+            }
+        }
+        for batch in [1, 32] {
+            let views = vec![chip.view(); batch];
+            embedder.embed(&views)?;
+            let mut times: Vec<f64> = (0..rounds)
+                .map(|_| {
+                    let t = Instant::now();
+                    embedder.embed(&views).map(|_| t.elapsed().as_secs_f64() * 1e3 / batch as f64)
+                })
+                .collect::<Result<_, _>>()?;
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{device:?} batch {batch}: {:.2} ms/face median ({:.2}..{:.2}, {rounds} rounds)",
+                times[rounds / 2],
+                times[0],
+                times[rounds - 1]
+            );
+        }
+    }
+    Ok(())
+}

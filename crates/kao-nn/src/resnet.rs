@@ -1,0 +1,502 @@
+//! dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`), from
+//! `tools/python/src/face_recognition.cpp`; see `shared/docs/models.md` §1.1.
+//!
+//! ```text
+//! input 150×150 RGB, x = (pixel − mean)/256, NCHW
+//! stem      con 32 7×7/2 (150→72) → affine → relu → max_pool 3×3/2 (72→35)
+//! alevel4   3 × ares 32                                   35×35
+//! alevel3   ares_down 64  + 3 × ares 64                   17×17
+//! alevel2   ares_down 128 + 2 × ares 128                  8×8
+//! alevel1   ares_down 256 + 2 × ares 256                  4×4 (conv branch 3×3, zero-padded)
+//! alevel0   ares_down 256                                 2×2 (conv branch 1×1, zero-padded)
+//! head      avg_pool_everything → fc_no_bias 128 (no normalisation)
+//!
+//! ares(x)      = relu(x + affine(con3×3(relu(affine(con3×3(x))))))
+//! ares_down(x) = relu(B(x) ⊕ avg_pool 2×2/2(x)), B's first con has stride 2 (pad 0),
+//!                ⊕ = dlib's zero-padded add (channels and bottom/right space padded)
+//! ```
+//!
+//! The file lists the layers from the input side: the stem, then per block
+//! `tag1 con affine relu con affine add_prev1 relu` (`ares`) or
+//! `tag1 con affine relu con affine tag2 skip1 avg_pool add_prev2 relu` (`ares_down`),
+//! then `avg_pool_everything fc`. [`ResNet::from_model`] walks that list and checks
+//! every record against the architecture. Each affine is folded into the con before it
+//! (see [`Conv2d`]).
+
+use burn_tensor::backend::Backend;
+use burn_tensor::{Tensor, TensorData};
+use kao_dlib::dat::{AffineMode, Layer, ResnetModel};
+use kao_dlib::image::RgbView;
+
+use crate::Error;
+use crate::layers::{Conv2d, Pool2d, PoolKind, add_zero_padded, dlib_padding, relu};
+
+/// Side of the square input chip.
+pub const INPUT_SIZE: usize = 150;
+/// Length of the embedding.
+pub const EMBEDDING_LEN: usize = 128;
+
+/// A residual block kind (models.md §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `ares`: same size in and out.
+    Ares,
+    /// `ares_down`: stride-2 conv branch plus a 2×2 average-pooled shortcut.
+    AresDown,
+}
+
+/// The 14 residual blocks from the input side: (kind, output channels).
+const BLOCKS: [(Kind, usize); 14] = [
+    // alevel4
+    (Kind::Ares, 32),
+    (Kind::Ares, 32),
+    (Kind::Ares, 32),
+    // alevel3
+    (Kind::AresDown, 64),
+    (Kind::Ares, 64),
+    (Kind::Ares, 64),
+    (Kind::Ares, 64),
+    // alevel2
+    (Kind::AresDown, 128),
+    (Kind::Ares, 128),
+    (Kind::Ares, 128),
+    // alevel1
+    (Kind::AresDown, 256),
+    (Kind::Ares, 256),
+    (Kind::Ares, 256),
+    // alevel0
+    (Kind::AresDown, 256),
+];
+
+/// `con → affine → relu → con → affine`: the conv branch of both block kinds (each
+/// affine folded into its con).
+#[derive(Debug, Clone)]
+struct Branch<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+}
+
+impl<B: Backend> Branch<B> {
+    fn load(
+        walk: &mut Walk<'_>,
+        in_channels: usize,
+        channels: usize,
+        stride: usize,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        let conv1 = walk.conv_affine(channels, in_channels, 3, stride, device)?;
+        walk.relu()?;
+        let conv2 = walk.conv_affine(channels, channels, 3, 1, device)?;
+        Ok(Self { conv1, conv2 })
+    }
+
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.conv2.forward(relu(self.conv1.forward(x)))
+    }
+}
+
+/// One residual block.
+#[derive(Debug, Clone)]
+enum Block<B: Backend> {
+    /// `relu(x + branch(x))`.
+    Ares(Branch<B>),
+    /// `relu(branch(x) ⊕ avg_pool(x))`.
+    AresDown(Branch<B>, Pool2d),
+}
+
+impl<B: Backend> Block<B> {
+    fn load(
+        walk: &mut Walk<'_>,
+        kind: Kind,
+        in_channels: usize,
+        channels: usize,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        walk.tag(1)?;
+        let block = match kind {
+            Kind::Ares => {
+                let branch = Branch::load(walk, in_channels, channels, 1, device)?;
+                walk.add_prev(1)?;
+                Block::Ares(branch)
+            }
+            Kind::AresDown => {
+                let branch = Branch::load(walk, in_channels, channels, 2, device)?;
+                walk.tag(2)?;
+                walk.skip(1)?;
+                let pool = walk.pool(PoolKind::Avg, 2, 2)?;
+                walk.add_prev(2)?;
+                Block::AresDown(branch, pool)
+            }
+        };
+        walk.relu()?;
+        Ok(block)
+    }
+
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        relu(match self {
+            Block::Ares(branch) => branch.forward(x.clone()).add(x),
+            Block::AresDown(branch, pool) => add_zero_padded(branch.forward(x.clone()), pool.forward(x)),
+        })
+    }
+}
+
+/// Every intermediate tensor of one forward pass (for layer-by-layer checks against dlib).
+#[derive(Debug, Clone)]
+pub struct Stages<B: Backend> {
+    /// Normalised input `[N, 3, 150, 150]`.
+    pub input: Tensor<B, 4>,
+    /// Stem output after the max pool `[N, 32, 35, 35]`.
+    pub stem: Tensor<B, 4>,
+    /// Output of each of the 14 residual blocks, input side first.
+    pub blocks: Vec<Tensor<B, 4>>,
+    /// Global average pool `[N, 256]`.
+    pub pooled: Tensor<B, 2>,
+    /// Embedding `[N, 128]`.
+    pub embedding: Tensor<B, 2>,
+}
+
+/// dlib's face-recognition ResNet-29 on a burn backend.
+#[derive(Debug, Clone)]
+pub struct ResNet<B: Backend> {
+    mean: [f32; 3],
+    /// Stem con 7×7/2 with its affine folded in.
+    stem_conv: Conv2d<B>,
+    stem_pool: Pool2d,
+    blocks: Vec<Block<B>>,
+    global_pool: Pool2d,
+    /// fc_no_bias weights `[256, 128]` (`y = x·W`).
+    fc: Tensor<B, 2>,
+    device: B::Device,
+}
+
+impl<B: Backend> ResNet<B> {
+    /// Builds the network on `device` from a parsed model file, checking every layer
+    /// record (kind, sizes, strides, padding, parameter counts) against the architecture.
+    pub fn from_model(model: &ResnetModel, device: &B::Device) -> Result<Self, Error> {
+        let input = &model.input;
+        if (input.rows, input.cols) != (INPUT_SIZE, INPUT_SIZE) {
+            return Err(Error::Layout {
+                index: None,
+                expected: format!("input {INPUT_SIZE}x{INPUT_SIZE}"),
+                found: format!("input {}x{}", input.rows, input.cols),
+            });
+        }
+        let mut walk = Walk {
+            layers: &model.layers,
+            pos: 0,
+        };
+        let stem_conv = walk.conv_affine(32, 3, 7, 2, device)?;
+        walk.relu()?;
+        let stem_pool = walk.pool(PoolKind::Max, 3, 2)?;
+        let mut in_channels = 32;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (kind, channels) in BLOCKS {
+            blocks.push(Block::load(&mut walk, kind, in_channels, channels, device)?);
+            in_channels = channels;
+        }
+        let global_pool = walk.global_avg_pool()?;
+        let fc = walk.fc(in_channels, EMBEDDING_LEN, device)?;
+        walk.end()?;
+        Ok(Self {
+            mean: input.mean,
+            stem_conv,
+            stem_pool,
+            blocks,
+            global_pool,
+            fc,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Planar NCHW input `(pixel − mean)/256` for a batch of 150×150 RGB chips.
+    pub fn input(&self, chips: &[RgbView<'_>]) -> Result<Tensor<B, 4>, Error> {
+        let plane = INPUT_SIZE * INPUT_SIZE;
+        let mut data = vec![0f32; chips.len() * 3 * plane];
+        for (index, (chip, out)) in chips.iter().zip(data.chunks_exact_mut(3 * plane)).enumerate() {
+            if (chip.width(), chip.height()) != (INPUT_SIZE, INPUT_SIZE) {
+                return Err(Error::ImageSize {
+                    index,
+                    width: chip.width(),
+                    height: chip.height(),
+                });
+            }
+            let (r, gb) = out.split_at_mut(plane);
+            let (g, b) = gb.split_at_mut(plane);
+            for y in 0..INPUT_SIZE {
+                let row = chip.row(y);
+                for x in 0..INPUT_SIZE {
+                    let p = &row[3 * x..3 * x + 3];
+                    let i = y * INPUT_SIZE + x;
+                    r[i] = (f32::from(p[0]) - self.mean[0]) / 256.0;
+                    g[i] = (f32::from(p[1]) - self.mean[1]) / 256.0;
+                    b[i] = (f32::from(p[2]) - self.mean[2]) / 256.0;
+                }
+            }
+        }
+        let shape = [chips.len(), 3, INPUT_SIZE, INPUT_SIZE];
+        Ok(Tensor::from_data(TensorData::new(data, shape), &self.device))
+    }
+
+    /// Embeddings `[N, 128]` of a normalised input batch `[N, 3, 150, 150]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = self.stem(x);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.head(x).1
+    }
+
+    /// Like [`forward`](Self::forward), keeping every intermediate tensor.
+    pub fn forward_stages(&self, input: Tensor<B, 4>) -> Stages<B> {
+        let stem = self.stem(input.clone());
+        let mut blocks: Vec<Tensor<B, 4>> = Vec::with_capacity(self.blocks.len());
+        let mut x = stem.clone();
+        for block in &self.blocks {
+            x = block.forward(x);
+            blocks.push(x.clone());
+        }
+        let (pooled, embedding) = self.head(x);
+        Stages {
+            input,
+            stem,
+            blocks,
+            pooled,
+            embedding,
+        }
+    }
+
+    /// con 7×7/2 + affine → relu → max_pool 3×3/2.
+    fn stem(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.stem_pool.forward(relu(self.stem_conv.forward(x)))
+    }
+
+    /// Global average pool, then fc_no_bias: (pooled, embedding).
+    fn head(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let pooled: Tensor<B, 2> = self.global_pool.forward(x).flatten(1, 3);
+        let embedding = pooled.clone().matmul(self.fc.clone());
+        (pooled, embedding)
+    }
+}
+
+/// Walks a model's layer list in order, checking each record against the expected one.
+struct Walk<'a> {
+    layers: &'a [Layer],
+    pos: usize,
+}
+
+impl<'a> Walk<'a> {
+    /// The next record, or a "file ends early" error naming what was expected.
+    fn next(&mut self, expected: impl FnOnce() -> String) -> Result<(usize, &'a Layer), Error> {
+        let index = self.pos;
+        let layer = self.layers.get(index).ok_or_else(|| Error::Layout {
+            index: Some(index),
+            expected: expected(),
+            found: "end of the layer list".into(),
+        })?;
+        self.pos += 1;
+        Ok((index, layer))
+    }
+
+    fn mismatch(index: usize, expected: String, found: &Layer) -> Error {
+        Error::Layout {
+            index: Some(index),
+            expected,
+            found: describe(found),
+        }
+    }
+
+    /// A `con` record followed by an `affine` record, folded into one [`Conv2d`].
+    fn conv_affine<B: Backend>(
+        &mut self,
+        filters: usize,
+        in_channels: usize,
+        k: usize,
+        stride: usize,
+        device: &B::Device,
+    ) -> Result<Conv2d<B>, Error> {
+        let pad = dlib_padding(k, stride);
+        let want = || format!("con {filters}x{in_channels}x{k}x{k} stride {stride} pad {pad} with bias");
+        let (index, layer) = self.next(want)?;
+        let conv = match layer {
+            Layer::Con(c)
+                if (c.num_filters, c.in_channels, c.kernel_rows, c.kernel_cols)
+                    == (filters, in_channels, k, k)
+                    && (c.stride_y, c.stride_x, c.pad_y, c.pad_x) == (stride, stride, pad, pad)
+                    && c.bias.len() == filters
+                    && !c.fused_relu =>
+            {
+                c
+            }
+            other => return Err(Self::mismatch(index, want(), other)),
+        };
+        let want = || format!("affine (conv mode) over {filters} channels");
+        let (affine_index, layer) = self.next(want)?;
+        let affine = match layer {
+            Layer::Affine(a)
+                if a.mode == AffineMode::Conv && a.gamma.len() == filters && a.beta.len() == filters =>
+            {
+                a
+            }
+            other => return Err(Self::mismatch(affine_index, want(), other)),
+        };
+        Conv2d::from_dlib(conv, Some(affine), device).map_err(|e| e.at(index))
+    }
+
+    fn pool(&mut self, kind: PoolKind, k: usize, stride: usize) -> Result<Pool2d, Error> {
+        let pad = dlib_padding(k, stride);
+        let name = match kind {
+            PoolKind::Max => "max_pool",
+            PoolKind::Avg => "avg_pool",
+        };
+        let want = || format!("{name} {k}x{k} stride {stride} pad {pad}");
+        let (index, layer) = self.next(want)?;
+        let p = match (kind, layer) {
+            (PoolKind::Max, Layer::MaxPool(p)) | (PoolKind::Avg, Layer::AvgPool(p)) => p,
+            (_, other) => return Err(Self::mismatch(index, want(), other)),
+        };
+        if (p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x) != (k, k, stride, stride, pad, pad) {
+            return Err(Self::mismatch(index, want(), layer));
+        }
+        Pool2d::from_dlib(kind, p).map_err(|e| e.at(index))
+    }
+
+    fn global_avg_pool(&mut self) -> Result<Pool2d, Error> {
+        let want = || "avg_pool_everything".to_string();
+        let (index, layer) = self.next(want)?;
+        match layer {
+            Layer::AvgPool(p) if p.is_global() => Pool2d::from_dlib(PoolKind::Avg, p).map_err(|e| e.at(index)),
+            other => Err(Self::mismatch(index, want(), other)),
+        }
+    }
+
+    fn fc<B: Backend>(&mut self, inputs: usize, outputs: usize, device: &B::Device) -> Result<Tensor<B, 2>, Error> {
+        let want = || format!("fc_no_bias {inputs} -> {outputs}");
+        let (index, layer) = self.next(want)?;
+        match layer {
+            Layer::Fc(f)
+                if (f.num_inputs, f.num_outputs) == (inputs, outputs)
+                    && f.weights.len() == inputs * outputs
+                    && f.bias.is_empty() =>
+            {
+                Ok(Tensor::from_data(TensorData::new(f.weights.clone(), [inputs, outputs]), device))
+            }
+            other => Err(Self::mismatch(index, want(), other)),
+        }
+    }
+
+    /// Expects a record equal to `expected` (tags, skips, relus, add_prevs).
+    fn exact(&mut self, expected: Layer) -> Result<(), Error> {
+        let (index, layer) = self.next(|| describe(&expected))?;
+        if *layer == expected {
+            Ok(())
+        } else {
+            Err(Self::mismatch(index, describe(&expected), layer))
+        }
+    }
+
+    fn relu(&mut self) -> Result<(), Error> {
+        self.exact(Layer::Relu { disabled: false })
+    }
+
+    fn tag(&mut self, id: u32) -> Result<(), Error> {
+        self.exact(Layer::Tag(id))
+    }
+
+    fn skip(&mut self, id: u32) -> Result<(), Error> {
+        self.exact(Layer::Skip(id))
+    }
+
+    fn add_prev(&mut self, tag: u32) -> Result<(), Error> {
+        self.exact(Layer::AddPrev { tag })
+    }
+
+    fn end(&self) -> Result<(), Error> {
+        match self.layers.get(self.pos) {
+            None => Ok(()),
+            Some(layer) => Err(Self::mismatch(self.pos, "end of the network".into(), layer)),
+        }
+    }
+}
+
+/// A short description of a layer record for error messages.
+fn describe(layer: &Layer) -> String {
+    match layer {
+        Layer::Con(c) => format!(
+            "con {}x{}x{}x{} stride {}x{} pad {}x{}{} ({} filter values, {} biases)",
+            c.num_filters,
+            c.in_channels,
+            c.kernel_rows,
+            c.kernel_cols,
+            c.stride_y,
+            c.stride_x,
+            c.pad_y,
+            c.pad_x,
+            if c.fused_relu { " +relu" } else { "" },
+            c.filters.len(),
+            c.bias.len()
+        ),
+        Layer::Affine(a) => format!(
+            "affine ({:?} mode{}) with {} gammas, {} betas",
+            a.mode,
+            if a.disabled { ", disabled" } else { "" },
+            a.gamma.len(),
+            a.beta.len()
+        ),
+        Layer::Relu { disabled } => format!("relu{}", if *disabled { " (disabled)" } else { "" }),
+        Layer::MaxPool(p) | Layer::AvgPool(p) => {
+            let name = if matches!(layer, Layer::MaxPool(_)) { "max_pool" } else { "avg_pool" };
+            if p.is_global() {
+                format!("{name}_everything")
+            } else {
+                format!(
+                    "{name} {}x{} stride {}x{} pad {}x{}",
+                    p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x
+                )
+            }
+        }
+        Layer::AddPrev { tag } => format!("add_prev{tag}"),
+        Layer::Fc(f) => format!(
+            "fc {} -> {} ({} weights, {} biases)",
+            f.num_inputs,
+            f.num_outputs,
+            f.weights.len(),
+            f.bias.len()
+        ),
+        Layer::Tag(id) => format!("tag{id}"),
+        Layer::Skip(id) => format!("skip{id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_count_matches_the_file_layout() {
+        // stem 4, ares 8 each, ares_down 11 each, head 2: the file's 130 records.
+        let per_block: usize = BLOCKS
+            .iter()
+            .map(|(kind, _)| if *kind == Kind::Ares { 8 } else { 11 })
+            .sum();
+        assert_eq!(4 + per_block + 2, 130);
+    }
+
+    #[test]
+    fn describe_names_the_record() {
+        assert_eq!(describe(&Layer::AddPrev { tag: 2 }), "add_prev2");
+        let pool = kao_dlib::dat::Pool {
+            rows: 0,
+            cols: 0,
+            stride_y: 1,
+            stride_x: 1,
+            pad_y: 0,
+            pad_x: 0,
+        };
+        assert_eq!(describe(&Layer::AvgPool(pool)), "avg_pool_everything");
+    }
+}

@@ -1,0 +1,145 @@
+//! End-to-end tests of kao-embed: face records from the golden astronaut photo, embedded and
+//! compared with dlib's own descriptor.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch};
+use arrow_array::{StringArray, UInt32Array, UInt64Array};
+use kao_record::schema::{DataType, Field, Schema, col, face_fields, fixed_f32_list, stage_schema};
+use kao_record::{Provenance, RecordWriter};
+use kao_tests::*;
+
+/// dlib's 5 landmarks on the astronaut (golden landmarks5.npy, from the HOG box).
+const LANDMARKS: [f32; 10] = [255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0];
+
+/// The astronaut's RGB pixels, decoded by kao-decode (a PNG decodes exactly).
+fn astronaut() -> (u32, u32, Vec<u8>) {
+    let png = tests_dir().join("data/astronaut.png");
+    let out = run(kao("kao-decode").arg(&png));
+    assert!(out.status.success());
+    let b = batches(&out.stdout);
+    let w = column(&b, "width", |a: &UInt32Array, i| a.value(i))[0];
+    let h = column(&b, "height", |a: &UInt32Array, i| a.value(i))[0];
+    let px = column(&b, "pixels", |a: &BinaryArray, i| a.value(i).to_vec()).remove(0);
+    (w, h, px)
+}
+
+/// Writes face records for the astronaut's face, one row per patch (x, y, w, h) of the frame.
+fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
+    let (fw, fh, pixels) = astronaut();
+    let mut fields: Vec<Field> = kao_record::schema::frame_fields();
+    fields.retain(|f| f.name() != col::PIXELS);
+    fields.extend(face_fields());
+    let entry = Provenance::new("test-detect", "0", serde_json::Value::Null);
+    let schema = stage_schema(&Schema::empty(), &[], fields, &entry).unwrap();
+    let n = patches.len();
+    let cut = |&(x, y, w, h): &(i32, i32, u32, u32)| -> Vec<u8> {
+        let mut out = Vec::new();
+        for row in y as u32..y as u32 + h {
+            let start = ((row * fw + x as u32) * 3) as usize;
+            out.extend_from_slice(&pixels[start..start + w as usize * 3]);
+        }
+        out
+    };
+    let patch_bytes: Vec<Vec<u8>> = patches.iter().map(cut).collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let marks = FixedSizeListArray::try_new(item, 10, Arc::new(Float32Array::from(LANDMARKS.repeat(n))), None).unwrap();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["astronaut.png"; n])),
+        Arc::new(UInt64Array::from(vec![0u64; n])),
+        Arc::new(Float64Array::from(vec![0.0; n])),
+        Arc::new(UInt32Array::from(vec![fw; n])),
+        Arc::new(UInt32Array::from(vec![fh; n])),
+        Arc::new(UInt32Array::from((0..n as u32).collect::<Vec<_>>())),
+        Arc::new(Float32Array::from(vec![175.0; n])),
+        Arc::new(Float32Array::from(vec![76.0; n])),
+        Arc::new(Float32Array::from(vec![91.0; n])),
+        Arc::new(Float32Array::from(vec![91.0; n])),
+        Arc::new(Float32Array::from(vec![1.0; n])),
+        Arc::new(marks),
+        Arc::new(BinaryArray::from(patch_bytes.iter().map(|p| p.as_slice()).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(patches.iter().map(|p| p.0).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(patches.iter().map(|p| p.1).collect::<Vec<_>>())),
+        Arc::new(UInt32Array::from(patches.iter().map(|p| p.2).collect::<Vec<_>>())),
+        Arc::new(UInt32Array::from(patches.iter().map(|p| p.3).collect::<Vec<_>>())),
+        Arc::new(UInt64Array::from(vec![None::<u64>; n])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut writer = RecordWriter::create(Some(path), &schema).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+}
+
+fn embeddings(b: &[RecordBatch]) -> Vec<Vec<f32>> {
+    column(b, "embedding", |a: &FixedSizeListArray, i| {
+        a.value(i).as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec()
+    })
+}
+
+fn l2(a: &[f32], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum::<f64>().sqrt()
+}
+
+#[test]
+fn embedding_from_native_patches_matches_dlib() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces.arrows");
+    // The whole frame, and a patch around the face that covers dlib's 150-px chip at padding 0.25.
+    face_records(&faces, &[(0, 0, 512, 512), (120, 10, 240, 250)]);
+    let out = run(kao("kao-embed").arg(&faces));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let b = batches(&out.stdout);
+    let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
+    for (i, e) in embeddings(&b).iter().enumerate() {
+        assert_eq!(e.len(), 128);
+        let max = e.iter().zip(&golden).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max);
+        assert!(max <= 1e-4, "face {i}: max |Δ| {max} from dlib's descriptor");
+    }
+    // Every input column passes through; provenance names the model.
+    let schema = b[0].schema();
+    assert!(schema.field_with_name("patch").is_ok() && schema.field_with_name("landmarks").is_ok());
+    let reader = kao_record::RecordReader::from_stream("out", std::io::Cursor::new(out.stdout)).unwrap();
+    let history = reader.provenance().unwrap();
+    assert_eq!(history.iter().map(|p| p.stage.as_str()).collect::<Vec<_>>(), ["test-detect", "kao-embed"]);
+    let model = history[1].model.as_ref().unwrap();
+    assert_eq!(model.name, "dlib-resnet");
+    assert!(model.sha256.starts_with("55533b28"));
+}
+
+#[test]
+fn jitters_are_deterministic_and_close_to_the_plain_chip() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces.parquet");
+    face_records(&faces, &[(0, 0, 512, 512)]);
+    let jittered = |seed: &str| {
+        let out = run(kao("kao-embed").arg(&faces).args(["--jitters", "5", "--seed", seed]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        embeddings(&batches(&out.stdout)).remove(0)
+    };
+    let (a, b, c) = (jittered("1"), jittered("1"), jittered("2"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
+    let d = l2(&a, &golden);
+    assert!(d > 1e-4 && d < 0.15, "jittered mean is {d} from the plain descriptor");
+}
+
+#[test]
+fn wrong_input_and_missing_model_are_one_line_errors() {
+    // Frame records lack the face columns.
+    let png = tests_dir().join("data/astronaut.png");
+    let frames = run(kao("kao-decode").arg(&png));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.arrows");
+    std::fs::write(&path, &frames.stdout).unwrap();
+    let out = run(kao("kao-embed").arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("needs column `patch`, which kao-detect adds") && err.lines().count() == 1, "{err}");
+    // No model in the model folder.
+    let out = run(kao("kao-embed").arg(&path).env("KAO_MODELS", dir.path()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("python3 models/fetch.py") && err.lines().count() == 1, "{err}");
+}
