@@ -2,11 +2,9 @@
 //! compared with dlib's own descriptor.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch};
-use arrow_array::{StringArray, UInt32Array, UInt64Array};
-use kao_record::schema::{DataType, Field, Schema, col, face_fields, fixed_f32_list, stage_schema};
+use arrow_array::{BinaryArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
+use kao_record::schema::{FaceRow, FrameMeta, face_batch, face_schema};
 use kao_record::{Provenance, RecordWriter};
 use kao_tests::*;
 
@@ -28,46 +26,36 @@ fn astronaut() -> (u32, u32, Vec<u8>) {
 /// Writes face records for the astronaut's face, one row per patch (x, y, w, h) of the frame.
 fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
     let (fw, fh, pixels) = astronaut();
-    let mut fields: Vec<Field> = kao_record::schema::frame_fields();
-    fields.retain(|f| f.name() != col::PIXELS);
-    fields.extend(face_fields());
-    let entry = Provenance::new("test-detect", "0", serde_json::Value::Null);
-    let schema = stage_schema(&Schema::empty(), &[], fields, &entry).unwrap();
-    let n = patches.len();
-    let cut = |&(x, y, w, h): &(i32, i32, u32, u32)| -> Vec<u8> {
-        let mut out = Vec::new();
-        for row in y as u32..y as u32 + h {
-            let start = ((row * fw + x as u32) * 3) as usize;
-            out.extend_from_slice(&pixels[start..start + w as usize * 3]);
-        }
-        out
-    };
-    let patch_bytes: Vec<Vec<u8>> = patches.iter().map(cut).collect();
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let marks = FixedSizeListArray::try_new(item, 10, Arc::new(Float32Array::from(LANDMARKS.repeat(n))), None).unwrap();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["astronaut.png"; n])),
-        Arc::new(UInt64Array::from(vec![0u64; n])),
-        Arc::new(Float64Array::from(vec![0.0; n])),
-        Arc::new(UInt32Array::from(vec![fw; n])),
-        Arc::new(UInt32Array::from(vec![fh; n])),
-        Arc::new(UInt32Array::from((0..n as u32).collect::<Vec<_>>())),
-        Arc::new(Float32Array::from(vec![175.0; n])),
-        Arc::new(Float32Array::from(vec![76.0; n])),
-        Arc::new(Float32Array::from(vec![91.0; n])),
-        Arc::new(Float32Array::from(vec![91.0; n])),
-        Arc::new(Float32Array::from(vec![1.0; n])),
-        Arc::new(marks),
-        Arc::new(BinaryArray::from(patch_bytes.iter().map(|p| p.as_slice()).collect::<Vec<_>>())),
-        Arc::new(Int32Array::from(patches.iter().map(|p| p.0).collect::<Vec<_>>())),
-        Arc::new(Int32Array::from(patches.iter().map(|p| p.1).collect::<Vec<_>>())),
-        Arc::new(UInt32Array::from(patches.iter().map(|p| p.2).collect::<Vec<_>>())),
-        Arc::new(UInt32Array::from(patches.iter().map(|p| p.3).collect::<Vec<_>>())),
-        Arc::new(UInt64Array::from(vec![None::<u64>; n])),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let schema = face_schema(&Provenance::new("test-detect", "0", serde_json::Value::Null)).unwrap();
+    let frame = FrameMeta { source: "astronaut.png".into(), frame_index: 0, pts: 0.0, width: fw, height: fh };
+    let rows: Vec<FaceRow> = patches
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y, w, h))| {
+            let mut patch = Vec::new();
+            for row in y as u32..y as u32 + h {
+                let start = ((row * fw + x as u32) * 3) as usize;
+                patch.extend_from_slice(&pixels[start..start + w as usize * 3]);
+            }
+            FaceRow {
+                face_index: i as u32,
+                x: 175.0,
+                y: 76.0,
+                w: 91.0,
+                h: 91.0,
+                score: 1.0,
+                landmarks: LANDMARKS,
+                patch,
+                patch_x: x,
+                patch_y: y,
+                patch_w: w,
+                patch_h: h,
+                track_id: None,
+            }
+        })
+        .collect();
     let mut writer = RecordWriter::create(Some(path), &schema).unwrap();
-    writer.write(&batch).unwrap();
+    writer.write(&face_batch(&schema, &frame, &rows).unwrap()).unwrap();
     writer.finish().unwrap();
 }
 

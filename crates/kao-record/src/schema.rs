@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_schema::ArrowError;
@@ -255,6 +258,97 @@ pub fn frame_batch(schema: &SchemaRef, row: FrameRow) -> Result<RecordBatch, Arr
         Arc::new(UInt32Array::from(vec![row.height])),
         Arc::new(pixels),
     ];
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// One detected face, as kao-detect emits it (the face columns of a face record).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceRow {
+    /// Index of the face within its frame.
+    pub face_index: u32,
+    /// Box left edge, frame pixels.
+    pub x: f32,
+    /// Box top edge.
+    pub y: f32,
+    /// Box width.
+    pub w: f32,
+    /// Box height.
+    pub h: f32,
+    /// Detector confidence.
+    pub score: f32,
+    /// Five landmarks (x0,y0,…,x4,y4) in frame pixels, dlib's 5-point order.
+    pub landmarks: [f32; 10],
+    /// RGB24 patch of the frame around the face, `patch_w * patch_h * 3` bytes.
+    pub patch: Vec<u8>,
+    /// Patch left edge in the frame.
+    pub patch_x: i32,
+    /// Patch top edge in the frame.
+    pub patch_y: i32,
+    /// Patch width.
+    pub patch_w: u32,
+    /// Patch height.
+    pub patch_h: u32,
+    /// Track, when known.
+    pub track_id: Option<u64>,
+}
+
+/// The columns of [`face_fields`], in order, for `rows`.
+pub fn face_columns(rows: &[FaceRow]) -> Result<Vec<ArrayRef>, ArrowError> {
+    let f32s = |get: fn(&FaceRow) -> f32| -> ArrayRef { Arc::new(Float32Array::from_iter_values(rows.iter().map(get))) };
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let marks = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.landmarks));
+    Ok(vec![
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.face_index))),
+        f32s(|r| r.x),
+        f32s(|r| r.y),
+        f32s(|r| r.w),
+        f32s(|r| r.h),
+        f32s(|r| r.score),
+        Arc::new(FixedSizeListArray::try_new(item, 10, Arc::new(marks), None)?),
+        Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.patch.as_slice()))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_x))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_y))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.patch_w))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.patch_h))),
+        Arc::new(UInt64Array::from(rows.iter().map(|r| r.track_id).collect::<Vec<_>>())),
+    ])
+}
+
+/// The frame a face came from: the frame columns every face record repeats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameMeta {
+    /// Input as given.
+    pub source: String,
+    /// Frame index in the input.
+    pub frame_index: u64,
+    /// Presentation time in seconds.
+    pub pts: f64,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+}
+
+/// The schema of face records made without an input stream: the frame fields but `pixels`,
+/// then [`face_fields`], with `entry` as the first provenance.
+pub fn face_schema(entry: &Provenance) -> Result<SchemaRef, String> {
+    let mut fields = frame_fields();
+    fields.retain(|f| f.name() != col::PIXELS);
+    fields.extend(face_fields());
+    stage_schema(&Schema::empty(), &[], fields, entry)
+}
+
+/// A batch of [`face_schema`] records for faces of one frame.
+pub fn face_batch(schema: &SchemaRef, frame: &FrameMeta, rows: &[FaceRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![frame.source.as_str(); n])),
+        Arc::new(UInt64Array::from(vec![frame.frame_index; n])),
+        Arc::new(Float64Array::from(vec![frame.pts; n])),
+        Arc::new(UInt32Array::from(vec![frame.width; n])),
+        Arc::new(UInt32Array::from(vec![frame.height; n])),
+    ];
+    columns.extend(face_columns(rows)?);
     RecordBatch::try_new(schema.clone(), columns)
 }
 
