@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod embed;
+
 /// kao's benchmarks. Each compares a kao stage with its anchor in the same run.
 #[derive(Parser, Debug)]
 #[command(name = "kao-bench", version)]
@@ -34,12 +36,27 @@ enum Bench {
         #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
         cache: PathBuf,
     },
+    /// Embedding speed: ms per face at batch 1 and 32, kao's ResNet against dlib's own
+    /// (dlib-bin in a venv this benchmark makes) on the same chips; then kao-embed's peak
+    /// memory on a stream of face records.
+    Embed {
+        /// Faces per timing round.
+        #[arg(long, default_value_t = 64)]
+        faces: usize,
+        /// Faces in the kao-embed memory run (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        stream_faces: usize,
+        /// Where the dlib venv is kept between runs.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
+        cache: PathBuf,
+    },
 }
 
 fn main() {
     let args = Args::parse();
     let result = match args.bench {
         Bench::Decode { frames, runs, videos, cache } => bench_decode(frames, runs.max(1), &videos, &cache),
+        Bench::Embed { faces, stream_faces, cache } => embed::bench_embed(faces.max(1), stream_faces, &cache),
     };
     if let Err(e) = result {
         eprintln!("kao-bench: {e:#}");

@@ -204,6 +204,12 @@ impl RecordWriter {
         }
     }
 
+    /// Creates a writer of an IPC stream on any writer (a child's stdin, a socket), named
+    /// `name` in errors and flushed after every batch.
+    pub fn stream(name: &str, out: Box<dyn Write + Send>, schema: &SchemaRef) -> Result<Self, RecordError> {
+        Self::to_pipe(name.to_string(), out, schema)
+    }
+
     fn to_pipe(name: String, out: Box<dyn Write + Send>, schema: &SchemaRef) -> Result<Self, RecordError> {
         let writer =
             StreamWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema).map_err(|e| RecordError::arrow(&name, e))?;
