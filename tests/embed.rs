@@ -131,3 +131,30 @@ fn wrong_input_and_missing_model_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("python3 models/fetch.py") && err.lines().count() == 1, "{err}");
 }
+
+#[test]
+fn mmod_box_to_embedding_matches_dlibs_whole_path() {
+    // dlib's own path from its MMOD box (upsample 0): shape predictor → chip → ResNet.
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tests_dir().join("data/dlib_mmod_path.json")).unwrap()).unwrap();
+    let path = &golden["mmod_upsample0"];
+    let b: Vec<i64> = path["box_ltrb"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let (w, h, pixels) = astronaut();
+    let view = kao_dlib::RgbView::new(w as usize, h as usize, &pixels).unwrap();
+    let sp5 = kao_dlib::ShapePredictor::load(kao_models::locate("dlib-sp5").unwrap().path).unwrap();
+    let marks = sp5.predict(&view, kao_dlib::Rect::new(b[0], b[1], b[2], b[3]));
+    let expected: Vec<(f32, f32)> = path["landmarks5"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32))
+        .collect();
+    assert_eq!(marks, expected);
+    let chip = kao_dlib::get_face_chip(&view, &marks, 150, 0.25).unwrap();
+    let embedder =
+        kao_nn::Embedder::load(kao_models::locate("dlib-resnet").unwrap().path, kao_nn::Device::cpu()).unwrap();
+    let e = embedder.embed(&[chip.view()]).unwrap().remove(0);
+    let golden_e: Vec<f64> = path["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let d = l2(&e, &golden_e);
+    assert!(d <= 1e-3, "L2 {d} from dlib's embedding on the MMOD path");
+}
