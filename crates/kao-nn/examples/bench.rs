@@ -2,8 +2,8 @@
 //!
 //! `cargo run --release -p kao-nn --example bench [--features ndarray,candle,cuda] -- MODEL [ROUNDS]`
 //! (MODEL: path of `dlib_face_recognition_resnet_model_v1.dat`). Prints the median
-//! milliseconds per face after one warm-up batch, and how far each backend's embedding
-//! is from the first one's. The chips are synthetic: speed does
+//! milliseconds per face after one warm-up batch, the process CPU time per face, and how
+//! far each backend's embedding is from the first one's. The chips are synthetic: speed does
 //! not depend on pixel values.
 
 use std::time::Instant;
@@ -39,22 +39,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match &first {
             None => first = Some(out),
             Some(reference) => {
-                let diff = out[0].iter().zip(&reference[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                let diff = out[0]
+                    .iter()
+                    .zip(&reference[0])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
                 println!("{device:?}: max |diff| vs {:?} {diff:.2e}", devices[0]);
             }
         }
         for batch in [1, 32] {
             let views = vec![chip.view(); batch];
             embedder.embed(&views)?;
+            let cpu_start = cpu_ms();
             let mut times: Vec<f64> = (0..rounds)
                 .map(|_| {
                     let t = Instant::now();
-                    embedder.embed(&views).map(|_| t.elapsed().as_secs_f64() * 1e3 / batch as f64)
+                    embedder
+                        .embed(&views)
+                        .map(|_| t.elapsed().as_secs_f64() * 1e3 / batch as f64)
                 })
                 .collect::<Result<_, _>>()?;
+            let cpu = match (cpu_start, cpu_ms()) {
+                (Some(a), Some(b)) => format!("{:.1}", (b - a) / (rounds * batch) as f64),
+                _ => "n/a".into(),
+            };
             times.sort_by(f64::total_cmp);
             println!(
-                "{device:?} batch {batch}: {:.2} ms/face median ({:.2}..{:.2}, {rounds} rounds)",
+                "{device:?} batch {batch}: {:.2} ms/face median ({:.2}..{:.2}, {rounds} rounds); process CPU {cpu} ms/face",
                 times[rounds / 2],
                 times[0],
                 times[rounds - 1]
@@ -62,4 +73,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// CPU time (user + system, all threads) of this process so far, in ms, from
+/// `/proc/self/stat` (Linux; `USER_HZ` is 100). Shows the work done independently of
+/// other load on the machine.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: f64 = rest.next()?.parse().ok()?;
+    let stime: f64 = rest.next()?.parse().ok()?;
+    Some((utime + stime) * 10.0)
 }

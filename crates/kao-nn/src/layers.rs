@@ -37,7 +37,11 @@ impl<B: Backend> Conv2d<B> {
     /// padding) and, if given, the `affine` record that follows it. Fails if the filter,
     /// bias, γ or β count does not match the record's shape, if the record fuses a relu
     /// (`con_6`), or if the affine is per element rather than per channel.
-    pub fn from_dlib(c: &dat::Conv, affine: Option<&dat::Affine>, device: &B::Device) -> Result<Self, Error> {
+    pub fn from_dlib(
+        c: &dat::Conv,
+        affine: Option<&dat::Affine>,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
         let shape = [c.num_filters, c.in_channels, c.kernel_rows, c.kernel_cols];
         let count: usize = shape.iter().product();
         check_len("con filters", count, c.filters.len())?;
@@ -58,7 +62,10 @@ impl<B: Backend> Conv2d<B> {
             }
             check_len("affine gamma", c.num_filters, a.gamma.len())?;
             check_len("affine beta", c.num_filters, a.beta.len())?;
-            for (filter, gamma) in filters.chunks_exact_mut(count / c.num_filters).zip(&a.gamma) {
+            for (filter, gamma) in filters
+                .chunks_exact_mut(count / c.num_filters)
+                .zip(&a.gamma)
+            {
                 filter.iter_mut().for_each(|w| *w *= gamma);
             }
             bias.resize(c.num_filters, 0.0);
@@ -67,7 +74,8 @@ impl<B: Backend> Conv2d<B> {
             }
         }
         let weight = Tensor::from_data(TensorData::new(filters, shape), device);
-        let bias = (!bias.is_empty()).then(|| Tensor::from_data(TensorData::new(bias, [c.num_filters]), device));
+        let bias = (!bias.is_empty())
+            .then(|| Tensor::from_data(TensorData::new(bias, [c.num_filters]), device));
         Ok(Self {
             weight,
             bias,
@@ -92,7 +100,11 @@ fn check_len(what: &'static str, expected: usize, found: usize) -> Result<(), Er
     if found == expected {
         Ok(())
     } else {
-        Err(Error::Params { what, expected, found })
+        Err(Error::Params {
+            what,
+            expected,
+            found,
+        })
     }
 }
 
@@ -241,7 +253,11 @@ mod tests {
         };
         assert!(matches!(
             Conv2d::<CpuBackend>::from_dlib(&conv, None, &device),
-            Err(Error::Params { expected: 18, found: 17, .. })
+            Err(Error::Params {
+                expected: 18,
+                found: 17,
+                ..
+            })
         ));
         conv.filters.push(0.0);
         let mut affine = dat::Affine {
@@ -252,7 +268,10 @@ mod tests {
         };
         assert!(matches!(
             Conv2d::<CpuBackend>::from_dlib(&conv, Some(&affine), &device),
-            Err(Error::Params { what: "affine beta", .. })
+            Err(Error::Params {
+                what: "affine beta",
+                ..
+            })
         ));
         affine.beta.push(0.0);
         affine.mode = AffineMode::Fc;

@@ -7,18 +7,39 @@
 //! * [`Embedder`]: a backend-erased embedder for binaries (`Embedder::load(path, Device)`).
 //!
 //! Backends (cargo features): `flex` (default; burn's pure-Rust CPU backend on the `gemm`
-//! crate), `ndarray`, `candle` (CPU), `cuda` (burn-cuda/CubeCL; compiles without the
-//! CUDA toolkit, needs the driver at run time).
+//! crate) with `avx512` (default; AVX-512 gemm kernels, picked at run time), `ndarray` and
+//! `candle` (CPU, for comparison; burn deprecates them), `cuda` (burn-cuda/CubeCL;
+//! compiles without the CUDA toolkit, needs the driver and NVRTC at run time).
 //!
-//! CPU speed of the ResNet, 2 threads, ms per face (see `examples/bench.rs`):
+//! Measured with `examples/bench.rs` (2 threads, median wall ms per face; in brackets the
+//! process CPU ms per face). The 2-core build machine was shared with other builds (load
+//! about 2), so wall times are upper bounds; CPU time is the steadier figure, and an idle
+//! machine should give roughly CPU/2 at batch 32.
 //!
-//! | backend | batch 1 | batch 32 |
+//! | backend (burn 0.21) | batch 1 | batch 32 |
 //! |---|---|---|
-//! | flex (default) | TBD | TBD |
-//! | ndarray | TBD | TBD |
-//! | candle | TBD | TBD |
+//! | flex + avx512 (default) | 23–36 (28–36) | 9.5–11.7 (15–18) |
+//! | flex, AVX2 | 26–33 (31–39) | 12.5 (20) |
+//! | candle | 45 (56) | 20 (34) |
+//! | ndarray (matrixmultiply) | 66 (110) | 36 (68) |
+//! | cuda, H200, autotune | 3.8 | 0.39 |
+//!
+//! For comparison, a hand-written im2col + `gemm` port measured 5.1 ms per face at batch
+//! 32 on an idle machine (`shared/docs/dependencies.md`). burn-flex is slower at batch 1
+//! because it parallelises a convolution over (image, 512-pixel tile) pairs, so the 17×17
+//! and smaller layers of a single image run on one thread.
+//!
+//! Accuracy: with flex every stage matches dlib within 1e-4 (the tests); ndarray and
+//! candle gave the same embedding as flex within 3e-7. CUDA was 3.5e-4 (max |Δ|) from
+//! flex: burn's autotune may pick tensor-core kernels, which run f32 as TF32. That is
+//! inside the ~1e-3 that `models.md` §6 allows on a GPU.
 
-#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "candle", feature = "cuda")))]
+#[cfg(not(any(
+    feature = "flex",
+    feature = "ndarray",
+    feature = "candle",
+    feature = "cuda"
+)))]
 compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle or cuda");
 
 pub mod layers;
@@ -202,7 +223,9 @@ impl Embedder {
             #[cfg(feature = "candle")]
             Device::Candle => Net::Candle(ResNet::from_model(model, &Default::default())?),
             #[cfg(feature = "cuda")]
-            Device::Cuda(index) => Net::Cuda(ResNet::from_model(model, &burn_cuda::CudaDevice { index })?),
+            Device::Cuda(index) => {
+                Net::Cuda(ResNet::from_model(model, &burn_cuda::CudaDevice { index })?)
+            }
         };
         Ok(Self { net, device })
     }

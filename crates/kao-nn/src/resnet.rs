@@ -135,7 +135,9 @@ impl<B: Backend> Block<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         relu(match self {
             Block::Ares(branch) => branch.forward(x.clone()).add(x),
-            Block::AresDown(branch, pool) => add_zero_padded(branch.forward(x.clone()), pool.forward(x)),
+            Block::AresDown(branch, pool) => {
+                add_zero_padded(branch.forward(x.clone()), pool.forward(x))
+            }
         })
     }
 }
@@ -217,7 +219,11 @@ impl<B: Backend> ResNet<B> {
     pub fn input(&self, chips: &[RgbView<'_>]) -> Result<Tensor<B, 4>, Error> {
         let plane = INPUT_SIZE * INPUT_SIZE;
         let mut data = vec![0f32; chips.len() * 3 * plane];
-        for (index, (chip, out)) in chips.iter().zip(data.chunks_exact_mut(3 * plane)).enumerate() {
+        for (index, (chip, out)) in chips
+            .iter()
+            .zip(data.chunks_exact_mut(3 * plane))
+            .enumerate()
+        {
             if (chip.width(), chip.height()) != (INPUT_SIZE, INPUT_SIZE) {
                 return Err(Error::ImageSize {
                     index,
@@ -239,7 +245,10 @@ impl<B: Backend> ResNet<B> {
             }
         }
         let shape = [chips.len(), 3, INPUT_SIZE, INPUT_SIZE];
-        Ok(Tensor::from_data(TensorData::new(data, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(data, shape),
+            &self.device,
+        ))
     }
 
     /// Embeddings `[N, 128]` of a normalised input batch `[N, 3, 150, 150]`.
@@ -320,7 +329,8 @@ impl<'a> Walk<'a> {
         device: &B::Device,
     ) -> Result<Conv2d<B>, Error> {
         let pad = dlib_padding(k, stride);
-        let want = || format!("con {filters}x{in_channels}x{k}x{k} stride {stride} pad {pad} with bias");
+        let want =
+            || format!("con {filters}x{in_channels}x{k}x{k} stride {stride} pad {pad} with bias");
         let (index, layer) = self.next(want)?;
         let conv = match layer {
             Layer::Con(c)
@@ -338,7 +348,9 @@ impl<'a> Walk<'a> {
         let (affine_index, layer) = self.next(want)?;
         let affine = match layer {
             Layer::Affine(a)
-                if a.mode == AffineMode::Conv && a.gamma.len() == filters && a.beta.len() == filters =>
+                if a.mode == AffineMode::Conv
+                    && a.gamma.len() == filters
+                    && a.beta.len() == filters =>
             {
                 a
             }
@@ -359,7 +371,9 @@ impl<'a> Walk<'a> {
             (PoolKind::Max, Layer::MaxPool(p)) | (PoolKind::Avg, Layer::AvgPool(p)) => p,
             (_, other) => return Err(Self::mismatch(index, want(), other)),
         };
-        if (p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x) != (k, k, stride, stride, pad, pad) {
+        if (p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x)
+            != (k, k, stride, stride, pad, pad)
+        {
             return Err(Self::mismatch(index, want(), layer));
         }
         Pool2d::from_dlib(kind, p).map_err(|e| e.at(index))
@@ -369,12 +383,19 @@ impl<'a> Walk<'a> {
         let want = || "avg_pool_everything".to_string();
         let (index, layer) = self.next(want)?;
         match layer {
-            Layer::AvgPool(p) if p.is_global() => Pool2d::from_dlib(PoolKind::Avg, p).map_err(|e| e.at(index)),
+            Layer::AvgPool(p) if p.is_global() => {
+                Pool2d::from_dlib(PoolKind::Avg, p).map_err(|e| e.at(index))
+            }
             other => Err(Self::mismatch(index, want(), other)),
         }
     }
 
-    fn fc<B: Backend>(&mut self, inputs: usize, outputs: usize, device: &B::Device) -> Result<Tensor<B, 2>, Error> {
+    fn fc<B: Backend>(
+        &mut self,
+        inputs: usize,
+        outputs: usize,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, Error> {
         let want = || format!("fc_no_bias {inputs} -> {outputs}");
         let (index, layer) = self.next(want)?;
         match layer {
@@ -383,7 +404,10 @@ impl<'a> Walk<'a> {
                     && f.weights.len() == inputs * outputs
                     && f.bias.is_empty() =>
             {
-                Ok(Tensor::from_data(TensorData::new(f.weights.clone(), [inputs, outputs]), device))
+                Ok(Tensor::from_data(
+                    TensorData::new(f.weights.clone(), [inputs, outputs]),
+                    device,
+                ))
             }
             other => Err(Self::mismatch(index, want(), other)),
         }
@@ -449,7 +473,11 @@ fn describe(layer: &Layer) -> String {
         ),
         Layer::Relu { disabled } => format!("relu{}", if *disabled { " (disabled)" } else { "" }),
         Layer::MaxPool(p) | Layer::AvgPool(p) => {
-            let name = if matches!(layer, Layer::MaxPool(_)) { "max_pool" } else { "avg_pool" };
+            let name = if matches!(layer, Layer::MaxPool(_)) {
+                "max_pool"
+            } else {
+                "avg_pool"
+            };
             if p.is_global() {
                 format!("{name}_everything")
             } else {

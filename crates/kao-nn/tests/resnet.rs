@@ -49,17 +49,32 @@ fn every_stage_matches_dlib_on_the_chip() {
     let net = ResNet::<CpuBackend>::from_model(model(), &Default::default()).unwrap();
     let chip = rgb("chip150.npy");
     let stages = net.forward_stages(net.input(&[chip.view()]).unwrap());
-    let mut report = vec![
-        ("input", check_stage("input", &stages.input, "00_input_normalized.npy")),
-        ("stem", check_stage("stem", &stages.stem, "02_maxpool.npy")),
+    let mut report: Vec<(String, f32)> = vec![
+        (
+            "input".into(),
+            check_stage("input", &stages.input, "00_input_normalized.npy"),
+        ),
+        (
+            "stem".into(),
+            check_stage("stem", &stages.stem, "02_maxpool.npy"),
+        ),
     ];
     assert_eq!(stages.blocks.len(), 14);
     for (i, block) in stages.blocks.iter().enumerate() {
         let golden = format!("{:02}_resblock{:02}_out.npy", i + 3, i + 1);
-        report.push(("block", check_stage(&golden, block, &golden)));
+        report.push((
+            format!("block {}", i + 1),
+            check_stage(&golden, block, &golden),
+        ));
     }
-    report.push(("pooled", check_stage("pooled", &stages.pooled, "90_global_avgpool.npy")));
-    report.push(("embedding", check_stage("embedding", &stages.embedding, "99_embedding.npy")));
+    report.push((
+        "pooled".into(),
+        check_stage("pooled", &stages.pooled, "90_global_avgpool.npy"),
+    ));
+    report.push((
+        "embedding".into(),
+        check_stage("embedding", &stages.embedding, "99_embedding.npy"),
+    ));
     eprintln!("max |diff| per stage: {report:?}");
 }
 
@@ -99,7 +114,13 @@ fn batches_of_any_size_give_the_single_chip_results() {
     // More than one chunk: MAX_BATCH + 1 chips.
     let n = Embedder::MAX_BATCH + 1;
     let views: Vec<_> = (0..n)
-        .map(|i| if i % 2 == 0 { chip.view() } else { other.view() })
+        .map(|i| {
+            if i % 2 == 0 {
+                chip.view()
+            } else {
+                other.view()
+            }
+        })
         .collect();
     let batch = embedder().embed(&views).unwrap();
     assert_eq!(batch.len(), n);
@@ -115,7 +136,17 @@ fn wrong_chip_size_is_an_error() {
     let small = RgbImage::new(149, 150);
     let chip = rgb("chip150.npy");
     let err = embedder().embed(&[chip.view(), small.view()]).unwrap_err();
-    assert!(matches!(err, Error::ImageSize { index: 1, width: 149, height: 150 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::ImageSize {
+                index: 1,
+                width: 149,
+                height: 150
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// Loads a modified copy of the model; it must fail with an error naming the problem.
@@ -130,28 +161,39 @@ fn load_error(edit: impl FnOnce(&mut ResnetModel)) -> String {
 fn models_that_do_not_match_are_errors_not_panics() {
     // A conv with the wrong number of filters (the first conv of the first block).
     let msg = load_error(|m| {
-        let Layer::Con(c) = &mut m.layers[5] else { panic!("layer 5 is not a con") };
+        let Layer::Con(c) = &mut m.layers[5] else {
+            panic!("layer 5 is not a con")
+        };
         c.num_filters = 16;
     });
-    assert!(msg.contains("model layer 5: expected con 32x32x3x3"), "{msg}");
+    assert!(
+        msg.contains("model layer 5: expected con 32x32x3x3"),
+        "{msg}"
+    );
 
     // Filter values that do not fill the declared shape.
     let msg = load_error(|m| {
-        let Layer::Con(c) = &mut m.layers[0] else { panic!("layer 0 is not a con") };
+        let Layer::Con(c) = &mut m.layers[0] else {
+            panic!("layer 0 is not a con")
+        };
         c.filters.pop();
     });
     assert!(msg.contains("model layer 0"), "{msg}");
 
     // An affine in per-element mode.
     let msg = load_error(|m| {
-        let Layer::Affine(a) = &mut m.layers[1] else { panic!("layer 1 is not an affine") };
+        let Layer::Affine(a) = &mut m.layers[1] else {
+            panic!("layer 1 is not an affine")
+        };
         a.mode = kao_dlib::dat::AffineMode::Fc;
     });
     assert!(msg.contains("model layer 1"), "{msg}");
 
     // A strided stem conv padded like a stride-1 one.
     let msg = load_error(|m| {
-        let Layer::Con(c) = &mut m.layers[0] else { panic!("layer 0 is not a con") };
+        let Layer::Con(c) = &mut m.layers[0] else {
+            panic!("layer 0 is not a con")
+        };
         (c.pad_y, c.pad_x) = (3, 3);
     });
     assert!(msg.contains("stride 2 pad 0"), "{msg}");
@@ -160,9 +202,15 @@ fn models_that_do_not_match_are_errors_not_panics() {
     let msg = load_error(|m| m.layers.truncate(60));
     assert!(msg.contains("found end of the layer list"), "{msg}");
     let msg = load_error(|m| m.layers.push(Layer::Relu { disabled: false }));
-    assert!(msg.contains("expected end of the network, found relu"), "{msg}");
+    assert!(
+        msg.contains("expected end of the network, found relu"),
+        "{msg}"
+    );
     let msg = load_error(|m| m.layers.swap(2, 3));
-    assert!(msg.contains("model layer 2: expected relu, found max_pool"), "{msg}");
+    assert!(
+        msg.contains("model layer 2: expected relu, found max_pool"),
+        "{msg}"
+    );
 
     // A different input size.
     let msg = load_error(|m| m.input.rows = 151);
@@ -183,7 +231,10 @@ fn models_that_do_not_match_are_errors_not_panics() {
 fn forward_accepts_a_prebuilt_input_tensor() {
     // The generic API: any NCHW input, here all zeros (pixel == mean).
     let net = ResNet::<CpuBackend>::from_model(model(), &Default::default()).unwrap();
-    let x = Tensor::from_data(TensorData::new(vec![0f32; 2 * 3 * 150 * 150], [2, 3, 150, 150]), net.device());
+    let x = Tensor::from_data(
+        TensorData::new(vec![0f32; 2 * 3 * 150 * 150], [2, 3, 150, 150]),
+        net.device(),
+    );
     let y = net.forward(x);
     assert_eq!(y.dims(), [2, EMBEDDING_LEN]);
 }
