@@ -73,12 +73,9 @@ impl RecordError {
         match self {
             RecordError::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
             RecordError::Arrow { source, .. } => arrow_is_broken_pipe(source),
-            RecordError::Parquet { source, .. } => match source {
-                ParquetError::External(e) => e
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
-                _ => false,
-            },
+            RecordError::Parquet { source: ParquetError::External(e), .. } => e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
             _ => false,
         }
     }

@@ -240,7 +240,7 @@ pub fn decode(
         let mut summary = Summary::default();
         let mut converter = Converter::default();
         for decoded in rx {
-            let frame = match converter.to_rgb(&decoded) {
+            let frame = match converter.convert(&decoded) {
                 Ok(f) => f,
                 Err(e) => {
                     return Err(DecodeError::Corrupt { input: input.into(), frame_index: decoded.index, message: e.to_string() });
@@ -421,7 +421,7 @@ impl Default for Converter {
 }
 
 impl Converter {
-    fn to_rgb(&mut self, decoded: &Decoded) -> Result<Frame, ff::Error> {
+    fn convert(&mut self, decoded: &Decoded) -> Result<Frame, ff::Error> {
         let src = &decoded.frame;
         let (w, h, format) = (src.width(), src.height(), src.format());
         let fits = self

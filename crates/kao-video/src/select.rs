@@ -57,7 +57,7 @@ impl Selector {
             return Verdict::Skip;
         }
         let first = *self.first_index.get_or_insert(index);
-        if (index - first.min(index)) % self.every != 0 {
+        if !(index - first.min(index)).is_multiple_of(self.every) {
             return Verdict::Skip;
         }
         if let Some(rate) = self.fps {
