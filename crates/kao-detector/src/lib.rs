@@ -5,6 +5,7 @@
 //!   classificators, weighted NMS and the mapping back to frame pixels.
 //! * [`mmod`]: dlib's MMOD CNN face detector — the tiled image pyramid the network
 //!   reads, score-map decoding with dlib's NMS, and `pyramid_up` for upsampling.
+//! * [`resize`]: PIL-compatible antialiased bilinear resizing of RGB frames.
 //!
 //! The networks themselves (the convolutions) live elsewhere; this crate produces
 //! their input tensors and turns their outputs into detections.
@@ -14,6 +15,7 @@
 
 pub mod blazeface;
 pub mod mmod;
+pub mod resize;
 
 /// Pre- or post-processing error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
