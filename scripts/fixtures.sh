@@ -38,6 +38,8 @@ make truncated.mp4 eval 'head -c $(( $(stat -c %s "$out/faststart.mp4") * 2 / 5 
 # Same stream in AVI with its codec tag replaced by one no decoder knows.
 make unknown-codec.avi eval 'ff -i "$out/cfr.mp4" -c:v copy "$tmp.avi" && python3 -c "import sys; p=sys.argv[1]; d=open(p,\"rb\").read(); open(p,\"wb\").write(d.replace(b\"avc1\", b\"kao0\"))" "$tmp.avi" && mv "$tmp.avi" "$tmp"'
 make not-a-video.mp4 eval 'printf "this is a text file, not a video\n" > "$tmp"'
+make tiny.png eval 'ff -f lavfi -i color=gray:s=2x2 -frames:v 1 -vf scale=1:1 "$tmp"'
+make huge.png eval 'ff -f lavfi -i color=gray:s=8000x8000 -frames:v 1 "$tmp"'
 make astronaut.webp eval 'ff -i tests/data/astronaut.png "$tmp"'
 
 # The sample "interview": four real photos, two seconds each, 1280x720 at 25 fps.

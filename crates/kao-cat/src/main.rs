@@ -1,6 +1,8 @@
 //! kao-cat: copy kao records between stdin/stdout and files, or summarise them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,21 +63,23 @@ fn summarise(reader: RecordReader) -> Result<()> {
             }
         }
     }
-    println!("{name}");
-    println!("rows: {rows}");
-    println!("columns:");
+    let mut out = String::new();
+    writeln!(out, "{name}")?;
+    writeln!(out, "rows: {rows}")?;
+    writeln!(out, "columns:")?;
     for field in schema.fields() {
-        println!("  {}: {}{}", field.name(), field.data_type(), if field.is_nullable() { " (nullable)" } else { "" });
+        writeln!(out, "  {}: {}{}", field.name(), field.data_type(), if field.is_nullable() { " (nullable)" } else { "" })?;
     }
-    println!("provenance:");
+    writeln!(out, "provenance:")?;
     for entry in &provenance {
-        println!("  {} {} {}", entry.stage, entry.version, entry.options);
+        writeln!(out, "  {} {} {}", entry.stage, entry.version, entry.options)?;
     }
     if !per_source.is_empty() {
-        println!("sources:");
+        writeln!(out, "sources:")?;
         for (source, n) in per_source {
-            println!("  {n}\t{source}");
+            writeln!(out, "  {n}\t{source}")?;
         }
     }
+    std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
 }

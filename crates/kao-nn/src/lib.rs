@@ -5,6 +5,10 @@
 //!   `dlib_face_recognition_resnet_model_v1.dat` through `kao_dlib::dat`.
 //! * [`layers`]: dlib-style building blocks shared with the detectors.
 //! * [`Embedder`]: a backend-erased embedder for binaries (`Embedder::load(path, Device)`).
+//! * [`blazeface`]: MediaPipe BlazeFace, built from the `.tflite` graph.
+//! * [`mmod`]: dlib's MMOD face-detector CNN (`mmod_human_face_detector.dat`).
+//! * [`FaceDetector`]: a backend-erased face detector for binaries (BlazeFace or MMOD,
+//!   with `kao_detector`'s pre- and post-processing).
 //!
 //! Backends (cargo features): `flex` (default; burn's pure-Rust CPU backend on the `gemm`
 //! crate) with `avx512` (default; AVX-512 gemm kernels, picked at run time), `ndarray` and
@@ -42,7 +46,10 @@
 )))]
 compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle or cuda");
 
+pub mod blazeface;
+pub mod detector;
 pub mod layers;
+pub mod mmod;
 pub mod resnet;
 
 use std::path::Path;
@@ -50,6 +57,9 @@ use std::path::Path;
 use kao_dlib::dat::{DatError, ResnetModel};
 use kao_dlib::image::RgbView;
 
+pub use blazeface::{BlazeFaceError, BlazeFaceNet};
+pub use detector::{DetectError, Face, FaceDetector, Range};
+pub use mmod::MmodNet;
 pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, ResNet, Stages};
 
 /// burn's flex CPU backend (f32).

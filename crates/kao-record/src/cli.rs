@@ -21,10 +21,18 @@ pub fn check_stdout(output: Option<&Path>) -> anyhow::Result<()> {
 pub fn exit(stage: &str, result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(e) if e.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{stage}: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when the error (or one it wraps) is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe)
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,0 +1,272 @@
+//! [`FaceDetector`]: BlazeFace or dlib's MMOD on a chosen [`Device`], frames in, faces
+//! in frame pixels out (for binaries; no backend type parameter).
+//!
+//! Pre- and post-processing are `kao_detector`'s: the letterbox, anchors and weighted
+//! NMS for BlazeFace; the tiled pyramid, score-map decoding, dlib's NMS and the
+//! `pyramid_up` / `rect_down` upsampling path for MMOD.
+
+use std::path::Path;
+
+use kao_detector::DetectorError;
+use kao_detector::blazeface::{BlazeFace, BlazeFaceConfig, NUM_KEYPOINTS};
+use kao_detector::mmod::{MmodDecoder, MmodInput, pyramid_up, rect_down};
+use kao_dlib::dat::{DatError, InputRgbPyramid, MmodModel};
+use kao_dlib::{RgbImage, RgbView};
+
+#[cfg(feature = "candle")]
+use crate::CandleBackend;
+#[cfg(feature = "cuda")]
+use crate::CudaBackend;
+use crate::Device;
+#[cfg(feature = "flex")]
+use crate::FlexBackend;
+#[cfg(feature = "ndarray")]
+use crate::NdArrayBackend;
+use crate::blazeface::{BlazeFaceError, BlazeFaceNet};
+use crate::mmod::MmodNet;
+
+/// Errors from loading or running a [`FaceDetector`].
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The BlazeFace model could not be loaded, or its graph is not supported.
+    #[error("BlazeFace: {0}")]
+    BlazeFace(#[from] BlazeFaceError),
+    /// The MMOD model file could not be read or parsed.
+    #[error("MMOD model: {0}")]
+    Dat(#[from] DatError),
+    /// The MMOD model's layers are not the face detector's.
+    #[error("MMOD network: {0}")]
+    Net(#[from] crate::Error),
+    /// Pre- or post-processing refused the frame or the model (e.g. an MMOD frame
+    /// above `kao_detector::mmod::MAX_PIXELS`).
+    #[error(transparent)]
+    Frame(#[from] DetectorError),
+    /// The `.tflite` model's input size does not match the chosen BlazeFace variant.
+    #[error(
+        "the model's input is {found:?}, the {range:?} configuration needs {expected}x{expected}"
+    )]
+    InputSize {
+        /// The chosen variant.
+        range: Range,
+        /// Its input side.
+        expected: usize,
+        /// The model's `[height, width]`.
+        found: [usize; 2],
+    },
+}
+
+/// Which BlazeFace model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// `face_detection_short_range.tflite`: 128×128 input, faces within ~2 m.
+    Short,
+    /// `face_detection_full_range.tflite`: 192×192 input, smaller faces too.
+    Full,
+}
+
+/// One detected face in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Face {
+    /// Detector confidence: BlazeFace's sigmoid score in (0, 1), or MMOD's raw score
+    /// (dlib's `confidence`, above 0).
+    pub score: f32,
+    /// `[left, top, right, bottom]`. BlazeFace: fractional box corners. MMOD: dlib's
+    /// inclusive pixel rectangle, the numbers dlib reports.
+    pub bbox: [f32; 4],
+    /// BlazeFace's 6 keypoints `[x, y]` (left eye, right eye, nose tip, mouth, left and
+    /// right tragion); `None` for MMOD.
+    pub keypoints: Option<[[f32; 2]; NUM_KEYPOINTS]>,
+}
+
+/// Declares an enum holding a network on one of the compiled-in backends.
+macro_rules! backend_enum {
+    ($name:ident, $net:ident) => {
+        #[derive(Debug, Clone)]
+        enum $name {
+            #[cfg(feature = "flex")]
+            Flex($net<FlexBackend>),
+            #[cfg(feature = "ndarray")]
+            NdArray($net<NdArrayBackend>),
+            #[cfg(feature = "candle")]
+            Candle($net<CandleBackend>),
+            #[cfg(feature = "cuda")]
+            Cuda($net<CudaBackend>),
+        }
+    };
+}
+
+backend_enum!(BlazeNets, BlazeFaceNet);
+backend_enum!(MmodNets, MmodNet);
+
+/// Builds `$enum::<backend>($build)` for `$device`, with `$dev` bound to the burn device.
+macro_rules! build_on {
+    ($device:expr, $enum:ident, |$dev:ident| $build:expr) => {
+        match $device {
+            #[cfg(feature = "flex")]
+            Device::Flex => {
+                let $dev = &Default::default();
+                $enum::Flex($build)
+            }
+            #[cfg(feature = "ndarray")]
+            Device::NdArray => {
+                let $dev = &Default::default();
+                $enum::NdArray($build)
+            }
+            #[cfg(feature = "candle")]
+            Device::Candle => {
+                let $dev = &Default::default();
+                $enum::Candle($build)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(index) => {
+                let $dev = &burn_cuda::CudaDevice { index };
+                $enum::Cuda($build)
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$net` bound to the backend-specific network in `$nets`.
+macro_rules! on_net {
+    ($nets:expr, $enum:ident, $net:ident => $body:expr) => {
+        match $nets {
+            #[cfg(feature = "flex")]
+            $enum::Flex($net) => $body,
+            #[cfg(feature = "ndarray")]
+            $enum::NdArray($net) => $body,
+            #[cfg(feature = "candle")]
+            $enum::Candle($net) => $body,
+            #[cfg(feature = "cuda")]
+            $enum::Cuda($net) => $body,
+        }
+    };
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    BlazeFace {
+        net: BlazeNets,
+        pipeline: BlazeFace,
+    },
+    Mmod {
+        net: Box<MmodNets>,
+        input: InputRgbPyramid,
+        decoder: MmodDecoder,
+        upsample: u32,
+    },
+}
+
+/// A face detector on a chosen [`Device`].
+#[derive(Debug, Clone)]
+pub struct FaceDetector {
+    kind: Kind,
+    device: Device,
+}
+
+impl FaceDetector {
+    /// Loads a BlazeFace `.tflite` model (`range` must match the file: 128×128 input for
+    /// short range, 192×192 for full range).
+    pub fn blazeface(
+        path: impl AsRef<Path>,
+        range: Range,
+        device: Device,
+    ) -> Result<Self, DetectError> {
+        let model = kao_tflite::Model::load(path).map_err(BlazeFaceError::from)?;
+        let net = build_on!(device, BlazeNets, |dev| BlazeFaceNet::from_model(
+            &model, dev
+        )?);
+        let config = match range {
+            Range::Short => BlazeFaceConfig::short_range(),
+            Range::Full => BlazeFaceConfig::full_range(),
+        };
+        let found = on_net!(&net, BlazeNets, n => n.input_size());
+        if found != [config.input_size; 2] {
+            return Err(DetectError::InputSize {
+                range,
+                expected: config.input_size,
+                found,
+            });
+        }
+        Ok(Self {
+            kind: Kind::BlazeFace {
+                net,
+                pipeline: BlazeFace::new(config),
+            },
+            device,
+        })
+    }
+
+    /// Loads dlib's `mmod_human_face_detector.dat`. With `upsample` N > 0 every frame is
+    /// enlarged N times by dlib's `pyramid_up` (about 2× per step, finds faces down to
+    /// ~35 px per step) and the boxes mapped back with `rect_down`, as dlib's
+    /// `upsample_num_times`. Frames (after upsampling) above
+    /// `kao_detector::mmod::MAX_PIXELS` are refused.
+    pub fn mmod(
+        path: impl AsRef<Path>,
+        device: Device,
+        upsample: u32,
+    ) -> Result<Self, DetectError> {
+        let model = MmodModel::load(path)?;
+        let net = build_on!(device, MmodNets, |dev| MmodNet::from_model(&model, dev)?);
+        Ok(Self {
+            kind: Kind::Mmod {
+                net: Box::new(net),
+                input: model.input.clone(),
+                decoder: MmodDecoder::new(&model)?,
+                upsample,
+            },
+            device,
+        })
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Detects the faces in `frame`, best first for MMOD (BlazeFace: in NMS order).
+    pub fn detect(&self, frame: &RgbView<'_>) -> Result<Vec<Face>, DetectError> {
+        match &self.kind {
+            Kind::BlazeFace { net, pipeline } => {
+                let (tensor, letterbox) = pipeline.preprocess(frame)?;
+                let (reg, cls) = on_net!(net, BlazeNets, n => n.run(&tensor))?;
+                Ok(pipeline
+                    .postprocess(&reg, &cls, &letterbox)?
+                    .into_iter()
+                    .map(|d| Face {
+                        score: d.score,
+                        bbox: d.bbox,
+                        keypoints: Some(d.keypoints),
+                    })
+                    .collect())
+            }
+            Kind::Mmod {
+                net,
+                input,
+                decoder,
+                upsample,
+            } => {
+                let mut upsampled: Option<RgbImage> = None;
+                for _ in 0..*upsample {
+                    let view = upsampled.as_ref().map_or(*frame, RgbImage::view);
+                    upsampled = Some(pyramid_up(&view)?);
+                }
+                let view = upsampled.as_ref().map_or(*frame, RgbImage::view);
+                let canvas = MmodInput::new(&view, input)?;
+                let (scores, rows, cols) = on_net!(&**net, MmodNets, n => n.scores(&canvas));
+                Ok(decoder
+                    .decode(&scores, rows, cols, &canvas.levels, 0.0)?
+                    .into_iter()
+                    .map(|d| {
+                        let r = rect_down(d.rect, *upsample);
+                        Face {
+                            score: d.score,
+                            bbox: [r.left, r.top, r.right, r.bottom].map(|v| v as f32),
+                            keypoints: None,
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+}

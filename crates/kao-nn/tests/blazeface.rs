@@ -1,0 +1,201 @@
+//! BlazeFace in burn against the TFLite runtime (`tests/data/`, copied from
+//! `shared/golden/astronaut/`, made by `reference/blazeface_ref.py`): raw outputs on the
+//! golden input tensors, the end-to-end detections on the astronaut, batches, and
+//! load-time errors for graphs the port does not support.
+
+mod support;
+
+use kao_dlib::RgbImage;
+use kao_nn::{BlazeFaceError, BlazeFaceNet, CpuBackend, Device, FaceDetector, Range};
+use kao_tflite::{Model, OpKind, OpOptions};
+use support::{max_abs_diff, model_path, read_f32, read_rgb};
+
+const SHORT: &str = "face_detection_short_range";
+const FULL: &str = "face_detection_full_range";
+
+fn model(key: &str) -> Model {
+    Model::load(model_path(&format!("{key}.tflite"))).unwrap()
+}
+
+/// Largest `|got − want| / max(1, |want|)`: absolute below 1, relative above (the
+/// regressors reach a few hundred).
+fn max_scaled_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+/// Runs the net on the golden input and compares both raw outputs; returns the diffs.
+fn check_raw(key: &str, anchors: usize) -> (f32, f32) {
+    let net = BlazeFaceNet::<CpuBackend>::from_model(&model(key), &Default::default()).unwrap();
+    assert_eq!(net.anchors(), anchors);
+    let (shape, input) = read_f32(&format!("{key}_input.npy"));
+    let [h, w] = net.input_size();
+    assert_eq!(shape, [h, w, 3]);
+    let (reg, cls) = net.run(&input).unwrap();
+    let (rs, want_reg) = read_f32(&format!("{key}_regressors.npy"));
+    let (cs, want_cls) = read_f32(&format!("{key}_classificators.npy"));
+    assert_eq!(rs.iter().product::<usize>(), anchors * 16);
+    assert_eq!(cs.iter().product::<usize>(), anchors);
+    let d_reg = max_scaled_diff(&reg, &want_reg);
+    let d_cls = max_scaled_diff(&cls, &want_cls);
+    eprintln!(
+        "{key}: max scaled |diff| regressors {d_reg:.2e} (abs {:.2e}), classificators {d_cls:.2e} (abs {:.2e})",
+        max_abs_diff(&reg, &want_reg),
+        max_abs_diff(&cls, &want_cls)
+    );
+    assert!(d_reg <= 1e-4, "{key}: regressors {d_reg}");
+    assert!(d_cls <= 1e-4, "{key}: classificators {d_cls}");
+    (d_reg, d_cls)
+}
+
+#[test]
+fn short_range_raw_outputs_match_tflite() {
+    check_raw(SHORT, 896);
+}
+
+#[test]
+fn full_range_raw_outputs_match_tflite() {
+    check_raw(FULL, 2304);
+}
+
+#[test]
+fn a_batch_gives_each_image_its_own_outputs() {
+    let net = BlazeFaceNet::<CpuBackend>::from_model(&model(SHORT), &Default::default()).unwrap();
+    let (_, input) = read_f32(&format!("{SHORT}_input.npy"));
+    let flipped: Vec<f32> = input.iter().map(|v| -v).collect();
+    let (reg1, cls1) = net.run(&input).unwrap();
+    let (reg2, cls2) = net.run(&flipped).unwrap();
+    let (reg, cls) = net.run(&[input.clone(), flipped].concat()).unwrap();
+    assert_eq!(reg.len(), 2 * reg1.len());
+    assert!(max_abs_diff(&reg[..reg1.len()], &reg1) < 1e-5);
+    assert!(max_abs_diff(&reg[reg1.len()..], &reg2) < 1e-5);
+    assert!(max_abs_diff(&cls, &[cls1, cls2].concat()) < 1e-5);
+    assert!(matches!(
+        net.run(&input[1..]),
+        Err(BlazeFaceError::InputSize { .. })
+    ));
+}
+
+/// `blazeface_reference.json` `detections_pixels` (TFLite on the PIL-resized astronaut):
+/// score, box, keypoints.
+type Reference = (f32, [f32; 4], [[f32; 2]; 6]);
+
+const SHORT_REF: Reference = (
+    0.920_907_5,
+    [177.282_78, 80.559_04, 271.846_87, 175.123_42],
+    [
+        [203.292_56, 100.930_81],
+        [247.370_66, 108.198_12],
+        [221.578_3, 124.858_13],
+        [218.691_68, 145.671_11],
+        [177.372_83, 109.443_04],
+        [270.598_16, 124.215_98],
+    ],
+);
+
+const FULL_REF: Reference = (
+    0.939_784_94,
+    [173.369_1, 67.991_41, 279.752_87, 174.371_17],
+    [
+        [205.336_58, 101.922_87],
+        [246.509_84, 105.157_06],
+        [224.297_49, 130.049_24],
+        [223.179_3, 148.067_08],
+        [182.122_67, 109.082_18],
+        [269.984_4, 115.011_09],
+    ],
+);
+
+fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
+    let (w, h, data) = read_rgb("astronaut.npy");
+    let image = RgbImage {
+        width: w,
+        height: h,
+        data,
+    };
+    let det = FaceDetector::blazeface(model_path(&format!("{key}.tflite")), range, Device::cpu())
+        .unwrap();
+    let faces = det.detect(&image.view()).unwrap();
+    assert_eq!(faces.len(), 1, "{key}: {faces:?}");
+    let f = &faces[0];
+    let box_diff = max_abs_diff(&f.bbox, &bbox);
+    let kp_diff = max_abs_diff(f.keypoints.unwrap().as_flattened(), kps.as_flattened());
+    eprintln!(
+        "{key}: score {} (ref {score}), box max |diff| {box_diff:.2e} px, keypoints {kp_diff:.2e} px",
+        f.score
+    );
+    assert!((f.score - score).abs() < 1e-4, "{key}: score {}", f.score);
+    assert!(box_diff < 0.05, "{key}: box {:?}", f.bbox);
+    assert!(kp_diff < 0.05, "{key}: keypoints {:?}", f.keypoints);
+}
+
+#[test]
+fn short_range_detector_finds_the_reference_face() {
+    check_detector(SHORT, Range::Short, SHORT_REF);
+}
+
+#[test]
+fn full_range_detector_finds_the_reference_face() {
+    check_detector(FULL, Range::Full, FULL_REF);
+}
+
+#[test]
+fn mismatched_range_is_an_error() {
+    let err = FaceDetector::blazeface(
+        model_path(&format!("{FULL}.tflite")),
+        Range::Short,
+        Device::cpu(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("192"), "{err}");
+}
+
+#[test]
+fn unsupported_graphs_are_load_errors() {
+    let build = |m: &Model| BlazeFaceNet::<CpuBackend>::from_model(m, &Default::default());
+    let base = model(SHORT);
+    let first_compute =
+        |m: &Model, kind: OpKind| m.operators.iter().position(|op| op.kind == kind).unwrap();
+
+    // An op kind the port does not implement.
+    let mut m = base.clone();
+    let relu = first_compute(&m, OpKind::Relu);
+    m.operators[relu].kind = OpKind::Logistic;
+    let err = build(&m).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BlazeFaceError::Op {
+                kind: OpKind::Logistic,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Logistic"), "{err}");
+
+    // A conv option the port does not implement.
+    let mut m = base.clone();
+    let conv = first_compute(&m, OpKind::Conv2d);
+    let OpOptions::Conv(o) = &mut m.operators[conv].options else {
+        panic!("conv without options")
+    };
+    o.dilation_h = 2;
+    let err = build(&m).unwrap_err();
+    assert!(err.to_string().contains("dilation"), "{err}");
+
+    // A declared shape that the ops do not produce.
+    let mut m = base.clone();
+    let out = m.operators[conv].outputs[0];
+    m.tensors[out].shape[3] += 1;
+    let err = build(&m).unwrap_err();
+    assert!(err.to_string().contains("declares"), "{err}");
+
+    // Outputs that are not BlazeFace's.
+    let mut m = base;
+    m.outputs.pop();
+    assert!(matches!(build(&m), Err(BlazeFaceError::Graph(_))));
+}
