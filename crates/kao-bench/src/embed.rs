@@ -32,7 +32,7 @@ fn npy_u8(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// A Python with dlib-bin and numpy, in a venv under `cache` (made once).
-fn dlib_python(cache: &Path) -> Result<PathBuf> {
+pub fn dlib_python(cache: &Path) -> Result<PathBuf> {
     let venv = cache.join("venv-dlib");
     let python = venv.join("bin/python");
     let ready = venv.join(".ready");

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod detect;
 mod embed;
 
 /// kao's benchmarks. Each compares a kao stage with its anchor in the same run.
@@ -50,6 +51,22 @@ enum Bench {
         #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
         cache: PathBuf,
     },
+    /// Detection speed: ms per frame at 640×360, 1280×720 and 1920×1080 for BlazeFace short,
+    /// full and MMOD, against dlib's HOG and CNN detectors (dlib-bin) on the same frames.
+    Detect {
+        /// Video to take frames from (one per second), e.g. tests/fixtures/sample.mp4.
+        #[arg(long, default_value = "tests/fixtures/sample.mp4")]
+        video: PathBuf,
+        /// Frames per size.
+        #[arg(long, default_value_t = 4)]
+        frames: usize,
+        /// Passes over the frames.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Where the dlib venv is kept between runs.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
+        cache: PathBuf,
+    },
 }
 
 fn main() {
@@ -57,6 +74,7 @@ fn main() {
     let result = match args.bench {
         Bench::Decode { frames, runs, videos, cache } => bench_decode(frames, runs.max(1), &videos, &cache),
         Bench::Embed { faces, stream_faces, cache } => embed::bench_embed(faces.max(1), stream_faces, &cache),
+        Bench::Detect { video, frames, rounds, cache } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache),
     };
     if let Err(e) = result {
         eprintln!("kao-bench: {e:#}");
