@@ -23,12 +23,27 @@ fixtures:
 build:
     cargo build --release --locked --workspace
 
-# The stages as a pipe: decode the sample at 2 frames/s and store the records as Parquet.
-pipe video="tests/fixtures/sample.mp4" out="out/frames.parquet": build fixtures
+# The stages as a pipe: decode the sample at 2 frames/s, find and embed the faces, store
+# the face records as Parquet.
+pipe video="tests/fixtures/sample.mp4" out="out/faces.parquet": build fixtures
     mkdir -p "$(dirname {{out}})"
-    {{bin}}/kao-decode {{video}} --fps 2 | {{bin}}/kao-cat -o {{out}}
+    {{bin}}/kao-decode {{video}} --fps 2 | {{bin}}/kao-detect | {{bin}}/kao-embed | {{bin}}/kao-cat -o {{out}}
     {{bin}}/kao-cat {{out}} --summary
 
 # Decode throughput against the ffmpeg CLI (720p, 1080p, and the dev interview when present).
 bench-decode: build
     {{bin}}/kao-bench decode $(test -f ../shared/devdata/video/dev_interview.mp4 && echo --video ../shared/devdata/video/dev_interview.mp4)
+
+# Embedding speed against dlib's own ResNet (dlib-bin in a venv the benchmark makes), and
+# kao-embed's peak memory on a 10,000-face stream.
+bench-embed: build
+    {{bin}}/kao-bench embed
+
+# Detection speed at 360p/720p/1080p against dlib's HOG and CNN detectors.
+bench-detect: build fixtures
+    {{bin}}/kao-bench detect --video tests/fixtures/sample.mp4
+
+# The stage binaries with the networks on NVIDIA GPUs (`--device cuda`; needs the driver and
+# NVRTC at run time, not the CUDA toolkit at build time).
+build-cuda:
+    cargo build --release --locked -p kao-embed -p kao-detect --features kao-embed/cuda,kao-detect/cuda

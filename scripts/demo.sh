@@ -9,7 +9,8 @@ cargo build --release --locked --workspace
 bin=target/release
 out=out/demo
 mkdir -p "$out"
-# Until detection and embedding land, the main job is decoding: one frame per second of the sample.
-"$bin/kao-decode" tests/fixtures/sample.mp4 --fps 1 -o "$out/frames.parquet"
-"$bin/kao-cat" "$out/frames.parquet" --summary
-echo "kao: frames written to $out/frames.parquet" >&2
+# Until matching and alignment land, the main job ends at embedded face records: decode two
+# frames per second of the sample, detect the faces, embed them.
+"$bin/kao-decode" tests/fixtures/sample.mp4 --fps 2 | "$bin/kao-detect" | "$bin/kao-embed" -o "$out/faces.parquet"
+"$bin/kao-cat" "$out/faces.parquet" --summary
+echo "kao: face records (boxes, landmarks, patches, embeddings) in $out/faces.parquet" >&2
