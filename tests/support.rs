@@ -92,15 +92,10 @@ pub fn ffmpeg_rgb(path: &Path) -> Vec<u8> {
     out.stdout
 }
 
-/// A little-endian float64 `.npy` array (C order), flattened.
+/// A float64 `.npy` array, flattened.
 pub fn npy_f64(path: &Path) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.starts_with(b"\x93NUMPY"), "{} is not .npy", path.display());
-    let header_len = match bytes[6] {
-        1 => u16::from_le_bytes([bytes[8], bytes[9]]) as usize + 10,
-        _ => u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize + 12,
-    };
-    let header = String::from_utf8_lossy(&bytes[..header_len]);
-    assert!(header.contains("'<f8'") && header.contains("'fortran_order': False"), "{header}");
-    bytes[header_len..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    match kao_testdata::read_npy(path).data {
+        kao_testdata::NpyData::F64(v) => v,
+        other => panic!("{}: expected float64, got {other:?}", path.display()),
+    }
 }

@@ -51,9 +51,9 @@ struct Args {
     /// embedder's chip; kao-align's default is 0.1).
     #[arg(long, value_name = "P", default_value_t = 0.25)]
     patch_padding: f64,
-    /// Where the network runs (cuda needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    /// Where the network runs: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,25 +63,11 @@ enum DetectorArg {
     Mmod,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum DeviceArg {
-    Cpu,
-    Cuda,
-}
 
 fn main() -> ExitCode {
     kao_record::cli::exit("kao-detect", run(&Args::parse()).map(|()| 0))
 }
 
-fn device(arg: DeviceArg) -> Result<Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(Device::cpu()),
-        #[cfg(feature = "cuda")]
-        DeviceArg::Cuda => Ok(Device::Cuda(0)),
-        #[cfg(not(feature = "cuda"))]
-        DeviceArg::Cuda => Err(anyhow!("this kao-detect was built without CUDA: rebuild with `--features cuda`")),
-    }
-}
 
 /// The detector, the landmark model and the options that shape each face record.
 struct Finder {
@@ -105,7 +91,7 @@ fn run(args: &Args) -> Result<()> {
     if !(args.patch_padding >= 0.0 && args.patch_padding <= 4.0) {
         anyhow::bail!("--patch-padding must be between 0 and 4");
     }
-    let device = device(args.device)?;
+    let device = args.device;
     let (name, detector) = match args.detector {
         DetectorArg::Blazeface => {
             let m = kao_models::locate("blazeface-short")?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use arrow_array::{Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use kao_dlib::{Jitter, RgbImage, RgbView, get_face_chip};
 use kao_nn::{Device, EMBEDDING_LEN, Embedder};
 use kao_record::schema::{DataType, Field, ModelRef, col, fixed_f32_list, pass_through, stage_schema};
@@ -40,30 +40,16 @@ struct Args {
     /// Faces per network batch.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: u32,
-    /// Where the network runs (cuda needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    /// Where the network runs: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum DeviceArg {
-    Cpu,
-    Cuda,
-}
 
 fn main() -> ExitCode {
     kao_record::cli::exit("kao-embed", run(&Args::parse()).map(|()| 0))
 }
 
-fn device(arg: DeviceArg) -> Result<Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(Device::cpu()),
-        #[cfg(feature = "cuda")]
-        DeviceArg::Cuda => Ok(Device::Cuda(0)),
-        #[cfg(not(feature = "cuda"))]
-        DeviceArg::Cuda => Err(anyhow!("this kao-embed was built without CUDA: rebuild with `--features cuda`")),
-    }
-}
 
 /// A batch of input rows with the chips (one per row, or `jitters` per row) to embed.
 struct Work {
@@ -73,7 +59,7 @@ struct Work {
 
 fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;
-    let device = device(args.device)?;
+    let device = args.device;
     let model = kao_models::locate("dlib-resnet")?;
     let embedder = Embedder::load(&model.path, device).with_context(|| format!("loading {}", model.path.display()))?;
     let reader = RecordReader::open(args.input.as_deref())?;

@@ -176,6 +176,28 @@ impl Device {
     }
 }
 
+/// `cpu` (the default CPU backend) or `cuda` / `cuda:N` (GPU N, in builds with the `cuda`
+/// feature), as the binaries' `--device` takes it.
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            #[cfg(any(feature = "flex", feature = "ndarray", feature = "candle"))]
+            "cpu" => Ok(Device::cpu()),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Device::Cuda(0)),
+            #[cfg(feature = "cuda")]
+            gpu if gpu.starts_with("cuda:") => {
+                gpu[5..].parse().map(Device::Cuda).map_err(|_| format!("`{gpu}`: expected cuda:N with a GPU index N"))
+            }
+            #[cfg(not(feature = "cuda"))]
+            gpu if gpu.starts_with("cuda") => Err("this build has no CUDA support: rebuild with `--features cuda`".into()),
+            other => Err(format!("unknown device `{other}` (cpu, cuda or cuda:N)")),
+        }
+    }
+}
+
 /// The ResNet on one of the compiled-in backends.
 #[derive(Debug, Clone)]
 enum Net {
