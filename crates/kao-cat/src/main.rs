@@ -72,7 +72,8 @@ fn summarise(reader: RecordReader) -> Result<()> {
     }
     writeln!(out, "provenance:")?;
     for entry in &provenance {
-        writeln!(out, "  {} {} {}", entry.stage, entry.version, entry.options)?;
+        let model = entry.model.as_ref().map(|m| format!("model {} sha256 {} ", m.name, &m.sha256[..m.sha256.len().min(12)]));
+        writeln!(out, "  {} {} {}{}", entry.stage, entry.version, model.unwrap_or_default(), entry.options)?;
     }
     if !per_source.is_empty() {
         writeln!(out, "sources:")?;
