@@ -8,7 +8,7 @@ use burn_tensor::backend::Backend;
 use burn_tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn_tensor::ops::ConvOptions;
 use burn_tensor::{Tensor, TensorData, activation};
-use kao_dlib::dat::{self, AffineMode};
+use kao_dlib::dat::{self, AffineMode, Layer};
 
 use crate::Error;
 
@@ -194,6 +194,59 @@ fn zero_pad_to<B: Backend>(x: Tensor<B, 4>, shape: [usize; 4]) -> Tensor<B, 4> {
         return x;
     }
     Tensor::zeros(shape, &x.device()).slice_assign([0..d[0], 0..d[1], 0..d[2], 0..d[3]], x)
+}
+
+/// A short description of a layer record for error messages.
+pub(crate) fn describe(layer: &Layer) -> String {
+    match layer {
+        Layer::Con(c) => format!(
+            "con {}x{}x{}x{} stride {}x{} pad {}x{}{} ({} filter values, {} biases)",
+            c.num_filters,
+            c.in_channels,
+            c.kernel_rows,
+            c.kernel_cols,
+            c.stride_y,
+            c.stride_x,
+            c.pad_y,
+            c.pad_x,
+            if c.fused_relu { " +relu" } else { "" },
+            c.filters.len(),
+            c.bias.len()
+        ),
+        Layer::Affine(a) => format!(
+            "affine ({:?} mode{}) with {} gammas, {} betas",
+            a.mode,
+            if a.disabled { ", disabled" } else { "" },
+            a.gamma.len(),
+            a.beta.len()
+        ),
+        Layer::Relu { disabled } => format!("relu{}", if *disabled { " (disabled)" } else { "" }),
+        Layer::MaxPool(p) | Layer::AvgPool(p) => {
+            let name = if matches!(layer, Layer::MaxPool(_)) {
+                "max_pool"
+            } else {
+                "avg_pool"
+            };
+            if p.is_global() {
+                format!("{name}_everything")
+            } else {
+                format!(
+                    "{name} {}x{} stride {}x{} pad {}x{}",
+                    p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x
+                )
+            }
+        }
+        Layer::AddPrev { tag } => format!("add_prev{tag}"),
+        Layer::Fc(f) => format!(
+            "fc {} -> {} ({} weights, {} biases)",
+            f.num_inputs,
+            f.num_outputs,
+            f.weights.len(),
+            f.bias.len()
+        ),
+        Layer::Tag(id) => format!("tag{id}"),
+        Layer::Skip(id) => format!("skip{id}"),
+    }
 }
 
 #[cfg(all(test, any(feature = "flex", feature = "ndarray", feature = "candle")))]

@@ -23,7 +23,7 @@ use kao_detector::mmod::MmodInput;
 use kao_dlib::dat::{Affine, Conv, Layer, MmodModel};
 
 use crate::Error;
-use crate::layers::{Conv2d, relu};
+use crate::layers::{Conv2d, describe, relu};
 
 /// The convolutions from the input side: (filters, kernel, stride, padding), each but
 /// the last followed by an affine and a relu.
@@ -47,25 +47,6 @@ pub struct MmodNet<B: Backend> {
     device: B::Device,
 }
 
-/// Short description of a layer record for error messages.
-fn describe(layer: &Layer) -> String {
-    match layer {
-        Layer::Con(c) => format!(
-            "con {}x{}x{}x{} stride {}x{} pad {}x{}",
-            c.num_filters,
-            c.in_channels,
-            c.kernel_rows,
-            c.kernel_cols,
-            c.stride_y,
-            c.stride_x,
-            c.pad_y,
-            c.pad_x
-        ),
-        Layer::Affine(_) => "affine".into(),
-        Layer::Relu { disabled } => format!("relu (disabled {disabled})"),
-        other => format!("{other:?}").chars().take(40).collect(),
-    }
-}
 
 /// Appends an all-zero filter (affine γ = 1, β = 0) to the first con and a zero input
 /// channel to the second (see the module docs). Records whose sizes do not add up are

@@ -29,7 +29,7 @@ use kao_dlib::dat::{AffineMode, Layer, ResnetModel};
 use kao_dlib::image::RgbView;
 
 use crate::Error;
-use crate::layers::{Conv2d, Pool2d, PoolKind, add_zero_padded, dlib_padding, relu};
+use crate::layers::{Conv2d, Pool2d, PoolKind, add_zero_padded, describe, dlib_padding, relu};
 
 /// Side of the square input chip.
 pub const INPUT_SIZE: usize = 150;
@@ -447,58 +447,6 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// A short description of a layer record for error messages.
-fn describe(layer: &Layer) -> String {
-    match layer {
-        Layer::Con(c) => format!(
-            "con {}x{}x{}x{} stride {}x{} pad {}x{}{} ({} filter values, {} biases)",
-            c.num_filters,
-            c.in_channels,
-            c.kernel_rows,
-            c.kernel_cols,
-            c.stride_y,
-            c.stride_x,
-            c.pad_y,
-            c.pad_x,
-            if c.fused_relu { " +relu" } else { "" },
-            c.filters.len(),
-            c.bias.len()
-        ),
-        Layer::Affine(a) => format!(
-            "affine ({:?} mode{}) with {} gammas, {} betas",
-            a.mode,
-            if a.disabled { ", disabled" } else { "" },
-            a.gamma.len(),
-            a.beta.len()
-        ),
-        Layer::Relu { disabled } => format!("relu{}", if *disabled { " (disabled)" } else { "" }),
-        Layer::MaxPool(p) | Layer::AvgPool(p) => {
-            let name = if matches!(layer, Layer::MaxPool(_)) {
-                "max_pool"
-            } else {
-                "avg_pool"
-            };
-            if p.is_global() {
-                format!("{name}_everything")
-            } else {
-                format!(
-                    "{name} {}x{} stride {}x{} pad {}x{}",
-                    p.rows, p.cols, p.stride_y, p.stride_x, p.pad_y, p.pad_x
-                )
-            }
-        }
-        Layer::AddPrev { tag } => format!("add_prev{tag}"),
-        Layer::Fc(f) => format!(
-            "fc {} -> {} ({} weights, {} biases)",
-            f.num_inputs,
-            f.num_outputs,
-            f.weights.len(),
-            f.bias.len()
-        ),
-        Layer::Tag(id) => format!("tag{id}"),
-        Layer::Skip(id) => format!("skip{id}"),
-    }
-}
 
 #[cfg(test)]
 mod tests {
