@@ -197,7 +197,7 @@ impl Finder {
         boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
         boxes.truncate(self.args.max_faces.unwrap_or(usize::MAX));
         let mut rows = Vec::with_capacity(boxes.len());
-        for (face_index, (score, [l, t, r, b])) in boxes.into_iter().enumerate() {
+        for (score, [l, t, r, b]) in boxes {
             let rect = Rect::new(l.round() as i64, t.round() as i64, r.round() as i64 - 1, b.round() as i64 - 1);
             let marks = self.landmarks.predict(frame, rect);
             let mut landmarks = [0f32; 10];
@@ -205,13 +205,17 @@ impl Finder {
                 landmarks[2 * k] = *x;
                 landmarks[2 * k + 1] = *y;
             }
-            let (px, py, pw, ph) = self.patch_rect(&marks, [l, t, r, b], w, h)?;
+            // Landmarks that collapse onto one point (a box of a pixel or two) define no
+            // alignment: such a face cannot be cropped or embedded, so it is not a face record.
+            let Ok((px, py, pw, ph)) = self.patch_rect(&marks, [l, t, r, b], w, h) else {
+                continue;
+            };
             let mut patch = Vec::with_capacity(pw * ph * 3);
             for y in py..py + ph {
                 patch.extend_from_slice(&frame.row(y)[px * 3..(px + pw) * 3]);
             }
             rows.push(FaceRow {
-                face_index: face_index as u32,
+                face_index: rows.len() as u32,
                 x: l,
                 y: t,
                 w: r - l,
