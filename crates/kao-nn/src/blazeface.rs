@@ -215,6 +215,15 @@ impl<'m, B: Backend> Builder<'m, B> {
         }
     }
 
+    /// The tensor index of input `pos` of `op`, which must be present.
+    fn input(index: usize, op: &Operator, pos: usize) -> Result<usize, BlazeFaceError> {
+        op.inputs
+            .get(pos)
+            .copied()
+            .flatten()
+            .ok_or_else(|| Self::op_error(index, op, format!("input {pos} missing")))
+    }
+
     /// The shape of a computed input of `op`.
     fn input_shape(
         &self,
@@ -222,12 +231,7 @@ impl<'m, B: Backend> Builder<'m, B> {
         op: &Operator,
         pos: usize,
     ) -> Result<Vec<usize>, BlazeFaceError> {
-        let t = op
-            .inputs
-            .get(pos)
-            .copied()
-            .flatten()
-            .ok_or_else(|| Self::op_error(index, op, format!("input {pos} missing")))?;
+        let t = Self::input(index, op, pos)?;
         self.shapes.get(t).cloned().flatten().ok_or_else(|| {
             Self::op_error(
                 index,
@@ -270,12 +274,7 @@ impl<'m, B: Backend> Builder<'m, B> {
         op: &Operator,
         pos: usize,
     ) -> Result<Vec<i32>, BlazeFaceError> {
-        let t = op
-            .inputs
-            .get(pos)
-            .copied()
-            .flatten()
-            .ok_or_else(|| Self::op_error(index, op, format!("input {pos} missing")))?;
+        let t = Self::input(index, op, pos)?;
         self.model
             .constant_i32(t)?
             .ok_or_else(|| Self::op_error(index, op, format!("input {pos} is not a constant")))

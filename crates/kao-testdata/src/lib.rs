@@ -108,3 +108,35 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Defines a test crate's helpers over its own `tests/data/`: `data_path`, `read_rgb`,
+/// `read_f32`, `golden_landmarks` (dlib's `landmarks5.npy`) and `model_bytes`.
+#[macro_export]
+macro_rules! data_helpers {
+    () => {
+        /// Path of a file in `tests/data/`.
+        pub fn data_path(name: &str) -> std::path::PathBuf {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+        }
+
+        /// Bytes of a model file (see `model_path`).
+        pub fn model_bytes(name: &str) -> Vec<u8> {
+            std::fs::read($crate::model_path(name)).unwrap()
+        }
+
+        /// An `(height, width, 3)` u8 `.npy` image in `tests/data/` as (width, height, bytes).
+        pub fn read_rgb(name: &str) -> (usize, usize, Vec<u8>) {
+            $crate::read_rgb(&data_path(name))
+        }
+
+        /// A float `.npy` file in `tests/data/` as (shape, f32 values).
+        pub fn read_f32(name: &str) -> (Vec<usize>, Vec<f32>) {
+            $crate::read_f32(&data_path(name))
+        }
+
+        /// dlib's golden 5 landmarks (`tests/data/landmarks5.npy`).
+        pub fn golden_landmarks() -> Vec<(f32, f32)> {
+            $crate::read_points(&data_path("landmarks5.npy"))
+        }
+    };
+}
