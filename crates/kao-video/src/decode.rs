@@ -444,3 +444,34 @@ impl Converter {
         Ok(Frame { index: decoded.index, pts: decoded.pts, width: w, height: h, rgb })
     }
 }
+
+/// What the container says about an input before decoding, for progress estimates.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Probe {
+    /// Frames in the video stream, when the container's index counts them.
+    pub frames: Option<u64>,
+    /// Duration in seconds, when known.
+    pub duration: Option<f64>,
+    /// Average frame rate, when known.
+    pub rate: Option<f64>,
+}
+
+impl Probe {
+    /// The expected number of frames: the index's count, else duration × rate.
+    pub fn estimated_frames(&self) -> Option<u64> {
+        self.frames.or_else(|| Some((self.duration? * self.rate?).round() as u64)).filter(|n| *n > 0)
+    }
+}
+
+/// Opens `input` and reads what its container says, without decoding.
+pub fn probe(input: &str) -> Result<Probe, DecodeError> {
+    let ictx = open(input)?;
+    let st = ictx.streams().best(ff::media::Type::Video).ok_or_else(|| DecodeError::NoVideo { input: input.into() })?;
+    let avg = st.avg_frame_rate();
+    let duration = ictx.duration();
+    Ok(Probe {
+        frames: (st.frames() > 0).then_some(st.frames() as u64),
+        duration: (duration > 0).then(|| duration as f64 / f64::from(ff::ffi::AV_TIME_BASE)),
+        rate: (avg.numerator() > 0 && avg.denominator() > 0).then(|| f64::from(avg)),
+    })
+}

@@ -1,0 +1,471 @@
+//! kao-extract: interview videos in; aligned crops of the chosen people and a manifest out.
+
+mod inputs;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow_array::RecordBatch;
+use clap::Parser;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kao_nn::Device;
+use kao_pipeline::align::AlignStage;
+use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs};
+use kao_pipeline::crop::write_atomic;
+use kao_pipeline::detect::{DetectStage, Finder};
+use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
+use kao_pipeline::identify::MatchStage;
+use kao_pipeline::manifest::{META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata};
+use kao_record::schema::{FrameRow, Schema, SchemaRef, frame_batch, frame_fields, provenance, stage_schema};
+use kao_record::Provenance;
+use kao_video::{DecodeError, DecodeOptions, FfmpegLogLevel};
+use serde::{Deserialize, Serialize};
+
+/// Exit status when a video decoded only in part (truncated or corrupt), as kao-decode.
+const EXIT_PARTIAL: u8 = 3;
+/// Exit status after Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+/// What kao-extract remembers in the output folder between runs.
+const STATE_FILE: &str = ".kao-extract.json";
+
+/// From interview videos to a folder of aligned face crops of the chosen people, in one process.
+///
+/// Runs decode → detect → embed → match → align (the stage binaries' work, with the same
+/// options and the same manifest) with the stages overlapping on threads. Writes crops to
+/// DIR/<identity>/<video-stem>_f<frame:06>_<face>.png and every face record to
+/// DIR/manifest.parquet. Ctrl-C stops cleanly and leaves a valid manifest of what was processed;
+/// running again into the same DIR skips the videos already finished.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kao-extract",
+    version,
+    after_help = "Example: kao-extract interview.mp4 --ref refs/ --out dataset/\n\
+                  Inputs may be video files, URLs, folders of videos, or .txt files listing videos."
+)]
+struct Args {
+    /// Videos, folders of videos, or .txt files listing videos (one per line).
+    #[arg(required = true, value_name = "VIDEO")]
+    inputs: Vec<String>,
+    /// Output folder: crops by identity and manifest.parquet.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    every: u64,
+    /// Keep at most R frames per second of video time.
+    #[arg(long, value_name = "R")]
+    fps: Option<f64>,
+    /// Start at this time in seconds.
+    #[arg(long, value_name = "S")]
+    start: Option<f64>,
+    /// Stop before this time in seconds.
+    #[arg(long, value_name = "S")]
+    end: Option<f64>,
+    /// Keep at most N frames from each video.
+    #[arg(long, value_name = "N")]
+    max_frames: Option<u64>,
+    #[command(flatten)]
+    detect: DetectArgs,
+    #[command(flatten)]
+    embed: EmbedArgs,
+    #[command(flatten)]
+    matching: MatchArgs,
+    #[command(flatten)]
+    align: AlignArgs,
+    /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// No progress bar and no summary (warnings and errors still go to stderr).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // The first Ctrl-C finishes cleanly; a second one exits at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    });
+    kao_record::cli::exit("kao-extract", run(&Args::parse(), &stop))
+}
+
+/// How one video ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// Decoded to the end.
+    Complete,
+    /// Truncated or corrupt: every decodable frame was processed.
+    Truncated,
+    /// Could not be read at all.
+    Failed,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+}
+
+/// One video's record in the output folder's state file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct VideoState {
+    outcome: Outcome,
+    frames: u64,
+    faces: u64,
+}
+
+/// The state file: which videos an earlier run finished.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    videos: BTreeMap<String, VideoState>,
+}
+
+impl State {
+    fn load(dir: &Path) -> State {
+        std::fs::read(dir.join(STATE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    fn finished(&self, video: &str) -> bool {
+        self.videos.get(video).is_some_and(|v| matches!(v.outcome, Outcome::Complete | Outcome::Truncated))
+    }
+}
+
+/// What flows between the stage threads.
+enum Msg {
+    /// Records (frames, then faces) for the next stage.
+    Records(RecordBatch),
+    /// A video ended after this many frames.
+    End { video: String, frames: u64, outcome: Outcome, message: Option<String> },
+}
+
+/// Counters shown in the progress bar and the summary.
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    faces: AtomicU64,
+    matches: AtomicU64,
+}
+
+fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
+    let started = Instant::now();
+    if let (Some(s), Some(e)) = (args.start, args.end)
+        && e <= s
+    {
+        bail!("--end ({e}) must be after --start ({s})");
+    }
+    if args.fps.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--fps must be a positive number");
+    }
+    if args.align.padding > args.detect.patch_padding {
+        bail!(
+            "--padding {} needs patches cut with --patch-padding {} or more (now {})",
+            args.align.padding,
+            args.align.padding,
+            args.detect.patch_padding
+        );
+    }
+    kao_video::set_ffmpeg_log_level(FfmpegLogLevel::Fatal);
+    let videos = inputs::expand(&args.inputs)?;
+
+    // The stages, with the schemas the piped chain would have.
+    let decode_entry = Provenance::new(
+        "kao-decode",
+        env!("CARGO_PKG_VERSION"),
+        serde_json::json!({
+            "inputs": videos, "every": args.every, "fps": args.fps, "start": args.start,
+            "end": args.end, "max_frames": args.max_frames,
+        }),
+    );
+    let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry).map_err(anyhow::Error::msg)?;
+    let say = |s: &str| {
+        if !args.quiet {
+            eprintln!("kao-extract: {s}");
+        }
+    };
+    say("enrolling reference photos");
+    let (matcher, match_entry) = args.matching.matcher(args.device, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+    let detect = DetectStage::new(Finder::load(args.detect.options(args.device))?, &frame_schema, "frames")?;
+    let embed = EmbedStage::new(FaceEmbedder::load(&args.embed.options(args.device))?, detect.schema(), "faces")?;
+    let mut matching = MatchStage::new(matcher, &match_entry, embed.schema(), "faces")?;
+    let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &args.out)?;
+    let mut schema = align.schema().clone();
+    if let Some(spec) = frames_processed(&provenance(&schema).map_err(anyhow::Error::msg)?) {
+        schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
+    }
+    let mut manifest = ManifestWriter::create(&args.out, &schema)?;
+
+    // Resume: skip the videos an earlier run into this folder finished.
+    let mut state = State::load(&args.out);
+    let previous = manifest.previous_sources();
+    let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
+        state.finished(v) && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
+    });
+    for video in &done {
+        say(&format!("{video}: finished in an earlier run, skipped"));
+    }
+    state.videos.retain(|v, _| previous.contains(v) || done.contains(v));
+    for video in &todo {
+        manifest.replace(video);
+    }
+
+    let decode_options = DecodeOptions {
+        every: args.every,
+        fps: args.fps,
+        start: args.start,
+        end: args.end,
+        max_frames: args.max_frames,
+        threads: 0,
+    };
+    let bar = progress_bar(args.quiet, &todo, &decode_options);
+    let stats = Stats::default();
+    let batch_rows = args.embed.batch as usize;
+    let (frames_tx, frames_rx) = bounded::<Result<Msg>>(4);
+    let (faces_tx, faces_rx) = bounded::<Result<Msg>>(64);
+    let (embedded_tx, embedded_rx) = bounded::<Result<Msg>>(4);
+    let mut status = 0u8;
+    let mut crops = 0u64;
+
+    std::thread::scope(|scope| -> Result<()> {
+        let (stats, bar, detect, embed) = (&stats, &bar, &detect, &embed);
+        let (todo, frame_schema, decode_options) = (&todo, &frame_schema, &decode_options);
+        scope.spawn(move || decode_all(todo, decode_options, frame_schema, stop, frames_tx));
+        scope.spawn(move || detect_all(detect, frames_rx, faces_tx, stats, bar));
+        scope.spawn(move || embed_all(embed, batch_rows, faces_rx, embedded_tx, stats));
+        let mut row = 0u64;
+        let mut faces_in_video = 0u64;
+        let mut write = |batch: Option<RecordBatch>, faces_in_video: &mut u64| -> Result<()> {
+            let Some(batch) = batch else { return Ok(()) };
+            let rows = align.process(&batch, row)?;
+            row += batch.num_rows() as u64;
+            *faces_in_video += batch.num_rows() as u64;
+            manifest.write(&rows)?;
+            Ok(())
+        };
+        for msg in embedded_rx {
+            match msg {
+                Err(e) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                Ok(Msg::Records(batch)) => {
+                    let judged = matching.push(batch)?;
+                    if let Some(b) = &judged {
+                        stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
+                    }
+                    write(judged, &mut faces_in_video)?;
+                    bar.set_message(message(stats));
+                }
+                Ok(Msg::End { video, frames, outcome, message: text }) => {
+                    let judged = matching.finish()?;
+                    if let Some(b) = &judged {
+                        stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
+                    }
+                    write(judged, &mut faces_in_video)?;
+                    match &outcome {
+                        Outcome::Failed => {
+                            bar.suspend(|| eprintln!("kao-extract: {}", text.as_deref().unwrap_or("failed")));
+                            status = status.max(1);
+                        }
+                        Outcome::Truncated => {
+                            bar.suspend(|| eprintln!("kao-extract: warning: {}", text.as_deref().unwrap_or("truncated")));
+                            status = status.max(EXIT_PARTIAL);
+                        }
+                        Outcome::Interrupted => status = status.max(EXIT_INTERRUPTED),
+                        Outcome::Complete => {}
+                    }
+                    state.videos.insert(video, VideoState { outcome, frames, faces: std::mem::take(&mut faces_in_video) });
+                }
+            }
+        }
+        Ok(())
+    })?;
+    crops += align.crops_written();
+    bar.finish_and_clear();
+    let rows = manifest.rows();
+    let path = manifest.finish()?;
+    let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
+    write_atomic(&args.out.join(STATE_FILE), &state_json)?;
+
+    let secs = started.elapsed().as_secs_f64();
+    let frames = stats.frames.load(Ordering::Relaxed);
+    if status == EXIT_INTERRUPTED {
+        eprintln!("kao-extract: interrupted; the manifest holds what was processed, run again to finish");
+    }
+    say(&format!(
+        "{} videos, {frames} frames, {rows} faces, {} matches, {crops} crops written in {secs:.1} s ({:.1} frames/s)",
+        todo.len(),
+        stats.matches.load(Ordering::Relaxed),
+        frames as f64 / secs.max(1e-9)
+    ));
+    say(&format!("manifest: {}", path.display()));
+    Ok(status)
+}
+
+/// Decodes the videos in order and sends their frame records, then an end marker per video.
+fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, stop: &AtomicBool, tx: Sender<Result<Msg>>) {
+    for video in videos {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut frames = 0u64;
+        let mut failed: Option<anyhow::Error> = None;
+        let result = kao_video::decode(video, options, |frame| {
+            if stop.load(Ordering::SeqCst) {
+                return ControlFlow::Break(());
+            }
+            let row = FrameRow { source: video.clone(), frame_index: frame.index, pts: frame.pts, width: frame.width, height: frame.height, pixels: frame.rgb };
+            match frame_batch(schema, row) {
+                Ok(batch) => {
+                    frames += 1;
+                    if tx.send(Ok(Msg::Records(batch))).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failed = Some(e.into());
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        if let Some(e) = failed {
+            let _ = tx.send(Err(e));
+            return;
+        }
+        let (outcome, message) = match result {
+            Ok(summary) if summary.stopped => (Outcome::Interrupted, None),
+            Ok(_) => (Outcome::Complete, None),
+            Err(e @ DecodeError::Corrupt { .. }) => (Outcome::Truncated, Some(e.to_string())),
+            Err(e) => (Outcome::Failed, Some(e.to_string())),
+        };
+        let interrupted = outcome == Outcome::Interrupted;
+        if tx.send(Ok(Msg::End { video: video.clone(), frames, outcome, message })).is_err() || interrupted {
+            return;
+        }
+    }
+}
+
+/// Finds the faces in each frame record.
+fn detect_all(stage: &DetectStage, rx: Receiver<Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats, bar: &ProgressBar) {
+    let mut row = 0u64;
+    for msg in rx {
+        let out = match msg {
+            Ok(Msg::Records(frames)) => {
+                let faces = stage.process(&frames, row);
+                row += frames.num_rows() as u64;
+                stats.frames.fetch_add(frames.num_rows() as u64, Ordering::Relaxed);
+                bar.inc(frames.num_rows() as u64);
+                match faces {
+                    Ok(batches) => batches.into_iter().map(|b| Ok(Msg::Records(b))).collect(),
+                    Err(e) => vec![Err(e)],
+                }
+            }
+            other => vec![other],
+        };
+        for m in out {
+            let fatal = m.is_err();
+            if tx.send(m).is_err() || fatal {
+                return;
+            }
+        }
+    }
+}
+
+/// Embeds the faces in network batches; a video's end flushes its last batch.
+fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: Receiver<Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats) {
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0usize;
+    let mut row = 0u64;
+    let mut flush = |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Option<RecordBatch>> {
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let batches = std::mem::take(pending);
+        let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)?;
+        let first = row;
+        row += batch.num_rows() as u64;
+        stats.faces.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        *pending_rows = 0;
+        stage.embed(stage.cut(batch, first)?).map(Some)
+    };
+    for msg in rx {
+        let (records, end) = match msg {
+            Ok(Msg::Records(batch)) => {
+                pending_rows += batch.num_rows();
+                pending.push(batch);
+                if pending_rows < batch_rows {
+                    continue;
+                }
+                (flush(&mut pending, &mut pending_rows), None)
+            }
+            Ok(end @ Msg::End { .. }) => (flush(&mut pending, &mut pending_rows), Some(end)),
+            Err(e) => (Err(e), None),
+        };
+        match records {
+            Ok(Some(batch)) => {
+                if tx.send(Ok(Msg::Records(batch))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+        if let Some(end) = end
+            && tx.send(Ok(end)).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Faces given an identity in a batch of matched records.
+fn count_matches(batch: &RecordBatch) -> usize {
+    batch.column_by_name(kao_record::schema::col::IDENTITY).map_or(0, |c| c.len() - c.null_count())
+}
+
+fn message(stats: &Stats) -> String {
+    format!(
+        "{} faces, {} matches",
+        stats.faces.load(Ordering::Relaxed),
+        stats.matches.load(Ordering::Relaxed)
+    )
+}
+
+/// A progress bar on stderr sized by the frames the videos are expected to yield.
+fn progress_bar(quiet: bool, videos: &[String], options: &DecodeOptions) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let mut total = 0u64;
+    for video in videos {
+        let Ok(probe) = kao_video::probe(video) else { continue };
+        let Some(mut n) = probe.estimated_frames() else { continue };
+        if let (Some(d), Some(s)) = (probe.duration, options.start) {
+            n = (n as f64 * (1.0 - (s / d).min(1.0))) as u64;
+        }
+        if let (Some(r), Some(d)) = (options.fps, probe.duration) {
+            n = n.min((r * d).ceil() as u64);
+        }
+        n /= options.every;
+        if let Some(m) = options.max_frames {
+            n = n.min(m);
+        }
+        total += n;
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}

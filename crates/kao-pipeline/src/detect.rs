@@ -1,0 +1,283 @@
+//! The detect stage: frame records in, one face record per detected face out.
+
+use std::str::FromStr;
+
+use anyhow::{Context, Result, anyhow};
+use arrow_array::{BinaryArray, RecordBatch, UInt32Array};
+use kao_detector::resize::resize_bilinear;
+use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
+use kao_nn::{Device, FaceDetector, Range};
+use kao_record::schema::{DataType, FaceRow, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema};
+use kao_record::{Provenance, RecordError};
+
+use crate::column;
+
+/// Which face detector finds the boxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorKind {
+    /// MediaPipe BlazeFace short range (128², faces near the camera).
+    Blazeface,
+    /// MediaPipe BlazeFace full range (192², faces at any distance).
+    BlazefaceFull,
+    /// dlib's MMOD CNN face detector.
+    Mmod,
+}
+
+impl DetectorKind {
+    /// The name used on the command line and in provenance.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Blazeface => "blazeface",
+            DetectorKind::BlazefaceFull => "blazeface-full",
+            DetectorKind::Mmod => "mmod",
+        }
+    }
+
+    /// The model in models/manifest.tsv that this detector loads.
+    fn model(self) -> &'static str {
+        match self {
+            DetectorKind::Blazeface => "blazeface-short",
+            DetectorKind::BlazefaceFull => "blazeface-full",
+            DetectorKind::Mmod => "dlib-mmod",
+        }
+    }
+}
+
+impl FromStr for DetectorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "blazeface" => Ok(DetectorKind::Blazeface),
+            "blazeface-full" => Ok(DetectorKind::BlazefaceFull),
+            "mmod" => Ok(DetectorKind::Mmod),
+            _ => Err(format!("unknown detector `{s}` (blazeface, blazeface-full or mmod)")),
+        }
+    }
+}
+
+/// Everything that shapes the detect stage's output.
+#[derive(Clone, Debug)]
+pub struct DetectOptions {
+    /// The detector.
+    pub detector: DetectorKind,
+    /// Run the detector on the frame scaled down to this width; boxes, landmarks and patches
+    /// still come from the native frame.
+    pub detect_width: Option<u32>,
+    /// Drop faces whose box is narrower than this many native pixels.
+    pub min_size: f32,
+    /// Drop faces scoring below this.
+    pub min_score: Option<f32>,
+    /// Keep at most this many faces per frame, the highest-scoring ones.
+    pub max_faces: Option<usize>,
+    /// MMOD only: upsample the frame this many times first.
+    pub upsample: u32,
+    /// The patch covers dlib's aligned crop at this padding.
+    pub patch_padding: f64,
+    /// Where the network runs.
+    pub device: Device,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            detector: DetectorKind::BlazefaceFull,
+            detect_width: None,
+            min_size: 0.0,
+            min_score: None,
+            max_faces: None,
+            upsample: 0,
+            patch_padding: 0.25,
+            device: Device::cpu(),
+        }
+    }
+}
+
+/// The detector, the landmark model and the options that shape each face record.
+pub struct Finder {
+    detector: FaceDetector,
+    landmarks: ShapePredictor,
+    options: DetectOptions,
+    provenance: Provenance,
+}
+
+impl Finder {
+    /// Loads the detector and the 5-point shape predictor named by `options`.
+    pub fn load(options: DetectOptions) -> Result<Finder> {
+        if !(options.patch_padding >= 0.0 && options.patch_padding <= 4.0) {
+            anyhow::bail!("--patch-padding must be between 0 and 4");
+        }
+        let model = kao_models::locate(options.detector.model())?;
+        let path = &model.path;
+        let detector = match options.detector {
+            DetectorKind::Blazeface => FaceDetector::blazeface(path, Range::Short, options.device),
+            DetectorKind::BlazefaceFull => FaceDetector::blazeface(path, Range::Full, options.device),
+            DetectorKind::Mmod => FaceDetector::mmod(path, options.device, options.upsample),
+        }
+        .with_context(|| path.display().to_string())?;
+        let sp5 = kao_models::locate("dlib-sp5")?;
+        let landmarks = ShapePredictor::load(&sp5.path).with_context(|| sp5.path.display().to_string())?;
+        let mut provenance = Provenance::new(
+            "kao-detect",
+            env!("CARGO_PKG_VERSION"),
+            serde_json::json!({
+                "detector": options.detector.name(), "detect_width": options.detect_width,
+                "min_size": options.min_size, "min_score": options.min_score, "max_faces": options.max_faces,
+                "upsample": options.upsample, "patch_padding": options.patch_padding, "landmarks": sp5.spec.name,
+            }),
+        );
+        provenance.model = Some(ModelRef { name: model.spec.name.into(), sha256: model.spec.sha256.into() });
+        Ok(Finder { detector, landmarks, options, provenance })
+    }
+
+    /// The stage's provenance entry.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// The face records of one frame, best score first.
+    pub fn faces(&self, frame: &RgbView<'_>) -> Result<Vec<FaceRow>> {
+        let (w, h) = (frame.width(), frame.height());
+        if w == 0 || h == 0 {
+            return Ok(Vec::new());
+        }
+        // Detect on a downscaled copy when asked; boxes come back in native pixels.
+        let (found, scale) = match self.options.detect_width.filter(|dw| *dw > 0) {
+            Some(dw) if (dw as usize) < w => {
+                let dh = ((h as f64 * dw as f64 / w as f64).round() as usize).max(1);
+                let small = resize_bilinear(frame, dw as usize, dh);
+                (self.detector.detect(&small.view())?, w as f32 / dw as f32)
+            }
+            _ => (self.detector.detect(frame)?, 1.0),
+        };
+        // Boxes as pixel corners [left, top, right, bottom), in native pixels. MMOD boxes
+        // are dlib's inclusive rectangles; BlazeFace's are pixel corners.
+        let extra = if self.options.detector == DetectorKind::Mmod { 1.0 } else { 0.0 };
+        let mut boxes: Vec<(f32, [f32; 4])> = found
+            .iter()
+            .map(|f| {
+                let [l, t, r, b] = f.bbox;
+                (f.score, [l, t, r + extra, b + extra].map(|v| v * scale))
+            })
+            .filter(|(score, b)| b[2] - b[0] >= self.options.min_size && self.options.min_score.is_none_or(|m| *score >= m))
+            .collect();
+        boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
+        boxes.truncate(self.options.max_faces.unwrap_or(usize::MAX));
+        let mut rows = Vec::with_capacity(boxes.len());
+        for (score, [l, t, r, b]) in boxes {
+            let rect = Rect::new(l.round() as i64, t.round() as i64, r.round() as i64 - 1, b.round() as i64 - 1);
+            let marks = self.landmarks.predict(frame, rect);
+            let mut landmarks = [0f32; 10];
+            for (k, (x, y)) in marks.iter().take(5).enumerate() {
+                landmarks[2 * k] = *x;
+                landmarks[2 * k + 1] = *y;
+            }
+            // Landmarks that collapse onto one point (a box of a pixel or two) define no
+            // alignment: such a face cannot be cropped or embedded, so it is not a face record.
+            let Ok((px, py, pw, ph)) = self.patch_rect(&marks, [l, t, r, b], w, h) else {
+                continue;
+            };
+            let mut patch = Vec::with_capacity(pw * ph * 3);
+            for y in py..py + ph {
+                patch.extend_from_slice(&frame.row(y)[px * 3..(px + pw) * 3]);
+            }
+            rows.push(FaceRow {
+                face_index: rows.len() as u32,
+                x: l,
+                y: t,
+                w: r - l,
+                h: b - t,
+                score,
+                landmarks,
+                patch,
+                patch_x: px as i32,
+                patch_y: py as i32,
+                patch_w: pw as u32,
+                patch_h: ph as u32,
+                track_id: None,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The frame region (x, y, w, h) holding the face box and dlib's aligned crop at the
+    /// patch padding for these landmarks, with a margin for interpolation and the crop's
+    /// pyramid filter, clipped to the frame.
+    fn patch_rect(&self, marks: &[(f32, f32)], bbox: [f32; 4], w: usize, h: usize) -> Result<(usize, usize, usize, usize)> {
+        let details = get_face_chip_details(marks, 150, self.options.patch_padding)?;
+        let r = details.rect;
+        let (cx, cy) = ((r.left + r.right) / 2.0, (r.top + r.bottom) / 2.0);
+        let (hw, hh) = (r.width() / 2.0, r.height() / 2.0);
+        let (sin, cos) = details.angle.sin_cos();
+        // Half extents of the rotated crop's axis-aligned bounding box, plus a margin.
+        let margin = 4.0 + 0.05 * r.width();
+        let ex = hw * cos.abs() + hh * sin.abs() + margin;
+        let ey = hw * sin.abs() + hh * cos.abs() + margin;
+        let lo = |v: f64, n: usize| (v.floor().max(0.0) as usize).min(n - 1);
+        let hi = |v: f64, n: usize, from: usize| (v.ceil().max(0.0) as usize).clamp(from + 1, n);
+        let [bl, bt, br, bb] = bbox.map(f64::from);
+        let (x0, y0) = (lo((cx - ex).min(bl), w), lo((cy - ey).min(bt), h));
+        let (x1, y1) = (hi((cx + ex + 1.0).max(br), w, x0), hi((cy + ey + 1.0).max(bb), h, y0));
+        Ok((x0, y0, x1 - x0, y1 - y0))
+    }
+}
+
+/// The detect stage over record batches: frame records in, face records out.
+pub struct DetectStage {
+    finder: Finder,
+    schema: SchemaRef,
+    /// The input columns that pass through: everything but the pixels.
+    kept: Vec<usize>,
+    name: String,
+}
+
+impl DetectStage {
+    /// The stage for input records named `name` with `input` schema (checked here).
+    pub fn new(finder: Finder, input: &SchemaRef, name: &str) -> Result<DetectStage> {
+        kao_record::schema::require(
+            input,
+            name,
+            "kao-detect",
+            &[(col::WIDTH, DataType::UInt32), (col::HEIGHT, DataType::UInt32), (col::PIXELS, DataType::Binary)],
+        )?;
+        let schema = stage_schema(input, &[col::PIXELS], face_fields(), finder.provenance())
+            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
+        let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PIXELS).collect();
+        Ok(DetectStage { finder, schema, kept, name: name.to_string() })
+    }
+
+    /// The schema of the face records.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The finder (detector and landmark model).
+    pub fn finder(&self) -> &Finder {
+        &self.finder
+    }
+
+    /// The face records of a batch of frame records: one batch per frame that has faces.
+    /// `first_row` numbers the batch's rows in error messages.
+    pub fn process(&self, batch: &RecordBatch, first_row: u64) -> Result<Vec<RecordBatch>> {
+        let width = column::<UInt32Array>(batch, col::WIDTH)?;
+        let height = column::<UInt32Array>(batch, col::HEIGHT)?;
+        let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
+        let passed = batch.project(&self.kept)?;
+        let mut out = Vec::new();
+        for row in 0..batch.num_rows() {
+            let at = first_row + row as u64;
+            let (w, h) = (width.value(row) as usize, height.value(row) as usize);
+            let frame = RgbView::new(w, h, pixels.value(row))
+                .ok_or_else(|| anyhow!("{}: row {at}: {} pixel bytes for {w}×{h}", self.name, pixels.value(row).len()))?;
+            let faces = self.finder.faces(&frame).with_context(|| format!("{}: row {at}", self.name))?;
+            if faces.is_empty() {
+                continue;
+            }
+            let indices = UInt32Array::from(vec![row as u32; faces.len()]);
+            let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?.columns().to_vec();
+            columns.extend(face_columns(&faces)?);
+            out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+}

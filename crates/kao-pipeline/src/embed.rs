@@ -1,0 +1,184 @@
+//! The embed stage: face records in, the same records with dlib ResNet embeddings out.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use arrow_array::{Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
+use kao_dlib::{Jitter, RgbImage, RgbView, get_face_chip};
+use kao_nn::{Device, EMBEDDING_LEN, Embedder};
+use kao_record::schema::{DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::{Provenance, RecordError};
+
+use crate::column;
+
+/// Side of the chip the ResNet reads.
+pub const CHIP_SIZE: usize = 150;
+/// dlib's padding around the 5-point template for the ResNet's chip.
+pub const CHIP_PADDING: f64 = 0.25;
+
+/// Everything that shapes the embed stage's output.
+#[derive(Clone, Debug)]
+pub struct EmbedOptions {
+    /// Average the embeddings of this many jittered copies of each chip (0 or 1: the plain chip).
+    pub jitters: u32,
+    /// Seed of the jitter generator.
+    pub seed: u64,
+    /// Faces per network batch.
+    pub batch: usize,
+    /// Where the network runs.
+    pub device: Device,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions { jitters: 1, seed: 0, batch: 32, device: Device::cpu() }
+    }
+}
+
+/// dlib's ResNet with the options that shape an embedding.
+pub struct FaceEmbedder {
+    embedder: Embedder,
+    copies: usize,
+    seed: u64,
+    provenance: Provenance,
+}
+
+impl FaceEmbedder {
+    /// Loads the ResNet.
+    pub fn load(options: &EmbedOptions) -> Result<FaceEmbedder> {
+        let model = kao_models::locate("dlib-resnet")?;
+        let embedder =
+            Embedder::load(&model.path, options.device).with_context(|| format!("loading {}", model.path.display()))?;
+        let copies = options.jitters.max(1) as usize;
+        let mut provenance = Provenance::new(
+            "kao-embed",
+            env!("CARGO_PKG_VERSION"),
+            serde_json::json!({
+                "jitters": copies, "seed": options.seed, "batch": options.batch,
+                "chip_size": CHIP_SIZE, "chip_padding": CHIP_PADDING,
+            }),
+        );
+        provenance.model = Some(ModelRef { name: model.spec.name.into(), sha256: model.spec.sha256.into() });
+        Ok(FaceEmbedder { embedder, copies, seed: options.seed, provenance })
+    }
+
+    /// The stage's provenance entry (model and options).
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// The chips to embed for one face: its aligned chip, or `jitters` jittered copies of it.
+    /// `row` (the face's index in its stream) seeds the jitter so results do not depend on
+    /// batching.
+    pub fn chips(&self, patch: &RgbView<'_>, marks: &[(f32, f32)], row: u64) -> Result<Vec<RgbImage>> {
+        let chip = get_face_chip(patch, marks, CHIP_SIZE, CHIP_PADDING)?;
+        if self.copies == 1 {
+            return Ok(vec![chip]);
+        }
+        let mut jitter = Jitter::new(self.seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        (0..self.copies)
+            .map(|_| jitter.jitter(&chip.view()).ok_or_else(|| anyhow!("the chip is not square")))
+            .collect()
+    }
+
+    /// One embedding per face for chips made by [`FaceEmbedder::chips`] (the mean over a
+    /// face's copies).
+    pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<[f32; EMBEDDING_LEN]>> {
+        let views: Vec<RgbView<'_>> = chips.iter().map(RgbImage::view).collect();
+        let vectors = self.embedder.embed(&views)?;
+        Ok(vectors
+            .chunks(self.copies)
+            .map(|group| {
+                let mut mean = [0f32; EMBEDDING_LEN];
+                for (k, m) in mean.iter_mut().enumerate() {
+                    *m = group.iter().map(|v| v[k]).sum::<f32>() / group.len() as f32;
+                }
+                mean
+            })
+            .collect())
+    }
+}
+
+/// A batch of face records with the chips cut for it, ready for the network.
+pub struct Chips {
+    batch: RecordBatch,
+    chips: Vec<RgbImage>,
+}
+
+/// The embed stage over record batches.
+pub struct EmbedStage {
+    embedder: FaceEmbedder,
+    schema: SchemaRef,
+    name: String,
+}
+
+impl EmbedStage {
+    /// The stage for face records named `name` with `input` schema (checked here).
+    pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
+        kao_record::schema::require(
+            input,
+            name,
+            "kao-embed",
+            &[
+                (col::PATCH, DataType::Binary),
+                (col::PATCH_X, DataType::Int32),
+                (col::PATCH_Y, DataType::Int32),
+                (col::PATCH_W, DataType::UInt32),
+                (col::PATCH_H, DataType::UInt32),
+                (col::LANDMARKS, fixed_f32_list(10)),
+            ],
+        )?;
+        let embedding = Field::new(col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32), false);
+        let schema = stage_schema(input, &[], vec![embedding], embedder.provenance())
+            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
+        Ok(EmbedStage { embedder, schema, name: name.to_string() })
+    }
+
+    /// The schema of the output records.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Cuts the chips of `batch`, whose first row is row `first_row` of the stream.
+    pub fn cut(&self, batch: RecordBatch, first_row: u64) -> Result<Chips> {
+        let patch = column::<BinaryArray>(&batch, col::PATCH)?;
+        let px = column::<Int32Array>(&batch, col::PATCH_X)?;
+        let py = column::<Int32Array>(&batch, col::PATCH_Y)?;
+        let pw = column::<UInt32Array>(&batch, col::PATCH_W)?;
+        let ph = column::<UInt32Array>(&batch, col::PATCH_H)?;
+        let landmarks = column::<FixedSizeListArray>(&batch, col::LANDMARKS)?;
+        let mut chips = Vec::with_capacity(batch.num_rows() * self.embedder.copies);
+        for i in 0..batch.num_rows() {
+            let row = first_row + i as u64;
+            let marks = patch_landmarks(landmarks, i, (px.value(i), py.value(i)))
+                .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
+            let (w, h) = (pw.value(i) as usize, ph.value(i) as usize);
+            let bytes = patch.value(i);
+            let view = RgbView::new(w, h, bytes)
+                .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
+            chips.extend(self.embedder.chips(&view, &marks, row).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?);
+        }
+        Ok(Chips { batch, chips })
+    }
+
+    /// Embeds the chips and returns their records with `embedding` added.
+    pub fn embed(&self, chips: Chips) -> Result<RecordBatch> {
+        let vectors = self.embedder.embed(&chips.chips)?;
+        let values: Vec<f32> = vectors.iter().flatten().copied().collect();
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let column: ArrayRef =
+            Arc::new(FixedSizeListArray::try_new(item, EMBEDDING_LEN as i32, Arc::new(Float32Array::from(values)), None)?);
+        Ok(pass_through(&chips.batch, &self.schema, vec![column])?)
+    }
+}
+
+/// The 5 landmarks of row `i`, relative to its patch at `origin`.
+pub fn patch_landmarks(landmarks: &FixedSizeListArray, i: usize, origin: (i32, i32)) -> Option<Vec<(f32, f32)>> {
+    let row = landmarks.value(i);
+    let points = row.as_any().downcast_ref::<Float32Array>()?;
+    if points.len() < 10 {
+        return None;
+    }
+    let (ox, oy) = (origin.0 as f32, origin.1 as f32);
+    Some((0..5).map(|k| (points.value(2 * k) - ox, points.value(2 * k + 1) - oy)).collect())
+}

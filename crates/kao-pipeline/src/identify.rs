@@ -1,0 +1,280 @@
+//! The match stage: each face gets the identity of the nearest reference within a threshold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array};
+use kao_nn::EMBEDDING_LEN;
+use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::{Provenance, RecordError};
+
+use crate::column;
+
+/// The default `--threshold` (see README, "Choosing the threshold").
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// Euclidean distance between two embeddings.
+pub fn distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+}
+
+/// Embeddings of known people, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Gallery {
+    people: BTreeMap<String, Vec<[f32; EMBEDDING_LEN]>>,
+}
+
+impl Gallery {
+    /// Adds one embedding of `name`.
+    pub fn add(&mut self, name: &str, embedding: [f32; EMBEDDING_LEN]) {
+        self.people.entry(name.to_string()).or_default().push(embedding);
+    }
+
+    /// True when the gallery holds nobody.
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    /// The people in the gallery, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.people.keys().map(String::as_str)
+    }
+
+    /// The nearest person and the distance to their nearest embedding.
+    pub fn nearest(&self, query: &[f32]) -> Option<(&str, f32)> {
+        self.people
+            .iter()
+            .filter_map(|(name, vectors)| {
+                vectors.iter().map(|v| distance(v, query)).min_by(f32::total_cmp).map(|d| (name.as_str(), d))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// How a face is matched.
+#[derive(Clone, Copy, Debug)]
+pub struct MatchOptions {
+    /// A face matches a person when its distance to their nearest reference is at most this.
+    pub threshold: f32,
+    /// The best person must be at least this much closer than the nearest negative.
+    pub margin: f32,
+    /// Let one person match several faces of the same frame (by default only the closest
+    /// face of a frame takes a person; the others stay unmatched).
+    pub allow_repeats: bool,
+}
+
+/// The matching rule: the positives to find and the negatives to reject.
+pub struct Matcher {
+    positives: Gallery,
+    negatives: Gallery,
+    options: MatchOptions,
+}
+
+/// The verdict on one face.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The matched person, if any.
+    pub identity: Option<String>,
+    /// Distance to the nearest positive reference (of `identity` when matched).
+    pub distance: f32,
+}
+
+impl Matcher {
+    /// A matcher for `positives`, rejecting faces nearer to `negatives`.
+    pub fn new(positives: Gallery, negatives: Gallery, options: MatchOptions) -> Result<Matcher> {
+        if positives.is_empty() {
+            anyhow::bail!("no reference faces to match against");
+        }
+        if !(options.threshold > 0.0 && options.threshold.is_finite()) {
+            anyhow::bail!("--threshold must be a positive number");
+        }
+        if !(options.margin >= 0.0 && options.margin.is_finite()) {
+            anyhow::bail!("--margin must be a number >= 0");
+        }
+        Ok(Matcher { positives, negatives, options })
+    }
+
+    /// The verdict on one embedding, before the one-face-per-person-per-frame rule.
+    pub fn judge(&self, embedding: &[f32]) -> Verdict {
+        let (name, d) = self.positives.nearest(embedding).expect("the positive gallery is not empty");
+        let rejected = self.negatives.nearest(embedding).is_some_and(|(_, neg)| neg < d + self.options.margin);
+        let identity = (d <= self.options.threshold && !rejected).then(|| name.to_string());
+        Verdict { identity, distance: d }
+    }
+}
+
+/// The match stage over record batches. Faces of one frame are judged together (a person
+/// appears at most once per frame), so the last frame of a batch is held back until the next
+/// batch shows it is complete.
+pub struct MatchStage {
+    matcher: Matcher,
+    schema: SchemaRef,
+    input: SchemaRef,
+    held: Option<RecordBatch>,
+    name: String,
+}
+
+impl MatchStage {
+    /// The stage for face records named `name` with `input` schema (checked here).
+    pub fn new(matcher: Matcher, provenance: &Provenance, input: &SchemaRef, name: &str) -> Result<MatchStage> {
+        kao_record::schema::require(
+            input,
+            name,
+            "kao-match",
+            &[
+                (col::SOURCE, DataType::Utf8),
+                (col::FRAME_INDEX, DataType::UInt64),
+                (col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32)),
+            ],
+        )?;
+        let added = vec![Field::new(col::IDENTITY, DataType::Utf8, true), Field::new(col::DISTANCE, DataType::Float32, true)];
+        let schema = stage_schema(input, &[], added, provenance)
+            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
+        Ok(MatchStage { matcher, schema, input: input.clone(), held: None, name: name.to_string() })
+    }
+
+    /// The schema of the output records.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Takes a batch; returns the records of the frames now known to be complete.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let batch = match self.held.take() {
+            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            None => batch,
+        };
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let frames = column::<UInt64Array>(&batch, col::FRAME_INDEX)?;
+        let sources = column::<StringArray>(&batch, col::SOURCE)?;
+        let last = batch.num_rows() - 1;
+        let mut start = last;
+        while start > 0 && frames.value(start - 1) == frames.value(last) && sources.value(start - 1) == sources.value(last) {
+            start -= 1;
+        }
+        self.held = Some(batch.slice(start, batch.num_rows() - start));
+        if start == 0 {
+            return Ok(None);
+        }
+        self.judge(&batch.slice(0, start)).map(Some)
+    }
+
+    /// The records held back for the last frame.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        match self.held.take() {
+            Some(batch) => self.judge(&batch).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Judges the faces of complete frames.
+    fn judge(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let embeddings = column::<FixedSizeListArray>(batch, col::EMBEDDING)?;
+        let values = embeddings
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
+        let n = EMBEDDING_LEN;
+        let mut verdicts: Vec<Verdict> = (0..batch.num_rows())
+            .map(|i| {
+                let at = embeddings.value_offset_at(i);
+                self.matcher.judge(&values.values()[at..at + n])
+            })
+            .collect();
+        if !self.matcher.options.allow_repeats {
+            keep_closest_per_frame(batch, &mut verdicts)?;
+        }
+        let identity: ArrayRef = Arc::new(verdicts.iter().map(|v| v.identity.as_deref()).collect::<StringArray>());
+        let distance: ArrayRef = Arc::new(verdicts.iter().map(|v| Some(v.distance)).collect::<Float32Array>());
+        Ok(pass_through(batch, &self.schema, vec![identity, distance])?)
+    }
+}
+
+/// Within each frame, a person keeps only their closest face; the others become unmatched.
+fn keep_closest_per_frame(batch: &RecordBatch, verdicts: &mut [Verdict]) -> Result<()> {
+    let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
+    let sources = column::<StringArray>(batch, col::SOURCE)?;
+    let mut start = 0;
+    while start < verdicts.len() {
+        let mut end = start + 1;
+        while end < verdicts.len() && frames.value(end) == frames.value(start) && sources.value(end) == sources.value(start) {
+            end += 1;
+        }
+        for i in start..end {
+            let Some(name) = verdicts[i].identity.clone() else { continue };
+            let closer = (start..end).any(|j| {
+                j != i
+                    && verdicts[j].identity.as_deref() == Some(name.as_str())
+                    && (verdicts[j].distance, j) < (verdicts[i].distance, i)
+            });
+            if closer {
+                verdicts[i].identity = None;
+            }
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(x: f32) -> [f32; EMBEDDING_LEN] {
+        let mut v = [0f32; EMBEDDING_LEN];
+        v[0] = x;
+        v
+    }
+
+    fn gallery(people: &[(&str, f32)]) -> Gallery {
+        let mut g = Gallery::default();
+        for (name, x) in people {
+            g.add(name, vector(*x));
+        }
+        g
+    }
+
+    fn options(threshold: f32, margin: f32) -> MatchOptions {
+        MatchOptions { threshold, margin, allow_repeats: false }
+    }
+
+    #[test]
+    fn nearest_person_within_threshold() {
+        let m = Matcher::new(gallery(&[("a", 0.0), ("a", 1.0), ("b", 2.0)]), Gallery::default(), options(0.5, 0.0)).unwrap();
+        let v = m.judge(&vector(0.9));
+        assert_eq!(v.identity.as_deref(), Some("a"));
+        assert!((v.distance - 0.1).abs() < 1e-6);
+        let v = m.judge(&vector(1.6));
+        assert_eq!(v.identity.as_deref(), Some("b"));
+        assert!((v.distance - 0.4).abs() < 1e-6);
+        let far = m.judge(&vector(5.0));
+        assert_eq!(far.identity, None);
+        assert!((far.distance - 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn negatives_reject_by_margin() {
+        let negatives = gallery(&[("n", 1.0)]);
+        let m = Matcher::new(gallery(&[("a", 0.0)]), negatives.clone(), options(0.6, 0.0)).unwrap();
+        // 0.45 from a, 0.55 from n: a wins.
+        assert_eq!(m.judge(&vector(0.45)).identity.as_deref(), Some("a"));
+        // 0.55 from a, 0.45 from n: rejected although within the threshold.
+        assert_eq!(m.judge(&vector(0.55)).identity, None);
+        // With a margin of 0.2, a must be 0.2 closer than n.
+        let strict = Matcher::new(gallery(&[("a", 0.0)]), negatives, options(0.6, 0.2)).unwrap();
+        assert_eq!(strict.judge(&vector(0.45)).identity, None);
+        assert_eq!(strict.judge(&vector(0.35)).identity.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        assert!(Matcher::new(Gallery::default(), Gallery::default(), options(0.5, 0.0)).is_err());
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(0.0, 0.0)).is_err());
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(0.5, -1.0)).is_err());
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(f32::NAN, 0.0)).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! `DIR/manifest.parquet`: every face record of a run, without pixels, with `crop_path`.
+//!
+//! Running again into the same folder replaces the rows of the videos processed again and
+//! keeps the others, so a folder collects one dataset across runs with the same options.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use arrow_array::{BooleanArray, RecordBatch, StringArray};
+use kao_record::schema::{Provenance, Schema, SchemaRef, col, provenance};
+use kao_record::{RecordReader, RecordWriter};
+
+/// File name of the manifest inside the output folder.
+pub const MANIFEST: &str = "manifest.parquet";
+/// Schema metadata key naming the frames a run processed, read by devdata's score.py:
+/// `all` or `every:N`.
+pub const META_FRAMES_PROCESSED: &str = "kao.frames_processed";
+
+/// Writes `DIR/manifest.parquet` under a temporary name, renamed into place by
+/// [`ManifestWriter::finish`]; an unfinished run leaves the previous manifest as it was.
+pub struct ManifestWriter {
+    path: PathBuf,
+    writer: RecordWriter,
+    schema: SchemaRef,
+    /// Rows of the previous manifest.
+    previous: Vec<RecordBatch>,
+    /// Sources whose previous rows this run replaces.
+    replaced: BTreeSet<String>,
+    rows: u64,
+}
+
+impl ManifestWriter {
+    /// Opens the manifest of `dir` (created if needed) for rows of `schema`. A previous manifest
+    /// must come from a run with the same columns and options.
+    pub fn create(dir: &Path, schema: &SchemaRef) -> Result<ManifestWriter> {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+        let path = dir.join(MANIFEST);
+        let previous = if path.exists() { read_previous(&path, schema)? } else { Vec::new() };
+        let writer = RecordWriter::create(Some(&path), schema)?;
+        Ok(ManifestWriter { path, writer, schema: schema.clone(), previous, replaced: BTreeSet::new(), rows: 0 })
+    }
+
+    /// Sources (videos) that already have rows in the previous manifest.
+    pub fn previous_sources(&self) -> BTreeSet<String> {
+        let mut sources = BTreeSet::new();
+        for batch in &self.previous {
+            if let Some(s) = batch.column_by_name(col::SOURCE).and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+                sources.extend(s.iter().flatten().map(str::to_string));
+            }
+        }
+        sources
+    }
+
+    /// Marks `source` as processed again: its previous rows are dropped.
+    pub fn replace(&mut self, source: &str) {
+        self.replaced.insert(source.to_string());
+    }
+
+    /// Writes manifest rows; their sources replace previous rows of the same sources.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(s) = batch.column_by_name(col::SOURCE).and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+            for source in s.iter().flatten() {
+                if !self.replaced.contains(source) {
+                    self.replaced.insert(source.to_string());
+                }
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// Rows written by this run.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds the previous rows of the sources not processed again and renames the manifest
+    /// into place. Returns the manifest's path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        for batch in std::mem::take(&mut self.previous) {
+            let sources = batch
+                .column_by_name(col::SOURCE)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .context("previous manifest without a source column")?;
+            let keep: BooleanArray = sources.iter().map(|s| Some(!s.is_some_and(|s| self.replaced.contains(s)))).collect();
+            let kept = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+            if kept.num_rows() > 0 {
+                let kept = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())?;
+                self.writer.write(&kept)?;
+            }
+        }
+        self.writer.finish()?;
+        Ok(self.path)
+    }
+}
+
+/// Adds `key = value` to a schema's metadata.
+pub fn with_metadata(schema: &SchemaRef, key: &str, value: &str) -> SchemaRef {
+    let mut metadata: HashMap<String, String> = schema.metadata().clone().into();
+    metadata.insert(key.to_string(), value.to_string());
+    Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata))
+}
+
+/// The frames-processed spec of a run whose frames were decoded with these kao-decode
+/// options: `all` or `every:N` when that is all that selected frames, else `None`.
+pub fn frames_processed(history: &[Provenance]) -> Option<String> {
+    let decode = history.iter().find(|p| p.stage == "kao-decode")?;
+    let o = &decode.options;
+    let unset = |k: &str| o.get(k).is_none_or(serde_json::Value::is_null);
+    if !(unset("fps") && unset("start") && unset("end") && unset("max_frames")) {
+        return None;
+    }
+    match o.get("every").and_then(serde_json::Value::as_u64) {
+        None | Some(1) => Some("all".to_string()),
+        Some(n) => Some(format!("every:{n}")),
+    }
+}
+
+/// The previous manifest's rows, after checking that it has this run's columns and options.
+fn read_previous(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let name = path.display();
+    let reader = RecordReader::open(Some(path))?;
+    let old = reader.schema();
+    if old.fields() != schema.fields() {
+        bail!("{name}: has other columns than this run writes; write to a new output folder");
+    }
+    let old_history = provenance(&old).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let new_history = provenance(schema).map_err(anyhow::Error::msg)?;
+    if let Some(difference) = difference(&old_history, &new_history) {
+        bail!("{name}: was made with other options ({difference}); write to a new output folder");
+    }
+    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
+    Ok(batches?)
+}
+
+/// The first difference between two runs' stage options, ignoring the input names.
+fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
+    let stages = |h: &[Provenance]| h.iter().map(|p| p.stage.clone()).collect::<Vec<_>>();
+    if stages(old) != stages(new) {
+        return Some(format!("stages {} instead of {}", stages(old).join(" | "), stages(new).join(" | ")));
+    }
+    for (a, b) in old.iter().zip(new) {
+        if a.model != b.model {
+            return Some(format!("{}: another model", a.stage));
+        }
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("inputs");
+            }
+            v
+        };
+        if strip(&a.options) != strip(&b.options) {
+            return Some(format!("{} options {} instead of {}", a.stage, strip(&a.options), strip(&b.options)));
+        }
+    }
+    None
+}

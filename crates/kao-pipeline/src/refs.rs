@@ -1,0 +1,830 @@
+//! Reference photos → enrolled embeddings, for `kao-match --ref PATH... --neg PATH...` and
+//! `kao-extract`.
+//!
+//! [`collect`] turns the paths a user passes (image files and folders) into named
+//! [`Reference`]s; [`enroll`] finds the face in each photo with dlib's MMOD detector and embeds
+//! it with dlib's ResNet (averaging jittered copies, like FACE01's references). Embeddings are
+//! cached per photo content and model set, so a second run over the same references loads no
+//! model at all. User files are only ever read.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kao_detector::mmod::MAX_PIXELS;
+use kao_dlib::RgbView;
+use kao_nn::{Device, EMBEDDING_LEN};
+use kao_record::schema::FaceRow;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::detect::{DetectOptions, DetectorKind, Finder};
+use crate::embed::{EmbedOptions, FaceEmbedder};
+
+/// File extensions (lowercase) of the images [`collect`] takes.
+pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
+
+/// Version of the cache entries and of the recipe below; bump it when either changes.
+const CACHE_FORMAT: u32 = 1;
+/// How an embedding is made, beyond the models, jitters and seed (part of the cache key).
+const RECIPE: &str = "mmod width<=1200 pixels<=2160000; upsample 1 when none and short side<600; largest box; \
+                      chip 150 padding 0.25 from a 0.25 patch; jitter row 0";
+/// Widest image the detector sees: wider photos are scaled down for detection only.
+const DETECT_WIDTH: usize = 1200;
+/// Most pixels the detector sees without upsampling (1200 × 1800, a 2:3 portrait).
+const DETECT_PIXELS: usize = 1200 * 1800;
+/// Photos whose short side is below this get a second, upsampled detection when the first
+/// finds no face.
+const SMALL_SIDE: usize = 600;
+
+/// One reference photo and the person it shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// The person: the file name up to its first `_`, or the sub-folder's name.
+    pub name: String,
+    /// The photo, as found (not canonicalised).
+    pub path: PathBuf,
+}
+
+/// True when `path` has one of the [`IMAGE_EXTENSIONS`] (any case).
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// A name starting with `.`.
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// FACE01's naming rule: `name_default.png`, `name_1.png` → `name`; `name.png` → `name`.
+fn name_from_file(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match stem.split('_').next() {
+        Some(prefix) if !prefix.is_empty() => prefix.to_string(),
+        _ => stem,
+    }
+}
+
+/// Why a path cannot be used, in a few words.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The entries of `dir` that are not hidden, sorted by path.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read = std::fs::read_dir(dir).map_err(|e| anyhow!("{}: {}", dir.display(), io_reason(&e)))?;
+    let mut paths = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| anyhow!("{}: {}", dir.display(), io_reason(&e)))?;
+        let path = entry.path();
+        if !is_hidden(&path) {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// The references in folder `dir`: its images (named by the file-name rule) and the images of
+/// its sub-folders (named after the sub-folder). Deeper folders are not searched.
+fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
+    for path in entries(dir)? {
+        // Follows symbolic links; a dangling one is not an image.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_file() && is_image(&path) {
+            out.push(Reference { name: name_from_file(&path), path });
+        } else if meta.is_dir() {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for inner in entries(&path)? {
+                if is_image(&inner) && std::fs::metadata(&inner).is_ok_and(|m| m.is_file()) {
+                    out.push(Reference { name: name.clone(), path: inner });
+                } else if inner.is_dir() {
+                    tracing::debug!("{}: not searched (references are at most one folder deep)", inner.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The reference photos under `paths`, sorted by name then path.
+///
+/// Each path is an image file or a folder. A photo's person is its file name up to the first
+/// `_` (`name_default.png`, `name_1.png`; a name without `_` is its stem); images in a
+/// sub-folder of a passed folder (`DIR/<name>/*.jpg`) are named after the sub-folder. Images
+/// are the [`IMAGE_EXTENSIONS`] in any case; other and hidden files are ignored in folders.
+/// Errors (one line naming the path): a path that does not exist, a folder without images, a
+/// file that is not an image.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
+    let mut refs = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
+        if meta.is_dir() {
+            let before = refs.len();
+            collect_dir(path, &mut refs)?;
+            if refs.len() == before {
+                bail!(
+                    "{}: no reference images ({}) in this folder or its sub-folders",
+                    path.display(),
+                    IMAGE_EXTENSIONS.join(", ")
+                );
+            }
+        } else if is_image(path) {
+            refs.push(Reference { name: name_from_file(path), path: path.clone() });
+        } else {
+            bail!("{}: not an image file (expected {})", path.display(), IMAGE_EXTENSIONS.join(", "));
+        }
+    }
+    refs.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
+    refs.dedup();
+    Ok(refs)
+}
+
+/// How references are enrolled.
+#[derive(Clone, Debug)]
+pub struct EnrollOptions {
+    /// Average the embeddings of this many jittered copies of each face (0 or 1: the plain chip).
+    pub jitters: u32,
+    /// Seed of the jitter generator.
+    pub seed: u64,
+    /// Record photos without a usable face in [`Enrollment::skipped`] instead of failing.
+    pub skip_bad: bool,
+    /// Folder of cached embeddings; `None` disables the cache.
+    pub cache: Option<PathBuf>,
+    /// Where the networks run.
+    pub device: Device,
+}
+
+impl Default for EnrollOptions {
+    /// 100 jitters (FACE01's references), seed 0, failing on bad photos, the default cache
+    /// folder ([`default_cache_dir`]), the CPU.
+    fn default() -> Self {
+        EnrollOptions { jitters: 100, seed: 0, skip_bad: false, cache: default_cache_dir(), device: Device::cpu() }
+    }
+}
+
+/// `$XDG_CACHE_HOME/kao/refs`, else `~/.cache/kao/refs`; `None` when neither variable is set.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("kao").join("refs"))
+}
+
+/// One enrolled reference photo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrolledFace {
+    /// The person.
+    pub name: String,
+    /// The photo.
+    pub path: PathBuf,
+    /// sha256 of the photo's bytes, lowercase hex.
+    pub sha256: String,
+    /// dlib's 128-d descriptor of the photo's face (the largest one when there are several).
+    pub embedding: [f32; EMBEDDING_LEN],
+    /// How many faces the detector found in the photo.
+    pub faces_found: usize,
+}
+
+/// The result of [`enroll`].
+#[derive(Clone, Debug, Default)]
+pub struct Enrollment {
+    /// One entry per usable photo, in the order of the references.
+    pub faces: Vec<EnrolledFace>,
+    /// Photos without a usable face and why (only with [`EnrollOptions::skip_bad`]).
+    pub skipped: Vec<(PathBuf, String)>,
+    /// One line each, for the user (several faces in a photo, cache problems); callers print them.
+    pub warnings: Vec<String>,
+    /// How many photos came from the cache (faces and skipped ones).
+    pub from_cache: usize,
+}
+
+/// What a photo gave.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// A face: the embedding of the largest one, how many there were, its box (x, y, w, h).
+    Face { embedding: [f32; EMBEDDING_LEN], faces_found: usize, bbox: [f32; 4] },
+    /// The detector found no face.
+    NoFace,
+    /// The photo cannot be used (not decodable, too odd for the detector); never cached.
+    Bad(String),
+}
+
+/// A cache entry on disk.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    photo_sha256: String,
+    faces_found: usize,
+    #[serde(rename = "box")]
+    bbox: Option<[f32; 4]>,
+    embedding: Option<Vec<f32>>,
+}
+
+/// The part of the cache key that does not depend on the photo: models, jitters, seed, recipe.
+fn recipe_key(options: &EnrollOptions) -> Result<String> {
+    let manifest = kao_models::manifest();
+    let sha = |name: &str| {
+        manifest.iter().find(|m| m.name == name).map(|m| m.sha256).ok_or_else(|| anyhow!("model {name} is not in the manifest"))
+    };
+    // `locate` checks every model file against these digests, so they name the loaded weights.
+    Ok(format!(
+        "kao-refs {CACHE_FORMAT}\nresnet {}\nmmod {}\nsp5 {}\njitters {}\nseed {}\nrecipe {RECIPE}\n",
+        sha("dlib-resnet")?,
+        sha("dlib-mmod")?,
+        sha("dlib-sp5")?,
+        options.jitters.max(1),
+        options.seed,
+    ))
+}
+
+/// Lowercase hex of a sha256 digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache: a folder of `<sha256 of key>.json` files.
+struct Cache {
+    dir: PathBuf,
+    recipe: String,
+    /// False after a failed write (one warning is enough).
+    writable: bool,
+}
+
+impl Cache {
+    /// The entry file for a photo with content hash `sha256`.
+    fn entry_path(&self, sha256: &str) -> PathBuf {
+        let key = Sha256::digest(format!("{}photo {sha256}\n", self.recipe).as_bytes());
+        self.dir.join(format!("{}.json", hex(&key)))
+    }
+
+    /// The cached outcome for the photo, when a valid entry exists.
+    fn get(&self, sha256: &str) -> Option<Outcome> {
+        let path = self.entry_path(sha256);
+        let bytes = std::fs::read(&path).ok()?;
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!("{}: ignoring a corrupt cache entry ({e})", path.display());
+                return None;
+            }
+        };
+        if entry.format != CACHE_FORMAT || entry.photo_sha256 != sha256 {
+            return None;
+        }
+        match (entry.embedding, entry.bbox) {
+            (None, _) if entry.faces_found == 0 => Some(Outcome::NoFace),
+            (Some(values), Some(bbox)) if entry.faces_found > 0 && values.iter().all(|v| v.is_finite()) => {
+                let embedding = <[f32; EMBEDDING_LEN]>::try_from(values.as_slice()).ok()?;
+                Some(Outcome::Face { embedding, faces_found: entry.faces_found, bbox })
+            }
+            _ => {
+                tracing::debug!("{}: ignoring an inconsistent cache entry", path.display());
+                None
+            }
+        }
+    }
+
+    /// Stores an outcome (faces and no-face results; bad photos are not cached), atomically.
+    fn put(&mut self, sha256: &str, outcome: &Outcome, warnings: &mut Vec<String>) {
+        let entry = match outcome {
+            Outcome::Face { embedding, faces_found, bbox } => Entry {
+                format: CACHE_FORMAT,
+                photo_sha256: sha256.into(),
+                faces_found: *faces_found,
+                bbox: Some(*bbox),
+                embedding: Some(embedding.to_vec()),
+            },
+            Outcome::NoFace => {
+                Entry { format: CACHE_FORMAT, photo_sha256: sha256.into(), faces_found: 0, bbox: None, embedding: None }
+            }
+            Outcome::Bad(_) => return,
+        };
+        if !self.writable {
+            return;
+        }
+        let path = self.entry_path(sha256);
+        if let Err(e) = self.write(&path, &entry) {
+            self.writable = false;
+            warnings.push(format!("{}: cannot write the reference cache ({e:#}); continuing without it", self.dir.display()));
+        }
+    }
+
+    /// Writes `entry` to a temporary file in the cache folder and renames it to `path`.
+    fn write(&self, path: &Path, entry: &Entry) -> Result<()> {
+        let bytes = serde_json::to_vec(entry)?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".json").tempfile_in(&self.dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// The networks, loaded on the first photo that misses the cache.
+struct Models {
+    embedder: FaceEmbedder,
+    /// Finders by (detect width, upsample), each loaded on first use.
+    finders: Vec<((usize, u32), Finder)>,
+    device: Device,
+}
+
+impl Models {
+    fn load(options: &EnrollOptions) -> Result<Models> {
+        let embedder = FaceEmbedder::load(&EmbedOptions {
+            jitters: options.jitters,
+            seed: options.seed,
+            device: options.device,
+            ..EmbedOptions::default()
+        })?;
+        Ok(Models { embedder, finders: Vec::new(), device: options.device })
+    }
+
+    /// The MMOD finder for this detect width and upsampling.
+    fn finder(&mut self, width: usize, upsample: u32) -> Result<&Finder> {
+        let key = (width, upsample);
+        let at = match self.finders.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                let finder = Finder::load(DetectOptions {
+                    detector: DetectorKind::Mmod,
+                    detect_width: Some(width as u32),
+                    upsample,
+                    device: self.device,
+                    ..DetectOptions::default()
+                })?;
+                self.finders.push((key, finder));
+                self.finders.len() - 1
+            }
+        };
+        Ok(&self.finders[at].1)
+    }
+}
+
+/// The width the detector should see a `w × h` photo at: at most [`DETECT_WIDTH`], and small
+/// enough that the detector's input (after `upsample` doublings) stays within its pixel limit.
+/// Widths that leave the photo as the plain width limit would are all [`DETECT_WIDTH`], so most
+/// photos share one finder; narrower ones are rounded down to a multiple of 32 for the same
+/// reason.
+fn detect_width(w: usize, h: usize, upsample: u32) -> usize {
+    let budget = if upsample == 0 { DETECT_PIXELS } else { (MAX_PIXELS / 16 * 15) >> (2 * upsample) };
+    let width = w.min(DETECT_WIDTH);
+    let height = (h as f64 * width as f64 / w.max(1) as f64).round() as usize;
+    if width * height <= budget {
+        return DETECT_WIDTH;
+    }
+    let fit = (budget as f64 * w as f64 / h.max(1) as f64).sqrt() as usize;
+    (fit / 32 * 32).max(fit.min(32)).max(1)
+}
+
+/// Decodes the first frame of an image file: (width, height, RGB24 bytes).
+fn read_image(path: &Path) -> std::result::Result<(usize, usize, Vec<u8>), String> {
+    let input = path.to_str().ok_or_else(|| "the path is not valid UTF-8".to_string())?;
+    let mut first = None;
+    let options = kao_video::DecodeOptions { max_frames: Some(1), ..Default::default() };
+    let result = kao_video::decode(input, &options, |frame| {
+        first = Some(frame);
+        ControlFlow::Break(())
+    });
+    match (first, result) {
+        (Some(f), _) => Ok((f.width as usize, f.height as usize, f.rgb)),
+        (None, Err(kao_video::DecodeError::Corrupt { message, .. })) => Err(format!("not a valid image ({message})")),
+        (None, Err(e)) => {
+            let message = e.to_string();
+            Err(message.strip_prefix(&format!("{input}: ")).unwrap_or(&message).to_string())
+        }
+        (None, Ok(_)) => Err("no picture in the file".into()),
+    }
+}
+
+/// Detects and embeds the face of one photo, loading the networks on first need.
+/// Errors are the networks' (loading or running); problems of the photo are [`Outcome::Bad`].
+fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) -> Result<Outcome> {
+    let (w, h, rgb) = match read_image(path) {
+        Ok(image) => image,
+        Err(reason) => return Ok(Outcome::Bad(format!("cannot read the image: {reason}"))),
+    };
+    let Some(frame) = RgbView::new(w, h, &rgb) else {
+        return Ok(Outcome::Bad(format!("decoded {} bytes for a {w}×{h} image", rgb.len())));
+    };
+    let models = match models {
+        Some(m) => m,
+        None => models.insert(Models::load(options)?),
+    };
+    let mut faces: Vec<FaceRow> = Vec::new();
+    for upsample in [0, 1] {
+        if upsample > 0 && (!faces.is_empty() || w.min(h) >= SMALL_SIDE) {
+            break;
+        }
+        let finder = models.finder(detect_width(w, h, upsample), upsample)?;
+        faces = match finder.faces(&frame) {
+            Ok(faces) => faces,
+            Err(e) => return Ok(Outcome::Bad(format!("face detection failed: {e:#}"))),
+        };
+    }
+    let faces_found = faces.len();
+    let Some(face) = faces.into_iter().max_by(|a, b| (a.w * a.h).total_cmp(&(b.w * b.h))) else {
+        return Ok(Outcome::NoFace);
+    };
+    let Some(patch) = RgbView::new(face.patch_w as usize, face.patch_h as usize, &face.patch) else {
+        return Ok(Outcome::Bad("the face patch has the wrong size".into()));
+    };
+    let (ox, oy) = (face.patch_x as f32, face.patch_y as f32);
+    let marks: Vec<(f32, f32)> = face.landmarks.chunks_exact(2).map(|p| (p[0] - ox, p[1] - oy)).collect();
+    let chips = match models.embedder.chips(&patch, &marks, 0) {
+        Ok(chips) => chips,
+        Err(e) => return Ok(Outcome::Bad(format!("cannot align the face: {e:#}"))),
+    };
+    let embedding = models.embedder.embed(&chips)?.into_iter().next().ok_or_else(|| anyhow!("the embedder returned nothing"))?;
+    Ok(Outcome::Face { embedding, faces_found, bbox: [face.x, face.y, face.w, face.h] })
+}
+
+/// Enrolls reference photos: the embedding of each photo's face (the largest when there are
+/// several, with a warning), from the cache when the same photo was enrolled before with the
+/// same models and options. The networks are loaded only when a photo misses the cache.
+///
+/// A photo without a face, or one that cannot be decoded, fails the enrollment with one line
+/// naming it, or with [`EnrollOptions::skip_bad`] is listed in [`Enrollment::skipped`]. Cache
+/// problems are warnings, never errors.
+pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment> {
+    let mut enrollment = Enrollment::default();
+    let mut cache = match &options.cache {
+        Some(dir) => match std::fs::create_dir_all(dir) {
+            Ok(()) => Some(Cache { dir: dir.clone(), recipe: recipe_key(options)?, writable: true }),
+            Err(e) => {
+                enrollment.warnings.push(format!(
+                    "{}: cannot create the reference cache ({}); continuing without it",
+                    dir.display(),
+                    io_reason(&e)
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut models: Option<Models> = None;
+    for reference in refs {
+        let path = &reference.path;
+        let started = Instant::now();
+        let (sha256, outcome) = match std::fs::read(path) {
+            Ok(bytes) => {
+                let sha256 = hex(&Sha256::digest(&bytes));
+                drop(bytes);
+                match cache.as_ref().and_then(|c| c.get(&sha256)) {
+                    Some(outcome) => {
+                        enrollment.from_cache += 1;
+                        (sha256, outcome)
+                    }
+                    None => {
+                        let outcome = analyse(path, &mut models, options).with_context(|| path.display().to_string())?;
+                        if let Some(c) = cache.as_mut() {
+                            c.put(&sha256, &outcome, &mut enrollment.warnings);
+                        }
+                        (sha256, outcome)
+                    }
+                }
+            }
+            Err(e) => (String::new(), Outcome::Bad(io_reason(&e))),
+        };
+        tracing::debug!("{}: {:?} in {:.2} s", path.display(), outcome_summary(&outcome), started.elapsed().as_secs_f64());
+        let reason = match outcome {
+            Outcome::Face { embedding, faces_found, .. } => {
+                if faces_found > 1 {
+                    enrollment
+                        .warnings
+                        .push(format!("{}: {faces_found} faces in reference photo; using the largest", path.display()));
+                }
+                enrollment.faces.push(EnrolledFace {
+                    name: reference.name.clone(),
+                    path: path.clone(),
+                    sha256,
+                    embedding,
+                    faces_found,
+                });
+                continue;
+            }
+            Outcome::NoFace => "no face found in reference photo".to_string(),
+            Outcome::Bad(reason) => reason,
+        };
+        if !options.skip_bad {
+            bail!("{}: {reason}", path.display());
+        }
+        enrollment.skipped.push((path.clone(), reason));
+    }
+    Ok(enrollment)
+}
+
+/// A short description of an outcome for debug logs.
+fn outcome_summary(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Face { faces_found, .. } => format!("{faces_found} face(s)"),
+        Outcome::NoFace => "no face".into(),
+        Outcome::Bad(reason) => reason.clone(),
+    }
+}
+
+/// The enrolled photos for provenance: `[{"name", "file", "sha256"}, ...]`.
+pub fn describe(enrollment: &Enrollment) -> serde_json::Value {
+    enrollment
+        .faces
+        .iter()
+        .map(|f| serde_json::json!({ "name": f.name, "file": f.path.display().to_string(), "sha256": f.sha256 }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, b"x").unwrap();
+    }
+
+    fn names(refs: &[Reference], root: &Path) -> Vec<(String, String)> {
+        refs.iter()
+            .map(|r| (r.name.clone(), r.path.strip_prefix(root).unwrap().to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn refs_naming_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "obama_default.png",
+            "obama_1.JPG",
+            "biden.jpeg",
+            "x_y_z.webp",
+            "a.tif",
+            "b.TIFF",
+            "c.bmp",
+            ".hidden.jpg",
+            "notes.txt",
+            "noext",
+            "katy/img42.jpg",
+            "katy/img_7.png",
+            "katy/readme.md",
+            "katy/.thumb.jpg",
+            "katy/deeper/ignored.jpg",
+            ".secret/ignored.jpg",
+        ] {
+            touch(&root.join(f));
+        }
+        let refs = collect(&[root.to_path_buf()]).unwrap();
+        assert_eq!(
+            names(&refs, root),
+            pairs(&[
+                ("a", "a.tif"),
+                ("b", "b.TIFF"),
+                ("biden", "biden.jpeg"),
+                ("c", "c.bmp"),
+                ("katy", "katy/img42.jpg"),
+                ("katy", "katy/img_7.png"),
+                ("obama", "obama_1.JPG"),
+                ("obama", "obama_default.png"),
+                ("x", "x_y_z.webp"),
+            ])
+        );
+        // An explicit file uses the file-name rule; the same photo twice is listed once.
+        let file = root.join("katy/img_7.png");
+        let refs = collect(&[file.clone(), file.clone(), root.join("biden.jpeg")]).unwrap();
+        assert_eq!(names(&refs, root), pairs(&[("biden", "biden.jpeg"), ("img", "katy/img_7.png")]));
+        // A sub-folder passed directly: its images use the file-name rule, its own
+        // sub-folders name theirs.
+        let refs = collect(&[root.join("katy")]).unwrap();
+        assert_eq!(
+            names(&refs, root),
+            pairs(&[("deeper", "katy/deeper/ignored.jpg"), ("img", "katy/img_7.png"), ("img42", "katy/img42.jpg")])
+        );
+        // A name starting with `_` keeps its stem.
+        touch(&root.join("solo/_x.png"));
+        assert_eq!(names(&collect(&[root.join("solo/_x.png")]).unwrap(), root), pairs(&[("_x", "solo/_x.png")]));
+    }
+
+    #[test]
+    fn refs_collect_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let missing = root.join("nope");
+        let e = collect(&[missing.clone()]).unwrap_err().to_string();
+        assert!(e.starts_with(&missing.display().to_string()) && e.contains("no such file"), "{e}");
+        assert!(!e.contains('\n'));
+
+        let empty = root.join("empty");
+        touch(&empty.join("notes.txt"));
+        touch(&empty.join(".hidden.png"));
+        touch(&empty.join("a/b/too-deep.jpg"));
+        let e = collect(&[empty.clone()]).unwrap_err().to_string();
+        assert!(e.starts_with(&empty.display().to_string()) && e.contains("no reference images"), "{e}");
+
+        let text = empty.join("notes.txt");
+        let e = collect(&[text.clone()]).unwrap_err().to_string();
+        assert!(e.starts_with(&text.display().to_string()) && e.contains("not an image"), "{e}");
+    }
+
+    #[test]
+    fn refs_detect_width_stays_within_the_detector_limit() {
+        // Typical photos share the default width.
+        assert_eq!(detect_width(910, 1137, 0), DETECT_WIDTH);
+        assert_eq!(detect_width(4000, 3000, 0), DETECT_WIDTH);
+        assert_eq!(detect_width(3024, 4032, 0), DETECT_WIDTH);
+        assert_eq!(detect_width(480, 720, 1), DETECT_WIDTH);
+        for (w, h, up) in [(1000, 9000, 0), (300, 20000, 0), (500, 3000, 1), (590, 1900, 1), (30, 100000, 0)] {
+            let dw = detect_width(w, h, up);
+            assert!(dw < DETECT_WIDTH && dw >= 1, "{w}×{h}: {dw}");
+            let dh = (h as f64 * dw as f64 / w as f64).round() as usize;
+            let (uw, uh) = (0..up).fold((dw, dh), |(a, b), _| (2 * a + 2, 2 * b + 1));
+            assert!(uw * uh <= MAX_PIXELS, "{w}×{h} up {up}: {uw}×{uh}");
+        }
+    }
+
+    #[test]
+    fn refs_cache_key_depends_on_options() {
+        let base = EnrollOptions { jitters: 4, seed: 1, cache: None, ..EnrollOptions::default() };
+        let key = recipe_key(&base).unwrap();
+        assert_ne!(key, recipe_key(&EnrollOptions { jitters: 5, ..base.clone() }).unwrap());
+        assert_ne!(key, recipe_key(&EnrollOptions { seed: 2, ..base.clone() }).unwrap());
+        assert_eq!(key, recipe_key(&EnrollOptions { skip_bad: true, ..base.clone() }).unwrap());
+        let cache = Cache { dir: PathBuf::from("c"), recipe: key, writable: true };
+        assert_ne!(cache.entry_path("aa"), cache.entry_path("ab"));
+    }
+
+    /// A photo from `tests/fixtures/photos/` (made by scripts/fixtures.sh).
+    fn photo(name: &str) -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos").join(name);
+        assert!(path.is_file(), "missing fixture {}: run scripts/fixtures.sh (scripts/test.sh does)", path.display());
+        path
+    }
+
+    fn options(cache: &Path) -> EnrollOptions {
+        EnrollOptions { jitters: 2, seed: 7, skip_bad: false, cache: Some(cache.to_path_buf()), device: Device::cpu() }
+    }
+
+    fn distance(a: &[f32; EMBEDDING_LEN], b: &[f32; EMBEDDING_LEN]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    }
+
+    /// A flat grey PNG (no face).
+    fn grey_png(path: &Path) {
+        let file = std::fs::File::create(path).unwrap();
+        let mut encoder = png::Encoder::new(file, 160, 120);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.write_header().unwrap().write_image_data(&[128u8; 160 * 120 * 3]).unwrap();
+    }
+
+    #[test]
+    fn refs_enroll_caches_and_never_reuses_a_stale_vector() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let photo_path = dir.path().join("refs/barack_1.jpg");
+        std::fs::create_dir_all(photo_path.parent().unwrap()).unwrap();
+        std::fs::copy(photo("obama.jpg"), &photo_path).unwrap();
+        let refs = collect(&[dir.path().join("refs")]).unwrap();
+        assert_eq!(refs, vec![Reference { name: "barack".into(), path: photo_path.clone() }]);
+
+        let first = enroll(&refs, &options(&cache)).unwrap();
+        assert_eq!(first.faces.len(), 1);
+        assert_eq!(first.from_cache, 0);
+        let face = &first.faces[0];
+        assert_eq!((face.name.as_str(), face.faces_found), ("barack", 1));
+        assert_eq!(face.sha256.len(), 64);
+        assert!(first.warnings.is_empty() && first.skipped.is_empty(), "{first:?}");
+        let norm = face.embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        // dlib's descriptors are not normalised; their norms are around 1.4.
+        assert!(norm.is_finite() && (0.5..3.0).contains(&norm), "norm {norm}");
+        assert_eq!(
+            describe(&first),
+            serde_json::json!([{ "name": "barack", "file": photo_path.display().to_string(), "sha256": face.sha256 }])
+        );
+
+        // Same photo, same options: from the cache, the same vector.
+        let second = enroll(&refs, &options(&cache)).unwrap();
+        assert_eq!(second.from_cache, 1);
+        assert_eq!(second.faces, first.faces);
+
+        // Other jitters: another key, computed afresh.
+        let other = enroll(&refs, &EnrollOptions { jitters: 3, ..options(&cache) }).unwrap();
+        assert_eq!(other.from_cache, 0);
+        assert!(distance(&other.faces[0].embedding, &face.embedding) < 0.1);
+
+        // A corrupt entry is ignored and rewritten.
+        let entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert!(entries.iter().all(|p| p.extension().is_some_and(|e| e == "json")));
+        for entry in &entries {
+            std::fs::write(entry, b"{ not json").unwrap();
+        }
+        let third = enroll(&refs, &options(&cache)).unwrap();
+        assert_eq!(third.from_cache, 0);
+        assert_eq!(third.faces, first.faces);
+        assert_eq!(enroll(&refs, &options(&cache)).unwrap().from_cache, 1);
+
+        // The photo replaced by another person's: a new embedding, not the cached one.
+        std::fs::copy(photo("biden.jpg"), &photo_path).unwrap();
+        let replaced = enroll(&refs, &options(&cache)).unwrap();
+        assert_eq!(replaced.from_cache, 0);
+        assert_ne!(replaced.faces[0].sha256, face.sha256);
+        let d = distance(&replaced.faces[0].embedding, &face.embedding);
+        assert!(d > 0.6, "obama vs biden distance {d}");
+    }
+
+    #[test]
+    fn refs_enroll_photo_without_face_fails_or_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let grey = dir.path().join("grey_1.png");
+        grey_png(&grey);
+        let refs = collect(&[grey.clone()]).unwrap();
+        let e = enroll(&refs, &options(&cache)).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: no face found in reference photo", grey.display()));
+
+        let skipped = enroll(&refs, &EnrollOptions { skip_bad: true, ..options(&cache) }).unwrap();
+        assert!(skipped.faces.is_empty());
+        assert_eq!(skipped.skipped, vec![(grey.clone(), "no face found in reference photo".to_string())]);
+        // The no-face result is cached too.
+        assert_eq!(skipped.from_cache, 1);
+    }
+
+    #[test]
+    fn refs_enroll_undecodable_photo_and_unusable_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("broken.jpg");
+        std::fs::write(&bad, b"this is not a jpeg").unwrap();
+        // A cache folder under a regular file cannot be created: a warning, not an error.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        let opts = EnrollOptions { skip_bad: true, ..options(&blocker.join("cache")) };
+        let refs = collect(&[bad.clone()]).unwrap();
+        let out = enroll(&refs, &opts).unwrap();
+        assert!(out.faces.is_empty());
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(out.skipped[0].0, bad);
+        assert!(out.skipped[0].1.starts_with("cannot read the image"), "{:?}", out.skipped);
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].contains("cannot create the reference cache"), "{:?}", out.warnings);
+
+        let e = enroll(&refs, &EnrollOptions { skip_bad: false, ..opts }).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: cannot read the image", bad.display())), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod manual_tmp {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn manual_devdata() {
+        let root = Path::new("/work/shared/devdata/refs");
+        let cache = tempfile::tempdir().unwrap();
+        let opts = EnrollOptions { jitters: 100, cache: Some(cache.path().to_path_buf()), ..EnrollOptions::default() };
+        let refs = collect(&[root.join("katy"), root.join("damon")]).unwrap();
+        for (label, _) in [("cold", 0), ("cached", 1)] {
+            let t = Instant::now();
+            let out = enroll(&refs, &opts).unwrap();
+            println!("{label}: {} photos in {:.2} s (from cache {})", refs.len(), t.elapsed().as_secs_f64(), out.from_cache);
+            for f in &out.faces {
+                println!("  {} {} faces_found={}", f.name, f.path.display(), f.faces_found);
+            }
+            println!("  warnings {:?} skipped {:?}", out.warnings, out.skipped);
+        }
+        // Per-photo breakdown (models loaded once, outside the timing).
+        let t = Instant::now();
+        let mut models = Some(Models::load(&opts).unwrap());
+        println!("embedder load {:.2} s", t.elapsed().as_secs_f64());
+        let m = models.as_mut().unwrap();
+        let t = Instant::now();
+        m.finder(DETECT_WIDTH, 0).unwrap();
+        println!("finder load {:.2} s", t.elapsed().as_secs_f64());
+        let all = collect(&[root.join("katy"), root.join("damon"), root.join("elon"), PathBuf::from("/work/main/tests/fixtures/photos")]).unwrap();
+        for r in &all {
+            for jitters in [1u32, 100] {
+                let o = EnrollOptions { jitters, ..opts.clone() };
+                let mut mm = if jitters == 100 { models.take() } else { None };
+                if mm.is_none() { mm = Some(Models::load(&o).unwrap()); mm.as_mut().unwrap().finder(DETECT_WIDTH, 0).unwrap(); }
+                let t = Instant::now();
+                let outcome = analyse(&r.path, &mut mm, &o).unwrap();
+                println!("  {} jitters={jitters}: {} in {:.2} s", r.path.display(), outcome_summary(&outcome), t.elapsed().as_secs_f64());
+                if jitters == 100 { models = mm; }
+            }
+        }
+    }
+}
