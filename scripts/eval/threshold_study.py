@@ -25,10 +25,11 @@ What it does:
   * reports distance distributions, true/false-accept rates per threshold (ref-style vs plain, all
     ordered pairs of different photos), Matt Damon vs Leonardo DiCaprio, the nearest-reference
     distance for each refs/ set, the closest different-identity and farthest same-identity pairs.
-  * unless --no-clip: runs decode | detect | embed on video/dev_interview.mp4, labels each face with
-    the ground-truth boxes, and scores every threshold with the project's score.py for the
-    dev_interview_katy and dev_interview_damon cases (identity = target when the nearest
-    reference, embedded with 100 jitters, is within the threshold).
+  * unless --no-clip: runs decode | detect | embed (default detector blazeface-full, --clip-detector to
+    change) on video/dev_interview.mp4 and video/elon_smoke.mp4, labels each face with the ground
+    truth, and scores every threshold with the project's score.py for the cases dev_interview_katy,
+    dev_interview_damon and elon_smoke (identity = target when the nearest reference is within the
+    threshold), with the references embedded with 100 jitters and, for comparison, plain.
 Everything is cached under --cache (default /tmp/kao-eval/cache); the markdown report goes to stdout,
 progress to stderr.
 """
@@ -252,106 +253,129 @@ def iou(a, b):
     return inter / u if u > 0 else 0.0
 
 
-def clip_study(kao, dev, photos, detector, every, python, out):
-    video = dev / 'video' / 'dev_interview.mp4'
-    tag = f'{detector}' + (f'_every{every}' if every > 1 else '')
-    emb = kao.cache / f'clip_dev_interview_{tag}.parquet'
+CLIP_CASES = ['dev_interview_katy', 'dev_interview_damon', 'elon_smoke']
+
+
+def clip_faces(kao, dev, clip, detector, every):
+    """decode | detect | embed on a clip (cached) -> (table, embeddings)."""
+    video = dev / clip
+    tag = f'{Path(clip).stem}_{detector}' + (f'_every{every}' if every > 1 else '')
+    emb = kao.cache / f'clip_{tag}.parquet'
     if not emb.exists():
         log(f'clip: decode | detect ({detector}) | embed on {video.name} ...')
         dec = [str(kao.bin / 'kao-decode'), str(video)] + (['--every', str(every)] if every > 1 else [])
+        # mmod runs at --upsample 0: the clips' smallest target faces (~95 px) are far above its ~40 px floor
         det = [str(kao.bin / 'kao-detect'), '--detector', detector]
-        # mmod at --upsample 0: the clip's smallest faces (~95 px) are well above its ~40 px floor
         tmp = emb.with_name('tmp_' + emb.name)
         run(' '.join(q(x) for x in dec) + ' | ' + ' '.join(q(x) for x in det) + ' | '
             + q(kao.bin / 'kao-embed') + f' -o {q(tmp)}')
         os.replace(tmp, emb)
     t = pq.read_table(emb, columns=['frame_index', 'pts', 'x', 'y', 'w', 'h', 'score', 'embedding'])
-    fi = t.column('frame_index').to_numpy().astype(int)
-    box = np.stack([t.column(c).to_numpy().astype(float) for c in ('x', 'y', 'w', 'h')], 1)
-    E = np.asarray(t.column('embedding').to_pylist(), dtype=np.float64)
-    segs = list(csv.DictReader(open(dev / 'gt' / 'dev_interview.segments.tsv', newline=''), delimiter='\t'))
+    return t, np.asarray(t.column('embedding').to_pylist(), dtype=np.float64)
+
+
+def label_faces(dev, c, t):
+    """ground-truth label of each face: the best box (IoU >= 0.3) in boxed shots, the shot's identities
+    in real footage, '(dissolve)' in dissolves, '(no gt box)' otherwise."""
+    segs = list(csv.DictReader(open(dev / c['segments'], newline=''), delimiter='\t'))
     gt = {}
-    for r in csv.DictReader(open(dev / 'gt' / 'dev_interview.boxes.tsv', newline=''), delimiter='\t'):
-        gt.setdefault(int(r['frame']), []).append((r['identity'], tuple(float(r[c]) for c in ('x1', 'y1', 'x2', 'y2'))))
+    if c.get('boxes'):
+        for r in csv.DictReader(open(dev / c['boxes'], newline=''), delimiter='\t'):
+            gt.setdefault(int(r['frame']), []).append((r['identity'], tuple(float(r[k]) for k in ('x1', 'y1', 'x2', 'y2'))))
     seg_of = {}
     for s in segs:
         for f in range(int(s['start_frame']), int(s['end_frame_excl'])):
             seg_of[f] = s
-    # label each face: gt identity (IoU >= 0.3, best box) in boxed shots; the shot's single identity
-    # in real footage; 'partial' in dissolves; 'none' when no box matches.
+    fi = t.column('frame_index').to_numpy().astype(int)
+    box = np.stack([t.column(k).to_numpy().astype(float) for k in ('x', 'y', 'w', 'h')], 1)
     labels = []
     for k in range(len(fi)):
         s = seg_of[fi[k]]
         b = (box[k, 0], box[k, 1], box[k, 0] + box[k, 2], box[k, 1] + box[k, 3])
         if s['shot_kind'] == 'dissolve':
             labels.append('(dissolve)')
-        elif s['shot_kind'] == 'real_video':
+        elif s['shot_kind'] == 'real_video' or not c.get('boxes'):
             labels.append(s['identities_on_screen'] + ' (real)')
         else:
             best = max(((iou(b, g), gi) for gi, g in gt.get(int(fi[k]), [])), default=(0.0, None))
             labels.append(best[1] if best[0] >= 0.3 else '(no gt box)')
-    labels = np.array(labels)
+    return np.array(labels)
 
+
+def clip_study(kao, dev, photos, detector, every, python, out):
+    cases = {r['case']: r for r in csv.DictReader(open(dev / 'cases.tsv', newline=''), delimiter='\t')}
     refsets = {}
     for d in photos:
-        for c in d['ref_cases']:
+        for rc in d['ref_cases']:
             if d.get('ref') is not None:
-                refsets.setdefault(c, []).append(d['ref'])
-    cases = [('katy', 'dev_interview_katy', 'katy_perry'), ('damon', 'dev_interview_damon', 'matt_damon')]
-    print(f'\n## Clip: video/dev_interview.mp4, kao-detect --detector {detector}'
-          + (f', every {every}th frame' if every > 1 else '') + f' ({len(fi)} faces in {len(set(fi))} frames)\n')
-    print('Nearest-reference distance (refs embedded with 100 jitters, clip faces plain), by ground-truth label:\n')
-    names = sorted(set(labels), key=lambda x: (x.startswith('('), x))
-    print('| face label | faces | ' + ' | '.join(f'{c} refs: min / p50 / max' for c, _, _ in cases) + ' |')
-    print('|---|---|' + '---|' * len(cases))
-    dists = {}
-    for c, _, _ in cases:
-        R = np.stack(refsets[c])
-        dists[c] = np.sqrt(((E[:, None, :] - R[None, :, :]) ** 2).sum(-1)).min(1)
-    for nm in names:
-        m = labels == nm
-        cells = []
-        for c, _, _ in cases:
-            v = dists[c][m]
-            cells.append(f'{v.min():.3f} / {np.median(v):.3f} / {v.max():.3f}')
-        print(f'| {nm} | {int(m.sum())} | ' + ' | '.join(cells) + ' |')
-
-    print('\nscore.py on manifests thresholded from these distances (identity = target when nearest ref <= t):\n')
-    hdr = '| t | ' + ' | '.join(f'{c} recall | {c} precision | {c} FP rows' for c, _, _ in cases) + ' |'
-    print(hdr)
-    print('|---|' + '---|---|---|' * len(cases))
-    mdir = out / f'clip_manifests_{tag}'
-    mdir.mkdir(parents=True, exist_ok=True)
+                refsets.setdefault(rc, []).append(d)
+    clips = {}
+    for cn in CLIP_CASES:
+        clips.setdefault(cases[cn]['video'], []).append(cases[cn])
     results = {}
-    for th in THRESHOLDS:
-        cells = []
-        for c, case, target in cases:
-            d = dists[c]
-            ident = [target if x <= th else None for x in d]
-            tab = pa.table(dict(frame_index=pa.array(fi, pa.uint64()), pts=t.column('pts'), x=t.column('x'), y=t.column('y'),
-                                w=t.column('w'), h=t.column('h'), score=t.column('score'),
-                                identity=pa.array(ident, pa.string()), distance=pa.array(d, pa.float32())))
-            tab = tab.replace_schema_metadata({'kao.frames_processed': 'all' if every == 1 else f'every:{every}'})
-            mp = mdir / f'{c}_t{th:.3f}' / 'manifest.parquet'
-            mp.parent.mkdir(exist_ok=True)
-            pq.write_table(tab, mp)
-            check = [] if th == THRESHOLDS[0] else ['--no-video-check']
-            r = run([python, str(dev / 'score.py'), case, str(mp)] + check)
-            res = json.loads(r.stdout)
-            if res.get('warnings'):
-                log(f'score.py {case} t={th}: warnings: {res["warnings"]}')
-            results[(c, th)] = res
-            cells.append(f'{res["recall"]:.4f} ({res["recall_hits"]}/{res["recall_frames"]}) | '
-                         f'{res["precision"] if res["precision"] is not None else "-"} | {res["fp_rows"]}')
-        print(f'| {th:.3f} | ' + ' | '.join(cells) + ' |')
-    # per-segment recall for the thresholds near the choice
-    print('\nPer-shot recall of the target shots (hit frames / frames):\n')
-    for c, case, target in cases:
-        segnames = [s for s in results[(c, THRESHOLDS[0])]['segments'] if s['target'] == 'yes']
-        print(f'{c}: | t | ' + ' | '.join(f'{s["frames"]} {s["kind"]}' for s in segnames) + ' |')
+    for clip, cl in clips.items():
+        t, E = clip_faces(kao, dev, clip, detector, every)
+        fi = t.column('frame_index').to_numpy().astype(int)
+        labels = label_faces(dev, cl[0], t)
+        print(f'\n## Clip {clip}, kao-detect --detector {detector}' + (f', every {every}th frame' if every > 1 else '')
+              + f' ({len(fi)} faces in {len(set(fi))} frames)\n')
+        print('Nearest-reference distance of each clip face (plain) by ground-truth label, min / p50 / max; '
+              'refs embedded with 100 jitters (j100) and plain (j1):\n')
+        dists = {}
+        for c in cl:
+            rc = Path(c['ref_dir']).name
+            for jit in ('ref', 'plain'):
+                Rr = np.stack([d[jit] for d in refsets[rc]])
+                dists[(c['case'], jit)] = np.sqrt(((E[:, None, :] - Rr[None, :, :]) ** 2).sum(-1)).min(1)
+        names = sorted(set(labels), key=lambda x: (x.startswith('('), x))
+        print('| face label | faces | ' + ' | '.join(f'{Path(c["ref_dir"]).name} refs j100 | j1' for c in cl) + ' |')
+        print('|---|---|' + '---|---|' * len(cl))
+        for nm in names:
+            m = labels == nm
+            cells = []
+            for c in cl:
+                for jit in ('ref', 'plain'):
+                    v = dists[(c['case'], jit)][m]
+                    cells.append(f'{v.min():.3f} / {np.median(v):.3f} / {v.max():.3f}')
+            print(f'| {nm} | {int(m.sum())} | ' + ' | '.join(cells) + ' |')
+
+        print('\nscore.py on manifests thresholded from these distances (identity = target when nearest ref <= t); '
+              'recall (hits/frames), precision, false rows:\n')
+        print('| t | ' + ' | '.join(f'{c["case"]} j100 | j1' for c in cl) + ' |')
+        print('|---|' + '---|---|' * len(cl))
+        mdir = out / (f'clip_manifests_{Path(clip).stem}_{detector}' + (f'_every{every}' if every > 1 else ''))
         for th in THRESHOLDS:
-            ss = [s for s in results[(c, th)]['segments'] if s['target'] == 'yes']
-            print(f'  | {th:.3f} | ' + ' | '.join(f'{s["hit_frames"]}/{s["processed_frames"]}' for s in ss) + ' |')
+            cells = []
+            for c in cl:
+                for jit in ('ref', 'plain'):
+                    d = dists[(c['case'], jit)]
+                    ident = [c['target'] if x <= th else None for x in d]
+                    tab = pa.table(dict(frame_index=pa.array(fi, pa.uint64()), pts=t.column('pts'), x=t.column('x'),
+                                        y=t.column('y'), w=t.column('w'), h=t.column('h'), score=t.column('score'),
+                                        identity=pa.array(ident, pa.string()), distance=pa.array(d, pa.float32())))
+                    tab = tab.replace_schema_metadata({'kao.frames_processed': 'all' if every == 1 else f'every:{every}'})
+                    mp = mdir / f'{c["case"]}_{jit}_t{th:.3f}' / 'manifest.parquet'
+                    mp.parent.mkdir(parents=True, exist_ok=True)
+                    pq.write_table(tab, mp)
+                    check = [] if th == THRESHOLDS[0] else ['--no-video-check']
+                    res = json.loads(run([python, str(dev / 'score.py'), c['case'], str(mp)] + check).stdout)
+                    if res.get('warnings'):
+                        log(f'score.py {c["case"]} t={th}: warnings: {res["warnings"]}')
+                    results[(detector, c['case'], jit, th)] = res
+                    prec = f'{res["precision"]:.4f}' if res['precision'] is not None else '-'
+                    cells.append(f'{res["recall"]:.3f} ({res["recall_hits"]}/{res["recall_frames"]}), {prec}, {res["fp_rows"]}')
+            print(f'| {th:.3f} | ' + ' | '.join(cells) + ' |')
+        print('\nPer-shot recall of the target shots, refs j100 (hit frames / frames):\n')
+        for c in cl:
+            segs = [s for s in results[(detector, c['case'], 'ref', THRESHOLDS[0])]['segments'] if s['target'] == 'yes']
+            if len(segs) < 2:
+                continue
+            print(f'| {c["case"]} t | ' + ' | '.join(f'{s["frames"]} {s["kind"]}' for s in segs) + ' |')
+            print('|---|' + '---|' * len(segs))
+            for th in THRESHOLDS:
+                ss = [s for s in results[(detector, c['case'], 'ref', th)]['segments'] if s['target'] == 'yes']
+                print(f'| {th:.3f} | ' + ' | '.join(f'{s["hit_frames"]}/{s["processed_frames"]}' for s in ss) + ' |')
+            print()
     return results
 
 

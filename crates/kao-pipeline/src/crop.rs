@@ -246,7 +246,7 @@ pub fn encode(image: &RgbImage, format: ImageFormat, quality: u8) -> anyhow::Res
     }
 }
 
-/// PNG, RGB8, default compression; the caller has checked the data length.
+/// PNG, RGB8, fast compression; the caller has checked the data length.
 fn encode_png(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
     let width = u32::try_from(image.width).context("width does not fit PNG")?;
     let height = u32::try_from(image.height).context("height does not fit PNG")?;
@@ -254,6 +254,8 @@ fn encode_png(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
+    // fdeflate's fast mode: about 5× faster than the default for ~10 % larger files.
+    encoder.set_compression(png::Compression::Fast);
     let mut writer = encoder.write_header()?;
     writer.write_image_data(&image.data)?;
     writer.finish()?;

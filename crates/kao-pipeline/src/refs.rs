@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use kao_detector::mmod::MAX_PIXELS;
 use kao_dlib::RgbView;
 use kao_nn::{Device, EMBEDDING_LEN};
@@ -212,7 +212,7 @@ pub struct Enrollment {
 #[derive(Clone, Debug)]
 enum Outcome {
     /// A face: the embedding of the largest one, how many there were, its box (x, y, w, h).
-    Face { embedding: [f32; EMBEDDING_LEN], faces_found: usize, bbox: [f32; 4] },
+    Face { embedding: Box<[f32; EMBEDDING_LEN]>, faces_found: usize, bbox: [f32; 4] },
     /// The detector found no face.
     NoFace,
     /// The photo cannot be used (not decodable, too odd for the detector); never cached.
@@ -285,7 +285,7 @@ impl Cache {
             (None, _) if entry.faces_found == 0 => Some(Outcome::NoFace),
             (Some(values), Some(bbox)) if entry.faces_found > 0 && values.iter().all(|v| v.is_finite()) => {
                 let embedding = <[f32; EMBEDDING_LEN]>::try_from(values.as_slice()).ok()?;
-                Some(Outcome::Face { embedding, faces_found: entry.faces_found, bbox })
+                Some(Outcome::Face { embedding: Box::new(embedding), faces_found: entry.faces_found, bbox })
             }
             _ => {
                 tracing::debug!("{}: ignoring an inconsistent cache entry", path.display());
@@ -445,7 +445,7 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         Err(e) => return Ok(Outcome::Bad(format!("cannot align the face: {e:#}"))),
     };
     let embedding = models.embedder.embed(&chips)?.into_iter().next().ok_or_else(|| anyhow!("the embedder returned nothing"))?;
-    Ok(Outcome::Face { embedding, faces_found, bbox: [face.x, face.y, face.w, face.h] })
+    Ok(Outcome::Face { embedding: Box::new(embedding), faces_found, bbox: [face.x, face.y, face.w, face.h] })
 }
 
 /// Enrolls reference photos: the embedding of each photo's face (the largest when there are
@@ -485,7 +485,7 @@ pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment>
                         (sha256, outcome)
                     }
                     None => {
-                        let outcome = analyse(path, &mut models, options).with_context(|| path.display().to_string())?;
+                        let outcome = analyse(path, &mut models, options)?;
                         if let Some(c) = cache.as_mut() {
                             c.put(&sha256, &outcome, &mut enrollment.warnings);
                         }
@@ -507,7 +507,7 @@ pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment>
                     name: reference.name.clone(),
                     path: path.clone(),
                     sha256,
-                    embedding,
+                    embedding: *embedding,
                     faces_found,
                 });
                 continue;
@@ -622,7 +622,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let missing = root.join("nope");
-        let e = collect(&[missing.clone()]).unwrap_err().to_string();
+        let e = collect(std::slice::from_ref(&missing)).unwrap_err().to_string();
         assert!(e.starts_with(&missing.display().to_string()) && e.contains("no such file"), "{e}");
         assert!(!e.contains('\n'));
 
@@ -630,11 +630,11 @@ mod tests {
         touch(&empty.join("notes.txt"));
         touch(&empty.join(".hidden.png"));
         touch(&empty.join("a/b/too-deep.jpg"));
-        let e = collect(&[empty.clone()]).unwrap_err().to_string();
+        let e = collect(std::slice::from_ref(&empty)).unwrap_err().to_string();
         assert!(e.starts_with(&empty.display().to_string()) && e.contains("no reference images"), "{e}");
 
         let text = empty.join("notes.txt");
-        let e = collect(&[text.clone()]).unwrap_err().to_string();
+        let e = collect(std::slice::from_ref(&text)).unwrap_err().to_string();
         assert!(e.starts_with(&text.display().to_string()) && e.contains("not an image"), "{e}");
     }
 
@@ -647,7 +647,7 @@ mod tests {
         assert_eq!(detect_width(480, 720, 1), DETECT_WIDTH);
         for (w, h, up) in [(1000, 9000, 0), (300, 20000, 0), (500, 3000, 1), (590, 1900, 1), (30, 100000, 0)] {
             let dw = detect_width(w, h, up);
-            assert!(dw < DETECT_WIDTH && dw >= 1, "{w}×{h}: {dw}");
+            assert!((1..DETECT_WIDTH).contains(&dw), "{w}×{h}: {dw}");
             let dh = (h as f64 * dw as f64 / w as f64).round() as usize;
             let (uw, uh) = (0..up).fold((dw, dh), |(a, b), _| (2 * a + 2, 2 * b + 1));
             assert!(uw * uh <= MAX_PIXELS, "{w}×{h} up {up}: {uw}×{uh}");
@@ -751,7 +751,7 @@ mod tests {
         let cache = dir.path().join("cache");
         let grey = dir.path().join("grey_1.png");
         grey_png(&grey);
-        let refs = collect(&[grey.clone()]).unwrap();
+        let refs = collect(std::slice::from_ref(&grey)).unwrap();
         let e = enroll(&refs, &options(&cache)).unwrap_err().to_string();
         assert_eq!(e, format!("{}: no face found in reference photo", grey.display()));
 
@@ -771,7 +771,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"").unwrap();
         let opts = EnrollOptions { skip_bad: true, ..options(&blocker.join("cache")) };
-        let refs = collect(&[bad.clone()]).unwrap();
+        let refs = collect(std::slice::from_ref(&bad)).unwrap();
         let out = enroll(&refs, &opts).unwrap();
         assert!(out.faces.is_empty());
         assert_eq!(out.skipped.len(), 1);
@@ -783,48 +783,5 @@ mod tests {
         let e = enroll(&refs, &EnrollOptions { skip_bad: false, ..opts }).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: cannot read the image", bad.display())), "{e}");
         assert!(!e.contains('\n'), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod manual_tmp {
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn manual_devdata() {
-        let root = Path::new("/work/shared/devdata/refs");
-        let cache = tempfile::tempdir().unwrap();
-        let opts = EnrollOptions { jitters: 100, cache: Some(cache.path().to_path_buf()), ..EnrollOptions::default() };
-        let refs = collect(&[root.join("katy"), root.join("damon")]).unwrap();
-        for (label, _) in [("cold", 0), ("cached", 1)] {
-            let t = Instant::now();
-            let out = enroll(&refs, &opts).unwrap();
-            println!("{label}: {} photos in {:.2} s (from cache {})", refs.len(), t.elapsed().as_secs_f64(), out.from_cache);
-            for f in &out.faces {
-                println!("  {} {} faces_found={}", f.name, f.path.display(), f.faces_found);
-            }
-            println!("  warnings {:?} skipped {:?}", out.warnings, out.skipped);
-        }
-        // Per-photo breakdown (models loaded once, outside the timing).
-        let t = Instant::now();
-        let mut models = Some(Models::load(&opts).unwrap());
-        println!("embedder load {:.2} s", t.elapsed().as_secs_f64());
-        let m = models.as_mut().unwrap();
-        let t = Instant::now();
-        m.finder(DETECT_WIDTH, 0).unwrap();
-        println!("finder load {:.2} s", t.elapsed().as_secs_f64());
-        let all = collect(&[root.join("katy"), root.join("damon"), root.join("elon"), PathBuf::from("/work/main/tests/fixtures/photos")]).unwrap();
-        for r in &all {
-            for jitters in [1u32, 100] {
-                let o = EnrollOptions { jitters, ..opts.clone() };
-                let mut mm = if jitters == 100 { models.take() } else { None };
-                if mm.is_none() { mm = Some(Models::load(&o).unwrap()); mm.as_mut().unwrap().finder(DETECT_WIDTH, 0).unwrap(); }
-                let t = Instant::now();
-                let outcome = analyse(&r.path, &mut mm, &o).unwrap();
-                println!("  {} jitters={jitters}: {} in {:.2} s", r.path.display(), outcome_summary(&outcome), t.elapsed().as_secs_f64());
-                if jitters == 100 { models = mm; }
-            }
-        }
     }
 }

@@ -1,0 +1,240 @@
+//! End-to-end tests of the main job: kao-extract, and the piped chain it must equal
+//! (kao-decode | kao-detect | kao-embed | kao-match | kao-align), on the generated sample.
+//!
+//! The sample shows Obama (0–2 s and 4–6 s, two different photos), Biden (2–4 s) and the
+//! astronaut (6–8 s) at 25 fps; the reference is a third Obama photo that is not in the video.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
+use kao_record::schema::provenance;
+use kao_tests::*;
+
+/// A folder of references: `refs/obama/obama3.jpg`.
+fn refs(dir: &Path) -> PathBuf {
+    let refs = dir.join("refs");
+    std::fs::create_dir_all(refs.join("obama")).unwrap();
+    std::fs::copy(fixture("photos/obama3.jpg"), refs.join("obama/obama3.jpg")).unwrap();
+    refs
+}
+
+/// kao-extract on the sample with few reference jitters (fast) and a private cache.
+fn extract(dir: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = kao("kao-extract");
+    cmd.arg(fixture("sample.mp4"))
+        .arg("--ref")
+        .arg(refs(dir))
+        .args(["--ref-jitters", "3", "--ref-cache"])
+        .arg(dir.join("cache"))
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    cmd
+}
+
+fn manifest(dir: &Path) -> Vec<RecordBatch> {
+    read_file(&dir.join("manifest.parquet"))
+}
+
+fn strings(b: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    column::<StringArray, _>(b, name, |a, i| a.is_valid(i).then(|| a.value(i).to_string()))
+}
+
+fn frames(b: &[RecordBatch]) -> Vec<u64> {
+    column::<UInt64Array, _>(b, "frame_index", |a, i| a.value(i))
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// Files under `dir`, recursively, relative to it (but kao-extract's state file).
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.ends_with(".kao-extract.json") {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn extract_equals_the_piped_chain_and_finds_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let one = d.join("one-process");
+    let out = run(&mut extract(d, &one, &["--every", "4", "-q"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "quiet run printed: {}", String::from_utf8_lossy(&out.stderr));
+
+    let chain = d.join("chain");
+    let script = format!(
+        "set -eo pipefail; {} {} --every 4 | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {}",
+        bin("kao-decode").display(),
+        fixture("sample.mp4").display(),
+        bin("kao-detect").display(),
+        bin("kao-embed").display(),
+        bin("kao-match").display(),
+        refs(d).display(),
+        d.join("cache").display(),
+        d.join("matched.arrows").display(),
+        bin("kao-align").display(),
+        chain.display(),
+    );
+    let out = run(Command::new("bash").arg("-c").arg(&script));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Same rows, same columns, same values, same stages.
+    let (a, b) = (manifest(&one), manifest(&chain));
+    let concat = |x: &[RecordBatch]| arrow_select_concat(x);
+    let (a, b) = (concat(&a), concat(&b));
+    assert_eq!(a.schema().fields(), b.schema().fields());
+    assert_eq!(a.columns(), b.columns(), "kao-extract and the piped chain wrote different manifests");
+    let schema = |dir: &Path| kao_record::RecordReader::open(Some(&dir.join("manifest.parquet"))).unwrap().schema();
+    let stages = |dir: &Path| provenance(&schema(dir)).unwrap().into_iter().map(|p| (p.stage, p.model)).collect::<Vec<_>>();
+    assert_eq!(stages(&one), stages(&chain));
+    assert_eq!(stages(&one).len(), 5);
+    assert_eq!(schema(&one).metadata().get("kao.frames_processed").map(String::as_str), Some("every:4"));
+    assert!(a.column_by_name("patch").is_none() && a.column_by_name("pixels").is_none());
+    assert_eq!(files(&one), files(&chain));
+
+    // Obama is found in both of his shots and nowhere else; every crop is on disk.
+    let rows = [a.clone()];
+    let (ids, crop_paths, frame) = (strings(&rows, "identity"), strings(&rows, "crop_path"), frames(&rows));
+    let obama_frames: Vec<u64> = frame.iter().zip(&ids).filter(|(_, id)| id.as_deref() == Some("obama")).map(|(f, _)| *f).collect();
+    assert!(obama_frames.iter().all(|f| *f < 50 || (100..150).contains(f)), "obama matched outside his shots: {obama_frames:?}");
+    for shot in [0u64..50, 100..150] {
+        let sampled = shot.clone().filter(|f| f % 4 == 0).count();
+        let found = obama_frames.iter().filter(|f| shot.contains(*f)).count();
+        assert_eq!(found, sampled, "obama found in {found} of {sampled} sampled frames of {shot:?}");
+    }
+    for (id, path) in ids.iter().zip(&crop_paths) {
+        assert_eq!(id.is_some(), path.is_some(), "a crop is written exactly for each matched face");
+        if let Some(p) = path {
+            assert!(p.starts_with("obama/sample_f"), "{p}");
+            assert_eq!(png_size(&one.join(p)), (400, 400));
+        }
+    }
+
+    // --all also writes the unmatched faces under unknown/, here as JPEG.
+    let all = d.join("all");
+    let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&all).args(["--all", "--format", "jpg"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = files(&all);
+    let unknown = written.iter().filter(|f| f.starts_with("unknown/")).count();
+    assert_eq!(unknown, ids.iter().filter(|i| i.is_none()).count());
+    assert_eq!(written.iter().filter(|f| f.ends_with(".jpg")).count(), ids.len());
+    let jpg = std::fs::read(all.join(written.iter().find(|f| f.ends_with(".jpg")).unwrap())).unwrap();
+    assert_eq!(&jpg[..2], b"\xff\xd8");
+
+    // Running into the same folder with other options is refused, and changes nothing.
+    let before = std::fs::read(one.join("manifest.parquet")).unwrap();
+    let out = run(&mut extract(d, &one, &["--every", "4", "-q", "--threshold", "0.3"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other options") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read(one.join("manifest.parquet")).unwrap(), before);
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+#[test]
+fn ctrl_c_leaves_a_valid_manifest_and_a_rerun_finishes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out_dir = d.join("out");
+    let mut child = extract(d, &out_dir, &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Interrupt once the first crop is on disk.
+    let started = Instant::now();
+    while !out_dir.join("obama").is_dir() || std::fs::read_dir(out_dir.join("obama")).unwrap().count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(300), "no crop after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "kao-extract ended before it was interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let partial = frames(&manifest(&out_dir));
+    assert!(!partial.is_empty() && *partial.iter().max().unwrap() < 199, "the interrupted run covered {partial:?}");
+
+    // The rerun processes the interrupted video again, from the start, without duplicates.
+    let out = run(&mut extract(d, &out_dir, &["-q"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = manifest(&out_dir);
+    let keys: Vec<(u64, Option<String>)> = frames(&rows).into_iter().zip(strings(&rows, "crop_path")).collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "duplicate rows after the rerun");
+    assert!(frames(&rows).iter().any(|f| *f >= 150), "the rerun did not reach the end of the video");
+    let crops = strings(&rows, "crop_path").into_iter().flatten().count();
+    assert_eq!(files(&out_dir.join("obama")).len(), crops, "crops on disk and in the manifest differ");
+
+    // A third run finds the video finished and leaves everything as it was.
+    let before = std::fs::read(out_dir.join("manifest.parquet")).unwrap();
+    let out = run(&mut extract(d, &out_dir, &[]));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finished in an earlier run, skipped"));
+    assert_eq!(manifest(&out_dir).iter().map(RecordBatch::num_rows).sum::<usize>(), keys.len());
+    assert_eq!(std::fs::read(out_dir.join("manifest.parquet")).unwrap().len(), before.len());
+}
+
+#[test]
+fn a_reference_without_a_face_is_a_one_line_error_unless_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bad = d.join("nobody_1.png");
+    std::fs::copy(fixture("tiny.png"), &bad).unwrap();
+    let out_dir = d.join("out");
+    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q"]).arg("--ref").arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nobody_1.png") && err.lines().count() == 1, "{err}");
+    assert!(!out_dir.join("manifest.parquet").exists());
+    assert!(bad.exists(), "a user's reference photo was moved");
+
+    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q", "--skip-bad-refs"]).arg("--ref").arg(&bad));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody_1.png"));
+    assert!(out_dir.join("manifest.parquet").exists());
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A missing video, and a missing reference folder.
+    let out = run(kao("kao-extract").arg(d.join("missing.mp4")).arg("--ref").arg(refs(d)).arg("--out").arg(d.join("o")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.mp4"));
+    let out = run(kao("kao-extract").arg(fixture("sample.mp4")).arg("--ref").arg(d.join("norefs")).arg("--out").arg(d.join("o")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("norefs"));
+    // kao-align and kao-match name the stage that adds a missing column.
+    let frames_file = d.join("frames.arrows");
+    assert!(run(kao("kao-decode").arg(fixture("tiny.png")).arg("-o").arg(&frames_file)).status.success());
+    let out = run(kao("kao-align").arg(&frames_file).arg("--out").arg(d.join("a")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kao-detect"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(kao("kao-match").arg(&frames_file).arg("--ref").arg(refs(d)));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kao-embed"), "{}", String::from_utf8_lossy(&out.stderr));
+}
