@@ -23,12 +23,26 @@ fixtures:
 build:
     cargo build --release --locked --workspace
 
-# The stages as a pipe: decode the sample at 2 frames/s, find and embed the faces, store
-# the face records as Parquet.
-pipe video="tests/fixtures/sample.mp4" out="out/faces.parquet": build fixtures
+# The main job in one process: crops of the people in `refs` and a manifest in `out`.
+extract video="tests/fixtures/sample.mp4" refs="out/demo/refs" out="out/extract": build fixtures
+    mkdir -p out/demo/refs/obama && cp -n tests/fixtures/photos/obama3.jpg out/demo/refs/obama/ || true
+    {{bin}}/kao-extract {{video}} --ref {{refs}} --out {{out}}
+
+# The same job as a pipe of the stage binaries (writes the same manifest as `extract`).
+pipe video="tests/fixtures/sample.mp4" refs="out/demo/refs" out="out/pipe": build fixtures
+    mkdir -p out/demo/refs/obama && cp -n tests/fixtures/photos/obama3.jpg out/demo/refs/obama/ || true
+    {{bin}}/kao-decode {{video}} | {{bin}}/kao-detect | {{bin}}/kao-embed | {{bin}}/kao-match --ref {{refs}} | {{bin}}/kao-align --out {{out}} --verbose
+    {{bin}}/kao-cat {{out}}/manifest.parquet --summary
+
+# Only the face records: decode at 2 frames/s, detect, embed, store as Parquet.
+faces video="tests/fixtures/sample.mp4" out="out/faces.parquet": build fixtures
     mkdir -p "$(dirname {{out}})"
     {{bin}}/kao-decode {{video}} --fps 2 | {{bin}}/kao-detect | {{bin}}/kao-embed | {{bin}}/kao-cat -o {{out}}
     {{bin}}/kao-cat {{out}} --summary
+
+# Score kao-extract on every devdata case (../shared/devdata; needs python3 with pyarrow).
+eval-devdata: build
+    scripts/eval/devdata.sh
 
 # Decode throughput against the ffmpeg CLI (720p, 1080p, and the dev interview when present).
 bench-decode: build
@@ -43,7 +57,11 @@ bench-embed: build
 bench-detect: build fixtures
     {{bin}}/kao-bench detect --video tests/fixtures/sample.mp4
 
+# The main job against the face_recognition pipeline on the dev interview, and peak memory at 1080p.
+bench-extract: build
+    {{bin}}/kao-bench extract
+
 # The stage binaries with the networks on NVIDIA GPUs (`--device cuda`; needs the driver and
 # NVRTC at run time, not the CUDA toolkit at build time).
 build-cuda:
-    cargo build --release --locked -p kao-embed -p kao-detect --features kao-embed/cuda,kao-detect/cuda
+    cargo build --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda

@@ -365,8 +365,11 @@ def clip_study(kao, dev, photos, detector, every, python, out):
                     prec = f'{res["precision"]:.4f}' if res['precision'] is not None else '-'
                     cells.append(f'{res["recall"]:.3f} ({res["recall_hits"]}/{res["recall_frames"]}), {prec}, {res["fp_rows"]}')
             print(f'| {th:.3f} | ' + ' | '.join(cells) + ' |')
-        print('\nPer-shot recall of the target shots, refs j100 (hit frames / frames):\n')
-        for c in cl:
+        multi = [c for c in cl if sum(1 for s in results[(detector, c['case'], 'ref', THRESHOLDS[0])]['segments']
+                                      if s['target'] == 'yes') >= 2]
+        if multi:
+            print('\nPer-shot recall of the target shots, refs j100 (hit frames / frames):\n')
+        for c in multi:
             segs = [s for s in results[(detector, c['case'], 'ref', THRESHOLDS[0])]['segments'] if s['target'] == 'yes']
             if len(segs) < 2:
                 continue

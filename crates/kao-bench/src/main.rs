@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod detect;
 mod embed;
+mod extract;
 
 /// kao's benchmarks. Each compares a kao stage with its anchor in the same run.
 #[derive(Parser, Debug)]
@@ -67,6 +68,26 @@ enum Bench {
         #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
         cache: PathBuf,
     },
+    /// The main job end to end: kao-extract against the face_recognition pipeline (devdata's
+    /// baseline_fr.py in a venv this benchmark makes) on the same clip, every frame, with
+    /// both scored by devdata's score.py; then kao-extract's peak memory on a 1080p copy.
+    Extract {
+        /// The clip.
+        #[arg(long, default_value = "../shared/devdata/video/dev_interview.mp4")]
+        video: PathBuf,
+        /// Reference photos of the target.
+        #[arg(long = "ref", default_value = "../shared/devdata/refs/katy")]
+        refs: PathBuf,
+        /// score.py's case for the clip and references.
+        #[arg(long, default_value = "dev_interview_katy")]
+        case: String,
+        /// Skip the face_recognition pipeline (it takes minutes).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Where the venv, outputs and the 1080p copy are kept.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
+        cache: PathBuf,
+    },
 }
 
 fn main() {
@@ -75,6 +96,7 @@ fn main() {
         Bench::Decode { frames, runs, videos, cache } => bench_decode(frames, runs.max(1), &videos, &cache),
         Bench::Embed { faces, stream_faces, cache } => embed::bench_embed(faces.max(1), stream_faces, &cache),
         Bench::Detect { video, frames, rounds, cache } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache),
+        Bench::Extract { video, refs, case, no_baseline, cache } => extract::bench_extract(&video, &refs, &case, no_baseline, &cache),
     };
     if let Err(e) = result {
         eprintln!("kao-bench: {e:#}");

@@ -46,18 +46,22 @@ fn pil_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
         .collect()
 }
 
-fn clip8(acc: i64) -> u8 {
+fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// PIL `Image.resize((w, h), BILINEAR)` of an RGB image: a triangle filter widened by the
 /// scale when shrinking (so it antialiases), horizontal then vertical pass, each rounded
-/// to 8 bits.
+/// to 8 bits. Sums are PIL's 32-bit fixed point (weights are non-negative and sum to
+/// 2^22, so 8-bit pixels cannot overflow them).
 pub fn resize_bilinear(src: &RgbView<'_>, w: usize, h: usize) -> RgbImage {
     let (sw, sh) = (src.width(), src.height());
-    let horiz = pil_coeffs(sw, w);
-    let vert = pil_coeffs(sh, h);
-    let half = 1i64 << (PRECISION_BITS - 1);
+    let narrow = |coeffs: Vec<(usize, Vec<i64>)>| -> Vec<(usize, Vec<i32>)> {
+        coeffs.into_iter().map(|(x0, k)| (x0, k.into_iter().map(|v| v as i32).collect())).collect()
+    };
+    let horiz = narrow(pil_coeffs(sw, w));
+    let vert = narrow(pil_coeffs(sh, h));
+    let half = 1i32 << (PRECISION_BITS - 1);
     // Only the rows the vertical pass reads need the horizontal pass.
     let first = vert.iter().map(|(y0, _)| *y0).min().unwrap_or(0);
     let last = vert.iter().map(|(y0, k)| y0 + k.len()).max().unwrap_or(0);
@@ -65,22 +69,30 @@ pub fn resize_bilinear(src: &RgbView<'_>, w: usize, h: usize) -> RgbImage {
     for y in first..last {
         let row = src.row(y);
         let out = &mut temp[(y - first) * w * 3..(y - first + 1) * w * 3];
-        for (x, (x0, k)) in horiz.iter().enumerate() {
-            for c in 0..3 {
-                let acc = k.iter().enumerate().fold(half, |acc, (i, &kk)| {
-                    acc + row[(x0 + i) * 3 + c] as i64 * kk
-                });
-                out[x * 3 + c] = clip8(acc);
+        for ((x0, k), px) in horiz.iter().zip(out.chunks_exact_mut(3)) {
+            let taps = &row[x0 * 3..(x0 + k.len()) * 3];
+            let (mut r, mut g, mut b) = (half, half, half);
+            for (&kk, p) in k.iter().zip(taps.chunks_exact(3)) {
+                r += p[0] as i32 * kk;
+                g += p[1] as i32 * kk;
+                b += p[2] as i32 * kk;
             }
+            px.copy_from_slice(&[clip8(r), clip8(g), clip8(b)]);
         }
     }
-    let mut out = vec![0u8; h * w * 3];
-    for (y, (y0, k)) in vert.iter().enumerate() {
-        for i in 0..w * 3 {
-            let acc = k.iter().enumerate().fold(half, |acc, (j, &kk)| {
-                acc + temp[(y0 + j - first) * w * 3 + i] as i64 * kk
-            });
-            out[y * w * 3 + i] = clip8(acc);
+    let stride = w * 3;
+    let mut out = vec![0u8; h * stride];
+    let mut acc = vec![0i32; stride];
+    for ((y0, k), dst) in vert.iter().zip(out.chunks_exact_mut(stride)) {
+        acc.fill(half);
+        for (j, &kk) in k.iter().enumerate() {
+            let at = (y0 + j - first) * stride;
+            for (a, &p) in acc.iter_mut().zip(&temp[at..at + stride]) {
+                *a += p as i32 * kk;
+            }
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     RgbImage { width: w, height: h, data: out }

@@ -12,7 +12,7 @@ use kao_record::{Provenance, RecordError};
 use crate::column;
 
 /// The default `--threshold` (see README, "Choosing the threshold").
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_THRESHOLD: f32 = 0.48;
 
 /// Euclidean distance between two embeddings.
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
