@@ -12,6 +12,9 @@ use crate::{ffmpeg, sibling};
 
 /// The face_recognition pipeline's packages: dlib's wheel and the model files face_recognition 1.3.0 uses.
 const FR_PACKAGES: &[&str] = &["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0", "numpy", "pillow", "pyarrow"];
+/// face_recognition itself, installed without its dependencies (it asks for `dlib`, a source
+/// build; dlib-bin provides the same module).
+const FR: &str = "face_recognition==1.3.0";
 
 /// A Python with the face_recognition pipeline's packages, in a venv under `cache` (made once).
 fn fr_python(cache: &Path) -> Result<PathBuf> {
@@ -21,7 +24,8 @@ fn fr_python(cache: &Path) -> Result<PathBuf> {
     if !ready.exists() {
         eprintln!("kao-bench: making {} with {}", venv.display(), FR_PACKAGES.join(" "));
         let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?.success()
-            && Command::new(&python).args(["-m", "pip", "install", "-q"]).args(FR_PACKAGES).status()?.success();
+            && Command::new(&python).args(["-m", "pip", "install", "-q"]).args(FR_PACKAGES).status()?.success()
+            && Command::new(&python).args(["-m", "pip", "install", "-q", "--no-deps", FR]).status()?.success();
         if !ok {
             bail!("could not install the face_recognition pipeline into {}", venv.display());
         }

@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 const EXIT_PARTIAL: u8 = 3;
 /// Exit status after Ctrl-C.
 const EXIT_INTERRUPTED: u8 = 130;
+/// Frames detected at once (the detector's network runs mostly on one core).
+const DETECT_WORKERS: usize = 2;
 /// What kao-extract remembers in the output folder between runs.
 const STATE_FILE: &str = ".kao-extract.json";
 
@@ -226,8 +228,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let bar = progress_bar(args.quiet, &todo, &decode_options);
     let stats = Stats::default();
     let batch_rows = args.embed.batch as usize;
-    let (frames_tx, frames_rx) = bounded::<Result<Msg>>(4);
-    let (faces_tx, faces_rx) = bounded::<Result<Msg>>(64);
+    let (frames_tx, frames_rx) = bounded::<(u64, Result<Msg>)>(4);
+    let (faces_tx, faces_rx) = bounded::<(u64, Vec<Result<Msg>>)>(64);
     let (embedded_tx, embedded_rx) = bounded::<Result<Msg>>(4);
     let mut status = 0u8;
     let mut crops = 0u64;
@@ -236,8 +238,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         let (stats, bar, detect, embed) = (&stats, &bar, &detect, &embed);
         let (todo, frame_schema, decode_options) = (&todo, &frame_schema, &decode_options);
         scope.spawn(move || decode_all(todo, decode_options, frame_schema, stop, frames_tx));
-        scope.spawn(move || detect_all(detect, frames_rx, faces_tx, stats, bar));
-        scope.spawn(move || embed_all(embed, batch_rows, faces_rx, embedded_tx, stats));
+        for _ in 0..DETECT_WORKERS {
+            let (rx, tx) = (frames_rx.clone(), faces_tx.clone());
+            scope.spawn(move || detect_all(detect, rx, tx, stats, bar));
+        }
+        drop((frames_rx, faces_tx));
+        scope.spawn(move || embed_all(embed, batch_rows, in_order(faces_rx), embedded_tx, stats));
         let mut row = 0u64;
         let mut faces_in_video = 0u64;
         let mut write = |batch: Option<RecordBatch>, faces_in_video: &mut u64| -> Result<()> {
@@ -309,7 +315,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
 }
 
 /// Decodes the videos in order and sends their frame records, then an end marker per video.
-fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, stop: &AtomicBool, tx: Sender<Result<Msg>>) {
+fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, stop: &AtomicBool, tx: Sender<(u64, Result<Msg>)>) {
+    let mut seq = 0u64;
+    let mut send = |msg: Result<Msg>| {
+        seq += 1;
+        tx.send((seq - 1, msg)).is_ok()
+    };
     for video in videos {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -324,7 +335,7 @@ fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, st
             match frame_batch(schema, row) {
                 Ok(batch) => {
                     frames += 1;
-                    if tx.send(Ok(Msg::Records(batch))).is_err() {
+                    if !send(Ok(Msg::Records(batch))) {
                         return ControlFlow::Break(());
                     }
                     ControlFlow::Continue(())
@@ -336,7 +347,7 @@ fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, st
             }
         });
         if let Some(e) = failed {
-            let _ = tx.send(Err(e));
+            send(Err(e));
             return;
         }
         let (outcome, message) = match result {
@@ -346,20 +357,19 @@ fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, st
             Err(e) => (Outcome::Failed, Some(e.to_string())),
         };
         let interrupted = outcome == Outcome::Interrupted;
-        if tx.send(Ok(Msg::End { video: video.clone(), frames, outcome, message })).is_err() || interrupted {
+        if !send(Ok(Msg::End { video: video.clone(), frames, outcome, message })) || interrupted {
             return;
         }
     }
 }
 
-/// Finds the faces in each frame record.
-fn detect_all(stage: &DetectStage, rx: Receiver<Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats, bar: &ProgressBar) {
-    let mut row = 0u64;
-    for msg in rx {
+/// Finds the faces in each frame record. Several workers share the input; each message keeps
+/// its sequence number so the next stage can restore the order.
+fn detect_all(stage: &DetectStage, rx: Receiver<(u64, Result<Msg>)>, tx: Sender<(u64, Vec<Result<Msg>>)>, stats: &Stats, bar: &ProgressBar) {
+    for (seq, msg) in rx {
         let out = match msg {
             Ok(Msg::Records(frames)) => {
-                let faces = stage.process(&frames, row);
-                row += frames.num_rows() as u64;
+                let faces = stage.process(&frames, seq);
                 stats.frames.fetch_add(frames.num_rows() as u64, Ordering::Relaxed);
                 bar.inc(frames.num_rows() as u64);
                 match faces {
@@ -369,17 +379,36 @@ fn detect_all(stage: &DetectStage, rx: Receiver<Result<Msg>>, tx: Sender<Result<
             }
             other => vec![other],
         };
-        for m in out {
-            let fatal = m.is_err();
-            if tx.send(m).is_err() || fatal {
-                return;
-            }
+        let fatal = out.iter().any(Result::is_err);
+        if tx.send((seq, out)).is_err() || fatal {
+            return;
         }
     }
 }
 
+/// Restores the decode order of the detect workers' messages.
+fn in_order(rx: Receiver<(u64, Vec<Result<Msg>>)>) -> impl Iterator<Item = Result<Msg>> {
+    let mut next = 0u64;
+    let mut waiting: BTreeMap<u64, Vec<Result<Msg>>> = BTreeMap::new();
+    let mut ready: std::collections::VecDeque<Result<Msg>> = std::collections::VecDeque::new();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(msg) = ready.pop_front() {
+                return Some(msg);
+            }
+            if let Some(msgs) = waiting.remove(&next) {
+                next += 1;
+                ready.extend(msgs);
+                continue;
+            }
+            let (seq, msgs) = rx.recv().ok()?;
+            waiting.insert(seq, msgs);
+        }
+    })
+}
+
 /// Embeds the faces in network batches; a video's end flushes its last batch.
-fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: Receiver<Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats) {
+fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: impl Iterator<Item = Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats) {
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
     let mut row = 0u64;
