@@ -228,8 +228,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let bar = progress_bar(args.quiet, &todo, &decode_options);
     let stats = Stats::default();
     let batch_rows = args.embed.batch as usize;
-    let (frames_tx, frames_rx) = bounded::<(u64, Result<Msg>)>(4);
-    let (faces_tx, faces_rx) = bounded::<(u64, Vec<Result<Msg>>)>(64);
+    let (frames_tx, frames_rx) = bounded::<(u64, Result<Msg>)>(2);
+    let (faces_tx, faces_rx) = bounded::<(u64, Vec<Result<Msg>>)>(8);
     let (embedded_tx, embedded_rx) = bounded::<Result<Msg>>(4);
     let mut status = 0u8;
     let mut crops = 0u64;

@@ -85,8 +85,8 @@ pub struct EmbedArgs {
     /// Seed of the jitter generator (same seed, same embeddings).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Faces per network batch.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Faces per network batch (16 is as fast as 32 on CPU and needs ~80 MB less memory).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
 }
 

@@ -31,7 +31,7 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { jitters: 1, seed: 0, batch: 32, device: Device::cpu() }
+        EmbedOptions { jitters: 1, seed: 0, batch: 16, device: Device::cpu() }
     }
 }
 
