@@ -10,6 +10,6 @@ cargo build --release --locked --workspace
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --release --locked --workspace 2>&1 | tee "$log"
-cargo check --release --locked -p kao-embed -p kao-detect --features kao-embed/cuda,kao-detect/cuda
+cargo check --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
 echo "tests: $(count passed) passed, $(count failed) failed"
