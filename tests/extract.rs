@@ -1,5 +1,5 @@
 //! End-to-end tests of the main job: kao-extract, and the piped chain it must equal
-//! (kao-decode | kao-detect | kao-embed | kao-match | kao-align), on the generated sample.
+//! (kao-decode | kao-detect | kao-embed | kao-track | kao-match | kao-align), on the generated sample.
 //!
 //! The sample shows Obama (0–2 s and 4–6 s, two different photos), Biden (2–4 s) and the
 //! astronaut (6–8 s) at 25 fps; the reference is a third Obama photo that is not in the video.
@@ -82,11 +82,12 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     let chain = d.join("chain");
     let script = format!(
-        "set -eo pipefail; {} {} --every 4 | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {}",
+        "set -eo pipefail; {} {} --every 4 | {} | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {}",
         bin("kao-decode").display(),
         fixture("sample.mp4").display(),
         bin("kao-detect").display(),
         bin("kao-embed").display(),
+        bin("kao-track").display(),
         bin("kao-match").display(),
         refs(d).display(),
         d.join("cache").display(),
@@ -106,7 +107,7 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
     let schema = |dir: &Path| kao_record::RecordReader::open(Some(&dir.join("manifest.parquet"))).unwrap().schema();
     let stages = |dir: &Path| provenance(&schema(dir)).unwrap().into_iter().map(|p| (p.stage, p.model)).collect::<Vec<_>>();
     assert_eq!(stages(&one), stages(&chain));
-    assert_eq!(stages(&one).len(), 5);
+    assert_eq!(stages(&one).len(), 6);
     assert_eq!(schema(&one).metadata().get("kao.frames_processed").map(String::as_str), Some("every:4"));
     assert!(a.column_by_name("patch").is_none() && a.column_by_name("pixels").is_none());
     assert_eq!(files(&one), files(&chain));

@@ -42,10 +42,12 @@ fn run(args: &Args) -> Result<()> {
     let reader = RecordReader::open(args.input.as_deref())?;
     let stage = DetectStage::new(finder, &reader.schema(), reader.name())?;
     let mut writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
+    let mut shots = stage.finder().shots();
     let mut row = 0u64;
     for batch in reader {
         let batch = batch?;
-        for faces in stage.process(&batch, row)? {
+        let frame_shots = stage.observe_shots(&batch, &mut shots)?;
+        for faces in stage.process(&batch, row, &frame_shots)? {
             writer.write(&faces)?;
         }
         row += batch.num_rows() as u64;

@@ -17,11 +17,14 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kao_nn::Device;
 use kao_pipeline::align::AlignStage;
-use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs};
+use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs, TrackArgs};
 use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
 use kao_pipeline::identify::MatchStage;
+use kao_pipeline::shot::ShotDetector;
+use kao_pipeline::track::TrackStage;
+use kao_dlib::RgbView;
 use kao_pipeline::manifest::{META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata};
 use kao_record::schema::{FrameRow, Schema, SchemaRef, frame_batch, frame_fields, provenance, stage_schema};
 use kao_record::Provenance;
@@ -39,7 +42,7 @@ const STATE_FILE: &str = ".kao-extract.json";
 
 /// From interview videos to a folder of aligned face crops of the chosen people, in one process.
 ///
-/// Runs decode → detect → embed → match → align (the stage binaries' work, with the same
+/// Runs decode → detect → embed → track → match → align (the stage binaries' work, with the same
 /// options and the same manifest) with the stages overlapping on threads. Writes crops to
 /// DIR/<identity>/<video-stem>_f<frame:06>_<face>.png and every face record to
 /// DIR/manifest.parquet. Ctrl-C stops cleanly and leaves a valid manifest of what was processed;
@@ -77,6 +80,8 @@ struct Args {
     detect: DetectArgs,
     #[command(flatten)]
     embed: EmbedArgs,
+    #[command(flatten)]
+    track: TrackArgs,
     #[command(flatten)]
     matching: MatchArgs,
     #[command(flatten)]
@@ -141,7 +146,9 @@ impl State {
 
 /// What flows between the stage threads.
 enum Msg {
-    /// Records (frames, then faces) for the next stage.
+    /// A frame record and its shot, for detection.
+    Frame(RecordBatch, u32),
+    /// Face records for the next stage.
     Records(RecordBatch),
     /// A video ended after this many frames.
     End { video: String, frames: u64, outcome: Outcome, message: Option<String> },
@@ -195,7 +202,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let (matcher, match_entry) = args.matching.matcher(args.device, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
     let detect = DetectStage::new(Finder::load(args.detect.options(args.device))?, &frame_schema, "frames")?;
     let embed = EmbedStage::new(FaceEmbedder::load(&args.embed.options(args.device))?, detect.schema(), "faces")?;
-    let mut matching = MatchStage::new(matcher, &match_entry, embed.schema(), "faces")?;
+    let mut track = TrackStage::new(args.track.options(), embed.schema(), "faces")?;
+    let mut matching = MatchStage::new(matcher, &match_entry, track.schema(), "faces")?;
     let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &args.out)?;
     let mut schema = align.schema().clone();
     if let Some(spec) = frames_processed(&provenance(&schema).map_err(anyhow::Error::msg)?) {
@@ -237,7 +245,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     std::thread::scope(|scope| -> Result<()> {
         let (stats, bar, detect, embed) = (&stats, &bar, &detect, &embed);
         let (todo, frame_schema, decode_options) = (&todo, &frame_schema, &decode_options);
-        scope.spawn(move || decode_all(todo, decode_options, frame_schema, stop, frames_tx));
+        let shots = detect.finder().shots();
+        scope.spawn(move || decode_all(todo, decode_options, frame_schema, shots, stop, frames_tx));
         for _ in 0..DETECT_WORKERS {
             let (rx, tx) = (frames_rx.clone(), faces_tx.clone());
             scope.spawn(move || detect_all(detect, rx, tx, stats, bar));
@@ -260,8 +269,10 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                     stop.store(true, Ordering::SeqCst);
                     return Err(e);
                 }
+                Ok(Msg::Frame(..)) => bail!("a frame record reached the matcher"),
                 Ok(Msg::Records(batch)) => {
-                    let judged = matching.push(batch)?;
+                    let Some(tracked) = track.push(batch)? else { continue };
+                    let judged = matching.push(tracked)?;
                     if let Some(b) = &judged {
                         stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
                     }
@@ -269,6 +280,13 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                     bar.set_message(message(stats));
                 }
                 Ok(Msg::End { video, frames, outcome, message: text }) => {
+                    if let Some(tracked) = track.finish()? {
+                        let judged = matching.push(tracked)?;
+                        if let Some(b) = &judged {
+                            stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
+                        }
+                        write(judged, &mut faces_in_video)?;
+                    }
                     let judged = matching.finish()?;
                     if let Some(b) = &judged {
                         stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
@@ -315,7 +333,14 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
 }
 
 /// Decodes the videos in order and sends their frame records, then an end marker per video.
-fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, stop: &AtomicBool, tx: Sender<(u64, Result<Msg>)>) {
+fn decode_all(
+    videos: &[String],
+    options: &DecodeOptions,
+    schema: &SchemaRef,
+    mut shots: ShotDetector,
+    stop: &AtomicBool,
+    tx: Sender<(u64, Result<Msg>)>,
+) {
     let mut seq = 0u64;
     let mut send = |msg: Result<Msg>| {
         seq += 1;
@@ -331,11 +356,15 @@ fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, st
             if stop.load(Ordering::SeqCst) {
                 return ControlFlow::Break(());
             }
+            let shot = match RgbView::new(frame.width as usize, frame.height as usize, &frame.rgb) {
+                Some(view) => shots.observe(video, frame.pts, &view),
+                None => 0,
+            };
             let row = FrameRow { source: video.clone(), frame_index: frame.index, pts: frame.pts, width: frame.width, height: frame.height, pixels: frame.rgb };
             match frame_batch(schema, row) {
                 Ok(batch) => {
                     frames += 1;
-                    if !send(Ok(Msg::Records(batch))) {
+                    if !send(Ok(Msg::Frame(batch, shot))) {
                         return ControlFlow::Break(());
                     }
                     ControlFlow::Continue(())
@@ -368,8 +397,8 @@ fn decode_all(videos: &[String], options: &DecodeOptions, schema: &SchemaRef, st
 fn detect_all(stage: &DetectStage, rx: Receiver<(u64, Result<Msg>)>, tx: Sender<(u64, Vec<Result<Msg>>)>, stats: &Stats, bar: &ProgressBar) {
     for (seq, msg) in rx {
         let out = match msg {
-            Ok(Msg::Records(frames)) => {
-                let faces = stage.process(&frames, seq);
+            Ok(Msg::Frame(frames, shot)) => {
+                let faces = stage.process(&frames, seq, &[shot]);
                 stats.frames.fetch_add(frames.num_rows() as u64, Ordering::Relaxed);
                 bar.inc(frames.num_rows() as u64);
                 match faces {
@@ -435,6 +464,7 @@ fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: impl Iterator<Item = Res
                 (flush(&mut pending, &mut pending_rows), None)
             }
             Ok(end @ Msg::End { .. }) => (flush(&mut pending, &mut pending_rows), Some(end)),
+            Ok(Msg::Frame(..)) => (Err(anyhow::anyhow!("a frame record reached the embedder")), None),
             Err(e) => (Err(e), None),
         };
         match records {

@@ -12,8 +12,10 @@ use crate::align::AlignOptions;
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
-use crate::identify::{DEFAULT_THRESHOLD, Gallery, MatchOptions, Matcher};
+use crate::identify::{DEFAULT_THRESHOLD, DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
 use crate::refs::{self, EnrollOptions};
+use crate::shot::DEFAULT_CUT_THRESHOLD;
+use crate::track::TrackOptions;
 
 /// Which detector finds faces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,6 +55,10 @@ pub struct DetectArgs {
     /// embedder's chip; kao-align's default is 0.1).
     #[arg(long, value_name = "P", default_value_t = 0.25)]
     pub patch_padding: f64,
+    /// A frame whose colour histogram differs from the previous frame's by more than this
+    /// (half the L1 distance, 0–1) starts a new shot (the `shot` column; tracks end at cuts).
+    #[arg(long, value_name = "D", default_value_t = DEFAULT_CUT_THRESHOLD)]
+    pub cut_threshold: f32,
 }
 
 impl DetectArgs {
@@ -71,6 +77,7 @@ impl DetectArgs {
             upsample: self.upsample,
             patch_padding: self.patch_padding,
             device,
+            cut_threshold: self.cut_threshold,
         }
     }
 }
@@ -119,6 +126,11 @@ pub struct MatchArgs {
     /// a frame can match a given person).
     #[arg(long)]
     pub allow_repeats: bool,
+    /// Decide per face track (from kao-track): a track matches when the median of its K
+    /// nearest faces is within --threshold, and all its faces take that identity. 0 decides
+    /// every face on its own.
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_TRACK_BEST)]
+    pub track_best: usize,
     /// Jittered copies averaged per reference photo (FACE01's references use 100).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub ref_jitters: u32,
@@ -137,7 +149,7 @@ pub struct MatchArgs {
 impl MatchArgs {
     /// The matching rule.
     pub fn options(&self) -> MatchOptions {
-        MatchOptions { threshold: self.threshold, margin: self.margin, allow_repeats: self.allow_repeats }
+        MatchOptions { threshold: self.threshold, margin: self.margin, allow_repeats: self.allow_repeats, track_best: self.track_best }
     }
 
     /// Enrolls the --ref and --neg photos (warnings go to `warn`) and returns the matcher
@@ -169,6 +181,7 @@ impl MatchArgs {
             env!("CARGO_PKG_VERSION"),
             serde_json::json!({
                 "threshold": options.threshold, "margin": options.margin, "allow_repeats": options.allow_repeats,
+                "track_best": options.track_best,
                 "ref_jitters": enroll.jitters, "refs": described_refs, "negs": described_negs,
             }),
         );
@@ -214,5 +227,26 @@ impl AlignArgs {
             crop: CropSpec { size: self.size, padding: self.padding, format: self.format, quality: self.quality },
             all: self.all,
         }
+    }
+}
+
+/// kao-track's options.
+#[derive(Args, Clone, Debug)]
+pub struct TrackArgs {
+    /// Longest gap, in seconds of video, that a face track bridges.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub max_gap: f64,
+    /// Least box overlap (IoU) between a track's last face and the next.
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    pub min_iou: f32,
+    /// Largest embedding distance between a track's last face and the next.
+    #[arg(long, value_name = "D", default_value_t = 0.6)]
+    pub link_distance: f32,
+}
+
+impl TrackArgs {
+    /// The track stage's options.
+    pub fn options(&self) -> TrackOptions {
+        TrackOptions { max_gap: self.max_gap, min_iou: self.min_iou, max_distance: self.link_distance }
     }
 }

@@ -3,14 +3,17 @@
 use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow};
-use arrow_array::{BinaryArray, RecordBatch, UInt32Array};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array};
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
 use kao_nn::{Device, FaceDetector, Range};
-use kao_record::schema::{DataType, FaceRow, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema};
+use kao_record::schema::{DataType, FaceRow, Field, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema};
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
+use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
 
 /// Which face detector finds the boxes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +79,9 @@ pub struct DetectOptions {
     pub patch_padding: f64,
     /// Where the network runs.
     pub device: Device,
+    /// A frame whose colour histogram differs from the previous frame's by more than this
+    /// starts a new shot (see [`crate::shot`]).
+    pub cut_threshold: f32,
 }
 
 impl Default for DetectOptions {
@@ -89,6 +95,7 @@ impl Default for DetectOptions {
             upsample: 0,
             patch_padding: 0.25,
             device: Device::cpu(),
+            cut_threshold: DEFAULT_CUT_THRESHOLD,
         }
     }
 }
@@ -124,6 +131,7 @@ impl Finder {
                 "detector": options.detector.name(), "detect_width": options.detect_width,
                 "min_size": options.min_size, "min_score": options.min_score, "max_faces": options.max_faces,
                 "upsample": options.upsample, "patch_padding": options.patch_padding, "landmarks": sp5.spec.name,
+                "cut_threshold": options.cut_threshold,
             }),
         );
         provenance.model = Some(ModelRef { name: model.spec.name.into(), sha256: model.spec.sha256.into() });
@@ -133,6 +141,11 @@ impl Finder {
     /// The stage's provenance entry.
     pub fn provenance(&self) -> &Provenance {
         &self.provenance
+    }
+
+    /// A shot detector with this stage's cut threshold.
+    pub fn shots(&self) -> ShotDetector {
+        ShotDetector::new(self.options.cut_threshold)
     }
 
     /// The face records of one frame, best score first.
@@ -238,9 +251,17 @@ impl DetectStage {
             input,
             name,
             "kao-detect",
-            &[(col::WIDTH, DataType::UInt32), (col::HEIGHT, DataType::UInt32), (col::PIXELS, DataType::Binary)],
+            &[
+                (col::SOURCE, DataType::Utf8),
+                (col::PTS, DataType::Float64),
+                (col::WIDTH, DataType::UInt32),
+                (col::HEIGHT, DataType::UInt32),
+                (col::PIXELS, DataType::Binary),
+            ],
         )?;
-        let schema = stage_schema(input, &[col::PIXELS], face_fields(), finder.provenance())
+        let mut fields = face_fields();
+        fields.push(Field::new(col::SHOT, DataType::UInt32, false));
+        let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
         let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PIXELS).collect();
         Ok(DetectStage { finder, schema, kept, name: name.to_string() })
@@ -256,12 +277,32 @@ impl DetectStage {
         &self.finder
     }
 
+    /// The shots of a batch of frame records, in stream order (see [`crate::shot`]).
+    pub fn observe_shots(&self, batch: &RecordBatch, shots: &mut ShotDetector) -> Result<Vec<u32>> {
+        let sources = column::<StringArray>(batch, col::SOURCE)?;
+        let pts = column::<Float64Array>(batch, col::PTS)?;
+        let (width, height) = (column::<UInt32Array>(batch, col::WIDTH)?, column::<UInt32Array>(batch, col::HEIGHT)?);
+        let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
+        (0..batch.num_rows())
+            .map(|row| {
+                let (w, h) = (width.value(row) as usize, height.value(row) as usize);
+                let frame = RgbView::new(w, h, pixels.value(row))
+                    .ok_or_else(|| anyhow!("{}: {} pixel bytes for {w}×{h}", self.name, pixels.value(row).len()))?;
+                Ok(shots.observe(sources.value(row), pts.value(row), &frame))
+            })
+            .collect()
+    }
+
     /// The face records of a batch of frame records: one batch per frame that has faces.
-    /// `first_row` numbers the batch's rows in error messages.
-    pub fn process(&self, batch: &RecordBatch, first_row: u64) -> Result<Vec<RecordBatch>> {
+    /// `first_row` numbers the batch's rows in error messages; `shots` are the frames' shots
+    /// ([`DetectStage::observe_shots`]).
+    pub fn process(&self, batch: &RecordBatch, first_row: u64, shots: &[u32]) -> Result<Vec<RecordBatch>> {
         let width = column::<UInt32Array>(batch, col::WIDTH)?;
         let height = column::<UInt32Array>(batch, col::HEIGHT)?;
         let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
+        if shots.len() != batch.num_rows() {
+            anyhow::bail!("{}: {} shots for {} frames", self.name, shots.len(), batch.num_rows());
+        }
         let passed = batch.project(&self.kept)?;
         let mut out = Vec::new();
         for row in 0..batch.num_rows() {
@@ -276,6 +317,7 @@ impl DetectStage {
             let indices = UInt32Array::from(vec![row as u32; faces.len()]);
             let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?.columns().to_vec();
             columns.extend(face_columns(&faces)?);
+            columns.push(Arc::new(UInt32Array::from(vec![shots[row]; faces.len()])) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(out)

@@ -1,6 +1,6 @@
 //! The match stage: each face gets the identity of the nearest reference within a threshold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -41,6 +41,14 @@ impl Gallery {
         self.people.keys().map(String::as_str)
     }
 
+    /// The distance from `query` to each person's nearest embedding, in name order.
+    pub fn distances(&self, query: &[f32]) -> Vec<f32> {
+        self.people
+            .values()
+            .map(|vectors| vectors.iter().map(|v| distance(v, query)).fold(f32::INFINITY, f32::min))
+            .collect()
+    }
+
     /// The nearest person and the distance to their nearest embedding.
     pub fn nearest(&self, query: &[f32]) -> Option<(&str, f32)> {
         self.people
@@ -62,7 +70,17 @@ pub struct MatchOptions {
     /// Let one person match several faces of the same frame (by default only the closest
     /// face of a frame takes a person; the others stay unmatched).
     pub allow_repeats: bool,
+    /// Decide per face track (`track_id`) from the median of a track's `track_best` nearest
+    /// faces; 0 decides every face on its own.
+    pub track_best: usize,
 }
+
+/// The default [`MatchOptions::track_best`].
+pub const DEFAULT_TRACK_BEST: usize = 3;
+
+/// Face records a track decision may wait for: rows are emitted in order once this many
+/// later rows have been seen (bounds memory; patches travel with the rows).
+const LOOKAHEAD_ROWS: usize = 64;
 
 /// The matching rule: the positives to find and the negatives to reject.
 pub struct Matcher {
@@ -112,7 +130,44 @@ pub struct MatchStage {
     schema: SchemaRef,
     input: SchemaRef,
     held: Option<RecordBatch>,
+    /// Judged-by-face frames waiting for their tracks' evidence, in order.
+    pending: VecDeque<(RecordBatch, Vec<Evidence>)>,
+    pending_rows: usize,
+    tracks: HashMap<u64, TrackEvidence>,
     name: String,
+}
+
+/// What one face says: its track and its distance to each person and to the negatives.
+struct Evidence {
+    track: Option<u64>,
+    distances: Vec<f32>,
+    negative: Option<f32>,
+}
+
+/// What a track's faces say so far: per person, the smallest distances and how many faces
+/// matched that person on their own.
+#[derive(Default)]
+struct TrackEvidence {
+    best: Vec<Vec<f32>>,
+    negative: Vec<f32>,
+    matched_faces: Vec<u32>,
+}
+
+/// The median of a few values (the lower middle for an even count); infinite when empty.
+fn median(values: &[f32]) -> f32 {
+    if values.is_empty() {
+        return f32::INFINITY;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    v[(v.len() - 1) / 2]
+}
+
+/// Keeps the `k` smallest values of `kept` after adding `value`.
+fn keep_smallest(kept: &mut Vec<f32>, value: f32, k: usize) {
+    kept.push(value);
+    kept.sort_by(f32::total_cmp);
+    kept.truncate(k);
 }
 
 impl MatchStage {
@@ -131,7 +186,16 @@ impl MatchStage {
         let added = vec![Field::new(col::IDENTITY, DataType::Utf8, true), Field::new(col::DISTANCE, DataType::Float32, true)];
         let schema = stage_schema(input, &[], added, provenance)
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        Ok(MatchStage { matcher, schema, input: input.clone(), held: None, name: name.to_string() })
+        Ok(MatchStage {
+            matcher,
+            schema,
+            input: input.clone(),
+            held: None,
+            pending: VecDeque::new(),
+            pending_rows: 0,
+            tracks: HashMap::new(),
+            name: name.to_string(),
+        })
     }
 
     /// The schema of the output records.
@@ -139,52 +203,119 @@ impl MatchStage {
         &self.schema
     }
 
-    /// Takes a batch; returns the records of the frames now known to be complete.
+    /// Takes a batch; returns the records now decided (complete frames whose tracks have
+    /// enough evidence, in input order).
     pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
         let batch = match self.held.take() {
             Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
             None => batch,
         };
-        if batch.num_rows() == 0 {
-            return Ok(None);
+        let (done, held) = split_last_frame(&batch)?;
+        self.held = held;
+        if let Some(done) = done {
+            self.observe(done)?;
         }
-        let frames = column::<UInt64Array>(&batch, col::FRAME_INDEX)?;
-        let sources = column::<StringArray>(&batch, col::SOURCE)?;
-        let last = batch.num_rows() - 1;
-        let mut start = last;
-        while start > 0 && frames.value(start - 1) == frames.value(last) && sources.value(start - 1) == sources.value(last) {
-            start -= 1;
-        }
-        self.held = Some(batch.slice(start, batch.num_rows() - start));
-        if start == 0 {
-            return Ok(None);
-        }
-        self.judge(&batch.slice(0, start)).map(Some)
+        self.emit(LOOKAHEAD_ROWS)
     }
 
-    /// The records held back for the last frame.
+    /// Decides and returns every record still held.
     pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        match self.held.take() {
-            Some(batch) => self.judge(&batch).map(Some),
-            None => Ok(None),
+        if let Some(batch) = self.held.take() {
+            self.observe(batch)?;
         }
+        let out = self.emit(0);
+        self.tracks.clear();
+        out
     }
 
-    /// Judges the faces of complete frames.
-    fn judge(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let embeddings = column::<FixedSizeListArray>(batch, col::EMBEDDING)?;
+    /// Records the evidence of complete frames and queues them.
+    fn observe(&mut self, batch: RecordBatch) -> Result<()> {
+        let embeddings = column::<FixedSizeListArray>(&batch, col::EMBEDDING)?;
         let values = embeddings
             .values()
             .as_any()
             .downcast_ref::<Float32Array>()
             .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
-        let n = EMBEDDING_LEN;
-        let mut verdicts: Vec<Verdict> = (0..batch.num_rows())
-            .map(|i| {
-                let at = embeddings.value_offset_at(i);
-                self.matcher.judge(&values.values()[at..at + n])
-            })
-            .collect();
+        let tracks = batch.column_by_name(col::TRACK_ID).and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let k = self.matcher.options.track_best;
+        let threshold = self.matcher.options.threshold;
+        let mut evidence = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let at = embeddings.value_offset_at(i);
+            let embedding = &values.values()[at..at + EMBEDDING_LEN];
+            let distances = self.matcher.positives.distances(embedding);
+            let negative = self.matcher.negatives.nearest(embedding).map(|(_, d)| d);
+            let track = tracks.filter(|t| k > 0 && t.is_valid(i)).map(|t| t.value(i));
+            if let Some(id) = track {
+                let t = self.tracks.entry(id).or_default();
+                t.best.resize_with(distances.len(), Vec::new);
+                t.matched_faces.resize(distances.len(), 0);
+                for (p, &d) in distances.iter().enumerate() {
+                    keep_smallest(&mut t.best[p], d, k);
+                    if d <= threshold {
+                        t.matched_faces[p] += 1;
+                    }
+                }
+                if let Some(n) = negative {
+                    keep_smallest(&mut t.negative, n, k);
+                }
+            }
+            evidence.push(Evidence { track, distances, negative });
+        }
+        self.pending_rows += batch.num_rows();
+        self.pending.push_back((batch, evidence));
+        Ok(())
+    }
+
+    /// Decides and returns the oldest queued frames until at most `keep` rows wait.
+    fn emit(&mut self, keep: usize) -> Result<Option<RecordBatch>> {
+        let mut out = Vec::new();
+        while self.pending_rows > keep {
+            let Some((batch, evidence)) = self.pending.pop_front() else { break };
+            self.pending_rows -= batch.num_rows();
+            out.push(self.judge(&batch, &evidence)?);
+        }
+        // Forget the tracks no waiting face belongs to.
+        let waiting: std::collections::HashSet<u64> =
+            self.pending.iter().flat_map(|(_, e)| e.iter().filter_map(|f| f.track)).collect();
+        self.tracks.retain(|id, _| waiting.contains(id));
+        match out.len() {
+            0 => Ok(None),
+            1 => Ok(out.pop()),
+            _ => Ok(Some(arrow_select::concat::concat_batches(&self.schema, &out)?)),
+        }
+    }
+
+    /// The verdict on one face: by its track's evidence when it has a track, else on its own.
+    fn verdict(&self, face: &Evidence) -> Verdict {
+        let options = &self.matcher.options;
+        let names: Vec<&str> = self.matcher.positives.names().collect();
+        let nearest = |scores: &[f32]| {
+            scores.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(p, &d)| (p, d)).unwrap_or((0, f32::INFINITY))
+        };
+        let (own, own_distance) = nearest(&face.distances);
+        let (person, score, negative, ambiguous) = match face.track.and_then(|id| self.tracks.get(&id)) {
+            Some(t) => {
+                let scores: Vec<f32> = t.best.iter().map(|b| median(b)).collect();
+                let (p, score) = nearest(&scores);
+                // A track whose faces match two people on their own is left unmatched.
+                let ambiguous = t.matched_faces.iter().filter(|&&n| n >= 2).count() >= 2;
+                let negative = (!t.negative.is_empty()).then(|| median(&t.negative));
+                (p, score, negative, ambiguous)
+            }
+            None => (own, own_distance, face.negative, false),
+        };
+        let rejected = negative.is_some_and(|n| n < score + options.margin);
+        if score <= options.threshold && !rejected && !ambiguous {
+            Verdict { identity: Some(names[person].to_string()), distance: face.distances[person] }
+        } else {
+            Verdict { identity: None, distance: own_distance }
+        }
+    }
+
+    /// Judges the faces of complete frames.
+    fn judge(&self, batch: &RecordBatch, evidence: &[Evidence]) -> Result<RecordBatch> {
+        let mut verdicts: Vec<Verdict> = evidence.iter().map(|e| self.verdict(e)).collect();
         if !self.matcher.options.allow_repeats {
             keep_closest_per_frame(batch, &mut verdicts)?;
         }
@@ -192,6 +323,23 @@ impl MatchStage {
         let distance: ArrayRef = Arc::new(verdicts.iter().map(|v| Some(v.distance)).collect::<Float32Array>());
         Ok(pass_through(batch, &self.schema, vec![identity, distance])?)
     }
+}
+
+/// Splits `batch` into the rows of its complete frames and the rows of its last frame, which
+/// the next batch may continue (rows of one frame are consecutive).
+pub(crate) fn split_last_frame(batch: &RecordBatch) -> Result<(Option<RecordBatch>, Option<RecordBatch>)> {
+    if batch.num_rows() == 0 {
+        return Ok((None, None));
+    }
+    let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
+    let sources = column::<StringArray>(batch, col::SOURCE)?;
+    let last = batch.num_rows() - 1;
+    let mut start = last;
+    while start > 0 && frames.value(start - 1) == frames.value(last) && sources.value(start - 1) == sources.value(last) {
+        start -= 1;
+    }
+    let held = Some(batch.slice(start, batch.num_rows() - start));
+    Ok(((start > 0).then(|| batch.slice(0, start)), held))
 }
 
 /// Within each frame, a person keeps only their closest face; the others become unmatched.
@@ -239,7 +387,7 @@ mod tests {
     }
 
     fn options(threshold: f32, margin: f32) -> MatchOptions {
-        MatchOptions { threshold, margin, allow_repeats: false }
+        MatchOptions { threshold, margin, allow_repeats: false, track_best: 0 }
     }
 
     #[test]

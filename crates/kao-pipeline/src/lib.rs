@@ -12,6 +12,8 @@ pub mod identify;
 pub mod manifest;
 pub mod align;
 pub mod cli;
+pub mod shot;
+pub mod track;
 
 use anyhow::{Result, anyhow};
 use arrow_array::{Array, RecordBatch};

@@ -61,6 +61,8 @@ pub mod col {
     pub const PATCH_H: &str = "patch_h";
     /// Same person across consecutive frames.
     pub const TRACK_ID: &str = "track_id";
+    /// Index of the shot within its source (a cut starts the next).
+    pub const SHOT: &str = "shot";
     /// Face embedding.
     pub const EMBEDDING: &str = "embedding";
     /// Matched reference name.

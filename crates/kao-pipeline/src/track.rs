@@ -1,0 +1,221 @@
+//! The track stage: links the faces of consecutive frames into tracks (`track_id`).
+//!
+//! A face continues a track of the same source and shot when the track was seen at most
+//! `max_gap` seconds earlier, their boxes overlap (IoU ≥ `min_iou`) and their embeddings are
+//! within `max_distance`; the best pairs are linked first. Other faces start new tracks. A shot
+//! cut (the `shot` column) ends every track.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use kao_nn::EMBEDDING_LEN;
+use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::{Provenance, RecordError};
+
+use crate::column;
+use crate::identify::distance;
+
+/// How faces are linked into tracks.
+#[derive(Clone, Copy, Debug)]
+pub struct TrackOptions {
+    /// Longest gap, in seconds of video, that a track bridges.
+    pub max_gap: f64,
+    /// Least box overlap (intersection over union) between a track's last face and the next.
+    pub min_iou: f32,
+    /// Largest embedding distance between a track's last face and the next.
+    pub max_distance: f32,
+}
+
+impl Default for TrackOptions {
+    fn default() -> Self {
+        TrackOptions { max_gap: 1.0, min_iou: 0.2, max_distance: 0.6 }
+    }
+}
+
+impl TrackOptions {
+    /// The stage's provenance entry.
+    pub fn provenance(&self) -> Provenance {
+        Provenance::new(
+            "kao-track",
+            env!("CARGO_PKG_VERSION"),
+            serde_json::json!({ "max_gap": self.max_gap, "min_iou": self.min_iou, "max_distance": self.max_distance }),
+        )
+    }
+}
+
+/// An open track: where its last face was.
+struct Track {
+    id: u64,
+    source: String,
+    shot: u32,
+    pts: f64,
+    bbox: [f32; 4],
+    embedding: Vec<f32>,
+}
+
+/// Intersection over union of two `[left, top, right, bottom]` boxes.
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// The track stage over record batches. Faces of one frame are linked together, so the last
+/// frame of a batch is held back until the next batch shows it is complete.
+pub struct TrackStage {
+    options: TrackOptions,
+    schema: SchemaRef,
+    input: SchemaRef,
+    held: Option<RecordBatch>,
+    open: Vec<Track>,
+    next_id: u64,
+    name: String,
+}
+
+impl TrackStage {
+    /// The stage for face records named `name` with `input` schema (checked here).
+    pub fn new(options: TrackOptions, input: &SchemaRef, name: &str) -> Result<TrackStage> {
+        if !(options.max_gap >= 0.0 && options.max_gap.is_finite()) {
+            anyhow::bail!("--max-gap must be a number of seconds >= 0");
+        }
+        kao_record::schema::require(
+            input,
+            name,
+            "kao-track",
+            &[
+                (col::SOURCE, DataType::Utf8),
+                (col::FRAME_INDEX, DataType::UInt64),
+                (col::PTS, DataType::Float64),
+                (col::SHOT, DataType::UInt32),
+                (col::X, DataType::Float32),
+                (col::Y, DataType::Float32),
+                (col::W, DataType::Float32),
+                (col::H, DataType::Float32),
+                (col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32)),
+            ],
+        )?;
+        let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
+        let schema = stage_schema(input, &[], added, &options.provenance())
+            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
+        Ok(TrackStage { options, schema, input: input.clone(), held: None, open: Vec::new(), next_id: 0, name: name.to_string() })
+    }
+
+    /// The schema of the output records.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Takes a batch; returns the records of the frames now known to be complete.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let batch = match self.held.take() {
+            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            None => batch,
+        };
+        let (done, held) = crate::identify::split_last_frame(&batch)?;
+        self.held = held;
+        match done {
+            Some(done) => self.link(&done).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The records held back for the last frame.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        match self.held.take() {
+            Some(batch) => self.link(&batch).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Links the faces of complete frames.
+    fn link(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let sources = column::<StringArray>(batch, col::SOURCE)?;
+        let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
+        let pts = column::<Float64Array>(batch, col::PTS)?;
+        let shots = column::<UInt32Array>(batch, col::SHOT)?;
+        let (x, y) = (column::<Float32Array>(batch, col::X)?, column::<Float32Array>(batch, col::Y)?);
+        let (w, h) = (column::<Float32Array>(batch, col::W)?, column::<Float32Array>(batch, col::H)?);
+        let embeddings = column::<FixedSizeListArray>(batch, col::EMBEDDING)?;
+        let values = embeddings
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
+        let embedding = |i: usize| {
+            let at = embeddings.value_offset_at(i);
+            &values.values()[at..at + EMBEDDING_LEN]
+        };
+        let bbox = |i: usize| [x.value(i), y.value(i), x.value(i) + w.value(i), y.value(i) + h.value(i)];
+        let mut ids = vec![0u64; batch.num_rows()];
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let mut end = start + 1;
+            while end < batch.num_rows() && frames.value(end) == frames.value(start) && sources.value(end) == sources.value(start) {
+                end += 1;
+            }
+            let (source, shot, now) = (sources.value(start), shots.value(start), pts.value(start));
+            // Tracks of another source, another shot or too long ago are over.
+            let max_gap = self.options.max_gap;
+            self.open.retain(|t| t.source == source && t.shot == shot && now - t.pts <= max_gap + 1e-6);
+            // Candidate links, best first: most overlap plus nearest embedding.
+            let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+            for (t, track) in self.open.iter().enumerate() {
+                for i in start..end {
+                    let overlap = iou(track.bbox, bbox(i));
+                    let d = distance(&track.embedding, embedding(i));
+                    if overlap >= self.options.min_iou && d <= self.options.max_distance {
+                        pairs.push(((1.0 - overlap) + d, t, i));
+                    }
+                }
+            }
+            pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let mut track_used = vec![false; self.open.len()];
+            let mut face_linked = vec![false; end - start];
+            for (_, t, i) in pairs {
+                if track_used[t] || face_linked[i - start] {
+                    continue;
+                }
+                track_used[t] = true;
+                face_linked[i - start] = true;
+                ids[i] = self.open[t].id;
+                let track = &mut self.open[t];
+                track.pts = now;
+                track.bbox = bbox(i);
+                track.embedding = embedding(i).to_vec();
+            }
+            for i in start..end {
+                if !face_linked[i - start] {
+                    ids[i] = self.next_id;
+                    self.open.push(Track {
+                        id: self.next_id,
+                        source: source.to_string(),
+                        shot,
+                        pts: now,
+                        bbox: bbox(i),
+                        embedding: embedding(i).to_vec(),
+                    });
+                    self.next_id += 1;
+                }
+            }
+            start = end;
+        }
+        let column: ArrayRef = Arc::new(UInt64Array::from(ids));
+        Ok(pass_through(batch, &self.schema, vec![column])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap() {
+        assert_eq!(iou([0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]), 1.0);
+        assert_eq!(iou([0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]), 0.0);
+        assert!((iou([0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(iou([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]), 0.0);
+    }
+}
