@@ -31,7 +31,7 @@ extract video="tests/fixtures/sample.mp4" refs="out/demo/refs" out="out/extract"
 # The same job as a pipe of the stage binaries (writes the same manifest as `extract`).
 pipe video="tests/fixtures/sample.mp4" refs="out/demo/refs" out="out/pipe": build fixtures
     mkdir -p out/demo/refs/obama && cp -n tests/fixtures/photos/obama3.jpg out/demo/refs/obama/ || true
-    {{bin}}/kao-decode {{video}} | {{bin}}/kao-detect | {{bin}}/kao-embed | {{bin}}/kao-match --ref {{refs}} | {{bin}}/kao-align --out {{out}} --verbose
+    {{bin}}/kao-decode {{video}} | {{bin}}/kao-detect | {{bin}}/kao-embed | {{bin}}/kao-track | {{bin}}/kao-match --ref {{refs}} | {{bin}}/kao-align --out {{out}} --verbose
     {{bin}}/kao-cat {{out}}/manifest.parquet --summary
 
 # Only the face records: decode at 2 frames/s, detect, embed, store as Parquet.

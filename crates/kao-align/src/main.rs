@@ -23,7 +23,7 @@ use kao_record::schema::provenance;
 #[command(
     name = "kao-align",
     version,
-    after_help = "Example: kao-decode talk.mp4 | kao-detect | kao-embed | kao-match --ref refs/ | kao-align --out dataset/"
+    after_help = "Example: kao-decode talk.mp4 | kao-detect | kao-embed | kao-track | kao-match --ref refs/ | kao-align --out dataset/"
 )]
 struct Args {
     /// Face records with `identity` (.arrows, .arrow, .parquet); stdin when absent or `-`.

@@ -20,7 +20,7 @@ use kao_record::{RecordReader, RecordWriter};
 #[command(
     name = "kao-match",
     version,
-    after_help = "Example: kao-decode talk.mp4 | kao-detect | kao-embed | kao-match --ref refs/ | kao-align --out dataset/"
+    after_help = "Example: kao-decode talk.mp4 | kao-detect | kao-embed | kao-track | kao-match --ref refs/ | kao-align --out dataset/"
 )]
 struct Args {
     /// Face records with embeddings (.arrows, .arrow, .parquet); stdin when absent or `-`.
