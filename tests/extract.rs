@@ -122,17 +122,32 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         let found = obama_frames.iter().filter(|f| shot.contains(*f)).count();
         assert_eq!(found, sampled, "obama found in {found} of {sampled} sampled frames of {shot:?}");
     }
-    for (id, path) in ids.iter().zip(&crop_paths) {
-        assert_eq!(id.is_some(), path.is_some(), "a crop is written exactly for each matched face");
-        if let Some(p) = path {
-            assert!(p.starts_with("obama/sample_f"), "{p}");
-            assert_eq!(png_size(&one.join(p)), (400, 400));
+    // Each of his two shots is one track of a still photo: one crop each, the other frames are
+    // near-duplicates; unmatched faces get no crop. The manifest says why.
+    let reasons = strings(&rows, "reject_reason");
+    for ((id, path), reason) in ids.iter().zip(&crop_paths).zip(&reasons) {
+        match (id, path) {
+            (Some(_), Some(p)) => {
+                assert!(p.starts_with("obama/sample_f") && reason.is_none(), "{p} {reason:?}");
+                assert_eq!(png_size(&one.join(p)), (400, 400));
+            }
+            (Some(_), None) => assert_eq!(reason.as_deref(), Some("duplicate")),
+            (None, path) => assert!(path.is_none() && reason.as_deref() == Some("unmatched")),
         }
+    }
+    assert_eq!(crop_paths.iter().flatten().count(), 2, "{crop_paths:?}");
+    let tracks = column::<UInt64Array, _>(&rows, "track_id", |a, i| a.value(i));
+    let obama_tracks: std::collections::BTreeSet<u64> =
+        tracks.iter().zip(&ids).filter(|(_, id)| id.is_some()).map(|(t, _)| *t).collect();
+    assert_eq!(obama_tracks.len(), 2, "one track per shot");
+    for name in ["sharpness", "exposure", "yaw", "pitch", "roll"] {
+        let values = column::<arrow_array::Float32Array, _>(&rows, name, |a, i| a.value(i));
+        assert!(values.iter().all(|v| v.is_finite()), "{name}");
     }
 
     // --all also writes the unmatched faces under unknown/, here as JPEG.
     let all = d.join("all");
-    let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&all).args(["--all", "--format", "jpg"]));
+    let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&all).args(["--all", "--format", "jpg", "--min-hash-bits", "0"]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let written = files(&all);
     let unknown = written.iter().filter(|f| f.starts_with("unknown/")).count();
@@ -140,6 +155,24 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
     assert_eq!(written.iter().filter(|f| f.ends_with(".jpg")).count(), ids.len());
     let jpg = std::fs::read(all.join(written.iter().find(|f| f.ends_with(".jpg")).unwrap())).unwrap();
     assert_eq!(&jpg[..2], b"\xff\xd8");
+
+    // Quality floors and per-track limits say why a face got no crop.
+    let reasons_for = |dir: &str, options: &[&str]| {
+        let out_dir = d.join(dir);
+        let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&out_dir).args(options));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let m = manifest(&out_dir);
+        (strings(&m, "reject_reason"), strings(&m, "crop_path").into_iter().flatten().count())
+    };
+    let (small, crops) = reasons_for("small", &["--min-face", "100000"]);
+    assert_eq!(crops, 0);
+    assert!(small.iter().flatten().all(|r| r == "small" || r == "unmatched"));
+    let (_, crops) = reasons_for("limit", &["--min-hash-bits", "0", "--max-per-track", "3"]);
+    assert_eq!(crops, 6, "three crops for each of the two tracks");
+    let (turned, _) = reasons_for("turned", &["--max-yaw", "0.001"]);
+    assert!(turned.iter().flatten().any(|r| r == "turned"));
+    let (blurry, crops) = reasons_for("blurry", &["--min-sharpness", "1e9"]);
+    assert!(crops == 0 && blurry.iter().flatten().any(|r| r == "blurry"));
 
     // Running into the same folder with other options is refused, and changes nothing.
     let before = std::fs::read(one.join("manifest.parquet")).unwrap();

@@ -1,10 +1,14 @@
 //! The align stage: writes an aligned crop of each matched face and the manifest rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use arrow_array::{Array, ArrayRef, BinaryArray, FixedSizeListArray, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    UInt32Array, UInt64Array,
+};
 use kao_dlib::RgbView;
 use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, stage_schema};
 use kao_record::{Provenance, RecordError};
@@ -12,6 +16,7 @@ use kao_record::{Provenance, RecordError};
 use crate::column;
 use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity, write_atomic};
 use crate::embed::patch_landmarks;
+use crate::quality::dhash;
 
 /// Folder of the crops of unmatched faces (with `--all`).
 pub const UNKNOWN_DIR: &str = "unknown";
@@ -23,6 +28,42 @@ pub struct AlignOptions {
     pub crop: CropSpec,
     /// Also write crops of unmatched faces, under `unknown/`.
     pub all: bool,
+    /// Which faces are worth a crop.
+    pub select: Selection,
+}
+
+/// Which faces get a crop: quality floors and near-duplicate removal within a track.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Selection {
+    /// Least `sharpness` (variance of the Laplacian of the aligned chip); 0 keeps all.
+    pub min_sharpness: f32,
+    /// Least face box width in native pixels; 0 keeps all.
+    pub min_face: f32,
+    /// Largest |yaw| in degrees; 90 or more keeps all.
+    pub max_yaw: f32,
+    /// A track's next crop must differ from every crop kept for the track by at least this
+    /// many bits of the 64-bit perceptual hash; 0 keeps near-duplicates.
+    pub min_hash_bits: u32,
+    /// A track's next crop must come at least this many seconds after its last one.
+    pub min_gap: f64,
+    /// At most this many crops per track; 0: no limit.
+    pub max_per_track: usize,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection { min_sharpness: 0.0, min_face: 0.0, max_yaw: 90.0, min_hash_bits: DEFAULT_MIN_HASH_BITS, min_gap: 0.0, max_per_track: 0 }
+    }
+}
+
+/// The default [`Selection::min_hash_bits`] (see README, "Choosing crops").
+pub const DEFAULT_MIN_HASH_BITS: u32 = 8;
+
+/// The crops kept so far for one track.
+#[derive(Default)]
+struct TrackCrops {
+    hashes: Vec<u64>,
+    last_pts: f64,
 }
 
 impl AlignOptions {
@@ -33,7 +74,10 @@ impl AlignOptions {
             env!("CARGO_PKG_VERSION"),
             serde_json::json!({
                 "size": self.crop.size, "padding": self.crop.padding, "format": self.crop.format.extension(),
-                "quality": self.crop.quality, "all": self.all,
+                "quality": self.crop.quality, "all": self.all, "min_sharpness": self.select.min_sharpness,
+                "min_face": self.select.min_face, "max_yaw": self.select.max_yaw,
+                "min_hash_bits": self.select.min_hash_bits, "min_gap": self.select.min_gap,
+                "max_per_track": self.select.max_per_track,
             }),
         )
     }
@@ -49,6 +93,7 @@ pub struct AlignStage {
     kept: Vec<usize>,
     name: String,
     crops: u64,
+    tracks: HashMap<u64, TrackCrops>,
 }
 
 impl AlignStage {
@@ -78,11 +123,20 @@ impl AlignStage {
                 (col::IDENTITY, DataType::Utf8),
             ],
         )?;
-        let added = vec![Field::new(col::CROP_PATH, DataType::Utf8, true)];
+        let select = &options.select;
+        let mut needs = Vec::new();
+        if select.min_sharpness > 0.0 {
+            needs.push((col::SHARPNESS, DataType::Float32));
+        }
+        if select.max_yaw < 90.0 {
+            needs.push((col::YAW, DataType::Float32));
+        }
+        kao_record::schema::require(input, name, "kao-align", &needs)?;
+        let added = vec![Field::new(col::CROP_PATH, DataType::Utf8, true), Field::new(col::REJECT_REASON, DataType::Utf8, true)];
         let schema = stage_schema(input, &[col::PATCH], added, &options.provenance())
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
         let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PATCH).collect();
-        Ok(AlignStage { options, dir: dir.to_path_buf(), schema, kept, name: name.to_string(), crops: 0 })
+        Ok(AlignStage { options, dir: dir.to_path_buf(), schema, kept, name: name.to_string(), crops: 0, tracks: HashMap::new() })
     }
 
     /// The schema of the manifest rows.
@@ -108,7 +162,13 @@ impl AlignStage {
         let pw = column::<UInt32Array>(batch, col::PATCH_W)?;
         let ph = column::<UInt32Array>(batch, col::PATCH_H)?;
         let landmarks = column::<FixedSizeListArray>(batch, col::LANDMARKS)?;
+        let floats = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Float32Array>());
+        let (width, sharpness, yaw) = (floats(col::W), floats(col::SHARPNESS), floats(col::YAW));
+        let pts = batch.column_by_name(col::PTS).and_then(|c| c.as_any().downcast_ref::<Float64Array>());
+        let tracks = batch.column_by_name(col::TRACK_ID).and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let select = self.options.select;
         let mut paths: Vec<Option<String>> = Vec::with_capacity(batch.num_rows());
+        let mut reasons: Vec<Option<&str>> = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let row = first_row + i as u64;
             let folder = if identities.is_valid(i) {
@@ -117,8 +177,24 @@ impl AlignStage {
                 UNKNOWN_DIR.to_string()
             } else {
                 paths.push(None);
+                reasons.push(Some("unmatched"));
                 continue;
             };
+            let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
+            let reason = if below(width, select.min_face) {
+                Some("small")
+            } else if below(sharpness, select.min_sharpness) {
+                Some("blurry")
+            } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
+                Some("turned")
+            } else {
+                None
+            };
+            if reason.is_some() {
+                paths.push(None);
+                reasons.push(reason);
+                continue;
+            }
             let marks = patch_landmarks(landmarks, i, (px.value(i), py.value(i)))
                 .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
             let (w, h) = (pw.value(i) as usize, ph.value(i) as usize);
@@ -126,15 +202,39 @@ impl AlignStage {
             let view = RgbView::new(w, h, bytes)
                 .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
             let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+            // Within a track, a crop must be new enough to be worth keeping.
+            if let Some(track) = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)) {
+                let now = pts.map_or(0.0, |p| p.value(i));
+                let kept = self.tracks.entry(track).or_default();
+                let hash = dhash(&crop);
+                let reason = if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
+                    Some("track_limit")
+                } else if !kept.hashes.is_empty() && now - kept.last_pts < select.min_gap {
+                    Some("duplicate")
+                } else if kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits) {
+                    Some("duplicate")
+                } else {
+                    None
+                };
+                if reason.is_some() {
+                    paths.push(None);
+                    reasons.push(reason);
+                    continue;
+                }
+                kept.hashes.push(hash);
+                kept.last_pts = now;
+            }
             let encoded = encode(&crop, self.options.crop.format, self.options.crop.quality)?;
             let file = crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format);
             let relative = format!("{folder}/{file}");
             write_atomic(&self.dir.join(&relative), &encoded)?;
             self.crops += 1;
             paths.push(Some(relative));
+            reasons.push(None);
         }
         let mut columns = batch.project(&self.kept)?.columns().to_vec();
         columns.push(Arc::new(StringArray::from(paths)) as ArrayRef);
+        columns.push(Arc::new(StringArray::from(reasons)) as ArrayRef);
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

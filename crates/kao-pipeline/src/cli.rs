@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use kao_nn::Device;
 use kao_record::Provenance;
 
-use crate::align::AlignOptions;
+use crate::align::{AlignOptions, DEFAULT_MIN_HASH_BITS, Selection};
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
@@ -218,6 +218,26 @@ pub struct AlignArgs {
     /// Also write crops of unmatched faces, under `unknown/`.
     #[arg(long)]
     pub all: bool,
+    /// No crop for faces whose aligned chip is blurrier than this (variance of the Laplacian;
+    /// 0 keeps all). The manifest says why: `reject_reason`.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub min_sharpness: f32,
+    /// No crop for faces narrower than this many native pixels.
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    pub min_face: f32,
+    /// No crop for faces turned further than this many degrees (estimated from the landmarks).
+    #[arg(long, value_name = "DEG", default_value_t = 90.0)]
+    pub max_yaw: f32,
+    /// Within a track, no crop that differs from one already kept by fewer than this many of
+    /// the 64 bits of its perceptual hash (near-duplicates); 0 keeps them all.
+    #[arg(long, value_name = "BITS", default_value_t = DEFAULT_MIN_HASH_BITS)]
+    pub min_hash_bits: u32,
+    /// Within a track, at least this many seconds between crops.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub min_gap: f64,
+    /// At most this many crops per track (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_track: usize,
 }
 
 impl AlignArgs {
@@ -226,6 +246,14 @@ impl AlignArgs {
         AlignOptions {
             crop: CropSpec { size: self.size, padding: self.padding, format: self.format, quality: self.quality },
             all: self.all,
+            select: Selection {
+                min_sharpness: self.min_sharpness,
+                min_face: self.min_face,
+                max_yaw: self.max_yaw,
+                min_hash_bits: self.min_hash_bits,
+                min_gap: self.min_gap,
+                max_per_track: self.max_per_track,
+            },
         }
     }
 }

@@ -10,6 +10,7 @@ use kao_record::schema::{DataType, Field, ModelRef, SchemaRef, col, fixed_f32_li
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
+use crate::quality::{Quality, measure};
 
 /// Side of the chip the ResNet reads.
 pub const CHIP_SIZE: usize = 150;
@@ -67,11 +68,20 @@ impl FaceEmbedder {
         &self.provenance
     }
 
+    /// The aligned chip the ResNet reads for a face with `marks` (relative to `patch`).
+    pub fn chip(&self, patch: &RgbView<'_>, marks: &[(f32, f32)]) -> Result<RgbImage> {
+        Ok(get_face_chip(patch, marks, CHIP_SIZE, CHIP_PADDING)?)
+    }
+
     /// The chips to embed for one face: its aligned chip, or `jitters` jittered copies of it.
     /// `row` (the face's index in its stream) seeds the jitter so results do not depend on
     /// batching.
     pub fn chips(&self, patch: &RgbView<'_>, marks: &[(f32, f32)], row: u64) -> Result<Vec<RgbImage>> {
-        let chip = get_face_chip(patch, marks, CHIP_SIZE, CHIP_PADDING)?;
+        self.copies_of(self.chip(patch, marks)?, row)
+    }
+
+    /// The chips to embed for a face's aligned `chip`: itself, or its jittered copies.
+    fn copies_of(&self, chip: RgbImage, row: u64) -> Result<Vec<RgbImage>> {
         if self.copies == 1 {
             return Ok(vec![chip]);
         }
@@ -103,6 +113,7 @@ impl FaceEmbedder {
 pub struct Chips {
     batch: RecordBatch,
     chips: Vec<RgbImage>,
+    quality: Vec<Quality>,
 }
 
 /// The embed stage over record batches.
@@ -128,8 +139,11 @@ impl EmbedStage {
                 (col::LANDMARKS, fixed_f32_list(10)),
             ],
         )?;
-        let embedding = Field::new(col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32), false);
-        let schema = stage_schema(input, &[], vec![embedding], embedder.provenance())
+        let mut added = vec![Field::new(col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32), false)];
+        for name in [col::SHARPNESS, col::EXPOSURE, col::YAW, col::PITCH, col::ROLL] {
+            added.push(Field::new(name, DataType::Float32, false));
+        }
+        let schema = stage_schema(input, &[], added, embedder.provenance())
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
         Ok(EmbedStage { embedder, schema, name: name.to_string() })
     }
@@ -148,6 +162,7 @@ impl EmbedStage {
         let ph = column::<UInt32Array>(&batch, col::PATCH_H)?;
         let landmarks = column::<FixedSizeListArray>(&batch, col::LANDMARKS)?;
         let mut chips = Vec::with_capacity(batch.num_rows() * self.embedder.copies);
+        let mut quality = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let row = first_row + i as u64;
             let marks = patch_landmarks(landmarks, i, (px.value(i), py.value(i)))
@@ -156,9 +171,11 @@ impl EmbedStage {
             let bytes = patch.value(i);
             let view = RgbView::new(w, h, bytes)
                 .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
-            chips.extend(self.embedder.chips(&view, &marks, row).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?);
+            let chip = self.embedder.chip(&view, &marks).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+            quality.push(measure(&chip, &marks));
+            chips.extend(self.embedder.copies_of(chip, row)?);
         }
-        Ok(Chips { batch, chips })
+        Ok(Chips { batch, chips, quality })
     }
 
     /// Embeds the chips and returns their records with `embedding` added.
@@ -168,7 +185,16 @@ impl EmbedStage {
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let column: ArrayRef =
             Arc::new(FixedSizeListArray::try_new(item, EMBEDDING_LEN as i32, Arc::new(Float32Array::from(values)), None)?);
-        Ok(pass_through(&chips.batch, &self.schema, vec![column])?)
+        let measure = |f: fn(&Quality) -> f32| Arc::new(chips.quality.iter().map(f).collect::<Float32Array>()) as ArrayRef;
+        let columns = vec![
+            column,
+            measure(|q| q.sharpness),
+            measure(|q| q.exposure),
+            measure(|q| q.yaw),
+            measure(|q| q.pitch),
+            measure(|q| q.roll),
+        ];
+        Ok(pass_through(&chips.batch, &self.schema, columns)?)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod identify;
 pub mod manifest;
 pub mod align;
 pub mod cli;
+pub mod quality;
 pub mod shot;
 pub mod track;
 

@@ -65,12 +65,24 @@ pub mod col {
     pub const SHOT: &str = "shot";
     /// Face embedding.
     pub const EMBEDDING: &str = "embedding";
+    /// Variance of the Laplacian of the aligned chip (higher is sharper).
+    pub const SHARPNESS: &str = "sharpness";
+    /// Mean grey level of the aligned chip, 0–255.
+    pub const EXPOSURE: &str = "exposure";
+    /// Head turn in degrees, from the landmarks.
+    pub const YAW: &str = "yaw";
+    /// Head tilt in degrees, from the landmarks.
+    pub const PITCH: &str = "pitch";
+    /// Eye-line rotation in degrees.
+    pub const ROLL: &str = "roll";
     /// Matched reference name.
     pub const IDENTITY: &str = "identity";
     /// Distance to the nearest reference.
     pub const DISTANCE: &str = "distance";
     /// Path of the written crop, relative to the output folder.
     pub const CROP_PATH: &str = "crop_path";
+    /// Why no crop was written for a face (null when one was).
+    pub const REJECT_REASON: &str = "reject_reason";
 }
 
 /// The stage that adds `column` to the records, for error messages.
@@ -78,9 +90,9 @@ pub fn producer_of(column: &str) -> &'static str {
     use col::*;
     match column {
         SOURCE | FRAME_INDEX | PTS | WIDTH | HEIGHT | PIXELS => "kao-decode",
-        EMBEDDING => "kao-embed",
+        EMBEDDING | SHARPNESS | EXPOSURE | YAW | PITCH | ROLL => "kao-embed",
         IDENTITY | DISTANCE => "kao-match",
-        CROP_PATH => "kao-align",
+        CROP_PATH | REJECT_REASON => "kao-align",
         TRACK_ID => "kao-detect or kao-track",
         _ => "kao-detect",
     }
