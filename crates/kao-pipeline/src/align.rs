@@ -209,9 +209,9 @@ impl AlignStage {
                 let hash = dhash(&crop);
                 let reason = if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
                     Some("track_limit")
-                } else if !kept.hashes.is_empty() && now - kept.last_pts < select.min_gap {
-                    Some("duplicate")
-                } else if kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits) {
+                } else if (!kept.hashes.is_empty() && now - kept.last_pts < select.min_gap)
+                    || kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits)
+                {
                     Some("duplicate")
                 } else {
                     None

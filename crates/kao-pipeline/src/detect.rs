@@ -305,7 +305,7 @@ impl DetectStage {
         }
         let passed = batch.project(&self.kept)?;
         let mut out = Vec::new();
-        for row in 0..batch.num_rows() {
+        for (row, &shot) in shots.iter().enumerate() {
             let at = first_row + row as u64;
             let (w, h) = (width.value(row) as usize, height.value(row) as usize);
             let frame = RgbView::new(w, h, pixels.value(row))
@@ -317,7 +317,7 @@ impl DetectStage {
             let indices = UInt32Array::from(vec![row as u32; faces.len()]);
             let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?.columns().to_vec();
             columns.extend(face_columns(&faces)?);
-            columns.push(Arc::new(UInt32Array::from(vec![shots[row]; faces.len()])) as ArrayRef);
+            columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(out)

@@ -63,7 +63,7 @@ pub fn pose(landmarks: &[(f32, f32)]) -> (f32, f32, f32) {
     let nose = landmarks[4];
     let (ex, ey) = (right.0 - left.0, right.1 - left.1);
     let d = (ex * ex + ey * ey).sqrt();
-    if !(d > 1e-3) {
+    if d.is_nan() || d <= 1e-3 {
         return (0.0, 0.0, 0.0);
     }
     let (ux, uy) = (ex / d, ey / d);
