@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use kao_dlib::{RgbImage, RgbView};
@@ -10,7 +10,7 @@ use kao_nn::{Device, Embedder};
 use kao_record::schema::{FaceRow, FrameMeta, face_batch, face_schema};
 use kao_record::{Provenance, RecordWriter};
 
-use crate::sibling;
+use crate::{sibling, wait_peak_mb};
 
 /// The dlib build the anchor uses (PyPI wheel, CPU).
 const DLIB_BIN: &str = "dlib-bin==20.0.1.post1";
@@ -146,19 +146,11 @@ fn stream_memory(faces: usize) -> Result<(f64, f64)> {
         out.finish()?;
         Ok(())
     });
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    while child.try_wait()?.is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-            peak_kb = peak_kb.max(hwm.unwrap_or(0));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let peak_mb = wait_peak_mb(&mut child)?;
     let secs = started.elapsed().as_secs_f64();
     writer.join().map_err(|_| anyhow::anyhow!("record writer panicked"))??;
     if !child.wait()?.success() {
         bail!("kao-embed failed on the face stream");
     }
-    Ok((peak_kb as f64 / 1024.0, secs))
+    Ok((peak_mb, secs))
 }

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ffmpeg, sibling};
+use crate::{ffmpeg, sibling, wait_peak_mb};
 
 /// The face_recognition pipeline's packages: dlib's wheel and the model files face_recognition 1.3.0 uses.
 const FR_PACKAGES: &[&str] = &["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0", "numpy", "pillow", "pyarrow"];
@@ -39,21 +39,13 @@ fn fr_python(cache: &Path) -> Result<PathBuf> {
 fn measured(cmd: &mut Command) -> Result<(f64, f64)> {
     let started = Instant::now();
     let mut child: Child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("{cmd:?}"))?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    while child.try_wait()?.is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-            peak_kb = peak_kb.max(hwm.unwrap_or(0));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let peak_mb = wait_peak_mb(&mut child)?;
     let secs = started.elapsed().as_secs_f64();
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok((secs, peak_kb as f64 / 1024.0))
+    Ok((secs, peak_mb))
 }
 
 /// Frames and duration of `video` by ffprobe.

@@ -142,6 +142,21 @@ fn test_video(cache: &Path, width: u32, height: u32, frames: u32) -> Result<Path
     Ok(path)
 }
 
+/// Waits for `child` to end, polling its peak resident memory (VmHWM, in MB) from /proc;
+/// memory of its own child processes is not counted.
+fn wait_peak_mb(child: &mut std::process::Child) -> Result<f64> {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    while child.try_wait()?.is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+            peak_kb = peak_kb.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(peak_kb as f64 / 1024.0)
+}
+
 /// Runs `cmd` with stdout to /dev/null and returns the wall time in seconds.
 fn time(cmd: &mut Command) -> Result<f64> {
     let started = Instant::now();

@@ -21,6 +21,7 @@ use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs, TrackArgs};
 use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
+use kao_pipeline::HoldingStage;
 use kao_pipeline::identify::MatchStage;
 use kao_pipeline::shot::ShotDetector;
 use kao_pipeline::track::TrackStage;

@@ -44,15 +44,6 @@ fn run(args: &Args) -> Result<()> {
     let reader = RecordReader::open(args.input.as_deref())?;
     let (matcher, provenance) = args.matching.matcher(args.device, &mut |w| eprintln!("kao-match: warning: {w}"))?;
     let mut stage = MatchStage::new(matcher, &provenance, &reader.schema(), reader.name())?;
-    let mut writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
-    for batch in reader {
-        if let Some(done) = stage.push(batch?)? {
-            writer.write(&done)?;
-        }
-    }
-    if let Some(done) = stage.finish()? {
-        writer.write(&done)?;
-    }
-    writer.finish()?;
-    Ok(())
+    let writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
+    kao_pipeline::pump(&mut stage, reader, writer)
 }

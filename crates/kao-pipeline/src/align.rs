@@ -5,17 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
-    UInt32Array, UInt64Array,
-};
-use kao_dlib::RgbView;
-use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, stage_schema};
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
 use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity, write_atomic};
-use crate::embed::patch_landmarks;
+use crate::embed::Patches;
 use crate::quality::dhash;
 
 /// Folder of the crops of unmatched faces (with `--all`).
@@ -106,23 +102,14 @@ impl AlignStage {
         if !(options.crop.padding >= 0.0 && options.crop.padding <= 4.0) {
             anyhow::bail!("--padding must be between 0 and 4");
         }
-        kao_record::schema::require(
-            input,
-            name,
-            "kao-align",
-            &[
-                (col::SOURCE, DataType::Utf8),
-                (col::FRAME_INDEX, DataType::UInt64),
-                (col::FACE_INDEX, DataType::UInt32),
-                (col::PATCH, DataType::Binary),
-                (col::PATCH_X, DataType::Int32),
-                (col::PATCH_Y, DataType::Int32),
-                (col::PATCH_W, DataType::UInt32),
-                (col::PATCH_H, DataType::UInt32),
-                (col::LANDMARKS, fixed_f32_list(10)),
-                (col::IDENTITY, DataType::Utf8),
-            ],
-        )?;
+        let mut needs = vec![
+            (col::SOURCE, DataType::Utf8),
+            (col::FRAME_INDEX, DataType::UInt64),
+            (col::FACE_INDEX, DataType::UInt32),
+            (col::IDENTITY, DataType::Utf8),
+        ];
+        needs.extend(Patches::columns());
+        kao_record::schema::require(input, name, "kao-align", &needs)?;
         let select = &options.select;
         let mut needs = Vec::new();
         if select.min_sharpness > 0.0 {
@@ -156,12 +143,7 @@ impl AlignStage {
         let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
         let faces = column::<UInt32Array>(batch, col::FACE_INDEX)?;
         let identities = column::<StringArray>(batch, col::IDENTITY)?;
-        let patch = column::<BinaryArray>(batch, col::PATCH)?;
-        let px = column::<Int32Array>(batch, col::PATCH_X)?;
-        let py = column::<Int32Array>(batch, col::PATCH_Y)?;
-        let pw = column::<UInt32Array>(batch, col::PATCH_W)?;
-        let ph = column::<UInt32Array>(batch, col::PATCH_H)?;
-        let landmarks = column::<FixedSizeListArray>(batch, col::LANDMARKS)?;
+        let patches = Patches::of(batch, &self.name)?;
         let floats = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Float32Array>());
         let (width, sharpness, yaw) = (floats(col::W), floats(col::SHARPNESS), floats(col::YAW));
         let pts = batch.column_by_name(col::PTS).and_then(|c| c.as_any().downcast_ref::<Float64Array>());
@@ -171,66 +153,53 @@ impl AlignStage {
         let mut reasons: Vec<Option<&str>> = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let row = first_row + i as u64;
-            let folder = if identities.is_valid(i) {
-                sanitize_identity(identities.value(i))
-            } else if self.options.all {
-                UNKNOWN_DIR.to_string()
-            } else {
-                paths.push(None);
-                reasons.push(Some("unmatched"));
-                continue;
-            };
-            let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
-            let reason = if below(width, select.min_face) {
-                Some("small")
-            } else if below(sharpness, select.min_sharpness) {
-                Some("blurry")
-            } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
-                Some("turned")
-            } else {
-                None
-            };
-            if reason.is_some() {
-                paths.push(None);
-                reasons.push(reason);
-                continue;
-            }
-            let marks = patch_landmarks(landmarks, i, (px.value(i), py.value(i)))
-                .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
-            let (w, h) = (pw.value(i) as usize, ph.value(i) as usize);
-            let bytes = patch.value(i);
-            let view = RgbView::new(w, h, bytes)
-                .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
-            let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
-            // Within a track, a crop must be new enough to be worth keeping.
-            if let Some(track) = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)) {
-                let now = pts.map_or(0.0, |p| p.value(i));
-                let kept = self.tracks.entry(track).or_default();
-                let hash = dhash(&crop);
-                let reason = if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
-                    Some("track_limit")
-                } else if (!kept.hashes.is_empty() && now - kept.last_pts < select.min_gap)
-                    || kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits)
-                {
-                    Some("duplicate")
+            // Where the crop goes, or why there is none.
+            let place: Result<String, &str> = (|| {
+                let folder = if identities.is_valid(i) {
+                    sanitize_identity(identities.value(i))
+                } else if self.options.all {
+                    UNKNOWN_DIR.to_string()
                 } else {
-                    None
+                    return Ok(Err("unmatched"));
                 };
-                if reason.is_some() {
-                    paths.push(None);
-                    reasons.push(reason);
-                    continue;
+                let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
+                if below(width, select.min_face) {
+                    return Ok(Err("small"));
+                } else if below(sharpness, select.min_sharpness) {
+                    return Ok(Err("blurry"));
+                } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
+                    return Ok(Err("turned"));
                 }
-                kept.hashes.push(hash);
-                kept.last_pts = now;
-            }
-            let encoded = encode(&crop, self.options.crop.format, self.options.crop.quality)?;
-            let file = crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format);
-            let relative = format!("{folder}/{file}");
-            write_atomic(&self.dir.join(&relative), &encoded)?;
-            self.crops += 1;
-            paths.push(Some(relative));
-            reasons.push(None);
+                let (view, marks) = patches.face(i, row)?;
+                let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+                // Within a track, a crop must be new enough to be worth keeping.
+                if let Some(track) = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)) {
+                    let now = pts.map_or(0.0, |p| p.value(i));
+                    let kept = self.tracks.entry(track).or_default();
+                    let hash = dhash(&crop);
+                    if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
+                        return Ok(Err("track_limit"));
+                    } else if (!kept.hashes.is_empty() && now - kept.last_pts < select.min_gap)
+                        || kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits)
+                    {
+                        return Ok(Err("duplicate"));
+                    }
+                    kept.hashes.push(hash);
+                    kept.last_pts = now;
+                }
+                let encoded = encode(&crop, self.options.crop.format, self.options.crop.quality)?;
+                let file = crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format);
+                let relative = format!("{folder}/{file}");
+                write_atomic(&self.dir.join(&relative), &encoded)?;
+                self.crops += 1;
+                Ok::<_, anyhow::Error>(Ok(relative))
+            })()?;
+            let (path, reason) = match place {
+                Ok(path) => (Some(path), None),
+                Err(reason) => (None, Some(reason)),
+            };
+            paths.push(path);
+            reasons.push(reason);
         }
         let mut columns = batch.project(&self.kept)?.columns().to_vec();
         columns.push(Arc::new(StringArray::from(paths)) as ArrayRef);

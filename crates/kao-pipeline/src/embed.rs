@@ -130,14 +130,7 @@ impl EmbedStage {
             input,
             name,
             "kao-embed",
-            &[
-                (col::PATCH, DataType::Binary),
-                (col::PATCH_X, DataType::Int32),
-                (col::PATCH_Y, DataType::Int32),
-                (col::PATCH_W, DataType::UInt32),
-                (col::PATCH_H, DataType::UInt32),
-                (col::LANDMARKS, fixed_f32_list(10)),
-            ],
+            &Patches::columns(),
         )?;
         let mut added = vec![Field::new(col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32), false)];
         for name in [col::SHARPNESS, col::EXPOSURE, col::YAW, col::PITCH, col::ROLL] {
@@ -155,22 +148,12 @@ impl EmbedStage {
 
     /// Cuts the chips of `batch`, whose first row is row `first_row` of the stream.
     pub fn cut(&self, batch: RecordBatch, first_row: u64) -> Result<Chips> {
-        let patch = column::<BinaryArray>(&batch, col::PATCH)?;
-        let px = column::<Int32Array>(&batch, col::PATCH_X)?;
-        let py = column::<Int32Array>(&batch, col::PATCH_Y)?;
-        let pw = column::<UInt32Array>(&batch, col::PATCH_W)?;
-        let ph = column::<UInt32Array>(&batch, col::PATCH_H)?;
-        let landmarks = column::<FixedSizeListArray>(&batch, col::LANDMARKS)?;
+        let patches = Patches::of(&batch, &self.name)?;
         let mut chips = Vec::with_capacity(batch.num_rows() * self.embedder.copies);
         let mut quality = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let row = first_row + i as u64;
-            let marks = patch_landmarks(landmarks, i, (px.value(i), py.value(i)))
-                .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
-            let (w, h) = (pw.value(i) as usize, ph.value(i) as usize);
-            let bytes = patch.value(i);
-            let view = RgbView::new(w, h, bytes)
-                .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
+            let (view, marks) = patches.face(i, row)?;
             let chip = self.embedder.chip(&view, &marks).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
             quality.push(measure(&chip, &marks));
             chips.extend(self.embedder.copies_of(chip, row)?);
@@ -195,6 +178,55 @@ impl EmbedStage {
             measure(|q| q.roll),
         ];
         Ok(pass_through(&chips.batch, &self.schema, columns)?)
+    }
+}
+
+/// The faces of a batch of face records: each row's native patch and its landmarks.
+pub struct Patches<'a> {
+    patch: &'a BinaryArray,
+    x: &'a Int32Array,
+    y: &'a Int32Array,
+    w: &'a UInt32Array,
+    h: &'a UInt32Array,
+    landmarks: &'a FixedSizeListArray,
+    name: &'a str,
+}
+
+impl<'a> Patches<'a> {
+    /// The columns (and types) the patches need.
+    pub fn columns() -> Vec<(&'static str, DataType)> {
+        vec![
+            (col::PATCH, DataType::Binary),
+            (col::PATCH_X, DataType::Int32),
+            (col::PATCH_Y, DataType::Int32),
+            (col::PATCH_W, DataType::UInt32),
+            (col::PATCH_H, DataType::UInt32),
+            (col::LANDMARKS, fixed_f32_list(10)),
+        ]
+    }
+
+    /// The patches of `batch` (records named `name` in errors).
+    pub fn of(batch: &'a RecordBatch, name: &'a str) -> Result<Patches<'a>> {
+        Ok(Patches {
+            patch: column(batch, col::PATCH)?,
+            x: column(batch, col::PATCH_X)?,
+            y: column(batch, col::PATCH_Y)?,
+            w: column(batch, col::PATCH_W)?,
+            h: column(batch, col::PATCH_H)?,
+            landmarks: column(batch, col::LANDMARKS)?,
+            name,
+        })
+    }
+
+    /// Row `i`'s patch and its 5 landmarks relative to the patch; `row` numbers it in errors.
+    pub fn face(&self, i: usize, row: u64) -> Result<(RgbView<'a>, Vec<(f32, f32)>)> {
+        let marks = patch_landmarks(self.landmarks, i, (self.x.value(i), self.y.value(i)))
+            .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
+        let (w, h) = (self.w.value(i) as usize, self.h.value(i) as usize);
+        let bytes = self.patch.value(i);
+        let view = RgbView::new(w, h, bytes)
+            .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
+        Ok((view, marks))
     }
 }
 

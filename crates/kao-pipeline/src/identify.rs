@@ -9,7 +9,7 @@ use kao_nn::EMBEDDING_LEN;
 use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
 use kao_record::{Provenance, RecordError};
 
-use crate::column;
+use crate::{HoldingStage, WholeFrames, column};
 
 /// The default `--threshold` (see README, "Choosing the threshold").
 pub const DEFAULT_THRESHOLD: f32 = 0.48;
@@ -128,8 +128,7 @@ impl Matcher {
 pub struct MatchStage {
     matcher: Matcher,
     schema: SchemaRef,
-    input: SchemaRef,
-    held: Option<RecordBatch>,
+    frames: WholeFrames,
     /// Judged-by-face frames waiting for their tracks' evidence, in order.
     pending: VecDeque<(RecordBatch, Vec<Evidence>)>,
     pending_rows: usize,
@@ -189,8 +188,7 @@ impl MatchStage {
         Ok(MatchStage {
             matcher,
             schema,
-            input: input.clone(),
-            held: None,
+            frames: WholeFrames::new(input),
             pending: VecDeque::new(),
             pending_rows: 0,
             tracks: HashMap::new(),
@@ -203,30 +201,6 @@ impl MatchStage {
         &self.schema
     }
 
-    /// Takes a batch; returns the records now decided (complete frames whose tracks have
-    /// enough evidence, in input order).
-    pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let batch = match self.held.take() {
-            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
-            None => batch,
-        };
-        let (done, held) = split_last_frame(&batch)?;
-        self.held = held;
-        if let Some(done) = done {
-            self.observe(done)?;
-        }
-        self.emit(LOOKAHEAD_ROWS)
-    }
-
-    /// Decides and returns every record still held.
-    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        if let Some(batch) = self.held.take() {
-            self.observe(batch)?;
-        }
-        let out = self.emit(0);
-        self.tracks.clear();
-        out
-    }
 
     /// Records the evidence of complete frames and queues them.
     fn observe(&mut self, batch: RecordBatch) -> Result<()> {
@@ -322,6 +296,27 @@ impl MatchStage {
         let identity: ArrayRef = Arc::new(verdicts.iter().map(|v| v.identity.as_deref()).collect::<StringArray>());
         let distance: ArrayRef = Arc::new(verdicts.iter().map(|v| Some(v.distance)).collect::<Float32Array>());
         Ok(pass_through(batch, &self.schema, vec![identity, distance])?)
+    }
+}
+
+impl HoldingStage for MatchStage {
+    /// Takes a batch; returns the records now decided (complete frames whose tracks have
+    /// enough evidence, in input order).
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        if let Some(done) = self.frames.complete(batch)? {
+            self.observe(done)?;
+        }
+        self.emit(LOOKAHEAD_ROWS)
+    }
+
+    /// Decides and returns every record still held.
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(batch) = self.frames.rest() {
+            self.observe(batch)?;
+        }
+        let out = self.emit(0);
+        self.tracks.clear();
+        out
     }
 }
 

@@ -26,3 +26,55 @@ pub(crate) fn column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str)
         .and_then(|c| c.as_any().downcast_ref::<A>())
         .ok_or_else(|| anyhow!("column `{name}` is missing or has the wrong type"))
 }
+
+/// Collects the rows of whole frames: a batch's last frame may continue in the next batch
+/// (the rows of one frame are consecutive), so it is held back until then.
+pub(crate) struct WholeFrames {
+    input: kao_record::schema::SchemaRef,
+    held: Option<RecordBatch>,
+}
+
+impl WholeFrames {
+    /// For batches of `input` schema.
+    pub(crate) fn new(input: &kao_record::schema::SchemaRef) -> WholeFrames {
+        WholeFrames { input: input.clone(), held: None }
+    }
+
+    /// The rows of the frames known to be complete once `batch` has arrived.
+    pub(crate) fn complete(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let batch = match self.held.take() {
+            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            None => batch,
+        };
+        let (done, held) = identify::split_last_frame(&batch)?;
+        self.held = held;
+        Ok(done)
+    }
+
+    /// The rows held back, at the end of the stream.
+    pub(crate) fn rest(&mut self) -> Option<RecordBatch> {
+        self.held.take()
+    }
+}
+
+/// A stage that may hold records back (to see whole frames or tracks) before it emits them.
+pub trait HoldingStage {
+    /// Takes a batch; returns the records now ready, in input order.
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+    /// Returns every record still held, at the end of the stream.
+    fn finish(&mut self) -> Result<Option<RecordBatch>>;
+}
+
+/// Runs a holding stage over every batch of `reader` into `writer`, then finishes both.
+pub fn pump(stage: &mut dyn HoldingStage, reader: kao_record::RecordReader, mut writer: kao_record::RecordWriter) -> Result<()> {
+    for batch in reader {
+        if let Some(done) = stage.push(batch?)? {
+            writer.write(&done)?;
+        }
+    }
+    if let Some(done) = stage.finish()? {
+        writer.write(&done)?;
+    }
+    writer.finish()?;
+    Ok(())
+}

@@ -13,7 +13,7 @@ use kao_nn::EMBEDDING_LEN;
 use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
 use kao_record::{Provenance, RecordError};
 
-use crate::column;
+use crate::{HoldingStage, WholeFrames, column};
 use crate::identify::distance;
 
 /// How faces are linked into tracks.
@@ -68,8 +68,7 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 pub struct TrackStage {
     options: TrackOptions,
     schema: SchemaRef,
-    input: SchemaRef,
-    held: Option<RecordBatch>,
+    frames: WholeFrames,
     open: Vec<Track>,
     next_id: u64,
     name: String,
@@ -100,34 +99,12 @@ impl TrackStage {
         let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
         let schema = stage_schema(input, &[], added, &options.provenance())
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        Ok(TrackStage { options, schema, input: input.clone(), held: None, open: Vec::new(), next_id: 0, name: name.to_string() })
+        Ok(TrackStage { options, schema, frames: WholeFrames::new(input), open: Vec::new(), next_id: 0, name: name.to_string() })
     }
 
     /// The schema of the output records.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
-    }
-
-    /// Takes a batch; returns the records of the frames now known to be complete.
-    pub fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let batch = match self.held.take() {
-            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
-            None => batch,
-        };
-        let (done, held) = crate::identify::split_last_frame(&batch)?;
-        self.held = held;
-        match done {
-            Some(done) => self.link(&done).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The records held back for the last frame.
-    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        match self.held.take() {
-            Some(batch) => self.link(&batch).map(Some),
-            None => Ok(None),
-        }
     }
 
     /// Links the faces of complete frames.
@@ -204,6 +181,24 @@ impl TrackStage {
         }
         let column: ArrayRef = Arc::new(UInt64Array::from(ids));
         Ok(pass_through(batch, &self.schema, vec![column])?)
+    }
+}
+
+impl HoldingStage for TrackStage {
+    /// Takes a batch; returns the records of the frames now known to be complete.
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        match self.frames.complete(batch)? {
+            Some(done) => self.link(&done).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The records held back for the last frame.
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        match self.frames.rest() {
+            Some(batch) => self.link(&batch).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

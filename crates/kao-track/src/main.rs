@@ -40,15 +40,6 @@ fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;
     let reader = RecordReader::open(args.input.as_deref())?;
     let mut stage = TrackStage::new(args.track.options(), &reader.schema(), reader.name())?;
-    let mut writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
-    for batch in reader {
-        if let Some(done) = stage.push(batch?)? {
-            writer.write(&done)?;
-        }
-    }
-    if let Some(done) = stage.finish()? {
-        writer.write(&done)?;
-    }
-    writer.finish()?;
-    Ok(())
+    let writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
+    kao_pipeline::pump(&mut stage, reader, writer)
 }
