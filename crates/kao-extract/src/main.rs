@@ -256,12 +256,14 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         scope.spawn(move || embed_all(embed, batch_rows, in_order(faces_rx), embedded_tx, stats));
         let mut row = 0u64;
         let mut faces_in_video = 0u64;
-        let mut write = |batch: Option<RecordBatch>, faces_in_video: &mut u64| -> Result<()> {
-            let Some(batch) = batch else { return Ok(()) };
-            let rows = align.process(&batch, row)?;
-            row += batch.num_rows() as u64;
-            *faces_in_video += batch.num_rows() as u64;
-            manifest.write(&rows)?;
+        let mut write = |judged: Vec<RecordBatch>, faces_in_video: &mut u64| -> Result<()> {
+            for batch in judged {
+                stats.matches.fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
+                let rows = align.process(&batch, row)?;
+                row += batch.num_rows() as u64;
+                *faces_in_video += batch.num_rows() as u64;
+                manifest.write(&rows)?;
+            }
             Ok(())
         };
         for msg in embedded_rx {
@@ -272,27 +274,16 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                 }
                 Ok(Msg::Frame(..)) => bail!("a frame record reached the matcher"),
                 Ok(Msg::Records(batch)) => {
-                    let Some(tracked) = track.push(batch)? else { continue };
-                    let judged = matching.push(tracked)?;
-                    if let Some(b) = &judged {
-                        stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
+                    for tracked in track.push(batch)? {
+                        write(matching.push(tracked)?, &mut faces_in_video)?;
                     }
-                    write(judged, &mut faces_in_video)?;
                     bar.set_message(message(stats));
                 }
                 Ok(Msg::End { video, frames, outcome, message: text }) => {
-                    if let Some(tracked) = track.finish()? {
-                        let judged = matching.push(tracked)?;
-                        if let Some(b) = &judged {
-                            stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
-                        }
-                        write(judged, &mut faces_in_video)?;
+                    for tracked in track.finish()? {
+                        write(matching.push(tracked)?, &mut faces_in_video)?;
                     }
-                    let judged = matching.finish()?;
-                    if let Some(b) = &judged {
-                        stats.matches.fetch_add(count_matches(b) as u64, Ordering::Relaxed);
-                    }
-                    write(judged, &mut faces_in_video)?;
+                    write(matching.finish()?, &mut faces_in_video)?;
                     match &outcome {
                         Outcome::Failed => {
                             bar.suspend(|| eprintln!("kao-extract: {}", text.as_deref().unwrap_or("failed")));

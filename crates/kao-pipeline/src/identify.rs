@@ -80,7 +80,7 @@ pub const DEFAULT_TRACK_BEST: usize = 3;
 
 /// Face records a track decision may wait for: rows are emitted in order once this many
 /// later rows have been seen (bounds memory; patches travel with the rows).
-const LOOKAHEAD_ROWS: usize = 64;
+const LOOKAHEAD_ROWS: usize = 32;
 
 /// The matching rule: the positives to find and the negatives to reject.
 pub struct Matcher {
@@ -242,7 +242,7 @@ impl MatchStage {
     }
 
     /// Decides and returns the oldest queued frames until at most `keep` rows wait.
-    fn emit(&mut self, keep: usize) -> Result<Option<RecordBatch>> {
+    fn emit(&mut self, keep: usize) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         while self.pending_rows > keep {
             let Some((batch, evidence)) = self.pending.pop_front() else { break };
@@ -253,11 +253,7 @@ impl MatchStage {
         let waiting: std::collections::HashSet<u64> =
             self.pending.iter().flat_map(|(_, e)| e.iter().filter_map(|f| f.track)).collect();
         self.tracks.retain(|id, _| waiting.contains(id));
-        match out.len() {
-            0 => Ok(None),
-            1 => Ok(out.pop()),
-            _ => Ok(Some(arrow_select::concat::concat_batches(&self.schema, &out)?)),
-        }
+        Ok(out)
     }
 
     /// The verdict on one face: by its track's evidence when it has a track, else on its own.
@@ -302,15 +298,17 @@ impl MatchStage {
 impl HoldingStage for MatchStage {
     /// Takes a batch; returns the records now decided (complete frames whose tracks have
     /// enough evidence, in input order).
-    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        if let Some(done) = self.frames.complete(batch)? {
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        for done in self.frames.complete(batch)? {
             self.observe(done)?;
         }
-        self.emit(LOOKAHEAD_ROWS)
+        // Faces judged on their own need no lookahead.
+        let lookahead = if self.matcher.options.track_best > 0 { LOOKAHEAD_ROWS } else { 0 };
+        self.emit(lookahead)
     }
 
     /// Decides and returns every record still held.
-    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         if let Some(batch) = self.frames.rest() {
             self.observe(batch)?;
         }

@@ -40,15 +40,22 @@ impl WholeFrames {
         WholeFrames { input: input.clone(), held: None }
     }
 
-    /// The rows of the frames known to be complete once `batch` has arrived.
-    pub(crate) fn complete(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+    /// The rows of the frames known to be complete once `batch` has arrived. The rows are
+    /// copied only when a frame continues from one batch into the next.
+    pub(crate) fn complete(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
         let batch = match self.held.take() {
-            Some(held) => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            Some(held) if continues(&held, &batch)? => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            Some(held) => {
+                out.push(held);
+                batch
+            }
             None => batch,
         };
         let (done, held) = identify::split_last_frame(&batch)?;
         self.held = held;
-        Ok(done)
+        out.extend(done);
+        Ok(out)
     }
 
     /// The rows held back, at the end of the stream.
@@ -57,22 +64,34 @@ impl WholeFrames {
     }
 }
 
+/// True when `next` starts with a row of the frame that ends `held`.
+fn continues(held: &RecordBatch, next: &RecordBatch) -> Result<bool> {
+    use kao_record::schema::col;
+    if held.num_rows() == 0 || next.num_rows() == 0 {
+        return Ok(false);
+    }
+    let last = held.num_rows() - 1;
+    let (a_src, b_src) = (column::<arrow_array::StringArray>(held, col::SOURCE)?, column::<arrow_array::StringArray>(next, col::SOURCE)?);
+    let (a_frame, b_frame) = (column::<arrow_array::UInt64Array>(held, col::FRAME_INDEX)?, column::<arrow_array::UInt64Array>(next, col::FRAME_INDEX)?);
+    Ok(a_src.value(last) == b_src.value(0) && a_frame.value(last) == b_frame.value(0))
+}
+
 /// A stage that may hold records back (to see whole frames or tracks) before it emits them.
 pub trait HoldingStage {
     /// Takes a batch; returns the records now ready, in input order.
-    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>>;
     /// Returns every record still held, at the end of the stream.
-    fn finish(&mut self) -> Result<Option<RecordBatch>>;
+    fn finish(&mut self) -> Result<Vec<RecordBatch>>;
 }
 
 /// Runs a holding stage over every batch of `reader` into `writer`, then finishes both.
 pub fn pump(stage: &mut dyn HoldingStage, reader: kao_record::RecordReader, mut writer: kao_record::RecordWriter) -> Result<()> {
     for batch in reader {
-        if let Some(done) = stage.push(batch?)? {
+        for done in stage.push(batch?)? {
             writer.write(&done)?;
         }
     }
-    if let Some(done) = stage.finish()? {
+    for done in stage.finish()? {
         writer.write(&done)?;
     }
     writer.finish()?;

@@ -186,19 +186,13 @@ impl TrackStage {
 
 impl HoldingStage for TrackStage {
     /// Takes a batch; returns the records of the frames now known to be complete.
-    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        match self.frames.complete(batch)? {
-            Some(done) => self.link(&done).map(Some),
-            None => Ok(None),
-        }
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.frames.complete(batch)?.iter().map(|done| self.link(done)).collect()
     }
 
     /// The records held back for the last frame.
-    fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        match self.frames.rest() {
-            Some(batch) => self.link(&batch).map(Some),
-            None => Ok(None),
-        }
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        self.frames.rest().iter().map(|batch| self.link(batch)).collect()
     }
 }
 
