@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::AlignArgs;
 use kao_pipeline::manifest::{META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata};
@@ -51,17 +52,21 @@ fn run(args: &Args) -> Result<()> {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
     let mut manifest = ManifestWriter::create(&args.out, &schema)?;
-    let mut row = 0u64;
+    let mut faces = 0u64;
     for batch in reader {
         let batch = batch?;
-        let rows = stage.process(&batch, row)?;
+        faces += batch.num_rows() as u64;
+        for rows in stage.push(batch)? {
+            manifest.write(&rows)?;
+        }
+    }
+    for rows in stage.finish()? {
         manifest.write(&rows)?;
-        row += batch.num_rows() as u64;
     }
     let crops = stage.crops_written();
     let path = manifest.finish()?;
     if args.verbose {
-        eprintln!("kao-align: {row} faces, {crops} crops written; manifest {}", path.display());
+        eprintln!("kao-align: {faces} faces, {crops} crops written; manifest {}", path.display());
     }
     Ok(())
 }

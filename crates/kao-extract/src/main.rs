@@ -254,15 +254,21 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         }
         drop((frames_rx, faces_tx));
         scope.spawn(move || embed_all(embed, batch_rows, in_order(faces_rx), embedded_tx, stats));
-        let mut row = 0u64;
         let mut faces_in_video = 0u64;
-        let mut write = |judged: Vec<RecordBatch>, faces_in_video: &mut u64| -> Result<()> {
+        // Matched records to the align stage and the manifest; at a video's end the align
+        // stage decides what it still holds.
+        let mut write = |judged: Vec<RecordBatch>, faces_in_video: &mut u64, video_end: bool| -> Result<()> {
             for batch in judged {
                 stats.matches.fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
-                let rows = align.process(&batch, row)?;
-                row += batch.num_rows() as u64;
                 *faces_in_video += batch.num_rows() as u64;
-                manifest.write(&rows)?;
+                for rows in align.push(batch)? {
+                    manifest.write(&rows)?;
+                }
+            }
+            if video_end {
+                for rows in align.finish()? {
+                    manifest.write(&rows)?;
+                }
             }
             Ok(())
         };
@@ -275,15 +281,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                 Ok(Msg::Frame(..)) => bail!("a frame record reached the matcher"),
                 Ok(Msg::Records(batch)) => {
                     for tracked in track.push(batch)? {
-                        write(matching.push(tracked)?, &mut faces_in_video)?;
+                        write(matching.push(tracked)?, &mut faces_in_video, false)?;
                     }
                     bar.set_message(message(stats));
                 }
                 Ok(Msg::End { video, frames, outcome, message: text }) => {
                     for tracked in track.finish()? {
-                        write(matching.push(tracked)?, &mut faces_in_video)?;
+                        write(matching.push(tracked)?, &mut faces_in_video, false)?;
                     }
-                    write(matching.finish()?, &mut faces_in_video)?;
+                    write(matching.finish()?, &mut faces_in_video, true)?;
                     match &outcome {
                         Outcome::Failed => {
                             bar.suspend(|| eprintln!("kao-extract: {}", text.as_deref().unwrap_or("failed")));

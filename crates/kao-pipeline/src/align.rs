@@ -1,6 +1,6 @@
 //! The align stage: writes an aligned crop of each matched face and the manifest rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,9 +9,10 @@ use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, Stri
 use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
 use kao_record::{Provenance, RecordError};
 
-use crate::column;
+use crate::{HoldingStage, column};
 use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity, write_atomic};
 use crate::embed::Patches;
+use kao_dlib::RgbImage;
 use crate::quality::dhash;
 
 /// Folder of the crops of unmatched faces (with `--all`).
@@ -79,8 +80,29 @@ impl AlignOptions {
     }
 }
 
+/// A face that passed the quality floors, waiting for its crop decision.
+struct Candidate {
+    folder: String,
+    file: String,
+    crop: RgbImage,
+    hash: u64,
+    sharpness: f32,
+    track: Option<u64>,
+    pts: f64,
+}
+
+/// Face records waiting for their crop decisions: a candidate, or why the face has none.
+struct Held {
+    batch: RecordBatch,
+    faces: Vec<std::result::Result<Candidate, &'static str>>,
+}
+
+/// Face records the choice among near-duplicates may look ahead (bounds memory).
+const LOOKAHEAD_ROWS: usize = 16;
+
 /// The align stage: face records with `identity` in, manifest rows (no patch, `crop_path`
-/// added) out, crops written under the output folder as it goes.
+/// and `reject_reason` added) out, crops written under the output folder. Within a track, a
+/// near-duplicate is skipped in favour of a sharper one among the next 16 face records.
 pub struct AlignStage {
     options: AlignOptions,
     dir: PathBuf,
@@ -90,6 +112,9 @@ pub struct AlignStage {
     name: String,
     crops: u64,
     tracks: HashMap<u64, TrackCrops>,
+    held: VecDeque<Held>,
+    held_rows: usize,
+    next_row: u64,
 }
 
 impl AlignStage {
@@ -97,8 +122,7 @@ impl AlignStage {
     /// crops under `dir`.
     pub fn new(options: AlignOptions, input: &SchemaRef, name: &str, dir: &Path) -> Result<AlignStage> {
         if !(options.crop.size >= 8 && options.crop.size <= 4096) {
-            anyhow::bail!("--size must be between 8 and 4096");
-        }
+            anyhow::bail!("--size must be between 8 and 4096");        }
         if !(options.crop.padding >= 0.0 && options.crop.padding <= 4.0) {
             anyhow::bail!("--padding must be between 0 and 4");
         }
@@ -123,7 +147,18 @@ impl AlignStage {
         let schema = stage_schema(input, &[col::PATCH], added, &options.provenance())
             .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
         let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PATCH).collect();
-        Ok(AlignStage { options, dir: dir.to_path_buf(), schema, kept, name: name.to_string(), crops: 0, tracks: HashMap::new() })
+        Ok(AlignStage {
+            options,
+            dir: dir.to_path_buf(),
+            schema,
+            kept,
+            name: name.to_string(),
+            crops: 0,
+            tracks: HashMap::new(),
+            held: VecDeque::new(),
+            held_rows: 0,
+            next_row: 0,
+        })
     }
 
     /// The schema of the manifest rows.
@@ -136,74 +171,151 @@ impl AlignStage {
         self.crops
     }
 
-    /// Writes the crops of `batch` and returns its manifest rows. `first_row` numbers the
-    /// rows in error messages.
-    pub fn process(&mut self, batch: &RecordBatch, first_row: u64) -> Result<RecordBatch> {
-        let sources = column::<StringArray>(batch, col::SOURCE)?;
-        let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
-        let faces = column::<UInt32Array>(batch, col::FACE_INDEX)?;
-        let identities = column::<StringArray>(batch, col::IDENTITY)?;
-        let patches = Patches::of(batch, &self.name)?;
+    /// The crop candidates of `batch`: each face's aligned crop, or why it has none.
+    fn prepare(&mut self, batch: RecordBatch) -> Result<Held> {
+        let sources = column::<StringArray>(&batch, col::SOURCE)?;
+        let frames = column::<UInt64Array>(&batch, col::FRAME_INDEX)?;
+        let faces = column::<UInt32Array>(&batch, col::FACE_INDEX)?;
+        let identities = column::<StringArray>(&batch, col::IDENTITY)?;
+        let patches = Patches::of(&batch, &self.name)?;
         let floats = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Float32Array>());
         let (width, sharpness, yaw) = (floats(col::W), floats(col::SHARPNESS), floats(col::YAW));
         let pts = batch.column_by_name(col::PTS).and_then(|c| c.as_any().downcast_ref::<Float64Array>());
         let tracks = batch.column_by_name(col::TRACK_ID).and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
         let select = self.options.select;
-        let mut paths: Vec<Option<String>> = Vec::with_capacity(batch.num_rows());
-        let mut reasons: Vec<Option<&str>> = Vec::with_capacity(batch.num_rows());
+        let mut held = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            let row = first_row + i as u64;
-            // Where the crop goes, or why there is none.
-            let place: Result<String, &str> = (|| {
-                let folder = if identities.is_valid(i) {
-                    sanitize_identity(identities.value(i))
-                } else if self.options.all {
-                    UNKNOWN_DIR.to_string()
-                } else {
-                    return Ok(Err("unmatched"));
-                };
-                let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
-                if below(width, select.min_face) {
-                    return Ok(Err("small"));
-                } else if below(sharpness, select.min_sharpness) {
-                    return Ok(Err("blurry"));
-                } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
-                    return Ok(Err("turned"));
-                }
-                let (view, marks) = patches.face(i, row)?;
-                let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
-                // Within a track, a crop must be new enough to be worth keeping.
-                if let Some(track) = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)) {
-                    let now = pts.map_or(0.0, |p| p.value(i));
-                    let kept = self.tracks.entry(track).or_default();
-                    let hash = dhash(&crop);
-                    if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
-                        return Ok(Err("track_limit"));
-                    } else if (!kept.hashes.is_empty() && now - kept.last_pts < select.min_gap)
-                        || kept.hashes.iter().any(|h| (h ^ hash).count_ones() < select.min_hash_bits)
-                    {
-                        return Ok(Err("duplicate"));
-                    }
-                    kept.hashes.push(hash);
-                    kept.last_pts = now;
-                }
-                let encoded = encode(&crop, self.options.crop.format, self.options.crop.quality)?;
-                let file = crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format);
-                let relative = format!("{folder}/{file}");
-                write_atomic(&self.dir.join(&relative), &encoded)?;
-                self.crops += 1;
-                Ok::<_, anyhow::Error>(Ok(relative))
-            })()?;
-            let (path, reason) = match place {
-                Ok(path) => (Some(path), None),
-                Err(reason) => (None, Some(reason)),
+            let row = self.next_row + i as u64;
+            let folder = if identities.is_valid(i) {
+                sanitize_identity(identities.value(i))
+            } else if self.options.all {
+                UNKNOWN_DIR.to_string()
+            } else {
+                held.push(Err("unmatched"));
+                continue;
             };
-            paths.push(path);
-            reasons.push(reason);
+            let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
+            if below(width, select.min_face) {
+                held.push(Err("small"));
+                continue;
+            } else if below(sharpness, select.min_sharpness) {
+                held.push(Err("blurry"));
+                continue;
+            } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
+                held.push(Err("turned"));
+                continue;
+            }
+            let (view, marks) = patches.face(i, row)?;
+            let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+            held.push(Ok(Candidate {
+                folder,
+                file: crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format),
+                hash: dhash(&crop),
+                crop,
+                sharpness: sharpness.map_or(0.0, |c| c.value(i)),
+                track: tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)),
+                pts: pts.map_or(0.0, |p| p.value(i)),
+            }));
         }
-        let mut columns = batch.project(&self.kept)?.columns().to_vec();
-        columns.push(Arc::new(StringArray::from(paths)) as ArrayRef);
-        columns.push(Arc::new(StringArray::from(reasons)) as ArrayRef);
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        self.next_row += batch.num_rows() as u64;
+        Ok(Held { batch, faces: held })
+    }
+
+    /// True when `candidate` is unlike every crop kept for its track.
+    fn novel(&self, candidate: &Candidate) -> bool {
+        let bits = self.options.select.min_hash_bits;
+        candidate
+            .track
+            .and_then(|t| self.tracks.get(&t))
+            .is_none_or(|kept| kept.hashes.iter().all(|h| (h ^ candidate.hash).count_ones() >= bits))
+    }
+
+    /// Writes the crop of `candidate`, or says why not; `later` are the candidates after it.
+    fn decide<'a>(&mut self, candidate: &Candidate, later: impl Iterator<Item = &'a Candidate>) -> Result<std::result::Result<String, &'static str>> {
+        let select = self.options.select;
+        if let Some(track) = candidate.track {
+            let kept = self.tracks.entry(track).or_default();
+            if select.max_per_track > 0 && kept.hashes.len() >= select.max_per_track {
+                return Ok(Err("track_limit"));
+            }
+            if !kept.hashes.is_empty() && candidate.pts - kept.last_pts < select.min_gap {
+                return Ok(Err("duplicate"));
+            }
+            if !self.novel(candidate) {
+                return Ok(Err("duplicate"));
+            }
+            // A sharper near-duplicate follows: it will be kept instead.
+            let mut later = later;
+            let sharper = later.any(|other| {
+                other.track == Some(track)
+                    && (other.hash ^ candidate.hash).count_ones() < select.min_hash_bits
+                    && other.sharpness > candidate.sharpness
+                    && self.novel(other)
+            });
+            if sharper {
+                return Ok(Err("duplicate"));
+            }
+            let kept = self.tracks.entry(track).or_default();
+            kept.hashes.push(candidate.hash);
+            kept.last_pts = candidate.pts;
+        }
+        let encoded = encode(&candidate.crop, self.options.crop.format, self.options.crop.quality)?;
+        let relative = format!("{}/{}", candidate.folder, candidate.file);
+        write_atomic(&self.dir.join(&relative), &encoded)?;
+        self.crops += 1;
+        Ok(Ok(relative))
+    }
+
+    /// Decides the oldest held records until at most `keep` rows wait; returns their
+    /// manifest rows.
+    fn emit(&mut self, keep: usize) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while self.held_rows > keep {
+            let Some(front) = self.held.pop_front() else { break };
+            self.held_rows -= front.batch.num_rows();
+            let mut paths: Vec<Option<String>> = Vec::with_capacity(front.faces.len());
+            let mut reasons: Vec<Option<&str>> = Vec::with_capacity(front.faces.len());
+            for (i, face) in front.faces.iter().enumerate() {
+                let place = match face {
+                    Err(reason) => Err(*reason),
+                    Ok(candidate) => {
+                        let held = std::mem::take(&mut self.held);
+                        let later = front.faces[i + 1..]
+                            .iter()
+                            .chain(held.iter().flat_map(|h| h.faces.iter()))
+                            .filter_map(|f| f.as_ref().ok());
+                        let decided = self.decide(candidate, later);
+                        self.held = held;
+                        decided?
+                    }
+                };
+                let (path, reason) = match place {
+                    Ok(path) => (Some(path), None),
+                    Err(reason) => (None, Some(reason)),
+                };
+                paths.push(path);
+                reasons.push(reason);
+            }
+            let mut columns = front.batch.project(&self.kept)?.columns().to_vec();
+            columns.push(Arc::new(StringArray::from(paths)) as ArrayRef);
+            columns.push(Arc::new(StringArray::from(reasons)) as ArrayRef);
+            out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+}
+
+impl HoldingStage for AlignStage {
+    /// Takes face records; returns the manifest rows of those now decided, in order.
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let held = self.prepare(batch)?;
+        self.held_rows += held.batch.num_rows();
+        self.held.push_back(held);
+        self.emit(LOOKAHEAD_ROWS)
+    }
+
+    /// Decides every record still held.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        self.emit(0)
     }
 }
