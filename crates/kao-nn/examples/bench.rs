@@ -22,18 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, p) in chip.data.iter_mut().enumerate() {
         *p = (i * 7 % 251) as u8;
     }
-    let devices = [
-        #[cfg(feature = "flex")]
-        Device::Flex,
-        #[cfg(feature = "ndarray")]
-        Device::NdArray,
-        #[cfg(feature = "candle")]
-        Device::Candle,
-        #[cfg(feature = "cuda")]
-        Device::Cuda(0),
-    ];
+    let devices = Device::compiled();
     let mut first: Option<Vec<[f32; 128]>> = None;
-    for device in devices {
+    for &device in &devices {
         let embedder = Embedder::load(&model, device)?;
         let out = embedder.embed(&[chip.view()])?;
         match &first {

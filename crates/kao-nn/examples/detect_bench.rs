@@ -27,20 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if rounds == 0 {
         return Err("ROUNDS must be at least 1".into());
     }
-    let devices = [
-        #[cfg(feature = "flex")]
-        Device::Flex,
-        #[cfg(feature = "ndarray")]
-        Device::NdArray,
-        #[cfg(feature = "candle")]
-        Device::Candle,
-        #[cfg(feature = "cuda")]
-        Device::Cuda(0),
-    ];
+    let devices = Device::compiled();
     let mmod_input = MmodModel::load(dir.join("mmod_human_face_detector.dat"))?.input;
     let short = BlazeFace::new(BlazeFaceConfig::short_range());
     let full = BlazeFace::new(BlazeFaceConfig::full_range());
-    for device in devices {
+    for &device in &devices {
         let detectors = [
             (
                 "blazeface-short",

@@ -160,6 +160,16 @@ pub struct BlazeFaceNet<B: Backend> {
     device: B::Device,
 }
 
+/// Padding burn's conv/pool can apply itself (the same before and after on each axis), or
+/// else `x` padded explicitly with `fill` and no padding left for the op.
+fn symmetric_padding<B: Backend>(x: Tensor<B, 4>, pad: &Pad2, fill: f32) -> (Tensor<B, 4>, [usize; 2]) {
+    if pad[0][0] == pad[0][1] && pad[1][0] == pad[1][1] {
+        (x, [pad[0][0], pad[1][0]])
+    } else {
+        (x.pad([(pad[0][0], pad[0][1]), (pad[1][0], pad[1][1])], PadMode::Constant(fill)), [0, 0])
+    }
+}
+
 /// TF SAME padding `[before, after]` for one axis.
 fn same_padding(input: usize, window: usize, stride: usize) -> [usize; 2] {
     let out = input.div_ceil(stride);
@@ -749,16 +759,7 @@ impl<B: Backend> BlazeFaceNet<B> {
                     groups,
                     relu,
                 } => {
-                    let mut x = next().image();
-                    let padding = if pad[0][0] == pad[0][1] && pad[1][0] == pad[1][1] {
-                        [pad[0][0], pad[1][0]]
-                    } else {
-                        x = x.pad(
-                            [(pad[0][0], pad[0][1]), (pad[1][0], pad[1][1])],
-                            PadMode::Constant(0.0),
-                        );
-                        [0, 0]
-                    };
+                    let (x, padding) = symmetric_padding(next().image(), pad, 0.0);
                     let y = conv2d(
                         x,
                         weight.clone(),
@@ -772,17 +773,8 @@ impl<B: Backend> BlazeFaceNet<B> {
                     stride,
                     pad,
                 } => {
-                    let mut x = next().image();
-                    let padding = if pad[0][0] == pad[0][1] && pad[1][0] == pad[1][1] {
-                        [pad[0][0], pad[1][0]]
-                    } else {
-                        // TF ignores the padded cells; −∞ never wins the max.
-                        x = x.pad(
-                            [(pad[0][0], pad[0][1]), (pad[1][0], pad[1][1])],
-                            PadMode::Constant(f32::NEG_INFINITY),
-                        );
-                        [0, 0]
-                    };
+                    // TF ignores the padded cells; −∞ never wins the max.
+                    let (x, padding) = symmetric_padding(next().image(), pad, f32::NEG_INFINITY);
                     Value::Image(max_pool2d(x, *window, *stride, padding, [1, 1], false))
                 }
                 Step::MaxPool2x2 => {

@@ -174,6 +174,20 @@ impl Device {
         #[cfg(all(feature = "candle", not(any(feature = "flex", feature = "ndarray"))))]
         return Device::Candle;
     }
+
+    /// Every backend this build has (CUDA as GPU 0), for benchmarks that compare them.
+    pub fn compiled() -> Vec<Device> {
+        vec![
+            #[cfg(feature = "flex")]
+            Device::Flex,
+            #[cfg(feature = "ndarray")]
+            Device::NdArray,
+            #[cfg(feature = "candle")]
+            Device::Candle,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(0),
+        ]
+    }
 }
 
 /// `cpu` (the default CPU backend) or `cuda` / `cuda:N` (GPU N, in builds with the `cuda`
