@@ -259,7 +259,6 @@ impl MatchStage {
     /// The verdict on one face: by its track's evidence when it has a track, else on its own.
     fn verdict(&self, face: &Evidence) -> Verdict {
         let options = &self.matcher.options;
-        let names: Vec<&str> = self.matcher.positives.names().collect();
         let nearest = |scores: &[f32]| {
             scores.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(p, &d)| (p, d)).unwrap_or((0, f32::INFINITY))
         };
@@ -277,7 +276,8 @@ impl MatchStage {
         };
         let rejected = negative.is_some_and(|n| n < score + options.margin);
         if score <= options.threshold && !rejected && !ambiguous {
-            Verdict { identity: Some(names[person].to_string()), distance: face.distances[person] }
+            let name = self.matcher.positives.names().nth(person).unwrap_or_default();
+            Verdict { identity: Some(name.to_string()), distance: face.distances[person] }
         } else {
             Verdict { identity: None, distance: own_distance }
         }
