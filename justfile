@@ -65,3 +65,23 @@ bench-extract: build
 # NVRTC at run time, not the CUDA toolkit at build time).
 build-cuda:
     cargo build --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
+
+# kao-report on an output folder: tables on stdout and DIR/report.html (builds kao-report,
+# which pulls polars: about 12 minutes once).
+report dir="out/demo/dataset":
+    cargo build --release --locked -p kao-report
+    {{bin}}/kao-report {{dir}}
+
+# docs/report.png: the report of the demo run, rendered by headless Chromium.
+report-screenshot: (report "out/demo/dataset")
+    chromium --headless --no-sandbox --disable-gpu --disable-background-networking --hide-scrollbars \
+      --user-data-dir=$(mktemp -d) --window-size=1280,1800 --screenshot=docs/report.png \
+      "file://$PWD/out/demo/dataset/report.html"
+
+# Start JupyterLab on notebooks/ with evcxr's Rust kernel (installs both once).
+notebooks:
+    ./scripts/notebooks.sh lab
+
+# Run every notebook headless, top to bottom (what CI does); executed copies in out/notebooks/.
+notebooks-check:
+    ./scripts/notebooks.sh check

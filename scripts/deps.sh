@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what kao needs to build and run, idempotently: Debian packages (FFmpeg libraries and
 # CLI, clang for bindgen), then the model files (python3 models/fetch.py).
+# `deps.sh --browser` also installs Debian's chromium, for the report's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
           libavdevice-dev libavfilter-dev pkg-config clang libclang-dev ffmpeg)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+[ "${1:-}" = --browser ] && packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,15 +1,39 @@
 #!/usr/bin/env bash
 # README's test command: installs what the tests need (idempotently), builds once in the release
-# profile, runs every test of the workspace, and checks that the CUDA build compiles (running it
-# needs an NVIDIA GPU: see README, "GPU"). Ends with one line counting every test.
+# profile, runs every test, and checks that the CUDA build compiles (running it needs an NVIDIA
+# GPU: see README, "GPU"). Ends with one line counting every test.
+#
+# Two steps, so the default build stays lean:
+#   1. the stages: the workspace's default members (no polars), their tests, the CUDA check;
+#   2. the analysis: kao-analysis and kao-report (polars), the report's browser test in headless
+#      Chromium, and every notebook run top to bottom (scripts/notebooks.sh check).
+# KAO_TEST_STEPS=stages runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+steps="${KAO_TEST_STEPS:-all}"
+./scripts/deps.sh $([ "$steps" = stages ] || echo --browser)
 ./scripts/fixtures.sh
-cargo build --release --locked --workspace
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --locked --workspace 2>&1 | tee "$log"
+step() { echo "kao: $1 ($(date -u +%H:%M:%S))" >&2; }
+
+step "stages: build"
+cargo build --release --locked
+step "stages: tests"
+cargo test --release --locked 2>&1 | tee "$log"
+step "stages: CUDA build check"
 cargo check --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
+
+if [ "$steps" != stages ]; then
+  step "analysis: build (polars)"
+  cargo build --release --locked -p kao-report
+  step "analysis: tests"
+  cargo test --release --locked -p kao-analysis -p kao-report 2>&1 | tee -a "$log"
+  cargo test --release --locked -p kao-tests --features report --test report 2>&1 | tee -a "$log"
+  step "analysis: notebooks"
+  ./scripts/notebooks.sh check 2>&1 | tee -a "$log"
+fi
+step "done"
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
-echo "tests: $(count passed) passed, $(count failed) failed"
+notebooks=$(grep -cE '^notebook .*: ok ' "$log" || true)
+echo "tests: $(count passed) passed, $(count failed) failed; notebooks: ${notebooks} ran clean"

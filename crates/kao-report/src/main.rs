@@ -1,0 +1,104 @@
+//! kao-report: what a kao run kept and why, as tables on stdout and a self-contained
+//! `report.html` (crop thumbnails by identity and track, rejected faces with their reason, a
+//! distance histogram and a timeline).
+
+mod html;
+mod thumbs;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use kao_analysis::{Manifest, summary};
+
+/// Summarise a kao output folder: tables on stdout, a self-contained HTML page.
+///
+/// Reads DIR/manifest.parquet (written by kao-align or kao-extract) and prints, per identity,
+/// the faces, tracks, crops, median distance and time on screen; per video, the faces,
+/// matches and crops; and why faces got no crop. Then writes DIR/report.html: crop thumbnails
+/// grouped by identity and track, a sample of each track's rejected faces (cut from the video
+/// when it can be opened) with their reason, a distance histogram and a timeline per video.
+/// The page needs no network and no other file.
+#[derive(Parser, Debug)]
+#[command(name = "kao-report", version)]
+struct Args {
+    /// A kao output folder (holding manifest.parquet), or a manifest file.
+    dir: PathBuf,
+    /// Where to write the page [default: report.html beside the manifest].
+    #[arg(long, short, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the tables only; write no page.
+    #[arg(long)]
+    no_html: bool,
+    /// Thumbnails of at most N rejected faces per track, spread over the track (0: none).
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    max_rejected: usize,
+    /// Show at most N tracks per identity (the largest first; the page says how many are left out).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    max_tracks: usize,
+    /// Thumbnail size in pixels (the longer side).
+    #[arg(long, value_name = "PX", default_value_t = 112, value_parser = clap::value_parser!(u32).range(16..=400))]
+    thumb: u32,
+    /// Do not open the videos: rejected faces are listed without thumbnails.
+    #[arg(long)]
+    no_video: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    kao_record::cli::exit("kao-report", run(&args).map(|()| 0))
+}
+
+fn run(args: &Args) -> Result<()> {
+    let manifest = Manifest::load(&args.dir)?;
+    let people = summary::by_identity(&manifest)?;
+    let videos = summary::by_video(&manifest)?;
+    let rejected = summary::rejections(&manifest)?;
+    let mut out = std::io::stdout().lock();
+    for (title, table) in [("People", &people), ("Videos", &videos), ("Faces without a crop", &rejected)] {
+        writeln!(out, "{title}\n{}\n", html::text_table(table))?;
+    }
+    out.flush()?;
+    if args.no_html {
+        return Ok(());
+    }
+    let faces = manifest.faces()?;
+    let page_path = args.out.clone().unwrap_or_else(|| manifest.dir().join("report.html"));
+    let plan = html::Plan::new(&faces, args.max_tracks, args.max_rejected);
+    let thumbs = thumbs::make(&manifest, &faces, &plan, args.thumb, !args.no_video);
+    let page = html::render(&html::Page {
+        manifest: &manifest,
+        faces: &faces,
+        people: &people,
+        videos: &videos,
+        rejected: &rejected,
+        plan: &plan,
+        thumbs: &thumbs,
+    })?;
+    write_atomic(&page_path, page.as_bytes())?;
+    eprintln!(
+        "kao-report: wrote {} ({} thumbnails: {} crops, {} rejected faces)",
+        page_path.display(),
+        thumbs.crops + thumbs.rejected,
+        thumbs.crops,
+        thumbs.rejected
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".report-")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot write here", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    tmp.persist(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
