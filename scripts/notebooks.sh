@@ -5,9 +5,10 @@
 #   scripts/notebooks.sh lab     start JupyterLab on notebooks/
 # Needs the output of ./scripts/demo.sh (out/demo/), which `check` makes when it is missing.
 # Installs: evcxr_jupyter (cargo install, ~10 min once) under ~/.cache/kao/evcxr, a Python venv
-# with nbclient (check) or JupyterLab (lab) under ~/.cache/kao/jupyter, the kernel spec "rust".
+# with nbclient (check) or JupyterLab (lab) under ~/.cache/kao/jupyter, the kernel spec "rust"
+# (~/.local/share/jupyter/kernels/rust).
 # The notebooks' own build (polars and the kao crates, at evcxr's opt-level) is kept in
-# target/evcxr, so a second run compiles nothing again.
+# /tmp/kao-evcxr-UID (KAO_EVCXR_DIR), so a second run compiles nothing again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-check}"
@@ -27,11 +28,13 @@ case "$mode" in
   lab)   "$venv/bin/python" -c 'import jupyterlab' 2>/dev/null || "$venv/bin/pip" install --quiet 'jupyterlab==4.*' ;;
   *)     echo "usage: scripts/notebooks.sh [check|lab]" >&2; exit 2 ;;
 esac
-# The kernel spec, in the venv's own Jupyter data folder.
-export JUPYTER_DATA_DIR="$venv/share/jupyter"
-PATH="$evcxr_root/bin:$PATH" evcxr_jupyter --install >/dev/null
+# The kernel spec "rust" (in ~/.local/share/jupyter/kernels/rust, pointing at this evcxr_jupyter).
+"$evcxr_root/bin/evcxr_jupyter" --install >/dev/null
 # One evcxr build folder for every notebook and run, with the workspace's versions of the crates.
-export EVCXR_TMPDIR="$PWD/target/evcxr"
+# Not inside the workspace (cargo would take evcxr's crate for a stray workspace member) and not
+# under $HOME: rustc's relative rpath from evcxr's code library to the toolchain's libstd is one
+# level short when both lie under the same home folder, and the library then fails to load.
+export EVCXR_TMPDIR="${KAO_EVCXR_DIR:-${TMPDIR:-/tmp}/kao-evcxr-$(id -u)}"
 mkdir -p "$EVCXR_TMPDIR"
 [ -f "$EVCXR_TMPDIR/Cargo.lock" ] || cp Cargo.lock "$EVCXR_TMPDIR/Cargo.lock"
 
@@ -54,7 +57,9 @@ for path in sys.argv[1:]:
         status = "ok"
     except CellExecutionError as e:
         failed += 1
-        status = "FAILED\n" + str(e)[-3000:]
+        # evcxr puts the compiler's message in the error output's value, not in a traceback.
+        errors = [o.get("evalue", "") for c in book.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        status = "FAILED\n" + str(e)[-3000:] + "\n" + "\n".join(errors)[-3000:]
     out = "out/notebooks/" + path.rsplit("/", 1)[-1]
     nbformat.write(book, out)
     print(f"notebook {path}: {status} ({time.time() - start:.0f} s, executed copy in {out})", file=sys.stderr)
