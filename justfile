@@ -75,7 +75,7 @@ report dir="out/demo/dataset":
 # docs/report.png: the report of the demo run, rendered by headless Chromium.
 report-screenshot: (report "out/demo/dataset")
     chromium --headless --no-sandbox --disable-gpu --disable-background-networking --hide-scrollbars \
-      --user-data-dir=$(mktemp -d) --window-size=1280,1800 --screenshot=docs/report.png \
+      --user-data-dir=$(mktemp -d) --window-size=1280,2400 --screenshot=docs/report.png \
       "file://$PWD/out/demo/dataset/report.html"
 
 # Start JupyterLab on notebooks/ with evcxr's Rust kernel (installs both once).
