@@ -3,6 +3,7 @@
 #   scripts/notebooks.sh check   run every notebook top to bottom, headless; fail on any cell error
 #                                (executed copies in out/notebooks/); CI runs this from scripts/test.sh
 #   scripts/notebooks.sh lab     start JupyterLab on notebooks/
+#   scripts/notebooks.sh install install what `check` needs, and stop
 # Needs the output of ./scripts/demo.sh (out/demo/), which `check` makes when it is missing.
 # Installs: evcxr_jupyter (cargo install, ~10 min once) under ~/.cache/kao/evcxr, a Python venv
 # with nbclient (check) or JupyterLab (lab) under ~/.cache/kao/jupyter, the kernel spec "rust"
@@ -23,10 +24,10 @@ if ! grep -qs "^\"evcxr_jupyter $evcxr_version " "$evcxr_root/.crates.toml"; the
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 case "$mode" in
-  check) "$venv/bin/python" -c 'import nbclient, nbformat' 2>/dev/null \
+  check|install) "$venv/bin/python" -c 'import nbclient, nbformat' 2>/dev/null \
            || "$venv/bin/pip" install --quiet 'nbclient==0.10.*' 'nbformat==5.*' 'jupyter_client==8.*' ;;
   lab)   "$venv/bin/python" -c 'import jupyterlab' 2>/dev/null || "$venv/bin/pip" install --quiet 'jupyterlab==4.*' ;;
-  *)     echo "usage: scripts/notebooks.sh [check|lab]" >&2; exit 2 ;;
+  *)     echo "usage: scripts/notebooks.sh [check|lab|install]" >&2; exit 2 ;;
 esac
 # The kernel spec "rust" (in ~/.local/share/jupyter/kernels/rust, pointing at this evcxr_jupyter).
 "$evcxr_root/bin/evcxr_jupyter" --install >/dev/null
@@ -38,6 +39,7 @@ export EVCXR_TMPDIR="${KAO_EVCXR_DIR:-${TMPDIR:-/tmp}/kao-evcxr-$(id -u)}"
 mkdir -p "$EVCXR_TMPDIR"
 [ -f "$EVCXR_TMPDIR/Cargo.lock" ] || cp Cargo.lock "$EVCXR_TMPDIR/Cargo.lock"
 
+[ "$mode" = install ] && exit 0
 if [ "$mode" = lab ]; then
   exec "$venv/bin/jupyter" lab notebooks/
 fi

@@ -14,8 +14,15 @@ steps="${KAO_TEST_STEPS:-all}"
 ./scripts/deps.sh $([ "$steps" = stages ] || echo --browser)
 ./scripts/fixtures.sh
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "${evcxr_log:-}"; [ -z "${evcxr_pid:-}" ] || kill "$evcxr_pid" 2>/dev/null || true' EXIT
 step() { echo "kao: $1 ($(date -u +%H:%M:%S))" >&2; }
+if [ "$steps" != stages ]; then
+  # evcxr_jupyter takes about 10 minutes of CPU to build: build it beside the stages, whose build
+  # and tests leave one core idle much of the time.
+  evcxr_log=$(mktemp)
+  ./scripts/notebooks.sh install >"$evcxr_log" 2>&1 &
+  evcxr_pid=$!
+fi
 
 step "stages: build"
 cargo build --release --locked
@@ -31,6 +38,7 @@ if [ "$steps" != stages ]; then
   cargo test --release --locked -p kao-analysis -p kao-report 2>&1 | tee -a "$log"
   cargo test --release --locked -p kao-tests --features report --test report 2>&1 | tee -a "$log"
   step "analysis: notebooks"
+  wait "$evcxr_pid" || { cat "$evcxr_log" >&2; echo "kao: installing the notebook kernel failed" >&2; exit 1; }
   ./scripts/notebooks.sh check 2>&1 | tee -a "$log"
 fi
 step "done"
