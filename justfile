@@ -21,7 +21,7 @@ fixtures:
 
 # Build every binary once, in the one profile tests and benchmarks share.
 build:
-    cargo build --release --locked --workspace
+    cargo build --release --locked
 
 # The main job in one process: crops of the people in `refs` and a manifest in `out`.
 extract video="tests/fixtures/sample.mp4" refs="out/demo/refs" out="out/extract": build fixtures

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 ./scripts/fixtures.sh
-cargo build --release --locked --workspace
+cargo build --release --locked
 bin=target/release
 out=out/demo
 # The reference: a third photo of Obama (the sample shows two others, then Biden and an astronaut).
