@@ -10,7 +10,11 @@ use kao_tests::*;
 
 fn decode(args: &[&str]) -> (Vec<RecordBatch>, std::process::Output) {
     let out = run(kao("kao-decode").args(args));
-    let batches = if out.stdout.is_empty() { Vec::new() } else { batches(&out.stdout) };
+    let batches = if out.stdout.is_empty() {
+        Vec::new()
+    } else {
+        batches(&out.stdout)
+    };
     (batches, out)
 }
 
@@ -31,7 +35,13 @@ fn stderr(out: &std::process::Output) -> String {
 }
 
 fn assert_pts_equal(ours: &[f64], theirs: &[f64]) {
-    assert_eq!(ours.len(), theirs.len(), "frame count: kao {} vs ffprobe {}", ours.len(), theirs.len());
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "frame count: kao {} vs ffprobe {}",
+        ours.len(),
+        theirs.len()
+    );
     for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
         assert!((a - b).abs() < 1e-5, "frame {i}: pts {a} vs ffprobe {b}");
     }
@@ -40,7 +50,11 @@ fn assert_pts_equal(ours: &[f64], theirs: &[f64]) {
 /// Mean absolute difference between two byte buffers of equal length.
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as f64).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as f64)
+        .sum::<f64>()
+        / a.len() as f64
 }
 
 #[test]
@@ -48,16 +62,32 @@ fn constant_rate_video_matches_ffprobe_and_ffmpeg() {
     let path = fixture("cfr.mp4");
     let (b, out) = decode(&[path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(out.stderr.is_empty(), "stderr should be quiet: {}", stderr(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "stderr should be quiet: {}",
+        stderr(&out)
+    );
     assert_eq!(indices(&b), (0..100).collect::<Vec<_>>());
     assert_pts_equal(&pts(&b), &ffprobe_pts(&path));
-    assert!(column(&b, "width", |a: &UInt32Array, i| a.value(i)).iter().all(|&w| w == 320));
-    assert!(column(&b, "height", |a: &UInt32Array, i| a.value(i)).iter().all(|&h| h == 240));
+    assert!(
+        column(&b, "width", |a: &UInt32Array, i| a.value(i))
+            .iter()
+            .all(|&w| w == 320)
+    );
+    assert!(
+        column(&b, "height", |a: &UInt32Array, i| a.value(i))
+            .iter()
+            .all(|&h| h == 240)
+    );
     let sources = column(&b, "source", |a: &StringArray, i| a.value(i).to_string());
     assert!(sources.iter().all(|s| s == path.to_str().unwrap()));
     let ours: Vec<u8> = pixels(&b).concat();
     let theirs = ffmpeg_rgb(&path);
-    assert!(mean_abs_diff(&ours, &theirs) < 2.0, "pixels differ from ffmpeg's rgb24 by {}", mean_abs_diff(&ours, &theirs));
+    assert!(
+        mean_abs_diff(&ours, &theirs) < 2.0,
+        "pixels differ from ffmpeg's rgb24 by {}",
+        mean_abs_diff(&ours, &theirs)
+    );
 }
 
 #[test]
@@ -100,10 +130,23 @@ fn every_fps_start_end_and_max_frames_select_exact_frames() {
     let vfr = fixture("vfr.mkv");
     let (b, out) = decode(&[vfr.to_str().unwrap(), "--start", "2.0"]);
     assert!(out.status.success());
-    let expected: Vec<u64> = ffprobe_pts(&vfr).iter().enumerate().filter(|(_, t)| **t >= 2.0 - 1e-6).map(|(i, _)| i as u64).collect();
+    let expected: Vec<u64> = ffprobe_pts(&vfr)
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t >= 2.0 - 1e-6)
+        .map(|(i, _)| i as u64)
+        .collect();
     assert_eq!(indices(&b), expected);
     // --fps 5 over the 10 fps stretch keeps every other frame.
-    let (b, _) = decode(&[vfr.to_str().unwrap(), "--fps", "5", "--start", "1.0", "--end", "2.0"]);
+    let (b, _) = decode(&[
+        vfr.to_str().unwrap(),
+        "--fps",
+        "5",
+        "--start",
+        "1.0",
+        "--end",
+        "2.0",
+    ]);
     assert_eq!(indices(&b), [30, 32, 34, 36, 38]);
 }
 
@@ -112,7 +155,11 @@ fn still_images_are_one_frame_each_and_inputs_are_told_apart() {
     let png = fixture("photos/astronaut.png");
     let jpg = fixture("photos/obama.jpg");
     let webp = fixture("astronaut.webp");
-    let args = [png.to_str().unwrap(), jpg.to_str().unwrap(), webp.to_str().unwrap()];
+    let args = [
+        png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
+        webp.to_str().unwrap(),
+    ];
     let (b, out) = decode(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let sources = column(&b, "source", |a: &StringArray, i| a.value(i).to_string());
@@ -131,7 +178,10 @@ fn output_files_round_trip_in_every_format() {
     let (piped, _) = decode(&[sample.to_str().unwrap(), "--every", "10"]);
     for name in ["frames.parquet", "frames.arrow", "frames.arrows"] {
         let path = dir.path().join(name);
-        let out = run(kao("kao-decode").arg(&sample).args(["--every", "10", "-o"]).arg(&path));
+        let out = run(kao("kao-decode")
+            .arg(&sample)
+            .args(["--every", "10", "-o"])
+            .arg(&path));
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let b = read_file(&path);
         assert_eq!(indices(&b), indices(&piped), "{name}");
@@ -145,14 +195,26 @@ fn output_files_round_trip_in_every_format() {
     assert_eq!(pixels(&read_file(&copy)), pixels(&piped));
     let out = run(kao("kao-cat").arg(&parquet).arg("--summary"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("rows: 10") && text.contains("kao-decode"), "{text}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4, "no temporary files left");
+    assert!(
+        text.contains("rows: 10") && text.contains("kao-decode"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "no temporary files left"
+    );
 }
 
 #[test]
 fn pipe_into_kao_cat_round_trips() {
     let sample = fixture("sample.mp4");
-    let mut decoder = kao("kao-decode").arg(&sample).args(["--fps", "1"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut decoder = kao("kao-decode")
+        .arg(&sample)
+        .args(["--fps", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("frames.parquet");
     let cat = kao("kao-cat")
@@ -165,16 +227,27 @@ fn pipe_into_kao_cat_round_trips() {
     assert!(cat.status.success(), "{}", stderr(&cat));
     let b = read_file(&out_path);
     assert_eq!(indices(&b), (0..200).step_by(25).collect::<Vec<_>>());
-    let provenance = kao_record::RecordReader::open(Some(&out_path)).unwrap().provenance().unwrap();
+    let provenance = kao_record::RecordReader::open(Some(&out_path))
+        .unwrap()
+        .provenance()
+        .unwrap();
     assert_eq!(provenance[0].stage, "kao-decode");
     assert_eq!(provenance[0].options["fps"], 1.0);
 }
 
 fn assert_one_line_error(out: &std::process::Output, input: &str, words: &str) {
-    assert_eq!(out.status.code(), Some(1), "exit status for {input}: {}", stderr(out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status for {input}: {}",
+        stderr(out)
+    );
     let err = stderr(out);
     assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains(input) && err.contains(words), "{input}: expected `{words}` in: {err}");
+    assert!(
+        err.contains(input) && err.contains(words),
+        "{input}: expected `{words}` in: {err}"
+    );
 }
 
 #[test]
@@ -183,11 +256,23 @@ fn bad_inputs_give_one_line_errors() {
     let missing = dir.path().join("missing.mp4");
     let cases = [
         (missing.to_str().unwrap().to_string(), "no such file"),
-        (fixture("not-a-video.mp4").to_str().unwrap().to_string(), "not a video"),
-        (fixture("unknown-codec.avi").to_str().unwrap().to_string(), "unsupported video codec"),
+        (
+            fixture("not-a-video.mp4").to_str().unwrap().to_string(),
+            "not a video",
+        ),
+        (
+            fixture("unknown-codec.avi").to_str().unwrap().to_string(),
+            "unsupported video codec",
+        ),
         (dir.path().to_str().unwrap().to_string(), "is a folder"),
-        ("http://127.0.0.1:9/nothing.mp4".to_string(), "Connection refused"),
-        ("gopher+x://nowhere/x.mp4".to_string(), "unsupported URL scheme"),
+        (
+            "http://127.0.0.1:9/nothing.mp4".to_string(),
+            "Connection refused",
+        ),
+        (
+            "gopher+x://nowhere/x.mp4".to_string(),
+            "unsupported URL scheme",
+        ),
     ];
     for (input, words) in &cases {
         let (b, out) = decode(&[input]);
@@ -213,7 +298,10 @@ fn truncated_video_keeps_decoded_frames_and_warns() {
     let (b, out) = decode(&[path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("warning") && err.contains("truncated.mp4") && err.contains("at frame"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("truncated.mp4") && err.contains("at frame"),
+        "{err}"
+    );
     let n = indices(&b).len();
     assert!(n > 10 && n < 100, "{n} frames from a file cut at 40 %");
     // The frames that decoded are the true frames of the full file.
@@ -257,7 +345,9 @@ fn serve(path: &Path) -> String {
                     }
                     loop {
                         let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        if reader.read_line(&mut header).unwrap_or(0) == 0
+                            || header.trim().is_empty()
+                        {
                             break;
                         }
                         let lower = header.to_ascii_lowercase();
@@ -270,19 +360,36 @@ fn serve(path: &Path) -> String {
                     }
                     let (head, body) = match range {
                         Some((s, e)) if s < data.len() => (
-                            format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{e}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", data.len(), e - s + 1),
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{e}/{}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                                data.len(),
+                                e - s + 1
+                            ),
                             &data[s..=e],
                         ),
-                        _ => (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n", data.len()), &data[..]),
+                        _ => (
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\r\n",
+                                data.len()
+                            ),
+                            &data[..],
+                        ),
                     };
-                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).is_err() {
+                    if stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(body))
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
         }
     });
-    format!("http://127.0.0.1:{port}/{}", path.file_name().unwrap().to_str().unwrap())
+    format!(
+        "http://127.0.0.1:{port}/{}",
+        path.file_name().unwrap().to_str().unwrap()
+    )
 }
 
 #[test]
@@ -294,5 +401,10 @@ fn http_input_from_loopback_decodes_like_the_file() {
     let (from_file, _) = decode(&[path.to_str().unwrap(), "--every", "9"]);
     assert_eq!(indices(&from_http), indices(&from_file));
     assert_eq!(pixels(&from_http), pixels(&from_file));
-    assert_eq!(column(&from_http, "source", |a: &StringArray, i| a.value(i).to_string())[0], url);
+    assert_eq!(
+        column(&from_http, "source", |a: &StringArray, i| a
+            .value(i)
+            .to_string())[0],
+        url
+    );
 }

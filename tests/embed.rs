@@ -9,7 +9,9 @@ use kao_record::{Provenance, RecordWriter};
 use kao_tests::*;
 
 /// dlib's 5 landmarks on the astronaut (golden landmarks5.npy, from the HOG box).
-const LANDMARKS: [f32; 10] = [255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0];
+const LANDMARKS: [f32; 10] = [
+    255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0,
+];
 
 /// The astronaut's RGB pixels, decoded by kao-decode (a PNG decodes exactly).
 fn astronaut() -> (u32, u32, Vec<u8>) {
@@ -26,8 +28,19 @@ fn astronaut() -> (u32, u32, Vec<u8>) {
 /// Writes face records for the astronaut's face, one row per patch (x, y, w, h) of the frame.
 fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
     let (fw, fh, pixels) = astronaut();
-    let schema = face_schema(&Provenance::new("test-detect", "0", serde_json::Value::Null)).unwrap();
-    let frame = FrameMeta { source: "astronaut.png".into(), frame_index: 0, pts: 0.0, width: fw, height: fh };
+    let schema = face_schema(&Provenance::new(
+        "test-detect",
+        "0",
+        serde_json::Value::Null,
+    ))
+    .unwrap();
+    let frame = FrameMeta {
+        source: "astronaut.png".into(),
+        frame_index: 0,
+        pts: 0.0,
+        width: fw,
+        height: fh,
+    };
     let rows: Vec<FaceRow> = patches
         .iter()
         .enumerate()
@@ -55,18 +68,29 @@ fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
         })
         .collect();
     let mut writer = RecordWriter::create(Some(path), &schema).unwrap();
-    writer.write(&face_batch(&schema, &frame, &rows).unwrap()).unwrap();
+    writer
+        .write(&face_batch(&schema, &frame, &rows).unwrap())
+        .unwrap();
     writer.finish().unwrap();
 }
 
 fn embeddings(b: &[RecordBatch]) -> Vec<Vec<f32>> {
     column(b, "embedding", |a: &FixedSizeListArray, i| {
-        a.value(i).as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec()
+        a.value(i)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .values()
+            .to_vec()
     })
 }
 
 fn l2(a: &[f32], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 #[test]
@@ -76,20 +100,35 @@ fn embedding_from_native_patches_matches_dlib() {
     // The whole frame, and a patch around the face that covers dlib's 150-px chip at padding 0.25.
     face_records(&faces, &[(0, 0, 512, 512), (120, 10, 240, 250)]);
     let out = run(kao("kao-embed").arg(&faces));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b = batches(&out.stdout);
     let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
     for (i, e) in embeddings(&b).iter().enumerate() {
         assert_eq!(e.len(), 128);
-        let max = e.iter().zip(&golden).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max);
-        assert!(max <= 1e-4, "face {i}: max |Δ| {max} from dlib's descriptor");
+        let max = e
+            .iter()
+            .zip(&golden)
+            .map(|(x, y)| (*x as f64 - y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            max <= 1e-4,
+            "face {i}: max |Δ| {max} from dlib's descriptor"
+        );
     }
     // Every input column passes through; provenance names the model.
     let schema = b[0].schema();
     assert!(schema.field_with_name("patch").is_ok() && schema.field_with_name("landmarks").is_ok());
-    let reader = kao_record::RecordReader::from_stream("out", std::io::Cursor::new(out.stdout)).unwrap();
+    let reader =
+        kao_record::RecordReader::from_stream("out", std::io::Cursor::new(out.stdout)).unwrap();
     let history = reader.provenance().unwrap();
-    assert_eq!(history.iter().map(|p| p.stage.as_str()).collect::<Vec<_>>(), ["test-detect", "kao-embed"]);
+    assert_eq!(
+        history.iter().map(|p| p.stage.as_str()).collect::<Vec<_>>(),
+        ["test-detect", "kao-embed"]
+    );
     let model = history[1].model.as_ref().unwrap();
     assert_eq!(model.name, "dlib-resnet");
     assert!(model.sha256.starts_with("55533b28"));
@@ -101,8 +140,14 @@ fn jitters_are_deterministic_and_close_to_the_plain_chip() {
     let faces = dir.path().join("faces.parquet");
     face_records(&faces, &[(0, 0, 512, 512)]);
     let jittered = |seed: &str| {
-        let out = run(kao("kao-embed").arg(&faces).args(["--jitters", "5", "--seed", seed]));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(kao("kao-embed")
+            .arg(&faces)
+            .args(["--jitters", "5", "--seed", seed]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         embeddings(&batches(&out.stdout)).remove(0)
     };
     let (a, b, c) = (jittered("1"), jittered("1"), jittered("2"));
@@ -110,7 +155,10 @@ fn jitters_are_deterministic_and_close_to_the_plain_chip() {
     assert_ne!(a, c);
     let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
     let d = l2(&a, &golden);
-    assert!(d > 1e-4 && d < 0.15, "jittered mean is {d} from the plain descriptor");
+    assert!(
+        d > 1e-4 && d < 0.15,
+        "jittered mean is {d} from the plain descriptor"
+    );
 }
 
 #[test]
@@ -124,21 +172,34 @@ fn wrong_input_and_missing_model_are_one_line_errors() {
     let out = run(kao("kao-embed").arg(&path));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("needs column `patch`, which kao-detect adds") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("needs column `patch`, which kao-detect adds") && err.lines().count() == 1,
+        "{err}"
+    );
     // No model in the model folder.
     let out = run(kao("kao-embed").arg(&path).env("KAO_MODELS", dir.path()));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("python3 models/fetch.py") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("python3 models/fetch.py") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
 fn mmod_box_to_embedding_matches_dlibs_whole_path() {
     // dlib's own path from its MMOD box (upsample 0): shape predictor → chip → ResNet.
-    let golden: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tests_dir().join("data/dlib_mmod_path.json")).unwrap()).unwrap();
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tests_dir().join("data/dlib_mmod_path.json")).unwrap(),
+    )
+    .unwrap();
     let path = &golden["mmod_upsample0"];
-    let b: Vec<i64> = path["box_ltrb"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let b: Vec<i64> = path["box_ltrb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let (w, h, pixels) = astronaut();
     let view = kao_dlib::RgbView::new(w as usize, h as usize, &pixels).unwrap();
     let sp5 = kao_dlib::ShapePredictor::load(kao_models::locate("dlib-sp5").unwrap().path).unwrap();
@@ -151,10 +212,18 @@ fn mmod_box_to_embedding_matches_dlibs_whole_path() {
         .collect();
     assert_eq!(marks, expected);
     let chip = kao_dlib::get_face_chip(&view, &marks, 150, 0.25).unwrap();
-    let embedder =
-        kao_nn::Embedder::load(kao_models::locate("dlib-resnet").unwrap().path, kao_nn::Device::cpu()).unwrap();
+    let embedder = kao_nn::Embedder::load(
+        kao_models::locate("dlib-resnet").unwrap().path,
+        kao_nn::Device::cpu(),
+    )
+    .unwrap();
     let e = embedder.embed(&[chip.view()]).unwrap().remove(0);
-    let golden_e: Vec<f64> = path["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let golden_e: Vec<f64> = path["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let d = l2(&e, &golden_e);
     assert!(d <= 1e-3, "L2 {d} from dlib's embedding on the MMOD path");
 }

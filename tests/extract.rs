@@ -39,7 +39,9 @@ fn manifest(dir: &Path) -> Vec<RecordBatch> {
 }
 
 fn strings(b: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    column::<StringArray, _>(b, name, |a, i| a.is_valid(i).then(|| a.value(i).to_string()))
+    column::<StringArray, _>(b, name, |a, i| {
+        a.is_valid(i).then(|| a.value(i).to_string())
+    })
 }
 
 fn frames(b: &[RecordBatch]) -> Vec<u64> {
@@ -48,7 +50,12 @@ fn frames(b: &[RecordBatch]) -> Vec<u64> {
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
     let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
     (be(16), be(20))
 }
@@ -77,8 +84,16 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
     let d = dir.path();
     let one = d.join("one-process");
     let out = run(&mut extract(d, &one, &["--every", "4", "-q"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "quiet run printed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "quiet run printed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let chain = d.join("chain");
     let script = format!(
@@ -96,31 +111,72 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         chain.display(),
     );
     let out = run(Command::new("bash").arg("-c").arg(&script));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Same rows, same columns, same values, same stages.
     let (a, b) = (manifest(&one), manifest(&chain));
     let concat = |x: &[RecordBatch]| arrow_select_concat(x);
     let (a, b) = (concat(&a), concat(&b));
     assert_eq!(a.schema().fields(), b.schema().fields());
-    assert_eq!(a.columns(), b.columns(), "kao-extract and the piped chain wrote different manifests");
-    let schema = |dir: &Path| kao_record::RecordReader::open(Some(&dir.join("manifest.parquet"))).unwrap().schema();
-    let stages = |dir: &Path| provenance(&schema(dir)).unwrap().into_iter().map(|p| (p.stage, p.model)).collect::<Vec<_>>();
+    assert_eq!(
+        a.columns(),
+        b.columns(),
+        "kao-extract and the piped chain wrote different manifests"
+    );
+    let schema = |dir: &Path| {
+        kao_record::RecordReader::open(Some(&dir.join("manifest.parquet")))
+            .unwrap()
+            .schema()
+    };
+    let stages = |dir: &Path| {
+        provenance(&schema(dir))
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.stage, p.model))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(stages(&one), stages(&chain));
     assert_eq!(stages(&one).len(), 6);
-    assert_eq!(schema(&one).metadata().get("kao.frames_processed").map(String::as_str), Some("every:4"));
+    assert_eq!(
+        schema(&one)
+            .metadata()
+            .get("kao.frames_processed")
+            .map(String::as_str),
+        Some("every:4")
+    );
     assert!(a.column_by_name("patch").is_none() && a.column_by_name("pixels").is_none());
     assert_eq!(files(&one), files(&chain));
 
     // Obama is found in both of his shots and nowhere else; every crop is on disk.
     let rows = [a.clone()];
-    let (ids, crop_paths, frame) = (strings(&rows, "identity"), strings(&rows, "crop_path"), frames(&rows));
-    let obama_frames: Vec<u64> = frame.iter().zip(&ids).filter(|(_, id)| id.as_deref() == Some("obama")).map(|(f, _)| *f).collect();
-    assert!(obama_frames.iter().all(|f| *f < 50 || (100..150).contains(f)), "obama matched outside his shots: {obama_frames:?}");
+    let (ids, crop_paths, frame) = (
+        strings(&rows, "identity"),
+        strings(&rows, "crop_path"),
+        frames(&rows),
+    );
+    let obama_frames: Vec<u64> = frame
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| id.as_deref() == Some("obama"))
+        .map(|(f, _)| *f)
+        .collect();
+    assert!(
+        obama_frames
+            .iter()
+            .all(|f| *f < 50 || (100..150).contains(f)),
+        "obama matched outside his shots: {obama_frames:?}"
+    );
     for shot in [0u64..50, 100..150] {
         let sampled = shot.clone().filter(|f| f % 4 == 0).count();
         let found = obama_frames.iter().filter(|f| shot.contains(*f)).count();
-        assert_eq!(found, sampled, "obama found in {found} of {sampled} sampled frames of {shot:?}");
+        assert_eq!(
+            found, sampled,
+            "obama found in {found} of {sampled} sampled frames of {shot:?}"
+        );
     }
     // Each of his two shots is one track of a still photo: one crop each, the other frames are
     // near-duplicates; unmatched faces get no crop. The manifest says why.
@@ -128,7 +184,10 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
     for ((id, path), reason) in ids.iter().zip(&crop_paths).zip(&reasons) {
         match (id, path) {
             (Some(_), Some(p)) => {
-                assert!(p.starts_with("obama/sample_f") && reason.is_none(), "{p} {reason:?}");
+                assert!(
+                    p.starts_with("obama/sample_f") && reason.is_none(),
+                    "{p} {reason:?}"
+                );
                 assert_eq!(png_size(&one.join(p)), (400, 400));
             }
             (Some(_), None) => assert_eq!(reason.as_deref(), Some("duplicate")),
@@ -137,8 +196,12 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
     }
     assert_eq!(crop_paths.iter().flatten().count(), 2, "{crop_paths:?}");
     let tracks = column::<UInt64Array, _>(&rows, "track_id", |a, i| a.value(i));
-    let obama_tracks: std::collections::BTreeSet<u64> =
-        tracks.iter().zip(&ids).filter(|(_, id)| id.is_some()).map(|(t, _)| *t).collect();
+    let obama_tracks: std::collections::BTreeSet<u64> = tracks
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| id.is_some())
+        .map(|(t, _)| *t)
+        .collect();
     assert_eq!(obama_tracks.len(), 2, "one track per shot");
     for name in ["sharpness", "exposure", "yaw", "pitch", "roll"] {
         let values = column::<arrow_array::Float32Array, _>(&rows, name, |a, i| a.value(i));
@@ -147,26 +210,54 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     // --all also writes the unmatched faces under unknown/, here as JPEG.
     let all = d.join("all");
-    let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&all).args(["--all", "--format", "jpg", "--min-hash-bits", "0"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(kao("kao-align")
+        .arg(d.join("matched.arrows"))
+        .arg("--out")
+        .arg(&all)
+        .args(["--all", "--format", "jpg", "--min-hash-bits", "0"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let written = files(&all);
     let unknown = written.iter().filter(|f| f.starts_with("unknown/")).count();
     assert_eq!(unknown, ids.iter().filter(|i| i.is_none()).count());
-    assert_eq!(written.iter().filter(|f| f.ends_with(".jpg")).count(), ids.len());
-    let jpg = std::fs::read(all.join(written.iter().find(|f| f.ends_with(".jpg")).unwrap())).unwrap();
+    assert_eq!(
+        written.iter().filter(|f| f.ends_with(".jpg")).count(),
+        ids.len()
+    );
+    let jpg =
+        std::fs::read(all.join(written.iter().find(|f| f.ends_with(".jpg")).unwrap())).unwrap();
     assert_eq!(&jpg[..2], b"\xff\xd8");
 
     // Quality floors and per-track limits say why a face got no crop.
     let reasons_for = |dir: &str, options: &[&str]| {
         let out_dir = d.join(dir);
-        let out = run(kao("kao-align").arg(d.join("matched.arrows")).arg("--out").arg(&out_dir).args(options));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(kao("kao-align")
+            .arg(d.join("matched.arrows"))
+            .arg("--out")
+            .arg(&out_dir)
+            .args(options));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let m = manifest(&out_dir);
-        (strings(&m, "reject_reason"), strings(&m, "crop_path").into_iter().flatten().count())
+        (
+            strings(&m, "reject_reason"),
+            strings(&m, "crop_path").into_iter().flatten().count(),
+        )
     };
     let (small, crops) = reasons_for("small", &["--min-face", "100000"]);
     assert_eq!(crops, 0);
-    assert!(small.iter().flatten().all(|r| r == "small" || r == "unmatched"));
+    assert!(
+        small
+            .iter()
+            .flatten()
+            .all(|r| r == "small" || r == "unmatched")
+    );
     let (_, crops) = reasons_for("limit", &["--min-hash-bits", "0", "--max-per-track", "3"]);
     assert_eq!(crops, 6, "three crops for each of the two tracks");
     let (turned, _) = reasons_for("turned", &["--max-yaw", "0.001"]);
@@ -176,10 +267,17 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     // Running into the same folder with other options is refused, and changes nothing.
     let before = std::fs::read(one.join("manifest.parquet")).unwrap();
-    let out = run(&mut extract(d, &one, &["--every", "4", "-q", "--threshold", "0.3"]));
+    let out = run(&mut extract(
+        d,
+        &one,
+        &["--every", "4", "-q", "--threshold", "0.3"],
+    ));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("other options") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("other options") && err.lines().count() == 1,
+        "{err}"
+    );
     assert_eq!(std::fs::read(one.join("manifest.parquet")).unwrap(), before);
 }
 
@@ -192,43 +290,89 @@ fn ctrl_c_leaves_a_valid_manifest_and_a_rerun_finishes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out_dir = d.join("out");
-    let mut child = extract(d, &out_dir, &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = extract(d, &out_dir, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Interrupt once the first crop is on disk.
     let started = Instant::now();
-    while !out_dir.join("obama").is_dir() || std::fs::read_dir(out_dir.join("obama")).unwrap().count() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(300), "no crop after 300 s");
-        assert!(child.try_wait().unwrap().is_none(), "kao-extract ended before it was interrupted");
+    while !out_dir.join("obama").is_dir()
+        || std::fs::read_dir(out_dir.join("obama")).unwrap().count() == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no crop after 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kao-extract ended before it was interrupted"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     let partial = frames(&manifest(&out_dir));
-    assert!(!partial.is_empty() && *partial.iter().max().unwrap() < 199, "the interrupted run covered {partial:?}");
+    assert!(
+        !partial.is_empty() && *partial.iter().max().unwrap() < 199,
+        "the interrupted run covered {partial:?}"
+    );
 
     // The rerun processes the interrupted video again, from the start, without duplicates.
     let out = run(&mut extract(d, &out_dir, &["-q"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = manifest(&out_dir);
-    let keys: Vec<(u64, Option<String>)> = frames(&rows).into_iter().zip(strings(&rows, "crop_path")).collect();
+    let keys: Vec<(u64, Option<String>)> = frames(&rows)
+        .into_iter()
+        .zip(strings(&rows, "crop_path"))
+        .collect();
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), keys.len(), "duplicate rows after the rerun");
-    assert!(frames(&rows).iter().any(|f| *f >= 150), "the rerun did not reach the end of the video");
+    assert!(
+        frames(&rows).iter().any(|f| *f >= 150),
+        "the rerun did not reach the end of the video"
+    );
     let crops = strings(&rows, "crop_path").into_iter().flatten().count();
-    assert_eq!(files(&out_dir.join("obama")).len(), crops, "crops on disk and in the manifest differ");
+    assert_eq!(
+        files(&out_dir.join("obama")).len(),
+        crops,
+        "crops on disk and in the manifest differ"
+    );
 
     // A third run finds the video finished and leaves everything as it was.
     let before = std::fs::read(out_dir.join("manifest.parquet")).unwrap();
     let out = run(&mut extract(d, &out_dir, &[]));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("finished in an earlier run, skipped"));
-    assert_eq!(manifest(&out_dir).iter().map(RecordBatch::num_rows).sum::<usize>(), keys.len());
-    assert_eq!(std::fs::read(out_dir.join("manifest.parquet")).unwrap().len(), before.len());
+    assert_eq!(
+        manifest(&out_dir)
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>(),
+        keys.len()
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("manifest.parquet"))
+            .unwrap()
+            .len(),
+        before.len()
+    );
 }
 
 #[test]
@@ -238,15 +382,28 @@ fn a_reference_without_a_face_is_a_one_line_error_unless_skipped() {
     let bad = d.join("nobody_1.png");
     std::fs::copy(fixture("tiny.png"), &bad).unwrap();
     let out_dir = d.join("out");
-    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q"]).arg("--ref").arg(&bad));
+    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q"])
+        .arg("--ref")
+        .arg(&bad));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nobody_1.png") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("nobody_1.png") && err.lines().count() == 1,
+        "{err}"
+    );
     assert!(!out_dir.join("manifest.parquet").exists());
     assert!(bad.exists(), "a user's reference photo was moved");
 
-    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q", "--skip-bad-refs"]).arg("--ref").arg(&bad));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &mut extract(d, &out_dir, &["--max-frames", "2", "-q", "--skip-bad-refs"])
+            .arg("--ref")
+            .arg(&bad),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody_1.png"));
     assert!(out_dir.join("manifest.parquet").exists());
 }
@@ -256,19 +413,47 @@ fn bad_inputs_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A missing video, and a missing reference folder.
-    let out = run(kao("kao-extract").arg(d.join("missing.mp4")).arg("--ref").arg(refs(d)).arg("--out").arg(d.join("o")));
+    let out = run(kao("kao-extract")
+        .arg(d.join("missing.mp4"))
+        .arg("--ref")
+        .arg(refs(d))
+        .arg("--out")
+        .arg(d.join("o")));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.mp4"));
-    let out = run(kao("kao-extract").arg(fixture("sample.mp4")).arg("--ref").arg(d.join("norefs")).arg("--out").arg(d.join("o")));
+    let out = run(kao("kao-extract")
+        .arg(fixture("sample.mp4"))
+        .arg("--ref")
+        .arg(d.join("norefs"))
+        .arg("--out")
+        .arg(d.join("o")));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("norefs"));
     // kao-align and kao-match name the stage that adds a missing column.
     let frames_file = d.join("frames.arrows");
-    assert!(run(kao("kao-decode").arg(fixture("tiny.png")).arg("-o").arg(&frames_file)).status.success());
-    let out = run(kao("kao-align").arg(&frames_file).arg("--out").arg(d.join("a")));
+    assert!(
+        run(kao("kao-decode")
+            .arg(fixture("tiny.png"))
+            .arg("-o")
+            .arg(&frames_file))
+        .status
+        .success()
+    );
+    let out = run(kao("kao-align")
+        .arg(&frames_file)
+        .arg("--out")
+        .arg(d.join("a")));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kao-detect"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kao-detect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(kao("kao-match").arg(&frames_file).arg("--ref").arg(refs(d)));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kao-embed"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kao-embed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -28,7 +28,11 @@ fn dataset(dir: &Path) -> PathBuf {
         .arg(dir.join("cache"))
         .arg("--out")
         .arg(&out));
-    assert!(done.status.success(), "kao-extract: {}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "kao-extract: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     out
 }
 
@@ -36,19 +40,29 @@ fn dataset(dir: &Path) -> PathBuf {
 /// (identity, video, track) group at most MAX_REJECTED faces without a crop.
 fn expected(out: &Path) -> (usize, usize) {
     let b = read_file(&out.join("manifest.parquet"));
-    let strings = |name: &str| column::<StringArray, _>(&b, name, |a, i| a.is_valid(i).then(|| a.value(i).to_string()));
+    let strings = |name: &str| {
+        column::<StringArray, _>(&b, name, |a, i| {
+            a.is_valid(i).then(|| a.value(i).to_string())
+        })
+    };
     let (identity, source, crop) = (strings("identity"), strings("source"), strings("crop_path"));
     let track = column::<UInt64Array, _>(&b, "track_id", |a, i| a.is_valid(i).then(|| a.value(i)));
-    let mut rejected: BTreeMap<(Option<String>, Option<String>, Option<u64>), usize> = BTreeMap::new();
+    let mut rejected: BTreeMap<(Option<String>, Option<String>, Option<u64>), usize> =
+        BTreeMap::new();
     let mut crops = 0;
     for i in 0..identity.len() {
         if crop[i].is_some() {
             crops += 1;
         } else {
-            *rejected.entry((identity[i].clone(), source[i].clone(), track[i])).or_default() += 1;
+            *rejected
+                .entry((identity[i].clone(), source[i].clone(), track[i]))
+                .or_default() += 1;
         }
     }
-    (crops, rejected.values().map(|n| (*n).min(MAX_REJECTED)).sum())
+    (
+        crops,
+        rejected.values().map(|n| (*n).min(MAX_REJECTED)).sum(),
+    )
 }
 
 /// Loads `page` in headless Chromium and returns `<body>`'s `data-` attributes the page's
@@ -71,9 +85,18 @@ fn load_in_chromium(page: &Path, profile: &Path) -> BTreeMap<String, String> {
         .arg(format!("file://{}", page.canonicalize().unwrap().display()))
         .output()
         .expect("chromium (scripts/deps.sh --browser installs Debian's chromium)");
-    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
-    let body = dom.split("<body").nth(1).and_then(|b| b.split('>').next()).expect("a <body> in the DOM").to_string();
+    let body = dom
+        .split("<body")
+        .nth(1)
+        .and_then(|b| b.split('>').next())
+        .expect("a <body> in the DOM")
+        .to_string();
     body.split_whitespace()
         .filter_map(|attr| attr.strip_prefix("data-"))
         .filter_map(|attr| attr.split_once('='))
@@ -86,7 +109,10 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let out = dataset(tmp.path());
     let (crops, rejected) = expected(&out);
-    assert!(crops >= 2 && rejected > 0, "{crops} crops, {rejected} rejected shown");
+    assert!(
+        crops >= 2 && rejected > 0,
+        "{crops} crops, {rejected} rejected shown"
+    );
 
     let done = run(kao("kao-report").arg(&out));
     let stdout = String::from_utf8_lossy(&done.stdout);
@@ -96,31 +122,72 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
     let people = stdout.split("\n\n").next().unwrap();
     assert!(people.starts_with("People\nidentity"), "{stdout}");
     assert!(people.lines().any(|l| l.starts_with("obama ")), "{stdout}");
-    assert!(people.lines().any(|l| l.starts_with("(no match)")), "{stdout}");
-    assert!(stdout.contains("Videos\nsource") && stdout.contains("sample.mp4"), "{stdout}");
-    assert!(stdout.contains("duplicate") && stdout.contains("unmatched"), "{stdout}");
     assert!(
-        stderr.contains(&format!("{} thumbnails: {crops} crops, {rejected} rejected faces", crops + rejected)),
+        people.lines().any(|l| l.starts_with("(no match)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Videos\nsource") && stdout.contains("sample.mp4"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("duplicate") && stdout.contains("unmatched"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} thumbnails: {crops} crops, {rejected} rejected faces",
+            crops + rejected
+        )),
         "{stderr}"
     );
 
     let page = out.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();
-    assert_eq!(html.matches("<img class=\"thumb\"").count(), crops + rejected);
-    assert!(html.contains("<svg") && !html.contains("src=\"http") && !html.contains("src=\"file"), "self-contained page");
+    assert_eq!(
+        html.matches("<img class=\"thumb\"").count(),
+        crops + rejected
+    );
+    assert!(
+        html.contains("<svg") && !html.contains("src=\"http") && !html.contains("src=\"file"),
+        "self-contained page"
+    );
     // What the manifest's metadata says: the frames processed, the stages, the threshold used.
     assert!(html.contains("frames processed: all"), "metadata read");
-    assert!(html.contains("kao-decode → kao-detect (blazeface-full) → kao-embed (dlib-resnet)"), "provenance read");
+    assert!(
+        html.contains("kao-decode → kao-detect (blazeface-full) → kao-embed (dlib-resnet)"),
+        "provenance read"
+    );
     assert!(html.contains("threshold 0.48"), "the threshold line");
     let loaded = load_in_chromium(&page, &tmp.path().join("chromium"));
-    assert_eq!(loaded.get("thumbs-loaded").map(String::as_str), Some((crops + rejected).to_string().as_str()), "{loaded:?}");
-    assert_eq!(loaded.get("thumbs-broken").map(String::as_str), Some("0"), "{loaded:?}");
-    assert_eq!(loaded.get("errors").map(String::as_str), Some("0"), "{loaded:?}");
+    assert_eq!(
+        loaded.get("thumbs-loaded").map(String::as_str),
+        Some((crops + rejected).to_string().as_str()),
+        "{loaded:?}"
+    );
+    assert_eq!(
+        loaded.get("thumbs-broken").map(String::as_str),
+        Some("0"),
+        "{loaded:?}"
+    );
+    assert_eq!(
+        loaded.get("errors").map(String::as_str),
+        Some("0"),
+        "{loaded:?}"
+    );
 
     // Without the video, rejected faces are listed without pictures.
     let other = tmp.path().join("no-video.html");
-    let done = run(kao("kao-report").arg(&out).arg("--no-video").arg("--out").arg(&other));
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let done = run(kao("kao-report")
+        .arg(&out)
+        .arg("--no-video")
+        .arg("--out")
+        .arg(&other));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let html = std::fs::read_to_string(&other).unwrap();
     assert_eq!(html.matches("<img class=\"thumb\"").count(), crops);
     assert_eq!(html.matches("class=\"nothumb\"").count(), rejected);
@@ -134,7 +201,10 @@ fn bad_inputs_are_one_line_errors() {
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("kao-report: ") && stderr.contains("manifest.parquet: no such file"), "{stderr}");
+    assert!(
+        stderr.starts_with("kao-report: ") && stderr.contains("manifest.parquet: no such file"),
+        "{stderr}"
+    );
     // A file that is not Parquet.
     let junk = tmp.path().join("manifest.parquet");
     std::fs::write(&junk, "not parquet").unwrap();
@@ -146,10 +216,20 @@ fn bad_inputs_are_one_line_errors() {
     assert!(!tmp.path().join("report.html").exists());
     // Frame records are not face records.
     let frames = tmp.path().join("frames.parquet");
-    let done = run(kao("kao-decode").arg(fixture("cfr.mp4")).args(["--max-frames", "2", "-o"]).arg(&frames));
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let done = run(kao("kao-decode")
+        .arg(fixture("cfr.mp4"))
+        .args(["--max-frames", "2", "-o"])
+        .arg(&frames));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let done = run(kao("kao-report").arg(&frames));
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(1));
-    assert!(stderr.contains("frames.parquet: no column face_index"), "{stderr}");
+    assert!(
+        stderr.contains("frames.parquet: no column face_index"),
+        "{stderr}"
+    );
 }

@@ -14,16 +14,27 @@ pub fn tests_dir() -> PathBuf {
 /// A generated fixture in `tests/fixtures/`; panics with the set-up command when it is missing.
 pub fn fixture(name: &str) -> PathBuf {
     let path = tests_dir().join("fixtures").join(name);
-    assert!(path.exists(), "missing fixture {}: run scripts/fixtures.sh (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "missing fixture {}: run scripts/fixtures.sh (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
 /// A kao binary from the same build profile as the running test.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let path = dir.join(name);
-    assert!(path.exists(), "missing {}: build first with `cargo build --release` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "missing {}: build first with `cargo build --release` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -41,21 +52,34 @@ pub fn run(cmd: &mut Command) -> Output {
 
 /// Parses an Arrow IPC stream (a stage's stdout) into batches.
 pub fn batches(stdout: &[u8]) -> Vec<RecordBatch> {
-    let reader = RecordReader::from_stream("stdout", std::io::Cursor::new(stdout.to_vec())).expect("an IPC stream");
+    let reader = RecordReader::from_stream("stdout", std::io::Cursor::new(stdout.to_vec()))
+        .expect("an IPC stream");
     reader.map(|b| b.expect("a valid batch")).collect()
 }
 
 /// Reads every batch of a record file.
 pub fn read_file(path: &Path) -> Vec<RecordBatch> {
-    RecordReader::open(Some(path)).expect("readable records").map(|b| b.expect("a valid batch")).collect()
+    RecordReader::open(Some(path))
+        .expect("readable records")
+        .map(|b| b.expect("a valid batch"))
+        .collect()
 }
 
 /// Values of a column across batches, through a typed accessor.
-pub fn column<A: 'static, T>(batches: &[RecordBatch], name: &str, get: impl Fn(&A, usize) -> T) -> Vec<T> {
+pub fn column<A: 'static, T>(
+    batches: &[RecordBatch],
+    name: &str,
+    get: impl Fn(&A, usize) -> T,
+) -> Vec<T> {
     let mut out = Vec::new();
     for b in batches {
-        let col = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
-        let arr = col.as_any().downcast_ref::<A>().unwrap_or_else(|| panic!("column {name} has another type"));
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let arr = col
+            .as_any()
+            .downcast_ref::<A>()
+            .unwrap_or_else(|| panic!("column {name} has another type"));
         for i in 0..b.num_rows() {
             out.push(get(arr, i));
         }
@@ -66,7 +90,16 @@ pub fn column<A: 'static, T>(batches: &[RecordBatch], name: &str, get: impl Fn(&
 /// The presentation times (seconds) ffprobe reports for every video frame of `path`.
 pub fn ffprobe_pts(path: &Path) -> Vec<f64> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (installed by scripts/deps.sh)");

@@ -8,7 +8,9 @@ use clap::Parser;
 use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::AlignArgs;
-use kao_pipeline::manifest::{META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata};
+use kao_pipeline::manifest::{
+    META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
+};
 use kao_record::RecordReader;
 use kao_record::schema::provenance;
 
@@ -45,7 +47,12 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let reader = RecordReader::open(args.input.as_deref())?;
-    let mut stage = AlignStage::new(args.align.options(), &reader.schema(), reader.name(), &args.out)?;
+    let mut stage = AlignStage::new(
+        args.align.options(),
+        &reader.schema(),
+        reader.name(),
+        &args.out,
+    )?;
     let mut schema = stage.schema().clone();
     let history = provenance(&schema).map_err(anyhow::Error::msg)?;
     if let Some(spec) = frames_processed(&history) {
@@ -66,7 +73,10 @@ fn run(args: &Args) -> Result<()> {
     let crops = stage.crops_written();
     let path = manifest.finish()?;
     if args.verbose {
-        eprintln!("kao-align: {faces} faces, {crops} crops written; manifest {}", path.display());
+        eprintln!(
+            "kao-align: {faces} faces, {crops} crops written; manifest {}",
+            path.display()
+        );
     }
     Ok(())
 }

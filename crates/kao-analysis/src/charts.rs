@@ -56,8 +56,17 @@ pub fn distance_histogram<DB: DrawingBackend>(
     threshold: Option<f32>,
     bins: usize,
 ) -> Result<()> {
-    let values = || groups.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite());
-    let (lo, hi) = span(values().map(f64::from).chain(threshold.map(f64::from)), 0.0, 1.0);
+    let values = || {
+        groups
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let (lo, hi) = span(
+        values().map(f64::from).chain(threshold.map(f64::from)),
+        0.0,
+        1.0,
+    );
     let bins = bins.max(1);
     let width = (hi - lo) / bins as f64;
     let counts: Vec<Vec<u32>> = groups
@@ -79,7 +88,12 @@ pub fn distance_histogram<DB: DrawingBackend>(
         .y_label_area_size(45)
         .build_cartesian_2d(lo..hi, 0u32..top + top / 10 + 1)
         .map_err(chart_error)?;
-    chart.configure_mesh().x_desc("distance").y_desc("faces").draw().map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("distance")
+        .y_desc("faces")
+        .draw()
+        .map_err(chart_error)?;
     let palette = colours(groups.iter().map(|(n, _)| n.as_str()));
     for ((name, _), c) in groups.iter().zip(&counts) {
         let colour = palette[name.as_str()];
@@ -119,7 +133,14 @@ pub fn timeline<DB: DrawingBackend>(
     cuts: &[f64],
 ) -> Result<()> {
     let (t0, t1) = span(points.iter().map(|p| p.seconds), 0.0, 1.0);
-    let (_, d1) = span(points.iter().map(|p| f64::from(p.distance)).chain(threshold.map(f64::from)), 0.0, 1.0);
+    let (_, d1) = span(
+        points
+            .iter()
+            .map(|p| f64::from(p.distance))
+            .chain(threshold.map(f64::from)),
+        0.0,
+        1.0,
+    );
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(10)
@@ -127,18 +148,30 @@ pub fn timeline<DB: DrawingBackend>(
         .y_label_area_size(45)
         .build_cartesian_2d(t0.min(0.0)..t1, 0.0..d1)
         .map_err(chart_error)?;
-    chart.configure_mesh().x_desc("time (s)").y_desc("distance").draw().map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("distance")
+        .draw()
+        .map_err(chart_error)?;
     for &cut in cuts {
         chart
-            .draw_series(LineSeries::new([(cut, 0.0), (cut, d1)], RGBColor(200, 200, 200).stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(cut, 0.0), (cut, d1)],
+                RGBColor(200, 200, 200).stroke_width(1),
+            ))
             .map_err(chart_error)?;
     }
     let palette = colours(points.iter().map(|p| p.label.as_str()));
     for (name, colour) in &palette {
         let colour = *colour;
-        let series = points.iter().filter(|p| &p.label == name && p.distance.is_finite());
+        let series = points
+            .iter()
+            .filter(|p| &p.label == name && p.distance.is_finite());
         chart
-            .draw_series(series.map(|p| Circle::new((p.seconds, f64::from(p.distance)), 2, colour.filled())))
+            .draw_series(
+                series.map(|p| Circle::new((p.seconds, f64::from(p.distance)), 2, colour.filled())),
+            )
             .map_err(chart_error)?
             .label(name.clone())
             .legend(move |(x, y)| Circle::new((x + 5, y), 4, colour.filled()));
@@ -146,7 +179,12 @@ pub fn timeline<DB: DrawingBackend>(
     if let Some(t) = threshold {
         let t = f64::from(t);
         chart
-            .draw_series(DashedLineSeries::new([(t0.min(0.0), t), (t1, t)], 6, 4, BLACK.stroke_width(1)))
+            .draw_series(DashedLineSeries::new(
+                [(t0.min(0.0), t), (t1, t)],
+                6,
+                4,
+                BLACK.stroke_width(1),
+            ))
             .map_err(chart_error)?;
     }
     legend(&mut chart)
@@ -170,11 +208,20 @@ pub fn scatter<DB: DrawingBackend>(
         .y_label_area_size(45)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(chart_error)?;
-    chart.configure_mesh().x_desc(axes.0).y_desc(axes.1).draw().map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.0)
+        .y_desc(axes.1)
+        .draw()
+        .map_err(chart_error)?;
     let palette = colours(labels.iter().map(String::as_str));
     for (name, colour) in &palette {
         let colour = *colour;
-        let series = points.iter().zip(labels).filter(|(_, l)| *l == name).map(|(p, _)| *p);
+        let series = points
+            .iter()
+            .zip(labels)
+            .filter(|(_, l)| *l == name)
+            .map(|(p, _)| *p);
         chart
             .draw_series(series.map(|p| Circle::new(p, 3, colour.filled())))
             .map_err(chart_error)?
@@ -206,33 +253,53 @@ pub fn roc<DB: DrawingBackend>(
         .draw()
         .map_err(chart_error)?;
     chart
-        .draw_series(LineSeries::new(curve.iter().map(|p| (p.false_accept, p.true_accept)), BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            curve.iter().map(|p| (p.false_accept, p.true_accept)),
+            BLUE.stroke_width(2),
+        ))
         .map_err(chart_error)?;
     for p in marked {
         let at = (p.false_accept, p.true_accept);
-        chart.draw_series([Circle::new(at, 5, RED.filled())]).map_err(chart_error)?;
         chart
-            .draw_series([Text::new(format!("  {:.3}", p.threshold), at, ("sans-serif", 14).into_font())])
+            .draw_series([Circle::new(at, 5, RED.filled())])
+            .map_err(chart_error)?;
+        chart
+            .draw_series([Text::new(
+                format!("  {:.3}", p.threshold),
+                at,
+                ("sans-serif", 14).into_font(),
+            )])
             .map_err(chart_error)?;
     }
     Ok(())
 }
 
 fn threshold_line<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordu32>>,
+    chart: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordu32>,
+    >,
     t: f64,
     y0: u32,
     y1: u32,
 ) -> Result<()> {
     chart
-        .draw_series(DashedLineSeries::new([(t, y0), (t, y1)], 6, 4, BLACK.stroke_width(1)))
+        .draw_series(DashedLineSeries::new(
+            [(t, y0), (t, y1)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
         .map_err(chart_error)?
         .label(format!("threshold {t:.2}"))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 10, y)], BLACK));
     Ok(())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>) -> Result<()> {
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -244,7 +311,11 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(chart: &mut ChartCont
 
 /// The range of `values` with a 5 % margin, or `(lo, hi)` when there are none.
 fn span(values: impl Iterator<Item = f64>, lo: f64, hi: f64) -> (f64, f64) {
-    let (min, max) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (min, max) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !min.is_finite() {
         return (lo, hi);
     }
@@ -262,17 +333,30 @@ mod tests {
 
     #[test]
     fn an_svg_histogram_has_one_bar_per_filled_bin_and_a_legend() {
-        let groups = vec![("obama".to_string(), vec![0.3, 0.31, 0.5]), (NO_MATCH.to_string(), vec![0.7])];
-        let text = svg(400, 300, |area| distance_histogram(area, "distances", &groups, Some(0.48), 10)).unwrap();
+        let groups = vec![
+            ("obama".to_string(), vec![0.3, 0.31, 0.5]),
+            (NO_MATCH.to_string(), vec![0.7]),
+        ];
+        let text = svg(400, 300, |area| {
+            distance_histogram(area, "distances", &groups, Some(0.48), 10)
+        })
+        .unwrap();
         assert!(text.starts_with("<svg"), "{}", &text[..60]);
-        assert!(text.contains("obama (3)") && text.contains("(no match) (1)") && text.contains("threshold 0.48"));
+        assert!(
+            text.contains("obama (3)")
+                && text.contains("(no match) (1)")
+                && text.contains("threshold 0.48")
+        );
     }
 
     #[test]
     fn empty_input_still_draws_axes() {
         let text = svg(300, 200, |area| timeline(area, "t", &[], Some(0.5), &[])).unwrap();
         assert!(text.contains("time (s)"));
-        let text = svg(300, 200, |area| scatter(area, "s", ("pc1", "pc2"), &[], &[])).unwrap();
+        let text = svg(300, 200, |area| {
+            scatter(area, "s", ("pc1", "pc2"), &[], &[])
+        })
+        .unwrap();
         assert!(text.contains("pc1"));
     }
 }

@@ -29,7 +29,10 @@ pub enum AnalysisError {
     Io { path: String, message: String },
     /// polars could not read the file or run a query on it.
     #[error("{path}: {source}")]
-    Polars { path: String, source: polars::error::PolarsError },
+    Polars {
+        path: String,
+        source: polars::error::PolarsError,
+    },
     /// A column the analysis needs is missing or has another type.
     #[error("{path}: {message}")]
     Column { path: String, message: String },

@@ -31,7 +31,11 @@ impl Manifest {
     /// records.
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest> {
         let given = path.as_ref();
-        let path = if given.is_dir() { given.join(MANIFEST) } else { given.to_path_buf() };
+        let path = if given.is_dir() {
+            given.join(MANIFEST)
+        } else {
+            given.to_path_buf()
+        };
         let name = path.display().to_string();
         let file = File::open(&path).map_err(|e| AnalysisError::Io {
             path: name.clone(),
@@ -41,7 +45,10 @@ impl Manifest {
                 e.to_string()
             },
         })?;
-        let polars = |source| AnalysisError::Polars { path: name.clone(), source };
+        let polars = |source| AnalysisError::Polars {
+            path: name.clone(),
+            source,
+        };
         let mut reader = ParquetReader::new(file);
         let mut metadata: BTreeMap<String, String> = reader
             .get_metadata()
@@ -61,8 +68,15 @@ impl Manifest {
             .filter(|n| !PIXEL_COLUMNS.contains(&n.as_str()))
             .map(|n| n.to_string())
             .collect();
-        let frame = reader.with_columns(Some(columns)).finish().map_err(polars)?;
-        let manifest = Manifest { path, frame, metadata };
+        let frame = reader
+            .with_columns(Some(columns))
+            .finish()
+            .map_err(polars)?;
+        let manifest = Manifest {
+            path,
+            frame,
+            metadata,
+        };
         manifest.require(&["source", "frame_index", "pts", "face_index"])?;
         Ok(manifest)
     }
@@ -79,11 +93,18 @@ impl Manifest {
 
     /// Fails with a one-line error unless every column of `names` is present.
     pub fn require(&self, names: &[&str]) -> Result<()> {
-        let missing: Vec<&str> = names.iter().copied().filter(|n| self.frame.column(n).is_err()).collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.frame.column(n).is_err())
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(self.column_error(format!("no column {} (not a kao face-record file?)", missing.join(", "))))
+            Err(self.column_error(format!(
+                "no column {} (not a kao face-record file?)",
+                missing.join(", ")
+            )))
         }
     }
 
@@ -100,8 +121,14 @@ impl Manifest {
 
     /// The rows that have an embedding, in the order of [`Manifest::embeddings`].
     pub fn embedded_rows(&self) -> Result<DataFrame> {
-        let run = || self.frame.filter(&self.frame.column("embedding")?.is_not_null());
-        run().map_err(|source| AnalysisError::Polars { path: self.path.display().to_string(), source })
+        let run = || {
+            self.frame
+                .filter(&self.frame.column("embedding")?.is_not_null())
+        };
+        run().map_err(|source| AnalysisError::Polars {
+            path: self.path.display().to_string(),
+            source,
+        })
     }
 
     /// Every row as a [`Face`], in file order. Optional columns that are missing read as
@@ -109,7 +136,10 @@ impl Manifest {
     pub fn faces(&self) -> Result<Vec<Face>> {
         self.require(&["x", "y", "w", "h"])?;
         let f = &self.frame;
-        let err = |e: PolarsError| AnalysisError::Polars { path: self.path.display().to_string(), source: e };
+        let err = |e: PolarsError| AnalysisError::Polars {
+            path: self.path.display().to_string(),
+            source: e,
+        };
         let cast = |name: &str, dtype: DataType| -> Result<Option<Column>> {
             match f.column(name) {
                 Ok(c) => c.cast(&dtype).map(Some).map_err(err),
@@ -118,7 +148,12 @@ impl Manifest {
         };
         let strings = |name: &str| -> Result<Vec<Option<String>>> {
             Ok(match cast(name, DataType::String)? {
-                Some(c) => c.str().map_err(err)?.iter().map(|v| v.map(str::to_string)).collect(),
+                Some(c) => c
+                    .str()
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
                 None => vec![None; f.height()],
             })
         };
@@ -134,13 +169,25 @@ impl Manifest {
                 None => vec![None; f.height()],
             })
         };
-        let (source, frame_index, pts, face_index) =
-            (strings("source")?, integers("frame_index")?, floats("pts")?, integers("face_index")?);
+        let (source, frame_index, pts, face_index) = (
+            strings("source")?,
+            integers("frame_index")?,
+            floats("pts")?,
+            integers("face_index")?,
+        );
         let (x, y, w, h) = (floats("x")?, floats("y")?, floats("w")?, floats("h")?);
-        let (shot, track_id, identity, distance) =
-            (integers("shot")?, integers("track_id")?, strings("identity")?, floats("distance")?);
-        let (crop_path, reject_reason, sharpness, yaw) =
-            (strings("crop_path")?, strings("reject_reason")?, floats("sharpness")?, floats("yaw")?);
+        let (shot, track_id, identity, distance) = (
+            integers("shot")?,
+            integers("track_id")?,
+            strings("identity")?,
+            floats("distance")?,
+        );
+        let (crop_path, reject_reason, sharpness, yaw) = (
+            strings("crop_path")?,
+            strings("reject_reason")?,
+            floats("sharpness")?,
+            floats("yaw")?,
+        );
         Ok((0..f.height())
             .map(|i| Face {
                 source: source[i].clone().unwrap_or_default(),
@@ -161,7 +208,10 @@ impl Manifest {
     }
 
     fn column_error(&self, message: String) -> AnalysisError {
-        AnalysisError::Column { path: self.path.display().to_string(), message }
+        AnalysisError::Column {
+            path: self.path.display().to_string(),
+            message,
+        }
     }
 }
 
@@ -173,11 +223,20 @@ const ARROW_SCHEMA: &str = "ARROW:schema";
 /// empty when it cannot be read.
 fn arrow_schema_metadata(encoded: &str) -> BTreeMap<String, String> {
     use base64::Engine;
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return BTreeMap::new() };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return BTreeMap::new();
+    };
     // An encapsulated IPC message: continuation marker and length, then the flatbuffer.
-    let message = if bytes.len() >= 8 && bytes[..4] == [0xff; 4] { &bytes[8..] } else { &bytes[..] };
+    let message = if bytes.len() >= 8 && bytes[..4] == [0xff; 4] {
+        &bytes[8..]
+    } else {
+        &bytes[..]
+    };
     match polars_arrow::io::ipc::read::deserialize_schema(message) {
-        Ok((_, _, Some(meta))) => meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        Ok((_, _, Some(meta))) => meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         _ => BTreeMap::new(),
     }
 }
@@ -216,13 +275,32 @@ pub struct Face {
 /// The `embedding` column of `frame` (a fixed-size list of f32) as one vector per row that has
 /// one.
 pub fn embeddings_of(frame: &DataFrame) -> std::result::Result<Vec<Vec<f32>>, String> {
-    let column = frame.column("embedding").map_err(|_| "no embedding column (run kao-embed first)".to_string())?;
-    let array = column.array().map_err(|_| format!("embedding column is {}, not a fixed-size list", column.dtype()))?;
+    let column = frame
+        .column("embedding")
+        .map_err(|_| "no embedding column (run kao-embed first)".to_string())?;
+    let array = column.array().map_err(|_| {
+        format!(
+            "embedding column is {}, not a fixed-size list",
+            column.dtype()
+        )
+    })?;
     let width = array.width();
     let array = array.rechunk();
-    let inner = array.get_inner().cast(&DataType::Float32).map_err(|e| e.to_string())?;
-    let values: Vec<f32> = inner.f32().map_err(|e| e.to_string())?.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
-    let present: Vec<bool> = array.is_not_null().iter().map(|v| v.unwrap_or(false)).collect();
+    let inner = array
+        .get_inner()
+        .cast(&DataType::Float32)
+        .map_err(|e| e.to_string())?;
+    let values: Vec<f32> = inner
+        .f32()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| v.unwrap_or(f32::NAN))
+        .collect();
+    let present: Vec<bool> = array
+        .is_not_null()
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
     let vectors = present
         .iter()
         .enumerate()
@@ -239,11 +317,15 @@ pub fn label_from_path(path: &str, root: &str) -> String {
     let path = Path::new(path);
     let root = Path::new(root);
     match path.parent() {
-        Some(parent) if parent != root && !parent.as_os_str().is_empty() => {
-            parent.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        }
+        Some(parent) if parent != root && !parent.as_os_str().is_empty() => parent
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         _ => {
-            let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             stem.split('_').next().unwrap_or_default().to_string()
         }
     }
@@ -255,7 +337,10 @@ mod tests {
 
     #[test]
     fn labels_follow_the_reference_naming_rule() {
-        assert_eq!(label_from_path("faces/katy_perry/img42.jpg", "faces"), "katy_perry");
+        assert_eq!(
+            label_from_path("faces/katy_perry/img42.jpg", "faces"),
+            "katy_perry"
+        );
         assert_eq!(label_from_path("faces/matt_damon_1.jpg", "faces"), "matt");
         assert_eq!(label_from_path("faces/obama.jpg", "faces"), "obama");
         assert_eq!(label_from_path("faces/x/y/z.png", "faces"), "y");

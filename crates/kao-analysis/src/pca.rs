@@ -18,7 +18,10 @@ pub fn project(vectors: &[Vec<f32>], components: usize) -> Projection {
     let n = vectors.len();
     let d = vectors.first().map_or(0, Vec::len);
     if n < 2 || d == 0 || vectors.iter().any(|v| v.len() != d) {
-        return Projection { points: vec![Vec::new(); n], explained: Vec::new() };
+        return Projection {
+            points: vec![Vec::new(); n],
+            explained: Vec::new(),
+        };
     }
     let data = DMatrix::from_fn(n, d, |i, j| f64::from(vectors[i][j]));
     let mean = data.row_mean();
@@ -29,9 +32,27 @@ pub fn project(vectors: &[Vec<f32>], components: usize) -> Projection {
     order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
     let k = components.min(d);
     let total: f64 = eigen.eigenvalues.iter().map(|v| v.max(0.0)).sum();
-    let explained = order[..k].iter().map(|&c| if total > 0.0 { eigen.eigenvalues[c].max(0.0) / total } else { 0.0 }).collect();
+    let explained = order[..k]
+        .iter()
+        .map(|&c| {
+            if total > 0.0 {
+                eigen.eigenvalues[c].max(0.0) / total
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let points = (0..n)
-        .map(|i| order[..k].iter().map(|&c| centered.row(i).dot(&eigen.eigenvectors.column(c).transpose())).collect())
+        .map(|i| {
+            order[..k]
+                .iter()
+                .map(|&c| {
+                    centered
+                        .row(i)
+                        .dot(&eigen.eigenvectors.column(c).transpose())
+                })
+                .collect()
+        })
         .collect();
     Projection { points, explained }
 }
@@ -43,8 +64,15 @@ mod tests {
     #[test]
     fn the_first_component_follows_the_widest_spread() {
         // Points along the line y = 2x in 3-D, with a little noise in z.
-        let vectors: Vec<Vec<f32>> =
-            (0..20).map(|i| vec![i as f32, 2.0 * i as f32, if i % 2 == 0 { 0.1 } else { -0.1 }]).collect();
+        let vectors: Vec<Vec<f32>> = (0..20)
+            .map(|i| {
+                vec![
+                    i as f32,
+                    2.0 * i as f32,
+                    if i % 2 == 0 { 0.1 } else { -0.1 },
+                ]
+            })
+            .collect();
         let p = project(&vectors, 2);
         assert_eq!(p.points.len(), 20);
         assert!(p.explained[0] > 0.99, "{:?}", p.explained);

@@ -19,24 +19,51 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
     manifest.require(&["identity", "distance", "crop_path", "track_id"])?;
     let steps = frame_steps(manifest)?;
     let run = || -> PolarsResult<DataFrame> {
-        let mut frame = manifest.frame.select(["identity", "source", "frame_index", "track_id", "crop_path", "distance"])?;
-        let named: StringChunked =
-            frame.column("identity")?.str()?.iter().map(|v| Some(v.unwrap_or(NO_MATCH))).collect();
+        let mut frame = manifest.frame.select([
+            "identity",
+            "source",
+            "frame_index",
+            "track_id",
+            "crop_path",
+            "distance",
+        ])?;
+        let named: StringChunked = frame
+            .column("identity")?
+            .str()?
+            .iter()
+            .map(|v| Some(v.unwrap_or(NO_MATCH)))
+            .collect();
         frame.with_column(named.with_name("identity".into()).into_column())?;
         let table = frame.group_by(["identity"])?.apply(|g| {
             let sources = g.column("source")?.str()?.clone();
-            let frames = g.column("frame_index")?.cast(&DataType::UInt64)?.u64()?.clone();
-            let on_screen: HashSet<(&str, u64)> =
-                sources.iter().zip(frames.iter()).filter_map(|(s, f)| Some((s?, f?))).collect();
-            let seconds: f64 = on_screen.iter().map(|(s, _)| steps.get(*s).copied().unwrap_or(0.0)).sum();
+            let frames = g
+                .column("frame_index")?
+                .cast(&DataType::UInt64)?
+                .u64()?
+                .clone();
+            let on_screen: HashSet<(&str, u64)> = sources
+                .iter()
+                .zip(frames.iter())
+                .filter_map(|(s, f)| Some((s?, f?)))
+                .collect();
+            let seconds: f64 = on_screen
+                .iter()
+                .map(|(s, _)| steps.get(*s).copied().unwrap_or(0.0))
+                .sum();
             let identity = g.column("identity")?.slice(0, 1);
             let unmatched = identity.str()?.get(0) == Some(NO_MATCH);
             DataFrame::new_infer_height(vec![
                 identity,
                 Column::new("faces".into(), [g.height() as u64]),
-                Column::new("tracks".into(), [g.column("track_id")?.drop_nulls().n_unique()? as u64]),
+                Column::new(
+                    "tracks".into(),
+                    [g.column("track_id")?.drop_nulls().n_unique()? as u64],
+                ),
                 Column::new("crops".into(), [non_null(&g, "crop_path")?]),
-                Column::new("median_distance".into(), [reduce(g.column("distance")?.median_reduce()?)]),
+                Column::new(
+                    "median_distance".into(),
+                    [reduce(g.column("distance")?.median_reduce()?)],
+                ),
                 Column::new("seconds_on_screen".into(), [seconds]),
                 Column::new("unmatched".into(), [unmatched]),
             ])
@@ -58,12 +85,21 @@ pub fn by_video(manifest: &Manifest) -> Result<DataFrame> {
         let table = manifest.frame.group_by(["source"])?.apply(|g| {
             DataFrame::new_infer_height(vec![
                 g.column("source")?.slice(0, 1),
-                Column::new("frames_with_faces".into(), [g.column("frame_index")?.n_unique()? as u64]),
+                Column::new(
+                    "frames_with_faces".into(),
+                    [g.column("frame_index")?.n_unique()? as u64],
+                ),
                 Column::new("faces".into(), [g.height() as u64]),
-                Column::new("tracks".into(), [g.column("track_id")?.drop_nulls().n_unique()? as u64]),
+                Column::new(
+                    "tracks".into(),
+                    [g.column("track_id")?.drop_nulls().n_unique()? as u64],
+                ),
                 Column::new("matched".into(), [non_null(&g, "identity")?]),
                 Column::new("crops".into(), [non_null(&g, "crop_path")?]),
-                Column::new("last_face_s".into(), [reduce(g.column("pts")?.max_reduce()?)]),
+                Column::new(
+                    "last_face_s".into(),
+                    [reduce(g.column("pts")?.max_reduce()?)],
+                ),
             ])
         })?;
         table.sort(["source"], SortMultipleOptions::default())
@@ -81,14 +117,20 @@ pub fn by_shot(manifest: &Manifest) -> Result<DataFrame> {
             for who in g.column("identity")?.str()?.iter().flatten() {
                 *votes.entry(who).or_default() += 1;
             }
-            let who = votes.iter().max_by_key(|(_, n)| **n).map(|(w, _)| w.to_string());
+            let who = votes
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(w, _)| w.to_string());
             DataFrame::new_infer_height(vec![
                 g.column("source")?.slice(0, 1),
                 g.column("shot")?.slice(0, 1),
                 Column::new("start_s".into(), [reduce(g.column("pts")?.min_reduce()?)]),
                 Column::new("end_s".into(), [reduce(g.column("pts")?.max_reduce()?)]),
                 Column::new("faces".into(), [g.height() as u64]),
-                Column::new("tracks".into(), [g.column("track_id")?.drop_nulls().n_unique()? as u64]),
+                Column::new(
+                    "tracks".into(),
+                    [g.column("track_id")?.drop_nulls().n_unique()? as u64],
+                ),
                 Column::new("matched".into(), [non_null(&g, "identity")?]),
                 Column::new("who".into(), [who]),
                 Column::new("crops".into(), [non_null(&g, "crop_path")?]),
@@ -104,14 +146,19 @@ pub fn by_shot(manifest: &Manifest) -> Result<DataFrame> {
 pub fn rejections(manifest: &Manifest) -> Result<DataFrame> {
     manifest.require(&["reject_reason"])?;
     let run = || -> PolarsResult<DataFrame> {
-        let rejected = manifest.frame.filter(&manifest.frame.column("reject_reason")?.is_not_null())?;
+        let rejected = manifest
+            .frame
+            .filter(&manifest.frame.column("reject_reason")?.is_not_null())?;
         let table = rejected.group_by(["reject_reason"])?.apply(|g| {
             DataFrame::new_infer_height(vec![
                 g.column("reject_reason")?.slice(0, 1),
                 Column::new("faces".into(), [g.height() as u64]),
             ])
         })?;
-        table.sort(["faces", "reject_reason"], SortMultipleOptions::default().with_order_descending_multi([true, false]))
+        table.sort(
+            ["faces", "reject_reason"],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
     };
     run().map_err(|e| polars_error(manifest, e))
 }
@@ -121,7 +168,12 @@ pub fn rejections(manifest: &Manifest) -> Result<DataFrame> {
 pub fn frame_steps(manifest: &Manifest) -> Result<BTreeMap<String, f64>> {
     let run = || -> PolarsResult<BTreeMap<String, f64>> {
         let sources = manifest.frame.column("source")?.str()?.clone();
-        let pts = manifest.frame.column("pts")?.cast(&DataType::Float64)?.f64()?.clone();
+        let pts = manifest
+            .frame
+            .column("pts")?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .clone();
         let mut per_source: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for (source, t) in sources.iter().zip(pts.iter()) {
             if let (Some(source), Some(t)) = (source, t) {
@@ -135,7 +187,14 @@ pub fn frame_steps(manifest: &Manifest) -> Result<BTreeMap<String, f64>> {
                 times.dedup();
                 let mut gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
                 gaps.sort_by(f64::total_cmp);
-                (source, if gaps.is_empty() { 0.0 } else { gaps[(gaps.len() - 1) / 2] })
+                (
+                    source,
+                    if gaps.is_empty() {
+                        0.0
+                    } else {
+                        gaps[(gaps.len() - 1) / 2]
+                    },
+                )
             })
             .collect())
     };
@@ -153,7 +212,10 @@ fn reduce(scalar: Scalar) -> Option<f64> {
 }
 
 fn polars_error(manifest: &Manifest, source: PolarsError) -> AnalysisError {
-    AnalysisError::Polars { path: manifest.path.display().to_string(), source }
+    AnalysisError::Polars {
+        path: manifest.path.display().to_string(),
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -174,19 +236,33 @@ mod tests {
             "reject_reason" => [None, Some("duplicate"), Some("unmatched"), None, Some("unmatched")],
         )
         .unwrap();
-        Manifest { path: "m.parquet".into(), frame, metadata: Default::default() }
+        Manifest {
+            path: "m.parquet".into(),
+            frame,
+            metadata: Default::default(),
+        }
     }
 
     #[test]
     fn per_identity_counts_faces_crops_and_time_on_screen() {
         let t = by_identity(&manifest()).unwrap();
-        let who: Vec<Option<&str>> = t.column("identity").unwrap().str().unwrap().iter().collect();
+        let who: Vec<Option<&str>> = t
+            .column("identity")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(who, [Some("ann"), Some(NO_MATCH)]);
-        let u = |name: &str| -> Vec<Option<u64>> { t.column(name).unwrap().u64().unwrap().iter().collect() };
+        let u = |name: &str| -> Vec<Option<u64>> {
+            t.column(name).unwrap().u64().unwrap().iter().collect()
+        };
         assert_eq!(u("faces"), [Some(3), Some(2)]);
         assert_eq!(u("tracks"), [Some(2), Some(2)]);
         assert_eq!(u("crops"), [Some(2), Some(0)]);
-        let f = |name: &str| -> Vec<Option<f64>> { t.column(name).unwrap().f64().unwrap().iter().collect() };
+        let f = |name: &str| -> Vec<Option<f64>> {
+            t.column(name).unwrap().f64().unwrap().iter().collect()
+        };
         assert!((f("median_distance")[0].unwrap() - 0.3).abs() < 1e-6);
         // a.mp4's frame step is 0.5 s (gaps 0.5 and 1.0); ann is in 3 of its frames.
         assert_eq!(f("seconds_on_screen")[0], Some(1.5));
@@ -198,12 +274,21 @@ mod tests {
         let v = by_video(&m).unwrap();
         assert_eq!(v.height(), 2);
         assert_eq!(v.column("matched").unwrap().u64().unwrap().get(0), Some(3));
-        assert_eq!(v.column("frames_with_faces").unwrap().u64().unwrap().get(0), Some(3));
+        assert_eq!(
+            v.column("frames_with_faces").unwrap().u64().unwrap().get(0),
+            Some(3)
+        );
         let s = by_shot(&m).unwrap();
         assert_eq!(s.height(), 3);
         assert_eq!(s.column("who").unwrap().str().unwrap().get(0), Some("ann"));
         let r = rejections(&m).unwrap();
-        let reasons: Vec<Option<&str>> = r.column("reject_reason").unwrap().str().unwrap().iter().collect();
+        let reasons: Vec<Option<&str>> = r
+            .column("reject_reason")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(reasons, [Some("unmatched"), Some("duplicate")]);
     }
 }

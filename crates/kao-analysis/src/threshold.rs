@@ -26,15 +26,24 @@ pub fn labelled_faces(records: &Manifest, root: &str) -> Result<Vec<LabelledFace
     records.require(&["w", "h", "embedding"])?;
     let path = || records.path.display().to_string();
     let rows = records.embedded_rows()?;
-    let vectors = embeddings_of(&rows).map_err(|message| AnalysisError::Column { path: path(), message })?;
+    let vectors = embeddings_of(&rows).map_err(|message| AnalysisError::Column {
+        path: path(),
+        message,
+    })?;
     let columns = || -> PolarsResult<(StringChunked, Float64Chunked)> {
-        let area = (rows.column("w")?.cast(&DataType::Float64)? * rows.column("h")?.cast(&DataType::Float64)?)?;
+        let area = (rows.column("w")?.cast(&DataType::Float64)?
+            * rows.column("h")?.cast(&DataType::Float64)?)?;
         Ok((rows.column("source")?.str()?.clone(), area.f64()?.clone()))
     };
-    let (sources, areas) = columns().map_err(|source| AnalysisError::Polars { path: path(), source })?;
+    let (sources, areas) = columns().map_err(|source| AnalysisError::Polars {
+        path: path(),
+        source,
+    })?;
     let mut largest: BTreeMap<String, (f64, Vec<f32>)> = BTreeMap::new();
     for ((source, area), vector) in sources.iter().zip(areas.iter()).zip(vectors) {
-        let (Some(source), Some(area)) = (source, area) else { continue };
+        let (Some(source), Some(area)) = (source, area) else {
+            continue;
+        };
         match largest.get(source) {
             Some((best, _)) if *best >= area => {}
             _ => {
@@ -44,7 +53,11 @@ pub fn labelled_faces(records: &Manifest, root: &str) -> Result<Vec<LabelledFace
     }
     Ok(largest
         .into_iter()
-        .map(|(source, (_, embedding))| LabelledFace { label: label_from_path(&source, root), source, embedding })
+        .map(|(source, (_, embedding))| LabelledFace {
+            label: label_from_path(&source, root),
+            source,
+            embedding,
+        })
         .collect())
 }
 
@@ -63,7 +76,11 @@ pub fn pair_distances(faces: &[LabelledFace]) -> PairDistances {
     for (i, a) in faces.iter().enumerate() {
         for b in &faces[i + 1..] {
             let d = distance(&a.embedding, &b.embedding);
-            if a.label == b.label { pairs.same.push(d) } else { pairs.different.push(d) }
+            if a.label == b.label {
+                pairs.same.push(d)
+            } else {
+                pairs.different.push(d)
+            }
         }
     }
     pairs
@@ -71,7 +88,11 @@ pub fn pair_distances(faces: &[LabelledFace]) -> PairDistances {
 
 /// Euclidean distance, the measure kao-match uses for dlib's embeddings.
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 /// One operating point: at `threshold`, the share of same-person pairs accepted (within the
@@ -88,10 +109,20 @@ pub struct RocPoint {
 
 /// The ROC at each of `thresholds`.
 pub fn roc(pairs: &PairDistances, thresholds: &[f32]) -> Vec<RocPoint> {
-    let rate = |d: &[f32], t: f32| if d.is_empty() { 0.0 } else { d.iter().filter(|&&x| x <= t).count() as f64 / d.len() as f64 };
+    let rate = |d: &[f32], t: f32| {
+        if d.is_empty() {
+            0.0
+        } else {
+            d.iter().filter(|&&x| x <= t).count() as f64 / d.len() as f64
+        }
+    };
     thresholds
         .iter()
-        .map(|&t| RocPoint { threshold: t, true_accept: rate(&pairs.same, t), false_accept: rate(&pairs.different, t) })
+        .map(|&t| RocPoint {
+            threshold: t,
+            true_accept: rate(&pairs.same, t),
+            false_accept: rate(&pairs.different, t),
+        })
         .collect()
 }
 
@@ -101,7 +132,11 @@ pub fn roc_curve(pairs: &PairDistances) -> Vec<RocPoint> {
     let mut thresholds: Vec<f32> = pairs.same.iter().chain(&pairs.different).copied().collect();
     thresholds.sort_by(f32::total_cmp);
     thresholds.dedup();
-    let mut points = vec![RocPoint { threshold: 0.0, true_accept: 0.0, false_accept: 0.0 }];
+    let mut points = vec![RocPoint {
+        threshold: 0.0,
+        true_accept: 0.0,
+        false_accept: 0.0,
+    }];
     points.extend(roc(pairs, &thresholds));
     points
 }
@@ -109,7 +144,10 @@ pub fn roc_curve(pairs: &PairDistances) -> Vec<RocPoint> {
 /// The largest threshold whose false accept rate is at most `max_false_accept`, with its
 /// rates; `None` when even the smallest distance breaks it.
 pub fn largest_safe_threshold(pairs: &PairDistances, max_false_accept: f64) -> Option<RocPoint> {
-    roc_curve(pairs).into_iter().filter(|p| p.threshold > 0.0 && p.false_accept <= max_false_accept).last()
+    roc_curve(pairs)
+        .into_iter()
+        .filter(|p| p.threshold > 0.0 && p.false_accept <= max_false_accept)
+        .last()
 }
 
 #[cfg(test)]
@@ -117,12 +155,21 @@ mod tests {
     use super::*;
 
     fn face(label: &str, x: f32) -> LabelledFace {
-        LabelledFace { source: format!("{label}/{x}.jpg"), label: label.into(), embedding: vec![x, 0.0] }
+        LabelledFace {
+            source: format!("{label}/{x}.jpg"),
+            label: label.into(),
+            embedding: vec![x, 0.0],
+        }
     }
 
     #[test]
     fn pairs_split_by_label_and_the_roc_counts_them() {
-        let faces = [face("a", 0.0), face("a", 0.3), face("b", 1.0), face("b", 1.2)];
+        let faces = [
+            face("a", 0.0),
+            face("a", 0.3),
+            face("b", 1.0),
+            face("b", 1.2),
+        ];
         let pairs = pair_distances(&faces);
         let mut same = pairs.same.clone();
         same.sort_by(f32::total_cmp);
@@ -138,6 +185,12 @@ mod tests {
         assert!((safe.threshold - 0.3).abs() < 1e-6 && safe.true_accept == 1.0);
         let curve = roc_curve(&pairs);
         assert_eq!(curve.first().unwrap().true_accept, 0.0);
-        assert_eq!((curve.last().unwrap().true_accept, curve.last().unwrap().false_accept), (1.0, 1.0));
+        assert_eq!(
+            (
+                curve.last().unwrap().true_accept,
+                curve.last().unwrap().false_accept
+            ),
+            (1.0, 1.0)
+        );
     }
 }

@@ -19,7 +19,9 @@ const ANCHOR: &str = include_str!("../anchors/dlib_embed.py");
 /// Our golden data: dlib's astronaut photo and its 150×150 chip (uint8 .npy).
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kao-dlib/tests/data");
 /// dlib's 5 landmarks on the astronaut.
-const LANDMARKS: [f32; 10] = [255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0];
+const LANDMARKS: [f32; 10] = [
+    255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0,
+];
 
 /// The payload of a C-order uint8 `.npy` file.
 fn npy_u8(path: &Path) -> Result<Vec<u8>> {
@@ -38,8 +40,15 @@ pub fn dlib_python(cache: &Path) -> Result<PathBuf> {
     let ready = venv.join(".ready");
     if !ready.exists() {
         eprintln!("kao-bench: making {} with {DLIB_BIN}", venv.display());
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?.success()
-            && Command::new(&python).args(["-m", "pip", "install", "-q", "numpy", DLIB_BIN]).status()?.success();
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?
+            .success()
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "-q", "numpy", DLIB_BIN])
+                .status()?
+                .success();
         if !ok {
             bail!("could not install {DLIB_BIN} into {}", venv.display());
         }
@@ -67,28 +76,59 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
     std::fs::create_dir_all(cache)?;
     let model = kao_models::locate("dlib-resnet")?;
     let chip_path = Path::new(DATA).join("chip150.npy");
-    let chip = RgbImage { width: 150, height: 150, data: npy_u8(&chip_path)? };
+    let chip = RgbImage {
+        width: 150,
+        height: 150,
+        data: npy_u8(&chip_path)?,
+    };
     if chip.data.len() != 150 * 150 * 3 {
         bail!("{}: not a 150×150 RGB chip", chip_path.display());
     }
     let embedder = Embedder::load(&model.path, Device::cpu())?;
     embedder.embed(&[chip.view()])?;
-    let kao = [kao_ms(&embedder, &chip, faces, 1)?, kao_ms(&embedder, &chip, faces, 32)?];
+    let kao = [
+        kao_ms(&embedder, &chip, faces, 1)?,
+        kao_ms(&embedder, &chip, faces, 32)?,
+    ];
 
     let script = cache.join("dlib_embed.py");
     std::fs::write(&script, ANCHOR)?;
-    let out = Command::new(dlib_python(cache)?).arg(&script).arg(&model.path).arg(&chip_path).arg(faces.to_string()).output()?;
+    let out = Command::new(dlib_python(cache)?)
+        .arg(&script)
+        .arg(&model.path)
+        .arg(&chip_path)
+        .arg(faces.to_string())
+        .output()?;
     if !out.status.success() {
-        bail!("dlib anchor failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "dlib anchor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("dlib anchor output")?;
-    let dlib = [json["batch1_ms"].as_f64().context("batch1_ms")?, json["batch32_ms"].as_f64().context("batch32_ms")?];
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("dlib anchor output")?;
+    let dlib = [
+        json["batch1_ms"].as_f64().context("batch1_ms")?,
+        json["batch32_ms"].as_f64().context("batch32_ms")?,
+    ];
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("embed: ms per face, best of 3 rounds of {faces} faces, {cores} cores, kao on {:?}", Device::cpu());
-    println!("{:<8} {:>10} {:>10} {:>14}", "batch", "dlib", "kao", "kao/dlib time");
+    println!(
+        "embed: ms per face, best of 3 rounds of {faces} faces, {cores} cores, kao on {:?}",
+        Device::cpu()
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>14}",
+        "batch", "dlib", "kao", "kao/dlib time"
+    );
     for (i, batch) in [1, 32].iter().enumerate() {
-        println!("{:<8} {:>10.2} {:>10.2} {:>13.3}x", batch, dlib[i], kao[i], kao[i] / dlib[i]);
+        println!(
+            "{:<8} {:>10.2} {:>10.2} {:>13.3}x",
+            batch,
+            dlib[i],
+            kao[i],
+            kao[i] / dlib[i]
+        );
     }
     if stream_faces > 0 {
         let (peak_mb, secs) = stream_memory(stream_faces)?;
@@ -109,8 +149,12 @@ fn stream_memory(faces: usize) -> Result<(f64, f64)> {
     for y in y0..y0 + h {
         patch.extend_from_slice(&pixels[(y * 512 + x0) * 3..(y * 512 + x0 + w) * 3]);
     }
-    let schema = face_schema(&Provenance::new("kao-bench", env!("CARGO_PKG_VERSION"), serde_json::Value::Null))
-        .map_err(anyhow::Error::msg)?;
+    let schema = face_schema(&Provenance::new(
+        "kao-bench",
+        env!("CARGO_PKG_VERSION"),
+        serde_json::Value::Null,
+    ))
+    .map_err(anyhow::Error::msg)?;
     let mut child = Command::new(sibling("kao-embed")?)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -122,7 +166,13 @@ fn stream_memory(faces: usize) -> Result<(f64, f64)> {
         let mut out = RecordWriter::stream("kao-embed stdin", Box::new(stdin), &schema)?;
         let per_frame = 10;
         for frame_index in 0..faces.div_ceil(per_frame) {
-            let frame = FrameMeta { source: "astronaut".into(), frame_index: frame_index as u64, pts: 0.0, width: 512, height: 512 };
+            let frame = FrameMeta {
+                source: "astronaut".into(),
+                frame_index: frame_index as u64,
+                pts: 0.0,
+                width: 512,
+                height: 512,
+            };
             let n = per_frame.min(faces - frame_index * per_frame);
             let rows: Vec<FaceRow> = (0..n)
                 .map(|i| FaceRow {
@@ -148,7 +198,9 @@ fn stream_memory(faces: usize) -> Result<(f64, f64)> {
     });
     let peak_mb = wait_peak_mb(&mut child)?;
     let secs = started.elapsed().as_secs_f64();
-    writer.join().map_err(|_| anyhow::anyhow!("record writer panicked"))??;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("record writer panicked"))??;
     if !child.wait()?.success() {
         bail!("kao-embed failed on the face stream");
     }

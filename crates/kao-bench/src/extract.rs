@@ -11,7 +11,13 @@ use anyhow::{Context, Result, bail};
 use crate::{ffmpeg, sibling, wait_peak_mb};
 
 /// The face_recognition pipeline's packages: dlib's wheel and the model files face_recognition 1.3.0 uses.
-const FR_PACKAGES: &[&str] = &["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0", "numpy", "pillow", "pyarrow"];
+const FR_PACKAGES: &[&str] = &[
+    "dlib-bin==20.0.1.post1",
+    "face_recognition_models==0.3.0",
+    "numpy",
+    "pillow",
+    "pyarrow",
+];
 /// face_recognition itself, installed without its dependencies (it asks for `dlib`, a source
 /// build; dlib-bin provides the same module).
 const FR: &str = "face_recognition==1.3.0";
@@ -22,12 +28,30 @@ fn fr_python(cache: &Path) -> Result<PathBuf> {
     let python = venv.join("bin/python");
     let ready = venv.join(".ready");
     if !ready.exists() {
-        eprintln!("kao-bench: making {} with {}", venv.display(), FR_PACKAGES.join(" "));
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?.success()
-            && Command::new(&python).args(["-m", "pip", "install", "-q"]).args(FR_PACKAGES).status()?.success()
-            && Command::new(&python).args(["-m", "pip", "install", "-q", "--no-deps", FR]).status()?.success();
+        eprintln!(
+            "kao-bench: making {} with {}",
+            venv.display(),
+            FR_PACKAGES.join(" ")
+        );
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?
+            .success()
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "-q"])
+                .args(FR_PACKAGES)
+                .status()?
+                .success()
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "-q", "--no-deps", FR])
+                .status()?
+                .success();
         if !ok {
-            bail!("could not install the face_recognition pipeline into {}", venv.display());
+            bail!(
+                "could not install the face_recognition pipeline into {}",
+                venv.display()
+            );
         }
         std::fs::write(&ready, FR_PACKAGES.join("\n"))?;
     }
@@ -38,12 +62,19 @@ fn fr_python(cache: &Path) -> Result<PathBuf> {
 /// process (polled from /proc, so a child process of it is not counted).
 fn measured(cmd: &mut Command) -> Result<(f64, f64)> {
     let started = Instant::now();
-    let mut child: Child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("{cmd:?}"))?;
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("{cmd:?}"))?;
     let peak_mb = wait_peak_mb(&mut child)?;
     let secs = started.elapsed().as_secs_f64();
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok((secs, peak_mb))
 }
@@ -51,45 +82,107 @@ fn measured(cmd: &mut Command) -> Result<(f64, f64)> {
 /// Frames and duration of `video` by ffprobe.
 fn probe(video: &Path) -> Result<(u64, f64)> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=nb_read_frames:format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames:format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(video)
         .output()
         .context("running ffprobe")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut values = text.split_whitespace().map(|v| v.trim_matches(','));
-    let frames = values.next().and_then(|v| v.parse().ok()).context("ffprobe gave no frame count")?;
-    let duration = values.next().and_then(|v| v.parse().ok()).context("ffprobe gave no duration")?;
+    let frames = values
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("ffprobe gave no frame count")?;
+    let duration = values
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("ffprobe gave no duration")?;
     Ok((frames, duration))
 }
 
 /// Scores a manifest with devdata's score.py, when it is there; returns "recall / precision".
 fn score(python: &Path, scorer: &Path, case: &str, manifest: &Path) -> String {
-    let Ok(out) = Command::new(python).arg(scorer).arg(case).arg(manifest).output() else { return "-".into() };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return "-".into() };
+    let Ok(out) = Command::new(python)
+        .arg(scorer)
+        .arg(case)
+        .arg(manifest)
+        .output()
+    else {
+        return "-".into();
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return "-".into();
+    };
     format!("{} / {}", json["recall"], json["precision"])
 }
 
 /// The benchmark; `refs` are the reference photos, `case` the score.py case for them.
-pub fn bench_extract(video: &Path, refs: &Path, case: &str, skip_fr: bool, cache: &Path) -> Result<()> {
+pub fn bench_extract(
+    video: &Path,
+    refs: &Path,
+    case: &str,
+    skip_fr: bool,
+    cache: &Path,
+) -> Result<()> {
     let kao_extract = sibling("kao-extract")?;
     let (frames, duration) = probe(video)?;
     let out = cache.join("extract");
     let _ = std::fs::remove_dir_all(&out);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let scorer = video.parent().and_then(Path::parent).map(|d| d.join("score.py")).filter(|p| p.exists());
-    println!("end to end on {} ({frames} frames, {duration:.2} s), every frame, {cores} cores", video.display());
-    println!("{:<28} {:>8} {:>8} {:>10} {:>9} {:>18}", "pipeline", "wall s", "fps", "× realtime", "peak MB", "recall / precision");
+    let scorer = video
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("score.py"))
+        .filter(|p| p.exists());
+    println!(
+        "end to end on {} ({frames} frames, {duration:.2} s), every frame, {cores} cores",
+        video.display()
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>10} {:>9} {:>18}",
+        "pipeline", "wall s", "fps", "× realtime", "peak MB", "recall / precision"
+    );
 
     // Reference enrollment is cached by kao (and takes ~2 s in baseline_fr.py): warm it first
     // so both pipelines are timed on the video.
     let ref_cache = cache.join("ref-cache");
     let warm = out.join("warm");
-    measured(Command::new(&kao_extract).arg(video).arg("--ref").arg(refs).arg("--ref-cache").arg(&ref_cache).args(["--max-frames", "1", "-q", "--out"]).arg(&warm))?;
+    measured(
+        Command::new(&kao_extract)
+            .arg(video)
+            .arg("--ref")
+            .arg(refs)
+            .arg("--ref-cache")
+            .arg(&ref_cache)
+            .args(["--max-frames", "1", "-q", "--out"])
+            .arg(&warm),
+    )?;
     let kao_out = out.join("kao");
     let (kao_secs, kao_mb) = measured(
-        Command::new(&kao_extract).arg(video).arg("--ref").arg(refs).arg("--ref-cache").arg(&ref_cache).arg("-q").arg("--out").arg(&kao_out),
+        Command::new(&kao_extract)
+            .arg(video)
+            .arg("--ref")
+            .arg(refs)
+            .arg("--ref-cache")
+            .arg(&ref_cache)
+            .arg("-q")
+            .arg("--out")
+            .arg(&kao_out),
     )?;
-    let fr_python = if skip_fr { None } else { Some(fr_python(cache)?) };
+    let fr_python = if skip_fr {
+        None
+    } else {
+        Some(fr_python(cache)?)
+    };
     let kao_score = match (&scorer, &fr_python) {
         (Some(s), Some(py)) => score(py, s, case, &kao_out.join("manifest.parquet")),
         _ => "-".into(),
@@ -107,23 +200,54 @@ pub fn bench_extract(video: &Path, refs: &Path, case: &str, skip_fr: bool, cache
     };
     row("kao-extract", kao_secs, kao_mb, &kao_score);
     if let Some(python) = &fr_python {
-        let baseline = video.parent().and_then(Path::parent).map(|d| d.join("baseline_fr.py")).filter(|p| p.exists());
-        let Some(baseline) = baseline else { bail!("baseline_fr.py not found beside {}", video.display()) };
+        let baseline = video
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("baseline_fr.py"))
+            .filter(|p| p.exists());
+        let Some(baseline) = baseline else {
+            bail!("baseline_fr.py not found beside {}", video.display())
+        };
         let fr_out = out.join("face_recognition");
-        let (fr_secs, fr_mb) = measured(Command::new(python).arg(&baseline).arg(video).arg("--ref").arg(refs).arg("--out").arg(&fr_out))?;
-        let fr_score = scorer.as_ref().map_or("-".into(), |s| score(python, s, case, &fr_out.join("manifest.parquet")));
+        let (fr_secs, fr_mb) = measured(
+            Command::new(python)
+                .arg(&baseline)
+                .arg(video)
+                .arg("--ref")
+                .arg(refs)
+                .arg("--out")
+                .arg(&fr_out),
+        )?;
+        let fr_score = scorer.as_ref().map_or("-".into(), |s| {
+            score(python, s, case, &fr_out.join("manifest.parquet"))
+        });
         row("face_recognition (HOG, 0.6)", fr_secs, fr_mb, &fr_score);
-        println!("kao-extract is {:.1}× faster than the face_recognition pipeline", fr_secs / kao_secs);
+        println!(
+            "kao-extract is {:.1}× faster than the face_recognition pipeline",
+            fr_secs / kao_secs
+        );
     }
 
     // Peak memory on 1080p: the same clip scaled up.
-    let hd = cache.join(format!("{}_1080p.mp4", video.file_stem().and_then(|s| s.to_str()).unwrap_or("clip")));
+    let hd = cache.join(format!(
+        "{}_1080p.mp4",
+        video.file_stem().and_then(|s| s.to_str()).unwrap_or("clip")
+    ));
     if !hd.exists() {
         let tmp = hd.with_extension("part.mp4");
         let ok = ffmpeg()
             .arg("-i")
             .arg(video)
-            .args(["-vf", "scale=1920:1080", "-c:v", "libx264", "-crf", "23", "-an", "-y"])
+            .args([
+                "-vf",
+                "scale=1920:1080",
+                "-c:v",
+                "libx264",
+                "-crf",
+                "23",
+                "-an",
+                "-y",
+            ])
             .arg(&tmp)
             .status()?
             .success();
@@ -133,7 +257,15 @@ pub fn bench_extract(video: &Path, refs: &Path, case: &str, skip_fr: bool, cache
         std::fs::rename(&tmp, &hd)?;
     }
     let (hd_secs, hd_mb) = measured(
-        Command::new(&kao_extract).arg(&hd).arg("--ref").arg(refs).arg("--ref-cache").arg(&ref_cache).arg("-q").arg("--out").arg(out.join("kao-1080p")),
+        Command::new(&kao_extract)
+            .arg(&hd)
+            .arg("--ref")
+            .arg(refs)
+            .arg("--ref-cache")
+            .arg(&ref_cache)
+            .arg("-q")
+            .arg("--out")
+            .arg(out.join("kao-1080p")),
     )?;
     row("kao-extract, 1080p copy", hd_secs, hd_mb, "-");
     Ok(())

@@ -93,10 +93,30 @@ enum Bench {
 fn main() {
     let args = Args::parse();
     let result = match args.bench {
-        Bench::Decode { frames, runs, videos, cache } => bench_decode(frames, runs.max(1), &videos, &cache),
-        Bench::Embed { faces, stream_faces, cache } => embed::bench_embed(faces.max(1), stream_faces, &cache),
-        Bench::Detect { video, frames, rounds, cache } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache),
-        Bench::Extract { video, refs, case, no_baseline, cache } => extract::bench_extract(&video, &refs, &case, no_baseline, &cache),
+        Bench::Decode {
+            frames,
+            runs,
+            videos,
+            cache,
+        } => bench_decode(frames, runs.max(1), &videos, &cache),
+        Bench::Embed {
+            faces,
+            stream_faces,
+            cache,
+        } => embed::bench_embed(faces.max(1), stream_faces, &cache),
+        Bench::Detect {
+            video,
+            frames,
+            rounds,
+            cache,
+        } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache),
+        Bench::Extract {
+            video,
+            refs,
+            case,
+            no_baseline,
+            cache,
+        } => extract::bench_extract(&video, &refs, &case, no_baseline, &cache),
     };
     if let Err(e) = result {
         eprintln!("kao-bench: {e:#}");
@@ -109,7 +129,10 @@ fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
     if !path.exists() {
-        bail!("{} not found: build the workspace first (cargo build --release)", path.display());
+        bail!(
+            "{} not found: build the workspace first (cargo build --release)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -130,8 +153,21 @@ fn test_video(cache: &Path, width: u32, height: u32, frames: u32) -> Result<Path
     let tmp = path.with_extension("part.mp4");
     eprintln!("kao-bench: generating {}", path.display());
     let status = ffmpeg()
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={width}x{height}:rate=30")])
-        .args(["-frames:v", &frames.to_string(), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={width}x{height}:rate=30"),
+        ])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+        ])
         .arg(&tmp)
         .status()
         .context("running ffmpeg (scripts/deps.sh installs it)")?;
@@ -149,7 +185,10 @@ fn wait_peak_mb(child: &mut std::process::Child) -> Result<f64> {
     let mut peak_kb = 0u64;
     while child.try_wait()?.is_none() {
         if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok());
             peak_kb = peak_kb.max(hwm.unwrap_or(0));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -163,36 +202,73 @@ fn time(cmd: &mut Command) -> Result<f64> {
     let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
     let secs = started.elapsed().as_secs_f64();
     if !out.status.success() {
-        bail!("{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(secs)
 }
 
 /// Frames kao-decode emits for `video` (its --verbose summary).
 fn count_frames(kao_decode: &Path, video: &Path) -> Result<u64> {
-    let out = Command::new(kao_decode).arg(video).arg("--verbose").stdout(Stdio::null()).output()?;
+    let out = Command::new(kao_decode)
+        .arg(video)
+        .arg("--verbose")
+        .stdout(Stdio::null())
+        .output()?;
     let text = String::from_utf8_lossy(&out.stderr);
     text.lines()
-        .find_map(|l| l.split(": ").nth(2).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse().ok()))
-        .with_context(|| format!("no frame count from kao-decode on {}: {text}", video.display()))
+        .find_map(|l| {
+            l.split(": ")
+                .nth(2)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+        })
+        .with_context(|| {
+            format!(
+                "no frame count from kao-decode on {}: {text}",
+                video.display()
+            )
+        })
 }
 
 fn bench_decode(frames: u32, runs: u32, videos: &[PathBuf], cache: &Path) -> Result<()> {
     let kao_decode = sibling("kao-decode")?;
-    let mut inputs = vec![test_video(cache, 1280, 720, frames)?, test_video(cache, 1920, 1080, frames)?];
+    let mut inputs = vec![
+        test_video(cache, 1280, 720, frames)?,
+        test_video(cache, 1920, 1080, frames)?,
+    ];
     inputs.extend(videos.iter().cloned());
-    println!("decode to RGB24, best of {runs} runs, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("{:<40} {:>7} {:>12} {:>12} {:>7}", "input", "frames", "ffmpeg fps", "kao fps", "ratio");
+    println!(
+        "decode to RGB24, best of {runs} runs, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:<40} {:>7} {:>12} {:>12} {:>7}",
+        "input", "frames", "ffmpeg fps", "kao fps", "ratio"
+    );
     for video in &inputs {
         let n = count_frames(&kao_decode, video)? as f64;
         let mut best_ffmpeg = f64::INFINITY;
         let mut best_kao = f64::INFINITY;
         for _ in 0..runs {
-            let ff = time(ffmpeg().arg("-i").arg(video).args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"]))?;
+            let ff = time(ffmpeg().arg("-i").arg(video).args([
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-y",
+                "/dev/null",
+            ]))?;
             best_ffmpeg = best_ffmpeg.min(ff);
             best_kao = best_kao.min(time(Command::new(&kao_decode).arg(video))?);
         }
-        let name = video.file_name().map_or_else(|| video.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = video.file_name().map_or_else(
+            || video.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         println!(
             "{:<40} {:>7} {:>12.1} {:>12.1} {:>6.2}x",
             name,

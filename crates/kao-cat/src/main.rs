@@ -57,7 +57,10 @@ fn summarise(reader: RecordReader) -> Result<()> {
     for batch in reader {
         let batch = batch?;
         rows += batch.num_rows();
-        if let Some(sources) = batch.column_by_name("source").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+        if let Some(sources) = batch
+            .column_by_name("source")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        {
             for i in 0..sources.len() {
                 *per_source.entry(sources.value(i).to_string()).or_default() += 1;
             }
@@ -68,12 +71,35 @@ fn summarise(reader: RecordReader) -> Result<()> {
     writeln!(out, "rows: {rows}")?;
     writeln!(out, "columns:")?;
     for field in schema.fields() {
-        writeln!(out, "  {}: {}{}", field.name(), field.data_type(), if field.is_nullable() { " (nullable)" } else { "" })?;
+        writeln!(
+            out,
+            "  {}: {}{}",
+            field.name(),
+            field.data_type(),
+            if field.is_nullable() {
+                " (nullable)"
+            } else {
+                ""
+            }
+        )?;
     }
     writeln!(out, "provenance:")?;
     for entry in &provenance {
-        let model = entry.model.as_ref().map(|m| format!("model {} sha256 {} ", m.name, &m.sha256[..m.sha256.len().min(12)]));
-        writeln!(out, "  {} {} {}{}", entry.stage, entry.version, model.unwrap_or_default(), entry.options)?;
+        let model = entry.model.as_ref().map(|m| {
+            format!(
+                "model {} sha256 {} ",
+                m.name,
+                &m.sha256[..m.sha256.len().min(12)]
+            )
+        });
+        writeln!(
+            out,
+            "  {} {} {}{}",
+            entry.stage,
+            entry.version,
+            model.unwrap_or_default(),
+            entry.options
+        )?;
     }
     if !per_source.is_empty() {
         writeln!(out, "sources:")?;

@@ -21,7 +21,11 @@ const EXIT_PARTIAL: u8 = 3;
 /// as they decode. Exit status: 0 success, 1 an input failed (with --output, no file is
 /// written), 2 usage error, 3 an input was truncated or corrupt (its decodable frames were written).
 #[derive(Parser, Debug)]
-#[command(name = "kao-decode", version, after_help = "Example: kao-decode interview.mp4 --fps 5 | kao-detect | …")]
+#[command(
+    name = "kao-decode",
+    version,
+    after_help = "Example: kao-decode interview.mp4 --fps 5 | kao-detect | …"
+)]
 struct Args {
     /// Video files, images (png/jpg/webp), URLs (http, https, rtsp) or devices (/dev/video0).
     #[arg(required = true, value_name = "INPUT")]
@@ -77,7 +81,11 @@ fn run(args: &Args) -> Result<u8> {
         bail!("--end ({end}) must be after --start ({start})");
     }
     kao_record::cli::check_stdout(args.output.as_deref())?;
-    kao_video::set_ffmpeg_log_level(if args.verbose { FfmpegLogLevel::Warning } else { FfmpegLogLevel::Fatal });
+    kao_video::set_ffmpeg_log_level(if args.verbose {
+        FfmpegLogLevel::Warning
+    } else {
+        FfmpegLogLevel::Fatal
+    });
     let entry = Provenance::new(
         "kao-decode",
         env!("CARGO_PKG_VERSION"),
@@ -86,7 +94,8 @@ fn run(args: &Args) -> Result<u8> {
             "end": args.end, "max_frames": args.max_frames,
         }),
     );
-    let schema = stage_schema(&Schema::empty(), &[], frame_fields(), &entry).map_err(anyhow::Error::msg)?;
+    let schema =
+        stage_schema(&Schema::empty(), &[], frame_fields(), &entry).map_err(anyhow::Error::msg)?;
     let mut writer = RecordWriter::create(args.output.as_deref(), &schema)?;
     let options = DecodeOptions {
         every: args.every,
@@ -110,7 +119,10 @@ fn run(args: &Args) -> Result<u8> {
                 pixels: frame.rgb,
             };
             let written = frame_batch(&schema, row)
-                .map_err(|e| RecordError::Metadata { name: input.clone(), message: e.to_string() })
+                .map_err(|e| RecordError::Metadata {
+                    name: input.clone(),
+                    message: e.to_string(),
+                })
                 .and_then(|batch| writer.write(&batch));
             match written {
                 Ok(()) => ControlFlow::Continue(()),

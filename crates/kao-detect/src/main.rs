@@ -18,7 +18,11 @@ use kao_record::{RecordReader, RecordWriter};
 /// around the face, large enough for every aligned crop cut downstream at up to
 /// --patch-padding.
 #[derive(Parser, Debug)]
-#[command(name = "kao-detect", version, after_help = "Example: kao-decode talk.mp4 --fps 5 | kao-detect --detector mmod | kao-embed")]
+#[command(
+    name = "kao-detect",
+    version,
+    after_help = "Example: kao-decode talk.mp4 --fps 5 | kao-detect --detector mmod | kao-embed"
+)]
 struct Args {
     /// Frame records to read (.arrows, .arrow, .parquet); stdin when absent or `-`.
     input: Option<PathBuf>,

@@ -212,7 +212,8 @@ impl BlazeFace {
     /// (the border is black, −1), and the letterbox to map results back.
     pub fn preprocess(&self, frame: &RgbView<'_>) -> Result<(Vec<f32>, Letterbox), DetectorError> {
         let lb = Letterbox::new(frame.width(), frame.height(), self.config.input_size)?;
-        let content = crate::resize::resize_bilinear(frame, lb.content_width, lb.content_height).data;
+        let content =
+            crate::resize::resize_bilinear(frame, lb.content_width, lb.content_height).data;
         let size = lb.size;
         let mut tensor = vec![-1.0f32; size * size * 3];
         for y in 0..lb.content_height {
@@ -339,7 +340,6 @@ pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detecti
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -57,7 +57,10 @@ fn clip8(acc: i32) -> u8 {
 pub fn resize_bilinear(src: &RgbView<'_>, w: usize, h: usize) -> RgbImage {
     let (sw, sh) = (src.width(), src.height());
     let narrow = |coeffs: Vec<(usize, Vec<i64>)>| -> Vec<(usize, Vec<i32>)> {
-        coeffs.into_iter().map(|(x0, k)| (x0, k.into_iter().map(|v| v as i32).collect())).collect()
+        coeffs
+            .into_iter()
+            .map(|(x0, k)| (x0, k.into_iter().map(|v| v as i32).collect()))
+            .collect()
     };
     let horiz = narrow(pil_coeffs(sw, w));
     let vert = narrow(pil_coeffs(sh, h));
@@ -95,5 +98,9 @@ pub fn resize_bilinear(src: &RgbView<'_>, w: usize, h: usize) -> RgbImage {
             *d = clip8(a);
         }
     }
-    RgbImage { width: w, height: h, data: out }
+    RgbImage {
+        width: w,
+        height: h,
+        data: out,
+    }
 }

@@ -21,7 +21,9 @@ pub struct Jitter {
 impl Jitter {
     /// A jitter generator; the same seed yields the same sequence of copies.
     pub fn new(seed: u64) -> Self {
-        Jitter { rng: fastrand::Rng::with_seed(seed) }
+        Jitter {
+            rng: fastrand::Rng::with_seed(seed),
+        }
     }
 
     fn in_range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -42,14 +44,29 @@ impl Jitter {
         let shift_y = self.in_range(-TRANSLATE_AMOUNT, TRANSLATE_AMOUNT) * side;
         let scale = self.in_range(MIN_OBJECT_HEIGHT, MAX_OBJECT_HEIGHT);
         let box_size = (side / scale) as i64;
-        let angle = self.in_range(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES).to_radians();
+        let angle = self
+            .in_range(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES)
+            .to_radians();
         // dlib: centered_rect(center(rect) + point(shift), box_size, box_size), integer corners.
         let centre = (left + right + 1) / 2;
         let cx = centre + shift_x.round() as i64;
         let cy = centre + shift_y.round() as i64;
         let (l, t) = (cx - box_size / 2, cy - box_size / 2);
-        let rect = DRect { left: l as f64, top: t as f64, right: (l + box_size - 1) as f64, bottom: (t + box_size - 1) as f64 };
-        let mut crop = extract_image_chip(chip, &ChipDetails { rect, angle, rows: n, cols: n });
+        let rect = DRect {
+            left: l as f64,
+            top: t as f64,
+            right: (l + box_size - 1) as f64,
+            bottom: (t + box_size - 1) as f64,
+        };
+        let mut crop = extract_image_chip(
+            chip,
+            &ChipDetails {
+                rect,
+                angle,
+                rows: n,
+                cols: n,
+            },
+        );
         if self.rng.f64() > 0.5 {
             flip_left_right(&mut crop);
         }
@@ -81,7 +98,11 @@ mod tests {
         for y in 0..n {
             for x in 0..n {
                 let p = (y * n + x) * 3;
-                img.data[p..p + 3].copy_from_slice(&[(x * 255 / n) as u8, (y * 255 / n) as u8, 128]);
+                img.data[p..p + 3].copy_from_slice(&[
+                    (x * 255 / n) as u8,
+                    (y * 255 / n) as u8,
+                    128,
+                ]);
             }
         }
         img
@@ -93,7 +114,10 @@ mod tests {
         let (mut a, mut b) = (Jitter::new(7), Jitter::new(7));
         let mut flips = 0;
         for _ in 0..20 {
-            let (ja, jb) = (a.jitter(&chip.view()).unwrap(), b.jitter(&chip.view()).unwrap());
+            let (ja, jb) = (
+                a.jitter(&chip.view()).unwrap(),
+                b.jitter(&chip.view()).unwrap(),
+            );
             assert_eq!(ja, jb);
             assert_eq!((ja.width, ja.height), (150, 150));
             // The centre pixel moves by at most a few pixels: compare its green (y) channel,
@@ -103,8 +127,14 @@ mod tests {
             let red = ja.data[(75 * 150 + 10) * 3];
             flips += usize::from(red > 128);
         }
-        assert!(flips > 2 && flips < 18, "about half the copies are mirrored, got {flips}/20");
-        assert_ne!(Jitter::new(8).jitter(&chip.view()), Jitter::new(7).jitter(&chip.view()));
+        assert!(
+            flips > 2 && flips < 18,
+            "about half the copies are mirrored, got {flips}/20"
+        );
+        assert_ne!(
+            Jitter::new(8).jitter(&chip.view()),
+            Jitter::new(7).jitter(&chip.view())
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ use kao_record::{RecordReader, RecordWriter};
 /// patch, and writes the records with `embedding` added. Faces from many frames are batched
 /// through the network; the output keeps the input's rows in order.
 #[derive(Parser, Debug)]
-#[command(name = "kao-embed", version, after_help = "Example: kao-decode talk.mp4 --fps 5 | kao-detect | kao-embed | kao-track | kao-match --ref refs/")]
+#[command(
+    name = "kao-embed",
+    version,
+    after_help = "Example: kao-decode talk.mp4 --fps 5 | kao-detect | kao-embed | kao-track | kao-match --ref refs/"
+)]
 struct Args {
     /// Face records to read (.arrows, .arrow, .parquet); stdin when absent or `-`.
     input: Option<PathBuf>,
@@ -32,11 +36,9 @@ struct Args {
     device: Device,
 }
 
-
 fn main() -> ExitCode {
     kao_record::cli::exit("kao-embed", run(&Args::parse()).map(|()| 0))
 }
-
 
 fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;

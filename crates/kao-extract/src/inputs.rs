@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// File extensions taken from a folder.
-const VIDEO_EXTENSIONS: &[&str] =
-    &["mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "flv", "wmv", "3gp", "ogv"];
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "flv", "wmv",
+    "3gp", "ogv",
+];
 
 /// File extensions read as lists of videos, one per line.
 const LIST_EXTENSIONS: &[&str] = &["txt", "list"];
@@ -55,14 +57,22 @@ fn folder(dir: &Path) -> Result<Vec<String>> {
         .with_context(|| format!("{}: cannot read the folder", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && has_extension(p, VIDEO_EXTENSIONS))
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .collect();
     found.sort();
-    Ok(found.into_iter().map(|p| p.to_string_lossy().into_owned()).collect())
+    Ok(found
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect())
 }
 
 fn list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the list of videos", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the list of videos", path.display()))?;
     let base = path.parent().unwrap_or(Path::new(""));
     let mut videos = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -74,9 +84,18 @@ fn list(path: &Path) -> Result<Vec<String>> {
             videos.push(line.to_string());
             continue;
         }
-        let video = if Path::new(line).is_absolute() { PathBuf::from(line) } else { base.join(line) };
+        let video = if Path::new(line).is_absolute() {
+            PathBuf::from(line)
+        } else {
+            base.join(line)
+        };
         if !video.is_file() {
-            bail!("{}: line {}: {} is not a file", path.display(), n + 1, video.display());
+            bail!(
+                "{}: line {}: {} is not a file",
+                path.display(),
+                n + 1,
+                video.display()
+            );
         }
         videos.push(video.to_string_lossy().into_owned());
     }
@@ -101,8 +120,15 @@ mod tests {
         std::fs::write(d.join("sub/c.mp4"), b"x").unwrap();
         let s = |p: &str| d.join(p).to_string_lossy().into_owned();
         assert_eq!(expand(&[s("")]).unwrap(), vec![s("a.MKV"), s("b.mp4")]);
-        std::fs::write(d.join("videos.txt"), "# talks\nsub/c.mp4\n\n  b.mp4  \nhttp://host/x.mp4\n").unwrap();
-        assert_eq!(expand(&[s("videos.txt")]).unwrap(), vec![s("sub/c.mp4"), s("b.mp4"), "http://host/x.mp4".to_string()]);
+        std::fs::write(
+            d.join("videos.txt"),
+            "# talks\nsub/c.mp4\n\n  b.mp4  \nhttp://host/x.mp4\n",
+        )
+        .unwrap();
+        assert_eq!(
+            expand(&[s("videos.txt")]).unwrap(),
+            vec![s("sub/c.mp4"), s("b.mp4"), "http://host/x.mp4".to_string()]
+        );
         // Named twice, processed once.
         assert_eq!(expand(&[s("b.mp4"), s("b.mp4")]).unwrap(), vec![s("b.mp4")]);
     }
@@ -112,12 +138,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let s = |p: &str| d.join(p).to_string_lossy().into_owned();
-        assert!(expand(&[s("missing.mp4")]).unwrap_err().to_string().contains("no such file"));
-        assert!(expand(&[s("")]).unwrap_err().to_string().contains("no video files"));
+        assert!(
+            expand(&[s("missing.mp4")])
+                .unwrap_err()
+                .to_string()
+                .contains("no such file")
+        );
+        assert!(
+            expand(&[s("")])
+                .unwrap_err()
+                .to_string()
+                .contains("no video files")
+        );
         std::fs::write(d.join("l.txt"), "gone.mp4\n").unwrap();
         let e = expand(&[s("l.txt")]).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("gone.mp4"), "{e}");
         std::fs::write(d.join("empty.txt"), "# nothing\n").unwrap();
-        assert!(expand(&[s("empty.txt")]).unwrap_err().to_string().contains("lists no videos"));
+        assert!(
+            expand(&[s("empty.txt")])
+                .unwrap_err()
+                .to_string()
+                .contains("lists no videos")
+        );
     }
 }

@@ -15,20 +15,24 @@ use arrow_array::RecordBatch;
 use clap::Parser;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kao_dlib::RgbView;
 use kao_nn::Device;
+use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs, TrackArgs};
 use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
-use kao_pipeline::HoldingStage;
 use kao_pipeline::identify::MatchStage;
+use kao_pipeline::manifest::{
+    META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
+};
 use kao_pipeline::shot::ShotDetector;
 use kao_pipeline::track::TrackStage;
-use kao_dlib::RgbView;
-use kao_pipeline::manifest::{META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata};
-use kao_record::schema::{FrameRow, Schema, SchemaRef, frame_batch, frame_fields, provenance, stage_schema};
 use kao_record::Provenance;
+use kao_record::schema::{
+    FrameRow, Schema, SchemaRef, frame_batch, frame_fields, provenance, stage_schema,
+};
 use kao_video::{DecodeError, DecodeOptions, FfmpegLogLevel};
 use serde::{Deserialize, Serialize};
 
@@ -137,11 +141,16 @@ struct State {
 
 impl State {
     fn load(dir: &Path) -> State {
-        std::fs::read(dir.join(STATE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        std::fs::read(dir.join(STATE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     fn finished(&self, video: &str) -> bool {
-        self.videos.get(video).is_some_and(|v| matches!(v.outcome, Outcome::Complete | Outcome::Truncated))
+        self.videos
+            .get(video)
+            .is_some_and(|v| matches!(v.outcome, Outcome::Complete | Outcome::Truncated))
     }
 }
 
@@ -152,7 +161,12 @@ enum Msg {
     /// Face records for the next stage.
     Records(RecordBatch),
     /// A video ended after this many frames.
-    End { video: String, frames: u64, outcome: Outcome, message: Option<String> },
+    End {
+        video: String,
+        frames: u64,
+        outcome: Outcome,
+        message: Option<String>,
+    },
 }
 
 /// Counters shown in the progress bar and the summary.
@@ -193,16 +207,27 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             "end": args.end, "max_frames": args.max_frames,
         }),
     );
-    let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry).map_err(anyhow::Error::msg)?;
+    let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry)
+        .map_err(anyhow::Error::msg)?;
     let say = |s: &str| {
         if !args.quiet {
             eprintln!("kao-extract: {s}");
         }
     };
     say("enrolling reference photos");
-    let (matcher, match_entry) = args.matching.matcher(args.device, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
-    let detect = DetectStage::new(Finder::load(args.detect.options(args.device))?, &frame_schema, "frames")?;
-    let embed = EmbedStage::new(FaceEmbedder::load(&args.embed.options(args.device))?, detect.schema(), "faces")?;
+    let (matcher, match_entry) = args
+        .matching
+        .matcher(args.device, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+    let detect = DetectStage::new(
+        Finder::load(args.detect.options(args.device))?,
+        &frame_schema,
+        "frames",
+    )?;
+    let embed = EmbedStage::new(
+        FaceEmbedder::load(&args.embed.options(args.device))?,
+        detect.schema(),
+        "faces",
+    )?;
     let mut track = TrackStage::new(args.track.options(), embed.schema(), "faces")?;
     let mut matching = MatchStage::new(matcher, &match_entry, track.schema(), "faces")?;
     let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &args.out)?;
@@ -216,12 +241,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let mut state = State::load(&args.out);
     let previous = manifest.previous_sources();
     let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
-        state.finished(v) && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
+        state.finished(v)
+            && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
     });
     for video in &done {
         say(&format!("{video}: finished in an earlier run, skipped"));
     }
-    state.videos.retain(|v, _| previous.contains(v) || done.contains(v));
+    state
+        .videos
+        .retain(|v, _| previous.contains(v) || done.contains(v));
     for video in &todo {
         manifest.replace(video);
     }
@@ -257,21 +285,24 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         let mut faces_in_video = 0u64;
         // Matched records to the align stage and the manifest; at a video's end the align
         // stage decides what it still holds.
-        let mut write = |judged: Vec<RecordBatch>, faces_in_video: &mut u64, video_end: bool| -> Result<()> {
-            for batch in judged {
-                stats.matches.fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
-                *faces_in_video += batch.num_rows() as u64;
-                for rows in align.push(batch)? {
-                    manifest.write(&rows)?;
+        let mut write =
+            |judged: Vec<RecordBatch>, faces_in_video: &mut u64, video_end: bool| -> Result<()> {
+                for batch in judged {
+                    stats
+                        .matches
+                        .fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
+                    *faces_in_video += batch.num_rows() as u64;
+                    for rows in align.push(batch)? {
+                        manifest.write(&rows)?;
+                    }
                 }
-            }
-            if video_end {
-                for rows in align.finish()? {
-                    manifest.write(&rows)?;
+                if video_end {
+                    for rows in align.finish()? {
+                        manifest.write(&rows)?;
+                    }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         for msg in embedded_rx {
             match msg {
                 Err(e) => {
@@ -285,24 +316,43 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                     }
                     bar.set_message(message(stats));
                 }
-                Ok(Msg::End { video, frames, outcome, message: text }) => {
+                Ok(Msg::End {
+                    video,
+                    frames,
+                    outcome,
+                    message: text,
+                }) => {
                     for tracked in track.finish()? {
                         write(matching.push(tracked)?, &mut faces_in_video, false)?;
                     }
                     write(matching.finish()?, &mut faces_in_video, true)?;
                     match &outcome {
                         Outcome::Failed => {
-                            bar.suspend(|| eprintln!("kao-extract: {}", text.as_deref().unwrap_or("failed")));
+                            bar.suspend(|| {
+                                eprintln!("kao-extract: {}", text.as_deref().unwrap_or("failed"))
+                            });
                             status = status.max(1);
                         }
                         Outcome::Truncated => {
-                            bar.suspend(|| eprintln!("kao-extract: warning: {}", text.as_deref().unwrap_or("truncated")));
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "kao-extract: warning: {}",
+                                    text.as_deref().unwrap_or("truncated")
+                                )
+                            });
                             status = status.max(EXIT_PARTIAL);
                         }
                         Outcome::Interrupted => status = status.max(EXIT_INTERRUPTED),
                         Outcome::Complete => {}
                     }
-                    state.videos.insert(video, VideoState { outcome, frames, faces: std::mem::take(&mut faces_in_video) });
+                    state.videos.insert(
+                        video,
+                        VideoState {
+                            outcome,
+                            frames,
+                            faces: std::mem::take(&mut faces_in_video),
+                        },
+                    );
                 }
             }
         }
@@ -318,7 +368,9 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let secs = started.elapsed().as_secs_f64();
     let frames = stats.frames.load(Ordering::Relaxed);
     if status == EXIT_INTERRUPTED {
-        eprintln!("kao-extract: interrupted; the manifest holds what was processed, run again to finish");
+        eprintln!(
+            "kao-extract: interrupted; the manifest holds what was processed, run again to finish"
+        );
     }
     say(&format!(
         "{} videos, {frames} frames, {rows} faces, {} matches, {crops} crops written in {secs:.1} s ({:.1} frames/s)",
@@ -358,7 +410,14 @@ fn decode_all(
                 Some(view) => shots.observe(video, frame.pts, &view),
                 None => 0,
             };
-            let row = FrameRow { source: video.clone(), frame_index: frame.index, pts: frame.pts, width: frame.width, height: frame.height, pixels: frame.rgb };
+            let row = FrameRow {
+                source: video.clone(),
+                frame_index: frame.index,
+                pts: frame.pts,
+                width: frame.width,
+                height: frame.height,
+                pixels: frame.rgb,
+            };
             match frame_batch(schema, row) {
                 Ok(batch) => {
                     frames += 1;
@@ -384,7 +443,13 @@ fn decode_all(
             Err(e) => (Outcome::Failed, Some(e.to_string())),
         };
         let interrupted = outcome == Outcome::Interrupted;
-        if !send(Ok(Msg::End { video: video.clone(), frames, outcome, message })) || interrupted {
+        if !send(Ok(Msg::End {
+            video: video.clone(),
+            frames,
+            outcome,
+            message,
+        })) || interrupted
+        {
             return;
         }
     }
@@ -392,12 +457,20 @@ fn decode_all(
 
 /// Finds the faces in each frame record. Several workers share the input; each message keeps
 /// its sequence number so the next stage can restore the order.
-fn detect_all(stage: &DetectStage, rx: Receiver<(u64, Result<Msg>)>, tx: Sender<(u64, Vec<Result<Msg>>)>, stats: &Stats, bar: &ProgressBar) {
+fn detect_all(
+    stage: &DetectStage,
+    rx: Receiver<(u64, Result<Msg>)>,
+    tx: Sender<(u64, Vec<Result<Msg>>)>,
+    stats: &Stats,
+    bar: &ProgressBar,
+) {
     for (seq, msg) in rx {
         let out = match msg {
             Ok(Msg::Frame(frames, shot)) => {
                 let faces = stage.process(&frames, seq, &[shot]);
-                stats.frames.fetch_add(frames.num_rows() as u64, Ordering::Relaxed);
+                stats
+                    .frames
+                    .fetch_add(frames.num_rows() as u64, Ordering::Relaxed);
                 bar.inc(frames.num_rows() as u64);
                 match faces {
                     Ok(batches) => batches.into_iter().map(|b| Ok(Msg::Records(b))).collect(),
@@ -435,22 +508,31 @@ fn in_order(rx: Receiver<(u64, Vec<Result<Msg>>)>) -> impl Iterator<Item = Resul
 }
 
 /// Embeds the faces in network batches; a video's end flushes its last batch.
-fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: impl Iterator<Item = Result<Msg>>, tx: Sender<Result<Msg>>, stats: &Stats) {
+fn embed_all(
+    stage: &EmbedStage,
+    batch_rows: usize,
+    rx: impl Iterator<Item = Result<Msg>>,
+    tx: Sender<Result<Msg>>,
+    stats: &Stats,
+) {
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
     let mut row = 0u64;
-    let mut flush = |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Option<RecordBatch>> {
-        if pending.is_empty() {
-            return Ok(None);
-        }
-        let batches = std::mem::take(pending);
-        let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)?;
-        let first = row;
-        row += batch.num_rows() as u64;
-        stats.faces.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        *pending_rows = 0;
-        stage.embed(stage.cut(batch, first)?).map(Some)
-    };
+    let mut flush =
+        |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Option<RecordBatch>> {
+            if pending.is_empty() {
+                return Ok(None);
+            }
+            let batches = std::mem::take(pending);
+            let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)?;
+            let first = row;
+            row += batch.num_rows() as u64;
+            stats
+                .faces
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            *pending_rows = 0;
+            stage.embed(stage.cut(batch, first)?).map(Some)
+        };
     for msg in rx {
         let (records, end) = match msg {
             Ok(Msg::Records(batch)) => {
@@ -462,7 +544,10 @@ fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: impl Iterator<Item = Res
                 (flush(&mut pending, &mut pending_rows), None)
             }
             Ok(end @ Msg::End { .. }) => (flush(&mut pending, &mut pending_rows), Some(end)),
-            Ok(Msg::Frame(..)) => (Err(anyhow::anyhow!("a frame record reached the embedder")), None),
+            Ok(Msg::Frame(..)) => (
+                Err(anyhow::anyhow!("a frame record reached the embedder")),
+                None,
+            ),
             Err(e) => (Err(e), None),
         };
         match records {
@@ -487,7 +572,9 @@ fn embed_all(stage: &EmbedStage, batch_rows: usize, rx: impl Iterator<Item = Res
 
 /// Faces given an identity in a batch of matched records.
 fn count_matches(batch: &RecordBatch) -> usize {
-    batch.column_by_name(kao_record::schema::col::IDENTITY).map_or(0, |c| c.len() - c.null_count())
+    batch
+        .column_by_name(kao_record::schema::col::IDENTITY)
+        .map_or(0, |c| c.len() - c.null_count())
 }
 
 fn message(stats: &Stats) -> String {
@@ -505,8 +592,12 @@ fn progress_bar(quiet: bool, videos: &[String], options: &DecodeOptions) -> Prog
     }
     let mut total = 0u64;
     for video in videos {
-        let Ok(probe) = kao_video::probe(video) else { continue };
-        let Some(mut n) = probe.estimated_frames() else { continue };
+        let Ok(probe) = kao_video::probe(video) else {
+            continue;
+        };
+        let Some(mut n) = probe.estimated_frames() else {
+            continue;
+        };
         if let (Some(d), Some(s)) = (probe.duration, options.start) {
             n = (n as f64 * (1.0 - (s / d).min(1.0))) as u64;
         }
@@ -520,8 +611,9 @@ fn progress_bar(quiet: bool, videos: &[String], options: &DecodeOptions) -> Prog
         total += n;
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(250));
     bar

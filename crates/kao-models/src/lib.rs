@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 const MANIFEST: &str = include_str!("../../../models/manifest.tsv");
 
 /// The command that fetches the models, for error messages.
-pub const FETCH_HINT: &str = "fetch the models with `python3 models/fetch.py` (or set KAO_MODELS to a folder that has them)";
+pub const FETCH_HINT: &str =
+    "fetch the models with `python3 models/fetch.py` (or set KAO_MODELS to a folder that has them)";
 
 /// One model file of the manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +52,9 @@ pub enum ModelError {
         path: PathBuf,
     },
     /// The file is there but is not the file of the manifest.
-    #[error("model file {path} has sha256 {found}, expected {expected}: delete it and {FETCH_HINT}")]
+    #[error(
+        "model file {path} has sha256 {found}, expected {expected}: delete it and {FETCH_HINT}"
+    )]
     Mismatch {
         /// The file.
         path: PathBuf,
@@ -108,21 +111,34 @@ pub fn locate(name: &str) -> Result<Model, ModelError> {
 
 /// Finds model `name` in `dir` and verifies its sha256.
 pub fn locate_in(dir: &Path, name: &str) -> Result<Model, ModelError> {
-    let spec = manifest().into_iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown(name.into()))?;
+    let spec = manifest()
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ModelError::Unknown(name.into()))?;
     let path = dir.join(spec.file);
     if !path.is_file() {
-        return Err(ModelError::Missing { name: name.into(), path });
+        return Err(ModelError::Missing {
+            name: name.into(),
+            path,
+        });
     }
     let found = sha256_file(&path)?;
     if found != spec.sha256 {
-        return Err(ModelError::Mismatch { path, found, expected: spec.sha256.into() });
+        return Err(ModelError::Mismatch {
+            path,
+            found,
+            expected: spec.sha256.into(),
+        });
     }
     Ok(Model { spec, path })
 }
 
 /// The sha256 of a file, lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -133,7 +149,11 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -143,8 +163,21 @@ mod tests {
     #[test]
     fn manifest_lists_the_default_models_and_never_the_68_point_predictor() {
         let names: Vec<_> = manifest().iter().map(|m| m.name).collect();
-        assert_eq!(names, ["dlib-resnet", "dlib-mmod", "dlib-sp5", "blazeface-short", "blazeface-full"]);
-        assert!(manifest().iter().all(|m| m.sha256.len() == 64 && !m.file.contains("68")));
+        assert_eq!(
+            names,
+            [
+                "dlib-resnet",
+                "dlib-mmod",
+                "dlib-sp5",
+                "blazeface-short",
+                "blazeface-full"
+            ]
+        );
+        assert!(
+            manifest()
+                .iter()
+                .all(|m| m.sha256.len() == 64 && !m.file.contains("68"))
+        );
     }
 
     #[test]
@@ -152,10 +185,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = locate_in(dir.path(), "dlib-sp5").unwrap_err();
         assert!(err.to_string().contains("python3 models/fetch.py"), "{err}");
-        assert!(matches!(locate_in(dir.path(), "nope"), Err(ModelError::Unknown(_))));
-        let spec = manifest().into_iter().find(|m| m.name == "dlib-sp5").unwrap();
+        assert!(matches!(
+            locate_in(dir.path(), "nope"),
+            Err(ModelError::Unknown(_))
+        ));
+        let spec = manifest()
+            .into_iter()
+            .find(|m| m.name == "dlib-sp5")
+            .unwrap();
         std::fs::write(dir.path().join(spec.file), b"not the model").unwrap();
-        assert!(matches!(locate_in(dir.path(), "dlib-sp5"), Err(ModelError::Mismatch { .. })));
+        assert!(matches!(
+            locate_in(dir.path(), "dlib-sp5"),
+            Err(ModelError::Mismatch { .. })
+        ));
         std::fs::write(dir.path().join("abc"), b"abc").unwrap();
         assert_eq!(
             sha256_file(&dir.path().join("abc")).unwrap(),

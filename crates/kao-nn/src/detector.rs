@@ -22,7 +22,7 @@ use crate::Device;
 use crate::FlexBackend;
 #[cfg(feature = "ndarray")]
 use crate::NdArrayBackend;
-use crate::blazeface::{BlazeFaceError, BlazeFaceNet};
+use crate::blazeface::{BlazeFaceError, BlazeFaceNet, NativeBlazeFace};
 use crate::mmod::MmodNet;
 
 /// Errors from loading or running a [`FaceDetector`].
@@ -95,8 +95,15 @@ macro_rules! backend_enum {
     };
 }
 
-backend_enum!(BlazeNets, BlazeFaceNet);
+backend_enum!(BurnBlazeNets, BlazeFaceNet);
 backend_enum!(MmodNets, MmodNet);
+
+/// BlazeFace on burn, or on the CPU with [`NativeBlazeFace`].
+#[derive(Debug, Clone)]
+enum BlazeNets {
+    Burn(BurnBlazeNets),
+    Native(NativeBlazeFace),
+}
 
 /// Builds `$enum::<backend>($build)` for `$device`, with `$dev` bound to the burn device.
 macro_rules! build_on {
@@ -165,21 +172,56 @@ pub struct FaceDetector {
 
 impl FaceDetector {
     /// Loads a BlazeFace `.tflite` model (`range` must match the file: 128×128 input for
-    /// short range, 192×192 for full range).
+    /// short range, 192×192 for full range). On the default CPU device ([`Device::cpu`])
+    /// the network runs on [`NativeBlazeFace`], elsewhere on burn.
     pub fn blazeface(
         path: impl AsRef<Path>,
         range: Range,
         device: Device,
     ) -> Result<Self, DetectError> {
+        Self::blazeface_on(path, range, device, false)
+    }
+
+    /// [`FaceDetector::blazeface`] with the network on burn on every device (the CPU
+    /// too), to compare the two executors.
+    pub fn blazeface_on_burn(
+        path: impl AsRef<Path>,
+        range: Range,
+        device: Device,
+    ) -> Result<Self, DetectError> {
+        Self::blazeface_on(path, range, device, true)
+    }
+
+    fn blazeface_on(
+        path: impl AsRef<Path>,
+        range: Range,
+        device: Device,
+        burn: bool,
+    ) -> Result<Self, DetectError> {
         let model = kao_tflite::Model::load(path).map_err(BlazeFaceError::from)?;
-        let net = build_on!(device, BlazeNets, |dev| BlazeFaceNet::from_model(
-            &model, dev
-        )?);
+        // The native executor stands in for burn-flex, the default CPU backend.
+        #[cfg(feature = "flex")]
+        let native = !burn && matches!(device, Device::Flex);
+        #[cfg(not(feature = "flex"))]
+        let native = {
+            let _ = burn;
+            false
+        };
+        let net = if native {
+            BlazeNets::Native(NativeBlazeFace::from_model(&model)?)
+        } else {
+            BlazeNets::Burn(build_on!(device, BurnBlazeNets, |dev| {
+                BlazeFaceNet::from_model(&model, dev)?
+            }))
+        };
         let config = match range {
             Range::Short => BlazeFaceConfig::short_range(),
             Range::Full => BlazeFaceConfig::full_range(),
         };
-        let found = on_net!(&net, BlazeNets, n => n.input_size());
+        let found = match &net {
+            BlazeNets::Native(n) => n.input_size(),
+            BlazeNets::Burn(nets) => on_net!(nets, BurnBlazeNets, n => n.input_size()),
+        };
         if found != [config.input_size; 2] {
             return Err(DetectError::InputSize {
                 range,
@@ -229,7 +271,10 @@ impl FaceDetector {
         match &self.kind {
             Kind::BlazeFace { net, pipeline } => {
                 let (tensor, letterbox) = pipeline.preprocess(frame)?;
-                let (reg, cls) = on_net!(net, BlazeNets, n => n.run(&tensor))?;
+                let (reg, cls) = match net {
+                    BlazeNets::Native(n) => n.run(&tensor)?,
+                    BlazeNets::Burn(nets) => on_net!(nets, BurnBlazeNets, n => n.run(&tensor))?,
+                };
                 Ok(pipeline
                     .postprocess(&reg, &cls, &letterbox)?
                     .into_iter()

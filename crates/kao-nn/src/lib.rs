@@ -57,7 +57,7 @@ use std::path::Path;
 use kao_dlib::dat::{DatError, ResnetModel};
 use kao_dlib::image::RgbView;
 
-pub use blazeface::{BlazeFaceError, BlazeFaceNet};
+pub use blazeface::{BlazeFaceError, BlazeFaceNet, NativeBlazeFace};
 pub use detector::{DetectError, Face, FaceDetector, Range};
 pub use mmod::MmodNet;
 pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, ResNet, Stages};
@@ -202,11 +202,14 @@ impl std::str::FromStr for Device {
             #[cfg(feature = "cuda")]
             "cuda" => Ok(Device::Cuda(0)),
             #[cfg(feature = "cuda")]
-            gpu if gpu.starts_with("cuda:") => {
-                gpu[5..].parse().map(Device::Cuda).map_err(|_| format!("`{gpu}`: expected cuda:N with a GPU index N"))
-            }
+            gpu if gpu.starts_with("cuda:") => gpu[5..]
+                .parse()
+                .map(Device::Cuda)
+                .map_err(|_| format!("`{gpu}`: expected cuda:N with a GPU index N")),
             #[cfg(not(feature = "cuda"))]
-            gpu if gpu.starts_with("cuda") => Err("this build has no CUDA support: rebuild with `--features cuda`".into()),
+            gpu if gpu.starts_with("cuda") => {
+                Err("this build has no CUDA support: rebuild with `--features cuda`".into())
+            }
             other => Err(format!("unknown device `{other}` (cpu, cuda or cuda:N)")),
         }
     }

@@ -47,7 +47,6 @@ pub struct MmodNet<B: Backend> {
     device: B::Device,
 }
 
-
 /// Appends an all-zero filter (affine γ = 1, β = 0) to the first con and a zero input
 /// channel to the second (see the module docs). Records whose sizes do not add up are
 /// left alone for `Conv2d::from_dlib` to report.

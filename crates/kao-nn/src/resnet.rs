@@ -447,7 +447,6 @@ impl<'a> Walk<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

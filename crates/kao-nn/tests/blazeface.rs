@@ -1,12 +1,15 @@
-//! BlazeFace in burn against the TFLite runtime (`tests/data/`, copied from
-//! `shared/golden/astronaut/`, made by `reference/blazeface_ref.py`): raw outputs on the
-//! golden input tensors, the end-to-end detections on the astronaut, batches, and
-//! load-time errors for graphs the port does not support.
+//! BlazeFace, on burn and on the native executor, against the TFLite runtime
+//! (`tests/data/`, copied from `shared/golden/astronaut/`, made by
+//! `reference/blazeface_ref.py`): raw outputs on the golden input tensors, the end-to-end
+//! detections on the astronaut, batches, and load-time errors for graphs the port does
+//! not support.
 
 mod support;
 
 use kao_dlib::RgbImage;
-use kao_nn::{BlazeFaceError, BlazeFaceNet, CpuBackend, Device, FaceDetector, Range};
+use kao_nn::{
+    BlazeFaceError, BlazeFaceNet, CpuBackend, Device, FaceDetector, NativeBlazeFace, Range,
+};
 use kao_tflite::{Model, OpKind, OpOptions};
 use support::{max_abs_diff, model_path, read_f32, read_rgb};
 
@@ -27,14 +30,23 @@ fn max_scaled_diff(got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Runs the net on the golden input and compares both raw outputs; returns the diffs.
-fn check_raw(key: &str, anchors: usize) -> (f32, f32) {
-    let net = BlazeFaceNet::<CpuBackend>::from_model(&model(key), &Default::default()).unwrap();
-    assert_eq!(net.anchors(), anchors);
+/// Runs the net (burn, or the native executor) on the golden input and compares both
+/// raw outputs; returns the diffs.
+fn check_raw(key: &str, anchors: usize, native: bool) -> (f32, f32) {
     let (shape, input) = read_f32(&format!("{key}_input.npy"));
-    let [h, w] = net.input_size();
-    assert_eq!(shape, [h, w, 3]);
-    let (reg, cls) = net.run(&input).unwrap();
+    let (reg, cls) = if native {
+        let net = NativeBlazeFace::from_model(&model(key)).unwrap();
+        assert_eq!(net.anchors(), anchors);
+        let [h, w] = net.input_size();
+        assert_eq!(shape, [h, w, 3]);
+        net.run(&input).unwrap()
+    } else {
+        let net = BlazeFaceNet::<CpuBackend>::from_model(&model(key), &Default::default()).unwrap();
+        assert_eq!(net.anchors(), anchors);
+        let [h, w] = net.input_size();
+        assert_eq!(shape, [h, w, 3]);
+        net.run(&input).unwrap()
+    };
     let (rs, want_reg) = read_f32(&format!("{key}_regressors.npy"));
     let (cs, want_cls) = read_f32(&format!("{key}_classificators.npy"));
     assert_eq!(rs.iter().product::<usize>(), anchors * 16);
@@ -42,7 +54,8 @@ fn check_raw(key: &str, anchors: usize) -> (f32, f32) {
     let d_reg = max_scaled_diff(&reg, &want_reg);
     let d_cls = max_scaled_diff(&cls, &want_cls);
     eprintln!(
-        "{key}: max scaled |diff| regressors {d_reg:.2e} (abs {:.2e}), classificators {d_cls:.2e} (abs {:.2e})",
+        "{key} ({}): max scaled |diff| regressors {d_reg:.2e} (abs {:.2e}), classificators {d_cls:.2e} (abs {:.2e})",
+        if native { "native" } else { "burn" },
         max_abs_diff(&reg, &want_reg),
         max_abs_diff(&cls, &want_cls)
     );
@@ -53,30 +66,71 @@ fn check_raw(key: &str, anchors: usize) -> (f32, f32) {
 
 #[test]
 fn short_range_raw_outputs_match_tflite() {
-    check_raw(SHORT, 896);
+    check_raw(SHORT, 896, false);
 }
 
 #[test]
 fn full_range_raw_outputs_match_tflite() {
-    check_raw(FULL, 2304);
+    check_raw(FULL, 2304, false);
 }
 
 #[test]
-fn a_batch_gives_each_image_its_own_outputs() {
-    let net = BlazeFaceNet::<CpuBackend>::from_model(&model(SHORT), &Default::default()).unwrap();
+fn native_short_range_raw_outputs_match_tflite() {
+    check_raw(SHORT, 896, true);
+}
+
+#[test]
+fn native_full_range_raw_outputs_match_tflite() {
+    check_raw(FULL, 2304, true);
+}
+
+/// Each image of a batch of two (the golden input and its negation) gets the outputs it
+/// gets alone; a partial image is an error.
+fn check_batch(run: impl Fn(&[f32]) -> Result<(Vec<f32>, Vec<f32>), BlazeFaceError>) {
     let (_, input) = read_f32(&format!("{SHORT}_input.npy"));
     let flipped: Vec<f32> = input.iter().map(|v| -v).collect();
-    let (reg1, cls1) = net.run(&input).unwrap();
-    let (reg2, cls2) = net.run(&flipped).unwrap();
-    let (reg, cls) = net.run(&[input.clone(), flipped].concat()).unwrap();
+    let (reg1, cls1) = run(&input).unwrap();
+    let (reg2, cls2) = run(&flipped).unwrap();
+    let (reg, cls) = run(&[input.clone(), flipped].concat()).unwrap();
     assert_eq!(reg.len(), 2 * reg1.len());
     assert!(max_abs_diff(&reg[..reg1.len()], &reg1) < 1e-5);
     assert!(max_abs_diff(&reg[reg1.len()..], &reg2) < 1e-5);
     assert!(max_abs_diff(&cls, &[cls1, cls2].concat()) < 1e-5);
     assert!(matches!(
-        net.run(&input[1..]),
+        run(&input[1..]),
         Err(BlazeFaceError::InputSize { .. })
     ));
+}
+
+#[test]
+fn a_batch_gives_each_image_its_own_outputs() {
+    let net = BlazeFaceNet::<CpuBackend>::from_model(&model(SHORT), &Default::default()).unwrap();
+    check_batch(|x| net.run(x));
+    let native = NativeBlazeFace::from_model(&model(SHORT)).unwrap();
+    check_batch(|x| native.run(x));
+}
+
+#[test]
+fn native_runs_side_by_side_agree_with_burn() {
+    // Clones share the buffer pool; runs on two threads at once must not mix buffers.
+    let (_, input) = read_f32(&format!("{FULL}_input.npy"));
+    let burn = BlazeFaceNet::<CpuBackend>::from_model(&model(FULL), &Default::default())
+        .unwrap()
+        .run(&input)
+        .unwrap();
+    let native = NativeBlazeFace::from_model(&model(FULL)).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let (net, input, burn) = (native.clone(), &input, &burn);
+            scope.spawn(move || {
+                for _ in 0..3 {
+                    let (reg, cls) = net.run(input).unwrap();
+                    assert!(max_abs_diff(&reg, &burn.0) < 1e-3);
+                    assert!(max_abs_diff(&cls, &burn.1) < 1e-4);
+                }
+            });
+        }
+    });
 }
 
 /// `blazeface_reference.json` `detections_pixels` (TFLite on the PIL-resized astronaut):
@@ -116,9 +170,12 @@ fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
         height: h,
         data,
     };
-    let det = FaceDetector::blazeface(model_path(&format!("{key}.tflite")), range, Device::cpu())
-        .unwrap();
-    let faces = det.detect(&image.view()).unwrap();
+    let path = model_path(&format!("{key}.tflite"));
+    let native = FaceDetector::blazeface(&path, range, Device::cpu()).unwrap();
+    let burn = FaceDetector::blazeface_on_burn(&path, range, Device::cpu()).unwrap();
+    let faces = native.detect(&image.view()).unwrap();
+    let on_burn = burn.detect(&image.view()).unwrap();
+    assert_eq!(on_burn.len(), faces.len(), "{key}: {on_burn:?}");
     assert_eq!(faces.len(), 1, "{key}: {faces:?}");
     let f = &faces[0];
     let box_diff = max_abs_diff(&f.bbox, &bbox);
@@ -130,6 +187,17 @@ fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
     assert!((f.score - score).abs() < 1e-4, "{key}: score {}", f.score);
     assert!(box_diff < 0.05, "{key}: box {:?}", f.bbox);
     assert!(kp_diff < 0.05, "{key}: keypoints {:?}", f.keypoints);
+    let b = &on_burn[0];
+    assert!(
+        (b.score - score).abs() < 1e-4,
+        "{key}: burn score {}",
+        b.score
+    );
+    assert!(
+        max_abs_diff(&b.bbox, &bbox) < 0.05,
+        "{key}: burn box {:?}",
+        b.bbox
+    );
 }
 
 #[test]
@@ -155,7 +223,13 @@ fn mismatched_range_is_an_error() {
 
 #[test]
 fn unsupported_graphs_are_load_errors() {
-    let build = |m: &Model| BlazeFaceNet::<CpuBackend>::from_model(m, &Default::default());
+    let build = |m: &Model| {
+        // Both executors read the same graph, so they refuse the same files.
+        let native = NativeBlazeFace::from_model(m).map(drop);
+        let burn = BlazeFaceNet::<CpuBackend>::from_model(m, &Default::default()).map(drop);
+        assert_eq!(native.is_ok(), burn.is_ok());
+        burn
+    };
     let base = model(SHORT);
     let first_compute =
         |m: &Model, kind: OpKind| m.operators.iter().position(|op| op.kind == kind).unwrap();

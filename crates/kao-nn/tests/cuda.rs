@@ -14,7 +14,11 @@ const GPU_TOL: f32 = 1e-3;
 
 fn rgb(name: &str) -> RgbImage {
     let (width, height, data) = read_rgb(name);
-    RgbImage { width, height, data }
+    RgbImage {
+        width,
+        height,
+        data,
+    }
 }
 
 #[test]
@@ -48,8 +52,18 @@ fn detectors_on_cuda_find_the_cpu_boxes() {
         let gpu = make(Device::Cuda(0)).detect(&image.view()).unwrap();
         assert_eq!(cpu.len(), gpu.len(), "{file}");
         for (c, g) in cpu.iter().zip(&gpu) {
-            assert!(max_abs_diff(&c.bbox, &g.bbox) <= 0.5, "{file}: box {:?} vs CPU {:?}", g.bbox, c.bbox);
-            assert!((c.score - g.score).abs() <= 1e-2, "{file}: score {} vs CPU {}", g.score, c.score);
+            assert!(
+                max_abs_diff(&c.bbox, &g.bbox) <= 0.5,
+                "{file}: box {:?} vs CPU {:?}",
+                g.bbox,
+                c.bbox
+            );
+            assert!(
+                (c.score - g.score).abs() <= 1e-2,
+                "{file}: score {} vs CPU {}",
+                g.score,
+                c.score
+            );
         }
     }
 }

@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
 use kao_record::{Provenance, RecordError};
 
-use crate::{HoldingStage, column};
 use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity, write_atomic};
 use crate::embed::Patches;
-use kao_dlib::RgbImage;
 use crate::quality::dhash;
+use crate::{HoldingStage, column};
+use kao_dlib::RgbImage;
 
 /// Folder of the crops of unmatched faces (with `--all`).
 pub const UNKNOWN_DIR: &str = "unknown";
@@ -49,7 +51,14 @@ pub struct Selection {
 
 impl Default for Selection {
     fn default() -> Self {
-        Selection { min_sharpness: 0.0, min_face: 0.0, max_yaw: 90.0, min_hash_bits: DEFAULT_MIN_HASH_BITS, min_gap: 0.0, max_per_track: 0 }
+        Selection {
+            min_sharpness: 0.0,
+            min_face: 0.0,
+            max_yaw: 90.0,
+            min_hash_bits: DEFAULT_MIN_HASH_BITS,
+            min_gap: 0.0,
+            max_per_track: 0,
+        }
     }
 }
 
@@ -120,9 +129,15 @@ pub struct AlignStage {
 impl AlignStage {
     /// The stage for face records named `name` with `input` schema (checked here), writing
     /// crops under `dir`.
-    pub fn new(options: AlignOptions, input: &SchemaRef, name: &str, dir: &Path) -> Result<AlignStage> {
+    pub fn new(
+        options: AlignOptions,
+        input: &SchemaRef,
+        name: &str,
+        dir: &Path,
+    ) -> Result<AlignStage> {
         if !(options.crop.size >= 8 && options.crop.size <= 4096) {
-            anyhow::bail!("--size must be between 8 and 4096");        }
+            anyhow::bail!("--size must be between 8 and 4096");
+        }
         if !(options.crop.padding >= 0.0 && options.crop.padding <= 4.0) {
             anyhow::bail!("--padding must be between 0 and 4");
         }
@@ -143,10 +158,20 @@ impl AlignStage {
             needs.push((col::YAW, DataType::Float32));
         }
         kao_record::schema::require(input, name, "kao-align", &needs)?;
-        let added = vec![Field::new(col::CROP_PATH, DataType::Utf8, true), Field::new(col::REJECT_REASON, DataType::Utf8, true)];
-        let schema = stage_schema(input, &[col::PATCH], added, &options.provenance())
-            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PATCH).collect();
+        let added = vec![
+            Field::new(col::CROP_PATH, DataType::Utf8, true),
+            Field::new(col::REJECT_REASON, DataType::Utf8, true),
+        ];
+        let schema =
+            stage_schema(input, &[col::PATCH], added, &options.provenance()).map_err(|e| {
+                RecordError::Metadata {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        let kept = (0..input.fields().len())
+            .filter(|&i| input.field(i).name() != col::PATCH)
+            .collect();
         Ok(AlignStage {
             options,
             dir: dir.to_path_buf(),
@@ -178,10 +203,18 @@ impl AlignStage {
         let faces = column::<UInt32Array>(&batch, col::FACE_INDEX)?;
         let identities = column::<StringArray>(&batch, col::IDENTITY)?;
         let patches = Patches::of(&batch, &self.name)?;
-        let floats = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Float32Array>());
+        let floats = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
+        };
         let (width, sharpness, yaw) = (floats(col::W), floats(col::SHARPNESS), floats(col::YAW));
-        let pts = batch.column_by_name(col::PTS).and_then(|c| c.as_any().downcast_ref::<Float64Array>());
-        let tracks = batch.column_by_name(col::TRACK_ID).and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let pts = batch
+            .column_by_name(col::PTS)
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>());
+        let tracks = batch
+            .column_by_name(col::TRACK_ID)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
         let select = self.options.select;
         let mut held = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
@@ -194,7 +227,9 @@ impl AlignStage {
                 held.push(Err("unmatched"));
                 continue;
             };
-            let below = |column: Option<&Float32Array>, floor: f32| column.is_some_and(|c| c.value(i) < floor);
+            let below = |column: Option<&Float32Array>, floor: f32| {
+                column.is_some_and(|c| c.value(i) < floor)
+            };
             if below(width, select.min_face) {
                 held.push(Err("small"));
                 continue;
@@ -206,10 +241,16 @@ impl AlignStage {
                 continue;
             }
             let (view, marks) = patches.face(i, row)?;
-            let crop = cut_crop(&view, &marks, &self.options.crop).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+            let crop = cut_crop(&view, &marks, &self.options.crop)
+                .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
             held.push(Ok(Candidate {
                 folder,
-                file: crop_file_name(sources.value(i), frames.value(i), faces.value(i), self.options.crop.format),
+                file: crop_file_name(
+                    sources.value(i),
+                    frames.value(i),
+                    faces.value(i),
+                    self.options.crop.format,
+                ),
                 hash: dhash(&crop),
                 crop,
                 sharpness: sharpness.map_or(0.0, |c| c.value(i)),
@@ -227,11 +268,19 @@ impl AlignStage {
         candidate
             .track
             .and_then(|t| self.tracks.get(&t))
-            .is_none_or(|kept| kept.hashes.iter().all(|h| (h ^ candidate.hash).count_ones() >= bits))
+            .is_none_or(|kept| {
+                kept.hashes
+                    .iter()
+                    .all(|h| (h ^ candidate.hash).count_ones() >= bits)
+            })
     }
 
     /// Writes the crop of `candidate`, or says why not; `later` are the candidates after it.
-    fn decide<'a>(&mut self, candidate: &Candidate, later: impl Iterator<Item = &'a Candidate>) -> Result<std::result::Result<String, &'static str>> {
+    fn decide<'a>(
+        &mut self,
+        candidate: &Candidate,
+        later: impl Iterator<Item = &'a Candidate>,
+    ) -> Result<std::result::Result<String, &'static str>> {
         let select = self.options.select;
         if let Some(track) = candidate.track {
             let kept = self.tracks.entry(track).or_default();
@@ -259,7 +308,11 @@ impl AlignStage {
             kept.hashes.push(candidate.hash);
             kept.last_pts = candidate.pts;
         }
-        let encoded = encode(&candidate.crop, self.options.crop.format, self.options.crop.quality)?;
+        let encoded = encode(
+            &candidate.crop,
+            self.options.crop.format,
+            self.options.crop.quality,
+        )?;
         let relative = format!("{}/{}", candidate.folder, candidate.file);
         write_atomic(&self.dir.join(&relative), &encoded)?;
         self.crops += 1;
@@ -271,7 +324,9 @@ impl AlignStage {
     fn emit(&mut self, keep: usize) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         while self.held_rows > keep {
-            let Some(front) = self.held.pop_front() else { break };
+            let Some(front) = self.held.pop_front() else {
+                break;
+            };
             self.held_rows -= front.batch.num_rows();
             let mut paths: Vec<Option<String>> = Vec::with_capacity(front.faces.len());
             let mut reasons: Vec<Option<&str>> = Vec::with_capacity(front.faces.len());

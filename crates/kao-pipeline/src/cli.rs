@@ -100,7 +100,12 @@ pub struct EmbedArgs {
 impl EmbedArgs {
     /// The embed stage's options, running on `device`.
     pub fn options(&self, device: Device) -> EmbedOptions {
-        EmbedOptions { jitters: self.jitters, seed: self.seed, batch: self.batch as usize, device }
+        EmbedOptions {
+            jitters: self.jitters,
+            seed: self.seed,
+            batch: self.batch as usize,
+            device,
+        }
     }
 }
 
@@ -149,12 +154,21 @@ pub struct MatchArgs {
 impl MatchArgs {
     /// The matching rule.
     pub fn options(&self) -> MatchOptions {
-        MatchOptions { threshold: self.threshold, margin: self.margin, allow_repeats: self.allow_repeats, track_best: self.track_best }
+        MatchOptions {
+            threshold: self.threshold,
+            margin: self.margin,
+            allow_repeats: self.allow_repeats,
+            track_best: self.track_best,
+        }
     }
 
     /// Enrolls the --ref and --neg photos (warnings go to `warn`) and returns the matcher
     /// with kao-match's provenance entry.
-    pub fn matcher(&self, device: Device, warn: &mut dyn FnMut(&str)) -> Result<(Matcher, Provenance)> {
+    pub fn matcher(
+        &self,
+        device: Device,
+        warn: &mut dyn FnMut(&str),
+    ) -> Result<(Matcher, Provenance)> {
         let enroll = self.enroll_options(device);
         let mut gallery = |paths: &[PathBuf]| -> Result<(Gallery, serde_json::Value)> {
             let mut g = Gallery::default();
@@ -190,7 +204,12 @@ impl MatchArgs {
 
     /// How references are enrolled, on `device`.
     pub fn enroll_options(&self, device: Device) -> EnrollOptions {
-        let mut options = EnrollOptions { jitters: self.ref_jitters, skip_bad: self.skip_bad_refs, device, ..EnrollOptions::default() };
+        let mut options = EnrollOptions {
+            jitters: self.ref_jitters,
+            skip_bad: self.skip_bad_refs,
+            device,
+            ..EnrollOptions::default()
+        };
         if self.no_ref_cache {
             options.cache = None;
         } else if let Some(dir) = &self.ref_cache {
@@ -244,7 +263,12 @@ impl AlignArgs {
     /// The align stage's options.
     pub fn options(&self) -> AlignOptions {
         AlignOptions {
-            crop: CropSpec { size: self.size, padding: self.padding, format: self.format, quality: self.quality },
+            crop: CropSpec {
+                size: self.size,
+                padding: self.padding,
+                format: self.format,
+                quality: self.quality,
+            },
             all: self.all,
             select: Selection {
                 min_sharpness: self.min_sharpness,
@@ -275,6 +299,10 @@ pub struct TrackArgs {
 impl TrackArgs {
     /// The track stage's options.
     pub fn options(&self) -> TrackOptions {
-        TrackOptions { max_gap: self.max_gap, min_iou: self.min_iou, max_distance: self.link_distance }
+        TrackOptions {
+            max_gap: self.max_gap,
+            min_iou: self.min_iou,
+            max_distance: self.link_distance,
+        }
     }
 }

@@ -9,7 +9,9 @@ use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray,
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
 use kao_nn::{Device, FaceDetector, Range};
-use kao_record::schema::{DataType, FaceRow, Field, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema};
+use kao_record::schema::{
+    DataType, FaceRow, Field, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema,
+};
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
@@ -54,7 +56,9 @@ impl FromStr for DetectorKind {
             "blazeface" => Ok(DetectorKind::Blazeface),
             "blazeface-full" => Ok(DetectorKind::BlazefaceFull),
             "mmod" => Ok(DetectorKind::Mmod),
-            _ => Err(format!("unknown detector `{s}` (blazeface, blazeface-full or mmod)")),
+            _ => Err(format!(
+                "unknown detector `{s}` (blazeface, blazeface-full or mmod)"
+            )),
         }
     }
 }
@@ -118,12 +122,15 @@ impl Finder {
         let path = &model.path;
         let detector = match options.detector {
             DetectorKind::Blazeface => FaceDetector::blazeface(path, Range::Short, options.device),
-            DetectorKind::BlazefaceFull => FaceDetector::blazeface(path, Range::Full, options.device),
+            DetectorKind::BlazefaceFull => {
+                FaceDetector::blazeface(path, Range::Full, options.device)
+            }
             DetectorKind::Mmod => FaceDetector::mmod(path, options.device, options.upsample),
         }
         .with_context(|| path.display().to_string())?;
         let sp5 = kao_models::locate("dlib-sp5")?;
-        let landmarks = ShapePredictor::load(&sp5.path).with_context(|| sp5.path.display().to_string())?;
+        let landmarks =
+            ShapePredictor::load(&sp5.path).with_context(|| sp5.path.display().to_string())?;
         let mut provenance = Provenance::new(
             "kao-detect",
             env!("CARGO_PKG_VERSION"),
@@ -134,8 +141,16 @@ impl Finder {
                 "cut_threshold": options.cut_threshold,
             }),
         );
-        provenance.model = Some(ModelRef { name: model.spec.name.into(), sha256: model.spec.sha256.into() });
-        Ok(Finder { detector, landmarks, options, provenance })
+        provenance.model = Some(ModelRef {
+            name: model.spec.name.into(),
+            sha256: model.spec.sha256.into(),
+        });
+        Ok(Finder {
+            detector,
+            landmarks,
+            options,
+            provenance,
+        })
     }
 
     /// The stage's provenance entry.
@@ -165,20 +180,32 @@ impl Finder {
         };
         // Boxes as pixel corners [left, top, right, bottom), in native pixels. MMOD boxes
         // are dlib's inclusive rectangles; BlazeFace's are pixel corners.
-        let extra = if self.options.detector == DetectorKind::Mmod { 1.0 } else { 0.0 };
+        let extra = if self.options.detector == DetectorKind::Mmod {
+            1.0
+        } else {
+            0.0
+        };
         let mut boxes: Vec<(f32, [f32; 4])> = found
             .iter()
             .map(|f| {
                 let [l, t, r, b] = f.bbox;
                 (f.score, [l, t, r + extra, b + extra].map(|v| v * scale))
             })
-            .filter(|(score, b)| b[2] - b[0] >= self.options.min_size && self.options.min_score.is_none_or(|m| *score >= m))
+            .filter(|(score, b)| {
+                b[2] - b[0] >= self.options.min_size
+                    && self.options.min_score.is_none_or(|m| *score >= m)
+            })
             .collect();
         boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
         boxes.truncate(self.options.max_faces.unwrap_or(usize::MAX));
         let mut rows = Vec::with_capacity(boxes.len());
         for (score, [l, t, r, b]) in boxes {
-            let rect = Rect::new(l.round() as i64, t.round() as i64, r.round() as i64 - 1, b.round() as i64 - 1);
+            let rect = Rect::new(
+                l.round() as i64,
+                t.round() as i64,
+                r.round() as i64 - 1,
+                b.round() as i64 - 1,
+            );
             let marks = self.landmarks.predict(frame, rect);
             let mut landmarks = [0f32; 10];
             for (k, (x, y)) in marks.iter().take(5).enumerate() {
@@ -216,7 +243,13 @@ impl Finder {
     /// The frame region (x, y, w, h) holding the face box and dlib's aligned crop at the
     /// patch padding for these landmarks, with a margin for interpolation and the crop's
     /// pyramid filter, clipped to the frame.
-    fn patch_rect(&self, marks: &[(f32, f32)], bbox: [f32; 4], w: usize, h: usize) -> Result<(usize, usize, usize, usize)> {
+    fn patch_rect(
+        &self,
+        marks: &[(f32, f32)],
+        bbox: [f32; 4],
+        w: usize,
+        h: usize,
+    ) -> Result<(usize, usize, usize, usize)> {
         let details = get_face_chip_details(marks, 150, self.options.patch_padding)?;
         let r = details.rect;
         let (cx, cy) = ((r.left + r.right) / 2.0, (r.top + r.bottom) / 2.0);
@@ -230,7 +263,10 @@ impl Finder {
         let hi = |v: f64, n: usize, from: usize| (v.ceil().max(0.0) as usize).clamp(from + 1, n);
         let [bl, bt, br, bb] = bbox.map(f64::from);
         let (x0, y0) = (lo((cx - ex).min(bl), w), lo((cy - ey).min(bt), h));
-        let (x1, y1) = (hi((cx + ex + 1.0).max(br), w, x0), hi((cy + ey + 1.0).max(bb), h, y0));
+        let (x1, y1) = (
+            hi((cx + ex + 1.0).max(br), w, x0),
+            hi((cy + ey + 1.0).max(bb), h, y0),
+        );
         Ok((x0, y0, x1 - x0, y1 - y0))
     }
 }
@@ -261,10 +297,22 @@ impl DetectStage {
         )?;
         let mut fields = face_fields();
         fields.push(Field::new(col::SHOT, DataType::UInt32, false));
-        let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
-            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        let kept = (0..input.fields().len()).filter(|&i| input.field(i).name() != col::PIXELS).collect();
-        Ok(DetectStage { finder, schema, kept, name: name.to_string() })
+        let schema =
+            stage_schema(input, &[col::PIXELS], fields, finder.provenance()).map_err(|e| {
+                RecordError::Metadata {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        let kept = (0..input.fields().len())
+            .filter(|&i| input.field(i).name() != col::PIXELS)
+            .collect();
+        Ok(DetectStage {
+            finder,
+            schema,
+            kept,
+            name: name.to_string(),
+        })
     }
 
     /// The schema of the face records.
@@ -281,13 +329,21 @@ impl DetectStage {
     pub fn observe_shots(&self, batch: &RecordBatch, shots: &mut ShotDetector) -> Result<Vec<u32>> {
         let sources = column::<StringArray>(batch, col::SOURCE)?;
         let pts = column::<Float64Array>(batch, col::PTS)?;
-        let (width, height) = (column::<UInt32Array>(batch, col::WIDTH)?, column::<UInt32Array>(batch, col::HEIGHT)?);
+        let (width, height) = (
+            column::<UInt32Array>(batch, col::WIDTH)?,
+            column::<UInt32Array>(batch, col::HEIGHT)?,
+        );
         let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
         (0..batch.num_rows())
             .map(|row| {
                 let (w, h) = (width.value(row) as usize, height.value(row) as usize);
-                let frame = RgbView::new(w, h, pixels.value(row))
-                    .ok_or_else(|| anyhow!("{}: {} pixel bytes for {w}×{h}", self.name, pixels.value(row).len()))?;
+                let frame = RgbView::new(w, h, pixels.value(row)).ok_or_else(|| {
+                    anyhow!(
+                        "{}: {} pixel bytes for {w}×{h}",
+                        self.name,
+                        pixels.value(row).len()
+                    )
+                })?;
                 Ok(shots.observe(sources.value(row), pts.value(row), &frame))
             })
             .collect()
@@ -296,26 +352,46 @@ impl DetectStage {
     /// The face records of a batch of frame records: one batch per frame that has faces.
     /// `first_row` numbers the batch's rows in error messages; `shots` are the frames' shots
     /// ([`DetectStage::observe_shots`]).
-    pub fn process(&self, batch: &RecordBatch, first_row: u64, shots: &[u32]) -> Result<Vec<RecordBatch>> {
+    pub fn process(
+        &self,
+        batch: &RecordBatch,
+        first_row: u64,
+        shots: &[u32],
+    ) -> Result<Vec<RecordBatch>> {
         let width = column::<UInt32Array>(batch, col::WIDTH)?;
         let height = column::<UInt32Array>(batch, col::HEIGHT)?;
         let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
         if shots.len() != batch.num_rows() {
-            anyhow::bail!("{}: {} shots for {} frames", self.name, shots.len(), batch.num_rows());
+            anyhow::bail!(
+                "{}: {} shots for {} frames",
+                self.name,
+                shots.len(),
+                batch.num_rows()
+            );
         }
         let passed = batch.project(&self.kept)?;
         let mut out = Vec::new();
         for (row, &shot) in shots.iter().enumerate() {
             let at = first_row + row as u64;
             let (w, h) = (width.value(row) as usize, height.value(row) as usize);
-            let frame = RgbView::new(w, h, pixels.value(row))
-                .ok_or_else(|| anyhow!("{}: row {at}: {} pixel bytes for {w}×{h}", self.name, pixels.value(row).len()))?;
-            let faces = self.finder.faces(&frame).with_context(|| format!("{}: row {at}", self.name))?;
+            let frame = RgbView::new(w, h, pixels.value(row)).ok_or_else(|| {
+                anyhow!(
+                    "{}: row {at}: {} pixel bytes for {w}×{h}",
+                    self.name,
+                    pixels.value(row).len()
+                )
+            })?;
+            let faces = self
+                .finder
+                .faces(&frame)
+                .with_context(|| format!("{}: row {at}", self.name))?;
             if faces.is_empty() {
                 continue;
             }
             let indices = UInt32Array::from(vec![row as u32; faces.len()]);
-            let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?.columns().to_vec();
+            let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?
+                .columns()
+                .to_vec();
             columns.extend(face_columns(&faces)?);
             columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use arrow_array::{Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
+    UInt32Array,
+};
 use kao_dlib::{Jitter, RgbImage, RgbView, get_face_chip};
 use kao_nn::{Device, EMBEDDING_LEN, Embedder};
-use kao_record::schema::{DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::schema::{
+    DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
+};
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
@@ -32,7 +37,12 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { jitters: 1, seed: 0, batch: 16, device: Device::cpu() }
+        EmbedOptions {
+            jitters: 1,
+            seed: 0,
+            batch: 16,
+            device: Device::cpu(),
+        }
     }
 }
 
@@ -48,8 +58,8 @@ impl FaceEmbedder {
     /// Loads the ResNet.
     pub fn load(options: &EmbedOptions) -> Result<FaceEmbedder> {
         let model = kao_models::locate("dlib-resnet")?;
-        let embedder =
-            Embedder::load(&model.path, options.device).with_context(|| format!("loading {}", model.path.display()))?;
+        let embedder = Embedder::load(&model.path, options.device)
+            .with_context(|| format!("loading {}", model.path.display()))?;
         let copies = options.jitters.max(1) as usize;
         let mut provenance = Provenance::new(
             "kao-embed",
@@ -59,8 +69,16 @@ impl FaceEmbedder {
                 "chip_size": CHIP_SIZE, "chip_padding": CHIP_PADDING,
             }),
         );
-        provenance.model = Some(ModelRef { name: model.spec.name.into(), sha256: model.spec.sha256.into() });
-        Ok(FaceEmbedder { embedder, copies, seed: options.seed, provenance })
+        provenance.model = Some(ModelRef {
+            name: model.spec.name.into(),
+            sha256: model.spec.sha256.into(),
+        });
+        Ok(FaceEmbedder {
+            embedder,
+            copies,
+            seed: options.seed,
+            provenance,
+        })
     }
 
     /// The stage's provenance entry (model and options).
@@ -76,7 +94,12 @@ impl FaceEmbedder {
     /// The chips to embed for one face: its aligned chip, or `jitters` jittered copies of it.
     /// `row` (the face's index in its stream) seeds the jitter so results do not depend on
     /// batching.
-    pub fn chips(&self, patch: &RgbView<'_>, marks: &[(f32, f32)], row: u64) -> Result<Vec<RgbImage>> {
+    pub fn chips(
+        &self,
+        patch: &RgbView<'_>,
+        marks: &[(f32, f32)],
+        row: u64,
+    ) -> Result<Vec<RgbImage>> {
         self.copies_of(self.chip(patch, marks)?, row)
     }
 
@@ -87,7 +110,11 @@ impl FaceEmbedder {
         }
         let mut jitter = Jitter::new(self.seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         (0..self.copies)
-            .map(|_| jitter.jitter(&chip.view()).ok_or_else(|| anyhow!("the chip is not square")))
+            .map(|_| {
+                jitter
+                    .jitter(&chip.view())
+                    .ok_or_else(|| anyhow!("the chip is not square"))
+            })
             .collect()
     }
 
@@ -126,19 +153,32 @@ pub struct EmbedStage {
 impl EmbedStage {
     /// The stage for face records named `name` with `input` schema (checked here).
     pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
-        kao_record::schema::require(
-            input,
-            name,
-            "kao-embed",
-            &Patches::columns(),
-        )?;
-        let mut added = vec![Field::new(col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32), false)];
-        for name in [col::SHARPNESS, col::EXPOSURE, col::YAW, col::PITCH, col::ROLL] {
+        kao_record::schema::require(input, name, "kao-embed", &Patches::columns())?;
+        let mut added = vec![Field::new(
+            col::EMBEDDING,
+            fixed_f32_list(EMBEDDING_LEN as i32),
+            false,
+        )];
+        for name in [
+            col::SHARPNESS,
+            col::EXPOSURE,
+            col::YAW,
+            col::PITCH,
+            col::ROLL,
+        ] {
             added.push(Field::new(name, DataType::Float32, false));
         }
-        let schema = stage_schema(input, &[], added, embedder.provenance())
-            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        Ok(EmbedStage { embedder, schema, name: name.to_string() })
+        let schema = stage_schema(input, &[], added, embedder.provenance()).map_err(|e| {
+            RecordError::Metadata {
+                name: name.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(EmbedStage {
+            embedder,
+            schema,
+            name: name.to_string(),
+        })
     }
 
     /// The schema of the output records.
@@ -154,11 +194,18 @@ impl EmbedStage {
         for i in 0..batch.num_rows() {
             let row = first_row + i as u64;
             let (view, marks) = patches.face(i, row)?;
-            let chip = self.embedder.chip(&view, &marks).map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+            let chip = self
+                .embedder
+                .chip(&view, &marks)
+                .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
             quality.push(measure(&chip, &marks));
             chips.extend(self.embedder.copies_of(chip, row)?);
         }
-        Ok(Chips { batch, chips, quality })
+        Ok(Chips {
+            batch,
+            chips,
+            quality,
+        })
     }
 
     /// Embeds the chips and returns their records with `embedding` added.
@@ -166,9 +213,15 @@ impl EmbedStage {
         let vectors = self.embedder.embed(&chips.chips)?;
         let values: Vec<f32> = vectors.iter().flatten().copied().collect();
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let column: ArrayRef =
-            Arc::new(FixedSizeListArray::try_new(item, EMBEDDING_LEN as i32, Arc::new(Float32Array::from(values)), None)?);
-        let measure = |f: fn(&Quality) -> f32| Arc::new(chips.quality.iter().map(f).collect::<Float32Array>()) as ArrayRef;
+        let column: ArrayRef = Arc::new(FixedSizeListArray::try_new(
+            item,
+            EMBEDDING_LEN as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )?);
+        let measure = |f: fn(&Quality) -> f32| {
+            Arc::new(chips.quality.iter().map(f).collect::<Float32Array>()) as ArrayRef
+        };
         let columns = vec![
             column,
             measure(|q| q.sharpness),
@@ -224,19 +277,32 @@ impl<'a> Patches<'a> {
             .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
         let (w, h) = (self.w.value(i) as usize, self.h.value(i) as usize);
         let bytes = self.patch.value(i);
-        let view = RgbView::new(w, h, bytes)
-            .ok_or_else(|| anyhow!("{}: row {row}: patch has {} bytes, expected {w}×{h}×3", self.name, bytes.len()))?;
+        let view = RgbView::new(w, h, bytes).ok_or_else(|| {
+            anyhow!(
+                "{}: row {row}: patch has {} bytes, expected {w}×{h}×3",
+                self.name,
+                bytes.len()
+            )
+        })?;
         Ok((view, marks))
     }
 }
 
 /// The 5 landmarks of row `i`, relative to its patch at `origin`.
-pub fn patch_landmarks(landmarks: &FixedSizeListArray, i: usize, origin: (i32, i32)) -> Option<Vec<(f32, f32)>> {
+pub fn patch_landmarks(
+    landmarks: &FixedSizeListArray,
+    i: usize,
+    origin: (i32, i32),
+) -> Option<Vec<(f32, f32)>> {
     let row = landmarks.value(i);
     let points = row.as_any().downcast_ref::<Float32Array>()?;
     if points.len() < 10 {
         return None;
     }
     let (ox, oy) = (origin.0 as f32, origin.1 as f32);
-    Some((0..5).map(|k| (points.value(2 * k) - ox, points.value(2 * k + 1) - oy)).collect())
+    Some(
+        (0..5)
+            .map(|k| (points.value(2 * k) - ox, points.value(2 * k + 1) - oy))
+            .collect(),
+    )
 }

@@ -4,9 +4,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array,
+};
 use kao_nn::EMBEDDING_LEN;
-use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::schema::{
+    DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
+};
 use kao_record::{Provenance, RecordError};
 
 use crate::{HoldingStage, WholeFrames, column};
@@ -16,7 +20,11 @@ pub const DEFAULT_THRESHOLD: f32 = 0.48;
 
 /// Euclidean distance between two embeddings.
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 /// Embeddings of known people, by name.
@@ -28,7 +36,10 @@ pub struct Gallery {
 impl Gallery {
     /// Adds one embedding of `name`.
     pub fn add(&mut self, name: &str, embedding: [f32; EMBEDDING_LEN]) {
-        self.people.entry(name.to_string()).or_default().push(embedding);
+        self.people
+            .entry(name.to_string())
+            .or_default()
+            .push(embedding);
     }
 
     /// True when the gallery holds nobody.
@@ -45,7 +56,12 @@ impl Gallery {
     pub fn distances(&self, query: &[f32]) -> Vec<f32> {
         self.people
             .values()
-            .map(|vectors| vectors.iter().map(|v| distance(v, query)).fold(f32::INFINITY, f32::min))
+            .map(|vectors| {
+                vectors
+                    .iter()
+                    .map(|v| distance(v, query))
+                    .fold(f32::INFINITY, f32::min)
+            })
             .collect()
     }
 
@@ -54,7 +70,11 @@ impl Gallery {
         self.people
             .iter()
             .filter_map(|(name, vectors)| {
-                vectors.iter().map(|v| distance(v, query)).min_by(f32::total_cmp).map(|d| (name.as_str(), d))
+                vectors
+                    .iter()
+                    .map(|v| distance(v, query))
+                    .min_by(f32::total_cmp)
+                    .map(|d| (name.as_str(), d))
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -110,15 +130,28 @@ impl Matcher {
         if !(options.margin >= 0.0 && options.margin.is_finite()) {
             anyhow::bail!("--margin must be a number >= 0");
         }
-        Ok(Matcher { positives, negatives, options })
+        Ok(Matcher {
+            positives,
+            negatives,
+            options,
+        })
     }
 
     /// The verdict on one embedding, before the one-face-per-person-per-frame rule.
     pub fn judge(&self, embedding: &[f32]) -> Verdict {
-        let (name, d) = self.positives.nearest(embedding).expect("the positive gallery is not empty");
-        let rejected = self.negatives.nearest(embedding).is_some_and(|(_, neg)| neg < d + self.options.margin);
+        let (name, d) = self
+            .positives
+            .nearest(embedding)
+            .expect("the positive gallery is not empty");
+        let rejected = self
+            .negatives
+            .nearest(embedding)
+            .is_some_and(|(_, neg)| neg < d + self.options.margin);
         let identity = (d <= self.options.threshold && !rejected).then(|| name.to_string());
-        Verdict { identity, distance: d }
+        Verdict {
+            identity,
+            distance: d,
+        }
     }
 }
 
@@ -171,7 +204,12 @@ fn keep_smallest(kept: &mut Vec<f32>, value: f32, k: usize) {
 
 impl MatchStage {
     /// The stage for face records named `name` with `input` schema (checked here).
-    pub fn new(matcher: Matcher, provenance: &Provenance, input: &SchemaRef, name: &str) -> Result<MatchStage> {
+    pub fn new(
+        matcher: Matcher,
+        provenance: &Provenance,
+        input: &SchemaRef,
+        name: &str,
+    ) -> Result<MatchStage> {
         kao_record::schema::require(
             input,
             name,
@@ -182,9 +220,15 @@ impl MatchStage {
                 (col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32)),
             ],
         )?;
-        let added = vec![Field::new(col::IDENTITY, DataType::Utf8, true), Field::new(col::DISTANCE, DataType::Float32, true)];
-        let schema = stage_schema(input, &[], added, provenance)
-            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
+        let added = vec![
+            Field::new(col::IDENTITY, DataType::Utf8, true),
+            Field::new(col::DISTANCE, DataType::Float32, true),
+        ];
+        let schema =
+            stage_schema(input, &[], added, provenance).map_err(|e| RecordError::Metadata {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
         Ok(MatchStage {
             matcher,
             schema,
@@ -201,7 +245,6 @@ impl MatchStage {
         &self.schema
     }
 
-
     /// Records the evidence of complete frames and queues them.
     fn observe(&mut self, batch: RecordBatch) -> Result<()> {
         let embeddings = column::<FixedSizeListArray>(&batch, col::EMBEDDING)?;
@@ -210,7 +253,9 @@ impl MatchStage {
             .as_any()
             .downcast_ref::<Float32Array>()
             .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
-        let tracks = batch.column_by_name(col::TRACK_ID).and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let tracks = batch
+            .column_by_name(col::TRACK_ID)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
         let k = self.matcher.options.track_best;
         let threshold = self.matcher.options.threshold;
         let mut evidence = Vec::with_capacity(batch.num_rows());
@@ -219,7 +264,9 @@ impl MatchStage {
             let embedding = &values.values()[at..at + EMBEDDING_LEN];
             let distances = self.matcher.positives.distances(embedding);
             let negative = self.matcher.negatives.nearest(embedding).map(|(_, d)| d);
-            let track = tracks.filter(|t| k > 0 && t.is_valid(i)).map(|t| t.value(i));
+            let track = tracks
+                .filter(|t| k > 0 && t.is_valid(i))
+                .map(|t| t.value(i));
             if let Some(id) = track {
                 let t = self.tracks.entry(id).or_default();
                 t.best.resize_with(distances.len(), Vec::new);
@@ -234,7 +281,11 @@ impl MatchStage {
                     keep_smallest(&mut t.negative, n, k);
                 }
             }
-            evidence.push(Evidence { track, distances, negative });
+            evidence.push(Evidence {
+                track,
+                distances,
+                negative,
+            });
         }
         self.pending_rows += batch.num_rows();
         self.pending.push_back((batch, evidence));
@@ -245,13 +296,18 @@ impl MatchStage {
     fn emit(&mut self, keep: usize) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         while self.pending_rows > keep {
-            let Some((batch, evidence)) = self.pending.pop_front() else { break };
+            let Some((batch, evidence)) = self.pending.pop_front() else {
+                break;
+            };
             self.pending_rows -= batch.num_rows();
             out.push(self.judge(&batch, &evidence)?);
         }
         // Forget the tracks no waiting face belongs to.
-        let waiting: std::collections::HashSet<u64> =
-            self.pending.iter().flat_map(|(_, e)| e.iter().filter_map(|f| f.track)).collect();
+        let waiting: std::collections::HashSet<u64> = self
+            .pending
+            .iter()
+            .flat_map(|(_, e)| e.iter().filter_map(|f| f.track))
+            .collect();
         self.tracks.retain(|id, _| waiting.contains(id));
         Ok(out)
     }
@@ -260,26 +316,43 @@ impl MatchStage {
     fn verdict(&self, face: &Evidence) -> Verdict {
         let options = &self.matcher.options;
         let nearest = |scores: &[f32]| {
-            scores.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(p, &d)| (p, d)).unwrap_or((0, f32::INFINITY))
+            scores
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(p, &d)| (p, d))
+                .unwrap_or((0, f32::INFINITY))
         };
         let (own, own_distance) = nearest(&face.distances);
-        let (person, score, negative, ambiguous) = match face.track.and_then(|id| self.tracks.get(&id)) {
-            Some(t) => {
-                let scores: Vec<f32> = t.best.iter().map(|b| median(b)).collect();
-                let (p, score) = nearest(&scores);
-                // A track whose faces match two people on their own is left unmatched.
-                let ambiguous = t.matched_faces.iter().filter(|&&n| n >= 2).count() >= 2;
-                let negative = (!t.negative.is_empty()).then(|| median(&t.negative));
-                (p, score, negative, ambiguous)
-            }
-            None => (own, own_distance, face.negative, false),
-        };
+        let (person, score, negative, ambiguous) =
+            match face.track.and_then(|id| self.tracks.get(&id)) {
+                Some(t) => {
+                    let scores: Vec<f32> = t.best.iter().map(|b| median(b)).collect();
+                    let (p, score) = nearest(&scores);
+                    // A track whose faces match two people on their own is left unmatched.
+                    let ambiguous = t.matched_faces.iter().filter(|&&n| n >= 2).count() >= 2;
+                    let negative = (!t.negative.is_empty()).then(|| median(&t.negative));
+                    (p, score, negative, ambiguous)
+                }
+                None => (own, own_distance, face.negative, false),
+            };
         let rejected = negative.is_some_and(|n| n < score + options.margin);
         if score <= options.threshold && !rejected && !ambiguous {
-            let name = self.matcher.positives.names().nth(person).unwrap_or_default();
-            Verdict { identity: Some(name.to_string()), distance: face.distances[person] }
+            let name = self
+                .matcher
+                .positives
+                .names()
+                .nth(person)
+                .unwrap_or_default();
+            Verdict {
+                identity: Some(name.to_string()),
+                distance: face.distances[person],
+            }
         } else {
-            Verdict { identity: None, distance: own_distance }
+            Verdict {
+                identity: None,
+                distance: own_distance,
+            }
         }
     }
 
@@ -289,8 +362,18 @@ impl MatchStage {
         if !self.matcher.options.allow_repeats {
             keep_closest_per_frame(batch, &mut verdicts)?;
         }
-        let identity: ArrayRef = Arc::new(verdicts.iter().map(|v| v.identity.as_deref()).collect::<StringArray>());
-        let distance: ArrayRef = Arc::new(verdicts.iter().map(|v| Some(v.distance)).collect::<Float32Array>());
+        let identity: ArrayRef = Arc::new(
+            verdicts
+                .iter()
+                .map(|v| v.identity.as_deref())
+                .collect::<StringArray>(),
+        );
+        let distance: ArrayRef = Arc::new(
+            verdicts
+                .iter()
+                .map(|v| Some(v.distance))
+                .collect::<Float32Array>(),
+        );
         Ok(pass_through(batch, &self.schema, vec![identity, distance])?)
     }
 }
@@ -303,7 +386,11 @@ impl HoldingStage for MatchStage {
             self.observe(done)?;
         }
         // Faces judged on their own need no lookahead.
-        let lookahead = if self.matcher.options.track_best > 0 { LOOKAHEAD_ROWS } else { 0 };
+        let lookahead = if self.matcher.options.track_best > 0 {
+            LOOKAHEAD_ROWS
+        } else {
+            0
+        };
         self.emit(lookahead)
     }
 
@@ -320,7 +407,9 @@ impl HoldingStage for MatchStage {
 
 /// Splits `batch` into the rows of its complete frames and the rows of its last frame, which
 /// the next batch may continue (rows of one frame are consecutive).
-pub(crate) fn split_last_frame(batch: &RecordBatch) -> Result<(Option<RecordBatch>, Option<RecordBatch>)> {
+pub(crate) fn split_last_frame(
+    batch: &RecordBatch,
+) -> Result<(Option<RecordBatch>, Option<RecordBatch>)> {
     if batch.num_rows() == 0 {
         return Ok((None, None));
     }
@@ -328,7 +417,10 @@ pub(crate) fn split_last_frame(batch: &RecordBatch) -> Result<(Option<RecordBatc
     let sources = column::<StringArray>(batch, col::SOURCE)?;
     let last = batch.num_rows() - 1;
     let mut start = last;
-    while start > 0 && frames.value(start - 1) == frames.value(last) && sources.value(start - 1) == sources.value(last) {
+    while start > 0
+        && frames.value(start - 1) == frames.value(last)
+        && sources.value(start - 1) == sources.value(last)
+    {
         start -= 1;
     }
     let held = Some(batch.slice(start, batch.num_rows() - start));
@@ -342,11 +434,16 @@ fn keep_closest_per_frame(batch: &RecordBatch, verdicts: &mut [Verdict]) -> Resu
     let mut start = 0;
     while start < verdicts.len() {
         let mut end = start + 1;
-        while end < verdicts.len() && frames.value(end) == frames.value(start) && sources.value(end) == sources.value(start) {
+        while end < verdicts.len()
+            && frames.value(end) == frames.value(start)
+            && sources.value(end) == sources.value(start)
+        {
             end += 1;
         }
         for i in start..end {
-            let Some(name) = verdicts[i].identity.clone() else { continue };
+            let Some(name) = verdicts[i].identity.clone() else {
+                continue;
+            };
             let closer = (start..end).any(|j| {
                 j != i
                     && verdicts[j].identity.as_deref() == Some(name.as_str())
@@ -380,12 +477,22 @@ mod tests {
     }
 
     fn options(threshold: f32, margin: f32) -> MatchOptions {
-        MatchOptions { threshold, margin, allow_repeats: false, track_best: 0 }
+        MatchOptions {
+            threshold,
+            margin,
+            allow_repeats: false,
+            track_best: 0,
+        }
     }
 
     #[test]
     fn nearest_person_within_threshold() {
-        let m = Matcher::new(gallery(&[("a", 0.0), ("a", 1.0), ("b", 2.0)]), Gallery::default(), options(0.5, 0.0)).unwrap();
+        let m = Matcher::new(
+            gallery(&[("a", 0.0), ("a", 1.0), ("b", 2.0)]),
+            Gallery::default(),
+            options(0.5, 0.0),
+        )
+        .unwrap();
         let v = m.judge(&vector(0.9));
         assert_eq!(v.identity.as_deref(), Some("a"));
         assert!((v.distance - 0.1).abs() < 1e-6);
@@ -414,8 +521,29 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         assert!(Matcher::new(Gallery::default(), Gallery::default(), options(0.5, 0.0)).is_err());
-        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(0.0, 0.0)).is_err());
-        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(0.5, -1.0)).is_err());
-        assert!(Matcher::new(gallery(&[("a", 0.0)]), Gallery::default(), options(f32::NAN, 0.0)).is_err());
+        assert!(
+            Matcher::new(
+                gallery(&[("a", 0.0)]),
+                Gallery::default(),
+                options(0.0, 0.0)
+            )
+            .is_err()
+        );
+        assert!(
+            Matcher::new(
+                gallery(&[("a", 0.0)]),
+                Gallery::default(),
+                options(0.5, -1.0)
+            )
+            .is_err()
+        );
+        assert!(
+            Matcher::new(
+                gallery(&[("a", 0.0)]),
+                Gallery::default(),
+                options(f32::NAN, 0.0)
+            )
+            .is_err()
+        );
     }
 }

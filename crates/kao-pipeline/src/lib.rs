@@ -4,15 +4,15 @@
 //! Each stage turns record batches into record batches with the same schema rules as the
 //! pipe (records.md), so the one-process run and the piped chain write the same manifest.
 
+pub mod align;
+pub mod cli;
 pub mod crop;
 pub mod detect;
 pub mod embed;
-pub mod refs;
 pub mod identify;
 pub mod manifest;
-pub mod align;
-pub mod cli;
 pub mod quality;
+pub mod refs;
 pub mod shot;
 pub mod track;
 
@@ -37,7 +37,10 @@ pub(crate) struct WholeFrames {
 impl WholeFrames {
     /// For batches of `input` schema.
     pub(crate) fn new(input: &kao_record::schema::SchemaRef) -> WholeFrames {
-        WholeFrames { input: input.clone(), held: None }
+        WholeFrames {
+            input: input.clone(),
+            held: None,
+        }
     }
 
     /// The rows of the frames known to be complete once `batch` has arrived. The rows are
@@ -45,7 +48,9 @@ impl WholeFrames {
     pub(crate) fn complete(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         let batch = match self.held.take() {
-            Some(held) if continues(&held, &batch)? => arrow_select::concat::concat_batches(&self.input, &[held, batch])?,
+            Some(held) if continues(&held, &batch)? => {
+                arrow_select::concat::concat_batches(&self.input, &[held, batch])?
+            }
             Some(held) => {
                 out.push(held);
                 batch
@@ -71,8 +76,14 @@ fn continues(held: &RecordBatch, next: &RecordBatch) -> Result<bool> {
         return Ok(false);
     }
     let last = held.num_rows() - 1;
-    let (a_src, b_src) = (column::<arrow_array::StringArray>(held, col::SOURCE)?, column::<arrow_array::StringArray>(next, col::SOURCE)?);
-    let (a_frame, b_frame) = (column::<arrow_array::UInt64Array>(held, col::FRAME_INDEX)?, column::<arrow_array::UInt64Array>(next, col::FRAME_INDEX)?);
+    let (a_src, b_src) = (
+        column::<arrow_array::StringArray>(held, col::SOURCE)?,
+        column::<arrow_array::StringArray>(next, col::SOURCE)?,
+    );
+    let (a_frame, b_frame) = (
+        column::<arrow_array::UInt64Array>(held, col::FRAME_INDEX)?,
+        column::<arrow_array::UInt64Array>(next, col::FRAME_INDEX)?,
+    );
     Ok(a_src.value(last) == b_src.value(0) && a_frame.value(last) == b_frame.value(0))
 }
 
@@ -85,7 +96,11 @@ pub trait HoldingStage {
 }
 
 /// Runs a holding stage over every batch of `reader` into `writer`, then finishes both.
-pub fn pump(stage: &mut dyn HoldingStage, reader: kao_record::RecordReader, mut writer: kao_record::RecordWriter) -> Result<()> {
+pub fn pump(
+    stage: &mut dyn HoldingStage,
+    reader: kao_record::RecordReader,
+    mut writer: kao_record::RecordWriter,
+) -> Result<()> {
     for batch in reader {
         for done in stage.push(batch?)? {
             writer.write(&done)?;

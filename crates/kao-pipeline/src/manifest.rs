@@ -35,18 +35,33 @@ impl ManifestWriter {
     /// Opens the manifest of `dir` (created if needed) for rows of `schema`. A previous manifest
     /// must come from a run with the same columns and options.
     pub fn create(dir: &Path, schema: &SchemaRef) -> Result<ManifestWriter> {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
         let path = dir.join(MANIFEST);
-        let previous = if path.exists() { read_previous(&path, schema)? } else { Vec::new() };
+        let previous = if path.exists() {
+            read_previous(&path, schema)?
+        } else {
+            Vec::new()
+        };
         let writer = RecordWriter::create(Some(&path), schema)?;
-        Ok(ManifestWriter { path, writer, schema: schema.clone(), previous, replaced: BTreeSet::new(), rows: 0 })
+        Ok(ManifestWriter {
+            path,
+            writer,
+            schema: schema.clone(),
+            previous,
+            replaced: BTreeSet::new(),
+            rows: 0,
+        })
     }
 
     /// Sources (videos) that already have rows in the previous manifest.
     pub fn previous_sources(&self) -> BTreeSet<String> {
         let mut sources = BTreeSet::new();
         for batch in &self.previous {
-            if let Some(s) = batch.column_by_name(col::SOURCE).and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+            if let Some(s) = batch
+                .column_by_name(col::SOURCE)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            {
                 sources.extend(s.iter().flatten().map(str::to_string));
             }
         }
@@ -60,7 +75,10 @@ impl ManifestWriter {
 
     /// Writes manifest rows; their sources replace previous rows of the same sources.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if let Some(s) = batch.column_by_name(col::SOURCE).and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+        if let Some(s) = batch
+            .column_by_name(col::SOURCE)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        {
             for source in s.iter().flatten() {
                 if !self.replaced.contains(source) {
                     self.replaced.insert(source.to_string());
@@ -85,7 +103,10 @@ impl ManifestWriter {
                 .column_by_name(col::SOURCE)
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
                 .context("previous manifest without a source column")?;
-            let keep: BooleanArray = sources.iter().map(|s| Some(!s.is_some_and(|s| self.replaced.contains(s)))).collect();
+            let keep: BooleanArray = sources
+                .iter()
+                .map(|s| Some(!s.is_some_and(|s| self.replaced.contains(s))))
+                .collect();
             let kept = arrow_select::filter::filter_record_batch(&batch, &keep)?;
             if kept.num_rows() > 0 {
                 let kept = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())?;
@@ -140,7 +161,11 @@ fn read_previous(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
 fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
     let stages = |h: &[Provenance]| h.iter().map(|p| p.stage.clone()).collect::<Vec<_>>();
     if stages(old) != stages(new) {
-        return Some(format!("stages {} instead of {}", stages(old).join(" | "), stages(new).join(" | ")));
+        return Some(format!(
+            "stages {} instead of {}",
+            stages(old).join(" | "),
+            stages(new).join(" | ")
+        ));
     }
     for (a, b) in old.iter().zip(new) {
         if a.model != b.model {
@@ -154,7 +179,12 @@ fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
             v
         };
         if strip(&a.options) != strip(&b.options) {
-            return Some(format!("{} options {} instead of {}", a.stage, strip(&a.options), strip(&b.options)));
+            return Some(format!(
+                "{} options {} instead of {}",
+                a.stage,
+                strip(&a.options),
+                strip(&b.options)
+            ));
         }
     }
     None

@@ -26,7 +26,11 @@ pub struct Quality {
 
 /// Grey levels (ITU-R BT.601 luma) of an RGB image.
 fn grey(image: &RgbImage) -> Vec<f32> {
-    image.data.chunks_exact(3).map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect()
+    image
+        .data
+        .chunks_exact(3)
+        .map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]))
+        .collect()
 }
 
 /// Measures a face from its aligned chip and its 5 landmarks (any coordinates; dlib's order:
@@ -34,7 +38,11 @@ fn grey(image: &RgbImage) -> Vec<f32> {
 pub fn measure(chip: &RgbImage, landmarks: &[(f32, f32)]) -> Quality {
     let (w, h) = (chip.width, chip.height);
     let g = grey(chip);
-    let exposure = if g.is_empty() { 0.0 } else { g.iter().sum::<f32>() / g.len() as f32 };
+    let exposure = if g.is_empty() {
+        0.0
+    } else {
+        g.iter().sum::<f32>() / g.len() as f32
+    };
     let mut laplacian = Vec::with_capacity(w.saturating_sub(2) * h.saturating_sub(2));
     for y in 1..h.saturating_sub(1) {
         for x in 1..w.saturating_sub(1) {
@@ -46,10 +54,20 @@ pub fn measure(chip: &RgbImage, landmarks: &[(f32, f32)]) -> Quality {
         0.0
     } else {
         let mean = laplacian.iter().sum::<f32>() / laplacian.len() as f32;
-        laplacian.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / laplacian.len() as f32
+        laplacian
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum::<f32>()
+            / laplacian.len() as f32
     };
     let (yaw, pitch, roll) = pose(landmarks);
-    Quality { sharpness, exposure, yaw, pitch, roll }
+    Quality {
+        sharpness,
+        exposure,
+        yaw,
+        pitch,
+        roll,
+    }
 }
 
 /// Yaw, pitch and roll in degrees from dlib's 5 landmarks (0, 0, 0 when they are degenerate).
@@ -73,7 +91,11 @@ pub fn pose(landmarks: &[(f32, f32)]) -> (f32, f32, f32) {
     let along = (nx * ux + ny * uy) / d;
     let below = (-nx * uy + ny * ux) / d;
     let angle = |s: f32| (s / NOSE_DEPTH).clamp(-1.0, 1.0).asin().to_degrees();
-    (angle(-along), angle(FRONTAL_NOSE_DROP - below), uy.atan2(ux).to_degrees())
+    (
+        angle(-along),
+        angle(FRONTAL_NOSE_DROP - below),
+        uy.atan2(ux).to_degrees(),
+    )
 }
 
 /// A 64-bit difference hash of an image: its grey levels shrunk to 9×8 by area averaging,
@@ -111,16 +133,25 @@ mod tests {
 
     /// dlib's template scaled to a 100-px face at (100, 100).
     fn frontal() -> Vec<(f32, f32)> {
-        [[0.8596, 0.2135], [0.6461, 0.2290], [0.1206, 0.2137], [0.3341, 0.2291], [0.4901, 0.6278]]
-            .iter()
-            .map(|p| (100.0 + 100.0 * p[0], 100.0 + 100.0 * p[1]))
-            .collect()
+        [
+            [0.8596, 0.2135],
+            [0.6461, 0.2290],
+            [0.1206, 0.2137],
+            [0.3341, 0.2291],
+            [0.4901, 0.6278],
+        ]
+        .iter()
+        .map(|p| (100.0 + 100.0 * p[0], 100.0 + 100.0 * p[1]))
+        .collect()
     }
 
     #[test]
     fn a_frontal_face_is_level_and_a_turned_one_is_not() {
         let (yaw, pitch, roll) = pose(&frontal());
-        assert!(yaw.abs() < 1.0 && pitch.abs() < 1.0 && roll.abs() < 1.0, "{yaw} {pitch} {roll}");
+        assert!(
+            yaw.abs() < 1.0 && pitch.abs() < 1.0 && roll.abs() < 1.0,
+            "{yaw} {pitch} {roll}"
+        );
         // The nose moved a quarter of the eye distance towards the image's left: ~30°.
         let mut turned = frontal();
         turned[4].0 -= 0.25 * 52.55;
@@ -128,9 +159,15 @@ mod tests {
         assert!((yaw - 30.0).abs() < 2.0, "{yaw}");
         // Rotated 10° clockwise in the image.
         let (s, c) = 10f32.to_radians().sin_cos();
-        let rotated: Vec<(f32, f32)> = frontal().iter().map(|&(x, y)| (c * x - s * y, s * x + c * y)).collect();
+        let rotated: Vec<(f32, f32)> = frontal()
+            .iter()
+            .map(|&(x, y)| (c * x - s * y, s * x + c * y))
+            .collect();
         let (yaw, pitch, roll) = pose(&rotated);
-        assert!((roll - 10.0).abs() < 0.5 && yaw.abs() < 1.0 && pitch.abs() < 1.0, "{yaw} {pitch} {roll}");
+        assert!(
+            (roll - 10.0).abs() < 0.5 && yaw.abs() < 1.0 && pitch.abs() < 1.0,
+            "{yaw} {pitch} {roll}"
+        );
         assert_eq!(pose(&[(1.0, 1.0); 5]), (0.0, 0.0, 0.0));
     }
 
@@ -148,7 +185,10 @@ mod tests {
     #[test]
     fn sharp_edges_score_higher_than_flat_and_exposure_is_the_mean() {
         let flat = measure(&image(|_, _| 100), &frontal());
-        let edges = measure(&image(|x, y| if (x / 4 + y / 4) % 2 == 0 { 0 } else { 255 }), &frontal());
+        let edges = measure(
+            &image(|x, y| if (x / 4 + y / 4) % 2 == 0 { 0 } else { 255 }),
+            &frontal(),
+        );
         assert_eq!(flat.sharpness, 0.0);
         assert!((flat.exposure - 100.0).abs() < 0.01);
         assert!(edges.sharpness > 1000.0);

@@ -57,12 +57,16 @@ fn is_image(path: &Path) -> bool {
 
 /// A name starting with `.`.
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 /// FACE01's naming rule: `name_default.png`, `name_1.png` → `name`; `name.png` → `name`.
 fn name_from_file(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     match stem.split('_').next() {
         Some(prefix) if !prefix.is_empty() => prefix.to_string(),
         _ => stem,
@@ -80,7 +84,8 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// The entries of `dir` that are not hidden, sorted by path.
 fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let read = std::fs::read_dir(dir).map_err(|e| anyhow!("{}: {}", dir.display(), io_reason(&e)))?;
+    let read =
+        std::fs::read_dir(dir).map_err(|e| anyhow!("{}: {}", dir.display(), io_reason(&e)))?;
     let mut paths = Vec::new();
     for entry in read {
         let entry = entry.map_err(|e| anyhow!("{}: {}", dir.display(), io_reason(&e)))?;
@@ -98,16 +103,30 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
 fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
     for path in entries(dir)? {
         // Follows symbolic links; a dangling one is not an image.
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_file() && is_image(&path) {
-            out.push(Reference { name: name_from_file(&path), path });
+            out.push(Reference {
+                name: name_from_file(&path),
+                path,
+            });
         } else if meta.is_dir() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             for inner in entries(&path)? {
                 if is_image(&inner) && std::fs::metadata(&inner).is_ok_and(|m| m.is_file()) {
-                    out.push(Reference { name: name.clone(), path: inner });
+                    out.push(Reference {
+                        name: name.clone(),
+                        path: inner,
+                    });
                 } else if inner.is_dir() {
-                    tracing::debug!("{}: not searched (references are at most one folder deep)", inner.display());
+                    tracing::debug!(
+                        "{}: not searched (references are at most one folder deep)",
+                        inner.display()
+                    );
                 }
             }
         }
@@ -126,7 +145,8 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
     let mut refs = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
         if meta.is_dir() {
             let before = refs.len();
             collect_dir(path, &mut refs)?;
@@ -138,9 +158,16 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
                 );
             }
         } else if is_image(path) {
-            refs.push(Reference { name: name_from_file(path), path: path.clone() });
+            refs.push(Reference {
+                name: name_from_file(path),
+                path: path.clone(),
+            });
         } else {
-            bail!("{}: not an image file (expected {})", path.display(), IMAGE_EXTENSIONS.join(", "));
+            bail!(
+                "{}: not an image file (expected {})",
+                path.display(),
+                IMAGE_EXTENSIONS.join(", ")
+            );
         }
     }
     refs.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
@@ -167,7 +194,13 @@ impl Default for EnrollOptions {
     /// 100 jitters (FACE01's references), seed 0, failing on bad photos, the default cache
     /// folder ([`default_cache_dir`]), the CPU.
     fn default() -> Self {
-        EnrollOptions { jitters: 100, seed: 0, skip_bad: false, cache: default_cache_dir(), device: Device::cpu() }
+        EnrollOptions {
+            jitters: 100,
+            seed: 0,
+            skip_bad: false,
+            cache: default_cache_dir(),
+            device: Device::cpu(),
+        }
     }
 }
 
@@ -176,7 +209,11 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
         .map(|c| c.join("kao").join("refs"))
 }
 
@@ -212,7 +249,11 @@ pub struct Enrollment {
 #[derive(Clone, Debug)]
 enum Outcome {
     /// A face: the embedding of the largest one, how many there were, its box (x, y, w, h).
-    Face { embedding: Box<[f32; EMBEDDING_LEN]>, faces_found: usize, bbox: [f32; 4] },
+    Face {
+        embedding: Box<[f32; EMBEDDING_LEN]>,
+        faces_found: usize,
+        bbox: [f32; 4],
+    },
     /// The detector found no face.
     NoFace,
     /// The photo cannot be used (not decodable, too odd for the detector); never cached.
@@ -234,7 +275,11 @@ struct Entry {
 fn recipe_key(options: &EnrollOptions) -> Result<String> {
     let manifest = kao_models::manifest();
     let sha = |name: &str| {
-        manifest.iter().find(|m| m.name == name).map(|m| m.sha256).ok_or_else(|| anyhow!("model {name} is not in the manifest"))
+        manifest
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.sha256)
+            .ok_or_else(|| anyhow!("model {name} is not in the manifest"))
     };
     // `locate` checks every model file against these digests, so they name the loaded weights.
     Ok(format!(
@@ -283,9 +328,15 @@ impl Cache {
         }
         match (entry.embedding, entry.bbox) {
             (None, _) if entry.faces_found == 0 => Some(Outcome::NoFace),
-            (Some(values), Some(bbox)) if entry.faces_found > 0 && values.iter().all(|v| v.is_finite()) => {
+            (Some(values), Some(bbox))
+                if entry.faces_found > 0 && values.iter().all(|v| v.is_finite()) =>
+            {
                 let embedding = <[f32; EMBEDDING_LEN]>::try_from(values.as_slice()).ok()?;
-                Some(Outcome::Face { embedding: Box::new(embedding), faces_found: entry.faces_found, bbox })
+                Some(Outcome::Face {
+                    embedding: Box::new(embedding),
+                    faces_found: entry.faces_found,
+                    bbox,
+                })
             }
             _ => {
                 tracing::debug!("{}: ignoring an inconsistent cache entry", path.display());
@@ -297,16 +348,24 @@ impl Cache {
     /// Stores an outcome (faces and no-face results; bad photos are not cached), atomically.
     fn put(&mut self, sha256: &str, outcome: &Outcome, warnings: &mut Vec<String>) {
         let entry = match outcome {
-            Outcome::Face { embedding, faces_found, bbox } => Entry {
+            Outcome::Face {
+                embedding,
+                faces_found,
+                bbox,
+            } => Entry {
                 format: CACHE_FORMAT,
                 photo_sha256: sha256.into(),
                 faces_found: *faces_found,
                 bbox: Some(*bbox),
                 embedding: Some(embedding.to_vec()),
             },
-            Outcome::NoFace => {
-                Entry { format: CACHE_FORMAT, photo_sha256: sha256.into(), faces_found: 0, bbox: None, embedding: None }
-            }
+            Outcome::NoFace => Entry {
+                format: CACHE_FORMAT,
+                photo_sha256: sha256.into(),
+                faces_found: 0,
+                bbox: None,
+                embedding: None,
+            },
             Outcome::Bad(_) => return,
         };
         if !self.writable {
@@ -315,14 +374,20 @@ impl Cache {
         let path = self.entry_path(sha256);
         if let Err(e) = self.write(&path, &entry) {
             self.writable = false;
-            warnings.push(format!("{}: cannot write the reference cache ({e:#}); continuing without it", self.dir.display()));
+            warnings.push(format!(
+                "{}: cannot write the reference cache ({e:#}); continuing without it",
+                self.dir.display()
+            ));
         }
     }
 
     /// Writes `entry` to a temporary file in the cache folder and renames it to `path`.
     fn write(&self, path: &Path, entry: &Entry) -> Result<()> {
         let bytes = serde_json::to_vec(entry)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".json").tempfile_in(&self.dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .suffix(".json")
+            .tempfile_in(&self.dir)?;
         tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
@@ -346,7 +411,11 @@ impl Models {
             device: options.device,
             ..EmbedOptions::default()
         })?;
-        Ok(Models { embedder, finders: Vec::new(), device: options.device })
+        Ok(Models {
+            embedder,
+            finders: Vec::new(),
+            device: options.device,
+        })
     }
 
     /// The MMOD finder for this detect width and upsampling.
@@ -376,7 +445,11 @@ impl Models {
 /// photos share one finder; narrower ones are rounded down to a multiple of 32 for the same
 /// reason.
 fn detect_width(w: usize, h: usize, upsample: u32) -> usize {
-    let budget = if upsample == 0 { DETECT_PIXELS } else { (MAX_PIXELS / 16 * 15) >> (2 * upsample) };
+    let budget = if upsample == 0 {
+        DETECT_PIXELS
+    } else {
+        (MAX_PIXELS / 16 * 15) >> (2 * upsample)
+    };
     let width = w.min(DETECT_WIDTH);
     let height = (h as f64 * width as f64 / w.max(1) as f64).round() as usize;
     if width * height <= budget {
@@ -388,19 +461,29 @@ fn detect_width(w: usize, h: usize, upsample: u32) -> usize {
 
 /// Decodes the first frame of an image file: (width, height, RGB24 bytes).
 fn read_image(path: &Path) -> std::result::Result<(usize, usize, Vec<u8>), String> {
-    let input = path.to_str().ok_or_else(|| "the path is not valid UTF-8".to_string())?;
+    let input = path
+        .to_str()
+        .ok_or_else(|| "the path is not valid UTF-8".to_string())?;
     let mut first = None;
-    let options = kao_video::DecodeOptions { max_frames: Some(1), ..Default::default() };
+    let options = kao_video::DecodeOptions {
+        max_frames: Some(1),
+        ..Default::default()
+    };
     let result = kao_video::decode(input, &options, |frame| {
         first = Some(frame);
         ControlFlow::Break(())
     });
     match (first, result) {
         (Some(f), _) => Ok((f.width as usize, f.height as usize, f.rgb)),
-        (None, Err(kao_video::DecodeError::Corrupt { message, .. })) => Err(format!("not a valid image ({message})")),
+        (None, Err(kao_video::DecodeError::Corrupt { message, .. })) => {
+            Err(format!("not a valid image ({message})"))
+        }
         (None, Err(e)) => {
             let message = e.to_string();
-            Err(message.strip_prefix(&format!("{input}: ")).unwrap_or(&message).to_string())
+            Err(message
+                .strip_prefix(&format!("{input}: "))
+                .unwrap_or(&message)
+                .to_string())
         }
         (None, Ok(_)) => Err("no picture in the file".into()),
     }
@@ -414,7 +497,10 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         Err(reason) => return Ok(Outcome::Bad(format!("cannot read the image: {reason}"))),
     };
     let Some(frame) = RgbView::new(w, h, &rgb) else {
-        return Ok(Outcome::Bad(format!("decoded {} bytes for a {w}×{h} image", rgb.len())));
+        return Ok(Outcome::Bad(format!(
+            "decoded {} bytes for a {w}×{h} image",
+            rgb.len()
+        )));
     };
     let models = match models {
         Some(m) => m,
@@ -432,20 +518,37 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         };
     }
     let faces_found = faces.len();
-    let Some(face) = faces.into_iter().max_by(|a, b| (a.w * a.h).total_cmp(&(b.w * b.h))) else {
+    let Some(face) = faces
+        .into_iter()
+        .max_by(|a, b| (a.w * a.h).total_cmp(&(b.w * b.h)))
+    else {
         return Ok(Outcome::NoFace);
     };
-    let Some(patch) = RgbView::new(face.patch_w as usize, face.patch_h as usize, &face.patch) else {
+    let Some(patch) = RgbView::new(face.patch_w as usize, face.patch_h as usize, &face.patch)
+    else {
         return Ok(Outcome::Bad("the face patch has the wrong size".into()));
     };
     let (ox, oy) = (face.patch_x as f32, face.patch_y as f32);
-    let marks: Vec<(f32, f32)> = face.landmarks.chunks_exact(2).map(|p| (p[0] - ox, p[1] - oy)).collect();
+    let marks: Vec<(f32, f32)> = face
+        .landmarks
+        .chunks_exact(2)
+        .map(|p| (p[0] - ox, p[1] - oy))
+        .collect();
     let chips = match models.embedder.chips(&patch, &marks, 0) {
         Ok(chips) => chips,
         Err(e) => return Ok(Outcome::Bad(format!("cannot align the face: {e:#}"))),
     };
-    let embedding = models.embedder.embed(&chips)?.into_iter().next().ok_or_else(|| anyhow!("the embedder returned nothing"))?;
-    Ok(Outcome::Face { embedding: Box::new(embedding), faces_found, bbox: [face.x, face.y, face.w, face.h] })
+    let embedding = models
+        .embedder
+        .embed(&chips)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the embedder returned nothing"))?;
+    Ok(Outcome::Face {
+        embedding: Box::new(embedding),
+        faces_found,
+        bbox: [face.x, face.y, face.w, face.h],
+    })
 }
 
 /// Enrolls reference photos: the embedding of each photo's face (the largest when there are
@@ -459,7 +562,11 @@ pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment>
     let mut enrollment = Enrollment::default();
     let mut cache = match &options.cache {
         Some(dir) => match std::fs::create_dir_all(dir) {
-            Ok(()) => Some(Cache { dir: dir.clone(), recipe: recipe_key(options)?, writable: true }),
+            Ok(()) => Some(Cache {
+                dir: dir.clone(),
+                recipe: recipe_key(options)?,
+                writable: true,
+            }),
             Err(e) => {
                 enrollment.warnings.push(format!(
                     "{}: cannot create the reference cache ({}); continuing without it",
@@ -495,13 +602,23 @@ pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment>
             }
             Err(e) => (String::new(), Outcome::Bad(io_reason(&e))),
         };
-        tracing::debug!("{}: {:?} in {:.2} s", path.display(), outcome_summary(&outcome), started.elapsed().as_secs_f64());
+        tracing::debug!(
+            "{}: {:?} in {:.2} s",
+            path.display(),
+            outcome_summary(&outcome),
+            started.elapsed().as_secs_f64()
+        );
         let reason = match outcome {
-            Outcome::Face { embedding, faces_found, .. } => {
+            Outcome::Face {
+                embedding,
+                faces_found,
+                ..
+            } => {
                 if faces_found > 1 {
-                    enrollment
-                        .warnings
-                        .push(format!("{}: {faces_found} faces in reference photo; using the largest", path.display()));
+                    enrollment.warnings.push(format!(
+                        "{}: {faces_found} faces in reference photo; using the largest",
+                        path.display()
+                    ));
                 }
                 enrollment.faces.push(EnrolledFace {
                     name: reference.name.clone(),
@@ -554,12 +671,23 @@ mod tests {
 
     fn names(refs: &[Reference], root: &Path) -> Vec<(String, String)> {
         refs.iter()
-            .map(|r| (r.name.clone(), r.path.strip_prefix(root).unwrap().to_string_lossy().into_owned()))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.path
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
             .collect()
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -604,17 +732,27 @@ mod tests {
         // An explicit file uses the file-name rule; the same photo twice is listed once.
         let file = root.join("katy/img_7.png");
         let refs = collect(&[file.clone(), file.clone(), root.join("biden.jpeg")]).unwrap();
-        assert_eq!(names(&refs, root), pairs(&[("biden", "biden.jpeg"), ("img", "katy/img_7.png")]));
+        assert_eq!(
+            names(&refs, root),
+            pairs(&[("biden", "biden.jpeg"), ("img", "katy/img_7.png")])
+        );
         // A sub-folder passed directly: its images use the file-name rule, its own
         // sub-folders name theirs.
         let refs = collect(&[root.join("katy")]).unwrap();
         assert_eq!(
             names(&refs, root),
-            pairs(&[("deeper", "katy/deeper/ignored.jpg"), ("img", "katy/img_7.png"), ("img42", "katy/img42.jpg")])
+            pairs(&[
+                ("deeper", "katy/deeper/ignored.jpg"),
+                ("img", "katy/img_7.png"),
+                ("img42", "katy/img42.jpg")
+            ])
         );
         // A name starting with `_` keeps its stem.
         touch(&root.join("solo/_x.png"));
-        assert_eq!(names(&collect(&[root.join("solo/_x.png")]).unwrap(), root), pairs(&[("_x", "solo/_x.png")]));
+        assert_eq!(
+            names(&collect(&[root.join("solo/_x.png")]).unwrap(), root),
+            pairs(&[("_x", "solo/_x.png")])
+        );
     }
 
     #[test]
@@ -622,20 +760,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let missing = root.join("nope");
-        let e = collect(std::slice::from_ref(&missing)).unwrap_err().to_string();
-        assert!(e.starts_with(&missing.display().to_string()) && e.contains("no such file"), "{e}");
+        let e = collect(std::slice::from_ref(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&missing.display().to_string()) && e.contains("no such file"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
 
         let empty = root.join("empty");
         touch(&empty.join("notes.txt"));
         touch(&empty.join(".hidden.png"));
         touch(&empty.join("a/b/too-deep.jpg"));
-        let e = collect(std::slice::from_ref(&empty)).unwrap_err().to_string();
-        assert!(e.starts_with(&empty.display().to_string()) && e.contains("no reference images"), "{e}");
+        let e = collect(std::slice::from_ref(&empty))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&empty.display().to_string()) && e.contains("no reference images"),
+            "{e}"
+        );
 
         let text = empty.join("notes.txt");
-        let e = collect(std::slice::from_ref(&text)).unwrap_err().to_string();
-        assert!(e.starts_with(&text.display().to_string()) && e.contains("not an image"), "{e}");
+        let e = collect(std::slice::from_ref(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&text.display().to_string()) && e.contains("not an image"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -645,7 +798,13 @@ mod tests {
         assert_eq!(detect_width(4000, 3000, 0), DETECT_WIDTH);
         assert_eq!(detect_width(3024, 4032, 0), DETECT_WIDTH);
         assert_eq!(detect_width(480, 720, 1), DETECT_WIDTH);
-        for (w, h, up) in [(1000, 9000, 0), (300, 20000, 0), (500, 3000, 1), (590, 1900, 1), (30, 100000, 0)] {
+        for (w, h, up) in [
+            (1000, 9000, 0),
+            (300, 20000, 0),
+            (500, 3000, 1),
+            (590, 1900, 1),
+            (30, 100000, 0),
+        ] {
             let dw = detect_width(w, h, up);
             assert!((1..DETECT_WIDTH).contains(&dw), "{w}×{h}: {dw}");
             let dh = (h as f64 * dw as f64 / w as f64).round() as usize;
@@ -656,28 +815,74 @@ mod tests {
 
     #[test]
     fn refs_cache_key_depends_on_options() {
-        let base = EnrollOptions { jitters: 4, seed: 1, cache: None, ..EnrollOptions::default() };
+        let base = EnrollOptions {
+            jitters: 4,
+            seed: 1,
+            cache: None,
+            ..EnrollOptions::default()
+        };
         let key = recipe_key(&base).unwrap();
-        assert_ne!(key, recipe_key(&EnrollOptions { jitters: 5, ..base.clone() }).unwrap());
-        assert_ne!(key, recipe_key(&EnrollOptions { seed: 2, ..base.clone() }).unwrap());
-        assert_eq!(key, recipe_key(&EnrollOptions { skip_bad: true, ..base.clone() }).unwrap());
-        let cache = Cache { dir: PathBuf::from("c"), recipe: key, writable: true };
+        assert_ne!(
+            key,
+            recipe_key(&EnrollOptions {
+                jitters: 5,
+                ..base.clone()
+            })
+            .unwrap()
+        );
+        assert_ne!(
+            key,
+            recipe_key(&EnrollOptions {
+                seed: 2,
+                ..base.clone()
+            })
+            .unwrap()
+        );
+        assert_eq!(
+            key,
+            recipe_key(&EnrollOptions {
+                skip_bad: true,
+                ..base.clone()
+            })
+            .unwrap()
+        );
+        let cache = Cache {
+            dir: PathBuf::from("c"),
+            recipe: key,
+            writable: true,
+        };
         assert_ne!(cache.entry_path("aa"), cache.entry_path("ab"));
     }
 
     /// A photo from `tests/fixtures/photos/` (made by scripts/fixtures.sh).
     fn photo(name: &str) -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/photos").join(name);
-        assert!(path.is_file(), "missing fixture {}: run scripts/fixtures.sh (scripts/test.sh does)", path.display());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/photos")
+            .join(name);
+        assert!(
+            path.is_file(),
+            "missing fixture {}: run scripts/fixtures.sh (scripts/test.sh does)",
+            path.display()
+        );
         path
     }
 
     fn options(cache: &Path) -> EnrollOptions {
-        EnrollOptions { jitters: 2, seed: 7, skip_bad: false, cache: Some(cache.to_path_buf()), device: Device::cpu() }
+        EnrollOptions {
+            jitters: 2,
+            seed: 7,
+            skip_bad: false,
+            cache: Some(cache.to_path_buf()),
+            device: Device::cpu(),
+        }
     }
 
     fn distance(a: &[f32; EMBEDDING_LEN], b: &[f32; EMBEDDING_LEN]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
     }
 
     /// A flat grey PNG (no face).
@@ -686,7 +891,11 @@ mod tests {
         let mut encoder = png::Encoder::new(file, 160, 120);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        encoder.write_header().unwrap().write_image_data(&[128u8; 160 * 120 * 3]).unwrap();
+        encoder
+            .write_header()
+            .unwrap()
+            .write_image_data(&[128u8; 160 * 120 * 3])
+            .unwrap();
     }
 
     #[test]
@@ -697,7 +906,13 @@ mod tests {
         std::fs::create_dir_all(photo_path.parent().unwrap()).unwrap();
         std::fs::copy(photo("obama.jpg"), &photo_path).unwrap();
         let refs = collect(&[dir.path().join("refs")]).unwrap();
-        assert_eq!(refs, vec![Reference { name: "barack".into(), path: photo_path.clone() }]);
+        assert_eq!(
+            refs,
+            vec![Reference {
+                name: "barack".into(),
+                path: photo_path.clone()
+            }]
+        );
 
         let first = enroll(&refs, &options(&cache)).unwrap();
         assert_eq!(first.faces.len(), 1);
@@ -705,10 +920,16 @@ mod tests {
         let face = &first.faces[0];
         assert_eq!((face.name.as_str(), face.faces_found), ("barack", 1));
         assert_eq!(face.sha256.len(), 64);
-        assert!(first.warnings.is_empty() && first.skipped.is_empty(), "{first:?}");
+        assert!(
+            first.warnings.is_empty() && first.skipped.is_empty(),
+            "{first:?}"
+        );
         let norm = face.embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
         // dlib's descriptors are not normalised; their norms are around 1.4.
-        assert!(norm.is_finite() && (0.5..3.0).contains(&norm), "norm {norm}");
+        assert!(
+            norm.is_finite() && (0.5..3.0).contains(&norm),
+            "norm {norm}"
+        );
         assert_eq!(
             describe(&first),
             serde_json::json!([{ "name": "barack", "file": photo_path.display().to_string(), "sha256": face.sha256 }])
@@ -720,14 +941,28 @@ mod tests {
         assert_eq!(second.faces, first.faces);
 
         // Other jitters: another key, computed afresh.
-        let other = enroll(&refs, &EnrollOptions { jitters: 3, ..options(&cache) }).unwrap();
+        let other = enroll(
+            &refs,
+            &EnrollOptions {
+                jitters: 3,
+                ..options(&cache)
+            },
+        )
+        .unwrap();
         assert_eq!(other.from_cache, 0);
         assert!(distance(&other.faces[0].embedding, &face.embedding) < 0.1);
 
         // A corrupt entry is ignored and rewritten.
-        let entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(entries.len(), 2, "{entries:?}");
-        assert!(entries.iter().all(|p| p.extension().is_some_and(|e| e == "json")));
+        assert!(
+            entries
+                .iter()
+                .all(|p| p.extension().is_some_and(|e| e == "json"))
+        );
         for entry in &entries {
             std::fs::write(entry, b"{ not json").unwrap();
         }
@@ -753,11 +988,24 @@ mod tests {
         grey_png(&grey);
         let refs = collect(std::slice::from_ref(&grey)).unwrap();
         let e = enroll(&refs, &options(&cache)).unwrap_err().to_string();
-        assert_eq!(e, format!("{}: no face found in reference photo", grey.display()));
+        assert_eq!(
+            e,
+            format!("{}: no face found in reference photo", grey.display())
+        );
 
-        let skipped = enroll(&refs, &EnrollOptions { skip_bad: true, ..options(&cache) }).unwrap();
+        let skipped = enroll(
+            &refs,
+            &EnrollOptions {
+                skip_bad: true,
+                ..options(&cache)
+            },
+        )
+        .unwrap();
         assert!(skipped.faces.is_empty());
-        assert_eq!(skipped.skipped, vec![(grey.clone(), "no face found in reference photo".to_string())]);
+        assert_eq!(
+            skipped.skipped,
+            vec![(grey.clone(), "no face found in reference photo".to_string())]
+        );
         // The no-face result is cached too.
         assert_eq!(skipped.from_cache, 1);
     }
@@ -770,18 +1018,40 @@ mod tests {
         // A cache folder under a regular file cannot be created: a warning, not an error.
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"").unwrap();
-        let opts = EnrollOptions { skip_bad: true, ..options(&blocker.join("cache")) };
+        let opts = EnrollOptions {
+            skip_bad: true,
+            ..options(&blocker.join("cache"))
+        };
         let refs = collect(std::slice::from_ref(&bad)).unwrap();
         let out = enroll(&refs, &opts).unwrap();
         assert!(out.faces.is_empty());
         assert_eq!(out.skipped.len(), 1);
         assert_eq!(out.skipped[0].0, bad);
-        assert!(out.skipped[0].1.starts_with("cannot read the image"), "{:?}", out.skipped);
+        assert!(
+            out.skipped[0].1.starts_with("cannot read the image"),
+            "{:?}",
+            out.skipped
+        );
         assert_eq!(out.warnings.len(), 1);
-        assert!(out.warnings[0].contains("cannot create the reference cache"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("cannot create the reference cache"),
+            "{:?}",
+            out.warnings
+        );
 
-        let e = enroll(&refs, &EnrollOptions { skip_bad: false, ..opts }).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: cannot read the image", bad.display())), "{e}");
+        let e = enroll(
+            &refs,
+            &EnrollOptions {
+                skip_bad: false,
+                ..opts
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("{}: cannot read the image", bad.display())),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
     }
 }

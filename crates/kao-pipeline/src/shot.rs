@@ -52,7 +52,12 @@ impl ShotDetector {
     /// A detector that cuts where half the L1 distance of consecutive histograms exceeds
     /// `threshold`, or 0.8 × `threshold` over half a second within a shot.
     pub fn new(threshold: f32) -> ShotDetector {
-        ShotDetector { threshold, source: None, recent: std::collections::VecDeque::new(), shot: 0 }
+        ShotDetector {
+            threshold,
+            source: None,
+            recent: std::collections::VecDeque::new(),
+            shot: 0,
+        }
     }
 
     /// The shot (0-based within its source) of the next frame, at `pts` seconds, given in
@@ -65,13 +70,21 @@ impl ShotDetector {
             self.recent.clear();
         } else if !self.recent.is_empty() {
             // The frame from about half a second ago (or the shot's first, if it is younger).
-            while self.recent.len() > 1 && self.recent.get(1).is_some_and(|(t, _)| pts - t >= GRADUAL_WINDOW) {
+            while self.recent.len() > 1
+                && self
+                    .recent
+                    .get(1)
+                    .is_some_and(|(t, _)| pts - t >= GRADUAL_WINDOW)
+            {
                 self.recent.pop_front();
             }
-            let (Some((_, earlier)), Some((_, last))) = (self.recent.front(), self.recent.back()) else {
+            let (Some((_, earlier)), Some((_, last))) = (self.recent.front(), self.recent.back())
+            else {
                 unreachable!("checked not empty")
             };
-            if change(last, &current) > self.threshold || change(earlier, &current) > GRADUAL_FRACTION * self.threshold {
+            if change(last, &current) > self.threshold
+                || change(earlier, &current) > GRADUAL_FRACTION * self.threshold
+            {
                 self.shot += 1;
                 self.recent.clear();
             }
@@ -119,7 +132,11 @@ mod tests {
                 .flat_map(|i| {
                     // Half the pixels switch early, half late, as a real dissolve's colours do.
                     let late = i % 2 == 0;
-                    let t2 = if late { (t * 2.0 - 1.0).max(0.0) } else { (t * 2.0).min(1.0) };
+                    let t2 = if late {
+                        (t * 2.0 - 1.0).max(0.0)
+                    } else {
+                        (t * 2.0).min(1.0)
+                    };
                     let m = |a: u8, b: u8| (a as f32 * (1.0 - t2) + b as f32 * t2).round() as u8;
                     [m(120, 200), m(120, 30), m(120, 30)]
                 })
@@ -127,7 +144,10 @@ mod tests {
             seen.push(shots.observe("a", k as f64 * 0.04, &RgbView::new(64, 48, &frame).unwrap()));
         }
         assert_eq!(seen[0], 0);
-        assert!(*seen.last().unwrap() >= 1, "the dissolve was not cut: {seen:?}");
+        assert!(
+            *seen.last().unwrap() >= 1,
+            "the dissolve was not cut: {seen:?}"
+        );
         assert!(seen.windows(2).all(|w| w[1] >= w[0]));
     }
 
@@ -135,7 +155,13 @@ mod tests {
     fn empty_frames_are_handled() {
         let mut shots = ShotDetector::new(DEFAULT_CUT_THRESHOLD);
         let empty: Vec<u8> = Vec::new();
-        assert_eq!(shots.observe("a", 0.0, &RgbView::new(0, 0, &empty).unwrap()), 0);
-        assert_eq!(shots.observe("a", 0.04, &RgbView::new(0, 0, &empty).unwrap()), 0);
+        assert_eq!(
+            shots.observe("a", 0.0, &RgbView::new(0, 0, &empty).unwrap()),
+            0
+        );
+        assert_eq!(
+            shots.observe("a", 0.04, &RgbView::new(0, 0, &empty).unwrap()),
+            0
+        );
     }
 }

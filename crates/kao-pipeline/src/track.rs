@@ -8,13 +8,18 @@
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray,
+    UInt32Array, UInt64Array,
+};
 use kao_nn::EMBEDDING_LEN;
-use kao_record::schema::{DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema};
+use kao_record::schema::{
+    DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
+};
 use kao_record::{Provenance, RecordError};
 
-use crate::{HoldingStage, WholeFrames, column};
 use crate::identify::distance;
+use crate::{HoldingStage, WholeFrames, column};
 
 /// How faces are linked into tracks.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +34,11 @@ pub struct TrackOptions {
 
 impl Default for TrackOptions {
     fn default() -> Self {
-        TrackOptions { max_gap: 1.0, min_iou: 0.2, max_distance: 0.6 }
+        TrackOptions {
+            max_gap: 1.0,
+            min_iou: 0.2,
+            max_distance: 0.6,
+        }
     }
 }
 
@@ -97,9 +106,20 @@ impl TrackStage {
             ],
         )?;
         let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
-        let schema = stage_schema(input, &[], added, &options.provenance())
-            .map_err(|e| RecordError::Metadata { name: name.to_string(), message: e.to_string() })?;
-        Ok(TrackStage { options, schema, frames: WholeFrames::new(input), open: Vec::new(), next_id: 0, name: name.to_string() })
+        let schema = stage_schema(input, &[], added, &options.provenance()).map_err(|e| {
+            RecordError::Metadata {
+                name: name.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(TrackStage {
+            options,
+            schema,
+            frames: WholeFrames::new(input),
+            open: Vec::new(),
+            next_id: 0,
+            name: name.to_string(),
+        })
     }
 
     /// The schema of the output records.
@@ -113,8 +133,14 @@ impl TrackStage {
         let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
         let pts = column::<Float64Array>(batch, col::PTS)?;
         let shots = column::<UInt32Array>(batch, col::SHOT)?;
-        let (x, y) = (column::<Float32Array>(batch, col::X)?, column::<Float32Array>(batch, col::Y)?);
-        let (w, h) = (column::<Float32Array>(batch, col::W)?, column::<Float32Array>(batch, col::H)?);
+        let (x, y) = (
+            column::<Float32Array>(batch, col::X)?,
+            column::<Float32Array>(batch, col::Y)?,
+        );
+        let (w, h) = (
+            column::<Float32Array>(batch, col::W)?,
+            column::<Float32Array>(batch, col::H)?,
+        );
         let embeddings = column::<FixedSizeListArray>(batch, col::EMBEDDING)?;
         let values = embeddings
             .values()
@@ -125,18 +151,29 @@ impl TrackStage {
             let at = embeddings.value_offset_at(i);
             &values.values()[at..at + EMBEDDING_LEN]
         };
-        let bbox = |i: usize| [x.value(i), y.value(i), x.value(i) + w.value(i), y.value(i) + h.value(i)];
+        let bbox = |i: usize| {
+            [
+                x.value(i),
+                y.value(i),
+                x.value(i) + w.value(i),
+                y.value(i) + h.value(i),
+            ]
+        };
         let mut ids = vec![0u64; batch.num_rows()];
         let mut start = 0;
         while start < batch.num_rows() {
             let mut end = start + 1;
-            while end < batch.num_rows() && frames.value(end) == frames.value(start) && sources.value(end) == sources.value(start) {
+            while end < batch.num_rows()
+                && frames.value(end) == frames.value(start)
+                && sources.value(end) == sources.value(start)
+            {
                 end += 1;
             }
             let (source, shot, now) = (sources.value(start), shots.value(start), pts.value(start));
             // Tracks of another source, another shot or too long ago are over.
             let max_gap = self.options.max_gap;
-            self.open.retain(|t| t.source == source && t.shot == shot && now - t.pts <= max_gap + 1e-6);
+            self.open
+                .retain(|t| t.source == source && t.shot == shot && now - t.pts <= max_gap + 1e-6);
             // Candidate links, best first: most overlap plus nearest embedding.
             let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
             for (t, track) in self.open.iter().enumerate() {
@@ -187,12 +224,20 @@ impl TrackStage {
 impl HoldingStage for TrackStage {
     /// Takes a batch; returns the records of the frames now known to be complete.
     fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        self.frames.complete(batch)?.iter().map(|done| self.link(done)).collect()
+        self.frames
+            .complete(batch)?
+            .iter()
+            .map(|done| self.link(done))
+            .collect()
     }
 
     /// The records held back for the last frame.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
-        self.frames.rest().iter().map(|batch| self.link(batch)).collect()
+        self.frames
+            .rest()
+            .iter()
+            .map(|batch| self.link(batch))
+            .collect()
     }
 }
 

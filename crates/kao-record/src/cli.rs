@@ -11,7 +11,9 @@ use crate::RecordError;
 pub fn check_stdout(output: Option<&Path>) -> anyhow::Result<()> {
     let to_stdout = output.is_none_or(|p| p == Path::new("-"));
     if to_stdout && std::io::stdout().is_terminal() {
-        anyhow::bail!("stdout is a terminal: pipe the records into the next stage, or use --output FILE");
+        anyhow::bail!(
+            "stdout is a terminal: pipe the records into the next stage, or use --output FILE"
+        );
     }
     Ok(())
 }
@@ -32,7 +34,9 @@ pub fn exit(stage: &str, result: anyhow::Result<u8>) -> ExitCode {
 /// True when the error (or one it wraps) is a write to a closed pipe.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<RecordError>().is_some_and(RecordError::is_broken_pipe)
-            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<RecordError>()
+            .is_some_and(RecordError::is_broken_pipe)
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -31,7 +31,9 @@ pub enum RecordError {
         source: ParquetError,
     },
     /// The records lack a column that this stage needs.
-    #[error("{name}: {stage} needs column `{column}`, which {producer} adds; is {producer} missing from the pipe?")]
+    #[error(
+        "{name}: {stage} needs column `{column}`, which {producer} adds; is {producer} missing from the pipe?"
+    )]
     MissingColumn {
         /// Input name.
         name: String,
@@ -73,7 +75,10 @@ impl RecordError {
         match self {
             RecordError::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
             RecordError::Arrow { source, .. } => arrow_is_broken_pipe(source),
-            RecordError::Parquet { source: ParquetError::External(e), .. } => e
+            RecordError::Parquet {
+                source: ParquetError::External(e),
+                ..
+            } => e
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
             _ => false,
@@ -81,15 +86,24 @@ impl RecordError {
     }
 
     pub(crate) fn arrow(name: &str, source: ArrowError) -> Self {
-        RecordError::Arrow { name: name.to_string(), source }
+        RecordError::Arrow {
+            name: name.to_string(),
+            source,
+        }
     }
 
     pub(crate) fn io(name: &str, source: std::io::Error) -> Self {
-        RecordError::Io { name: name.to_string(), source }
+        RecordError::Io {
+            name: name.to_string(),
+            source,
+        }
     }
 
     pub(crate) fn parquet(name: &str, source: ParquetError) -> Self {
-        RecordError::Parquet { name: name.to_string(), source }
+        RecordError::Parquet {
+            name: name.to_string(),
+            source,
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
-use crate::schema::{self, Provenance, col};
 use crate::RecordError;
+use crate::schema::{self, Provenance, col};
 
 /// A Parquet writer flushes a row group once this many bytes are buffered, so frames with
 /// pixels never pile up in memory.
@@ -36,7 +36,12 @@ impl Format {
     /// The format a path asks for when writing: `.parquet` → Parquet, `.arrow` → IPC file,
     /// anything else → IPC stream.
     pub fn for_path(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("parquet") | Some("pq") => Format::Parquet,
             Some("arrow") | Some("feather") => Format::IpcFile,
             _ => Format::IpcStream,
@@ -79,7 +84,10 @@ impl RecordReader {
         let mut input = BufReader::with_capacity(1 << 20, std::io::stdin());
         let head = input.fill_buf().map_err(|e| RecordError::io(name, e))?;
         if head.is_empty() {
-            return Err(RecordError::Metadata { name: name.into(), message: "no records: the input is empty".into() });
+            return Err(RecordError::Metadata {
+                name: name.into(),
+                message: "no records: the input is empty".into(),
+            });
         }
         match Format::sniff(head) {
             Format::IpcStream => Self::from_stream(name, input),
@@ -87,7 +95,9 @@ impl RecordReader {
             format => {
                 let mut spool = tempfile::tempfile().map_err(|e| RecordError::io(name, e))?;
                 std::io::copy(&mut input, &mut spool).map_err(|e| RecordError::io(name, e))?;
-                spool.seek(SeekFrom::Start(0)).map_err(|e| RecordError::io(name, e))?;
+                spool
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| RecordError::io(name, e))?;
                 Self::from_seekable(name, spool, format)
             }
         }
@@ -99,9 +109,13 @@ impl RecordReader {
         let mut head = [0u8; 6];
         let n = read_up_to(&mut file, &mut head).map_err(|e| RecordError::io(&name, e))?;
         if n == 0 {
-            return Err(RecordError::Metadata { name, message: "no records: the file is empty".into() });
+            return Err(RecordError::Metadata {
+                name,
+                message: "no records: the file is empty".into(),
+            });
         }
-        file.seek(SeekFrom::Start(0)).map_err(|e| RecordError::io(&name, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| RecordError::io(&name, e))?;
         match Format::sniff(&head[..n]) {
             Format::IpcStream => Self::from_stream(&name, BufReader::with_capacity(1 << 20, file)),
             format => Self::from_seekable(&name, file, format),
@@ -117,23 +131,35 @@ impl RecordReader {
     fn from_seekable(name: &str, file: File, format: Format) -> Result<Self, RecordError> {
         match format {
             Format::IpcFile => {
-                let reader = FileReader::try_new_buffered(file, None).map_err(|e| RecordError::arrow(name, e))?;
+                let reader = FileReader::try_new_buffered(file, None)
+                    .map_err(|e| RecordError::arrow(name, e))?;
                 Ok(Self::new(name, reader.schema(), Box::new(reader)))
             }
             _ => {
-                let builder =
-                    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| RecordError::parquet(name, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| RecordError::parquet(name, e))?;
                 let schema = builder.schema().clone();
                 // Rows with whole frames are megabytes each: read those one at a time.
-                let batch_size = if schema.field_with_name(col::PIXELS).is_ok() { 1 } else { 256 };
-                let reader = builder.with_batch_size(batch_size).build().map_err(|e| RecordError::parquet(name, e))?;
+                let batch_size = if schema.field_with_name(col::PIXELS).is_ok() {
+                    1
+                } else {
+                    256
+                };
+                let reader = builder
+                    .with_batch_size(batch_size)
+                    .build()
+                    .map_err(|e| RecordError::parquet(name, e))?;
                 Ok(Self::new(name, schema, Box::new(reader)))
             }
         }
     }
 
     fn new(name: &str, schema: SchemaRef, batches: Batches) -> Self {
-        RecordReader { name: name.to_string(), schema, batches }
+        RecordReader {
+            name: name.to_string(),
+            schema,
+            batches,
+        }
     }
 
     /// The input's name for messages (`stdin` or the path).
@@ -148,7 +174,10 @@ impl RecordReader {
 
     /// The provenance entries of the input, oldest first.
     pub fn provenance(&self) -> Result<Vec<Provenance>, RecordError> {
-        schema::provenance(&self.schema).map_err(|message| RecordError::Metadata { name: self.name.clone(), message })
+        schema::provenance(&self.schema).map_err(|message| RecordError::Metadata {
+            name: self.name.clone(),
+            message,
+        })
     }
 
     /// Fails with a one-line error unless every column in `needs` is present with its type.
@@ -162,7 +191,9 @@ impl Iterator for RecordReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let name = &self.name;
-        self.batches.next().map(|r| r.map_err(|e| RecordError::arrow(name, e)))
+        self.batches
+            .next()
+            .map(|r| r.map_err(|e| RecordError::arrow(name, e)))
     }
 }
 
@@ -198,29 +229,41 @@ impl RecordWriter {
     pub fn create(path: Option<&Path>, schema: &SchemaRef) -> Result<Self, RecordError> {
         match path {
             Some(p) if p != Path::new("-") => Self::to_file(p, schema),
-            _ => {
-                Self::to_pipe("stdout".into(), Box::new(std::io::stdout()), schema)
-            }
+            _ => Self::to_pipe("stdout".into(), Box::new(std::io::stdout()), schema),
         }
     }
 
     /// Creates a writer of an IPC stream on any writer (a child's stdin, a socket), named
     /// `name` in errors and flushed after every batch.
-    pub fn stream(name: &str, out: Box<dyn Write + Send>, schema: &SchemaRef) -> Result<Self, RecordError> {
+    pub fn stream(
+        name: &str,
+        out: Box<dyn Write + Send>,
+        schema: &SchemaRef,
+    ) -> Result<Self, RecordError> {
         Self::to_pipe(name.to_string(), out, schema)
     }
 
-    fn to_pipe(name: String, out: Box<dyn Write + Send>, schema: &SchemaRef) -> Result<Self, RecordError> {
-        let writer =
-            StreamWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema).map_err(|e| RecordError::arrow(&name, e))?;
-        Ok(RecordWriter { name, sink: Sink::Pipe(writer) })
+    fn to_pipe(
+        name: String,
+        out: Box<dyn Write + Send>,
+        schema: &SchemaRef,
+    ) -> Result<Self, RecordError> {
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema)
+            .map_err(|e| RecordError::arrow(&name, e))?;
+        Ok(RecordWriter {
+            name,
+            sink: Sink::Pipe(writer),
+        })
     }
 
     fn to_file(path: &Path, schema: &SchemaRef) -> Result<Self, RecordError> {
         let name = path.display().to_string();
         // A device or pipe (/dev/null, /dev/stdout, a fifo) is written in place, as a stream.
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-            let out = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| RecordError::io(&name, e))?;
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| RecordError::io(&name, e))?;
             return Self::to_pipe(name, Box::new(out), schema);
         }
         let dir = match path.parent() {
@@ -236,17 +279,22 @@ impl RecordWriter {
         let target = path.to_path_buf();
         let sink = match Format::for_path(path) {
             Format::IpcStream => Sink::Stream(
-                StreamWriter::try_new(BufWriter::new(tmp), schema).map_err(|e| RecordError::arrow(&name, e))?,
+                StreamWriter::try_new(BufWriter::new(tmp), schema)
+                    .map_err(|e| RecordError::arrow(&name, e))?,
                 target,
             ),
             Format::IpcFile => Sink::File(
-                FileWriter::try_new(BufWriter::new(tmp), schema).map_err(|e| RecordError::arrow(&name, e))?,
+                FileWriter::try_new(BufWriter::new(tmp), schema)
+                    .map_err(|e| RecordError::arrow(&name, e))?,
                 target,
             ),
             Format::Parquet => {
-                let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
                 Sink::Parquet(
-                    ArrowWriter::try_new(tmp, schema.clone(), Some(props)).map_err(|e| RecordError::parquet(&name, e))?,
+                    ArrowWriter::try_new(tmp, schema.clone(), Some(props))
+                        .map_err(|e| RecordError::parquet(&name, e))?,
                     target,
                 )
             }
@@ -284,22 +332,41 @@ impl RecordWriter {
             }
             Sink::Stream(mut w, target) => {
                 w.finish().map_err(|e| RecordError::arrow(&name, e))?;
-                (into_file(w.into_inner().map_err(|e| RecordError::arrow(&name, e))?, &name)?, target)
+                (
+                    into_file(
+                        w.into_inner().map_err(|e| RecordError::arrow(&name, e))?,
+                        &name,
+                    )?,
+                    target,
+                )
             }
             Sink::File(mut w, target) => {
                 w.finish().map_err(|e| RecordError::arrow(&name, e))?;
-                (into_file(w.into_inner().map_err(|e| RecordError::arrow(&name, e))?, &name)?, target)
+                (
+                    into_file(
+                        w.into_inner().map_err(|e| RecordError::arrow(&name, e))?,
+                        &name,
+                    )?,
+                    target,
+                )
             }
-            Sink::Parquet(w, target) => (w.into_inner().map_err(|e| RecordError::parquet(&name, e))?, target),
+            Sink::Parquet(w, target) => (
+                w.into_inner().map_err(|e| RecordError::parquet(&name, e))?,
+                target,
+            ),
         };
-        tmp.as_file().sync_all().map_err(|e| RecordError::io(&name, e))?;
-        tmp.persist(&target).map_err(|e| RecordError::io(&name, e.error))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| RecordError::io(&name, e))?;
+        tmp.persist(&target)
+            .map_err(|e| RecordError::io(&name, e.error))?;
         Ok(())
     }
 }
 
 fn into_file(w: BufWriter<NamedTempFile>, name: &str) -> Result<NamedTempFile, RecordError> {
-    w.into_inner().map_err(|e| RecordError::io(name, e.into_error()))
+    w.into_inner()
+        .map_err(|e| RecordError::io(name, e.into_error()))
 }
 
 #[cfg(test)]
@@ -310,7 +377,8 @@ mod tests {
 
     fn frames() -> (SchemaRef, Vec<RecordBatch>) {
         let entry = Provenance::new("kao-decode", "0.1.0", serde_json::json!({"every": 2}));
-        let schema = stage_schema(&arrow_schema::Schema::empty(), &[], frame_fields(), &entry).unwrap();
+        let schema =
+            stage_schema(&arrow_schema::Schema::empty(), &[], frame_fields(), &entry).unwrap();
         let batches = (0..3u64)
             .map(|i| {
                 let row = FrameRow {
@@ -344,12 +412,22 @@ mod tests {
             let idx: Vec<u64> = got
                 .iter()
                 .flat_map(|b| {
-                    let a = b.column_by_name("frame_index").unwrap().as_any().downcast_ref::<UInt64Array>().unwrap();
+                    let a = b
+                        .column_by_name("frame_index")
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .unwrap();
                     a.values().to_vec()
                 })
                 .collect();
             assert_eq!(idx, [0, 2, 4], "{file}");
-            let px = got[2].column_by_name("pixels").unwrap().as_any().downcast_ref::<BinaryArray>().unwrap();
+            let px = got[2]
+                .column_by_name("pixels")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .unwrap();
             assert_eq!(px.value(0), [2u8; 6], "{file}");
         }
         // Nothing but the three outputs: no temporary files left behind.
@@ -373,7 +451,10 @@ mod tests {
         let empty = dir.path().join("empty.arrows");
         std::fs::write(&empty, b"").unwrap();
         let err = RecordReader::open(Some(&empty)).err().unwrap();
-        assert!(err.to_string().starts_with(&empty.display().to_string()), "{err}");
+        assert!(
+            err.to_string().starts_with(&empty.display().to_string()),
+            "{err}"
+        );
         let junk = dir.path().join("junk.parquet");
         std::fs::write(&junk, b"PAR1 this is not parquet").unwrap();
         assert!(RecordReader::open(Some(&junk)).is_err());
@@ -404,7 +485,10 @@ mod tests {
                 Err(_) => 0,
                 Ok(reader) => reader.take(10).take_while(Result::is_ok).count(),
             };
-            assert!(complete < batches.len(), "cut at {cut} still read every batch");
+            assert!(
+                complete < batches.len(),
+                "cut at {cut} still read every batch"
+            );
         }
     }
 }

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array,
-    UInt64Array,
+    ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch,
+    StringArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_schema::ArrowError;
+pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::RecordError;
@@ -162,7 +162,12 @@ pub struct ModelRef {
 impl Provenance {
     /// An entry for `stage` at `version` with the given options.
     pub fn new(stage: &str, version: &str, options: serde_json::Value) -> Self {
-        Provenance { stage: stage.into(), version: version.into(), model: None, options }
+        Provenance {
+            stage: stage.into(),
+            version: version.into(),
+            model: None,
+            options,
+        }
     }
 }
 
@@ -170,7 +175,8 @@ impl Provenance {
 pub fn provenance(schema: &Schema) -> Result<Vec<Provenance>, String> {
     match schema.metadata().get(META_PROVENANCE) {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text).map_err(|e| format!("unreadable {META_PROVENANCE} metadata: {e}")),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| format!("unreadable {META_PROVENANCE} metadata: {e}")),
     }
 }
 
@@ -184,28 +190,47 @@ pub fn stage_schema(
     entry: &Provenance,
 ) -> Result<SchemaRef, String> {
     let replaced = |name: &str| drop.contains(&name) || add.iter().any(|f| f.name() == name);
-    let mut fields: Vec<Field> =
-        input.fields().iter().filter(|f| !replaced(f.name())).map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !replaced(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.extend(add);
     let mut history = provenance(input)?;
     history.push(entry.clone());
     let mut metadata: HashMap<String, String> = input.metadata().clone().into();
     metadata.insert(META_SCHEMA.into(), SCHEMA_VERSION.into());
-    metadata.insert(META_PROVENANCE.into(), serde_json::to_string(&history).map_err(|e| e.to_string())?);
+    metadata.insert(
+        META_PROVENANCE.into(),
+        serde_json::to_string(&history).map_err(|e| e.to_string())?,
+    );
     Ok(Arc::new(Schema::new_with_metadata(fields, metadata)))
 }
 
 /// Builds an output batch for `schema` (made by [`stage_schema`]): the passed-through columns
 /// are taken from `input` by name, then `added` fills the remaining fields in order.
-pub fn pass_through(input: &RecordBatch, schema: &SchemaRef, added: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
-    let kept = schema.fields().len().checked_sub(added.len()).ok_or_else(|| {
-        ArrowError::SchemaError(format!("{} added columns for a schema of {}", added.len(), schema.fields().len()))
-    })?;
+pub fn pass_through(
+    input: &RecordBatch,
+    schema: &SchemaRef,
+    added: Vec<ArrayRef>,
+) -> Result<RecordBatch, ArrowError> {
+    let kept = schema
+        .fields()
+        .len()
+        .checked_sub(added.len())
+        .ok_or_else(|| {
+            ArrowError::SchemaError(format!(
+                "{} added columns for a schema of {}",
+                added.len(),
+                schema.fields().len()
+            ))
+        })?;
     let mut columns = Vec::with_capacity(schema.fields().len());
     for field in &schema.fields()[..kept] {
-        let column = input
-            .column_by_name(field.name())
-            .ok_or_else(|| ArrowError::SchemaError(format!("input batch lacks column `{}`", field.name())))?;
+        let column = input.column_by_name(field.name()).ok_or_else(|| {
+            ArrowError::SchemaError(format!("input batch lacks column `{}`", field.name()))
+        })?;
         columns.push(column.clone());
     }
     columns.extend(added);
@@ -214,7 +239,12 @@ pub fn pass_through(input: &RecordBatch, schema: &SchemaRef, added: Vec<ArrayRef
 
 /// Checks that `schema` (read from `name`) has every column in `needs` with the contract's
 /// type; otherwise a one-line error naming the column and the stage that produces it.
-pub fn require(schema: &Schema, name: &str, stage: &str, needs: &[(&str, DataType)]) -> Result<(), RecordError> {
+pub fn require(
+    schema: &Schema,
+    name: &str,
+    stage: &str,
+    needs: &[(&str, DataType)],
+) -> Result<(), RecordError> {
     for (column, expected) in needs {
         match schema.field_with_name(column) {
             Err(_) => {
@@ -260,8 +290,12 @@ pub struct FrameRow {
 /// A one-row frame batch for `schema` (frame fields first, as kao-decode writes them);
 /// the pixel buffer is moved into the batch, not copied.
 pub fn frame_batch(schema: &SchemaRef, row: FrameRow) -> Result<RecordBatch, ArrowError> {
-    let len = i32::try_from(row.pixels.len())
-        .map_err(|_| ArrowError::InvalidArgumentError(format!("frame of {} bytes is too large", row.pixels.len())))?;
+    let len = i32::try_from(row.pixels.len()).map_err(|_| {
+        ArrowError::InvalidArgumentError(format!(
+            "frame of {} bytes is too large",
+            row.pixels.len()
+        ))
+    })?;
     let offsets = OffsetBuffer::new(ScalarBuffer::from(vec![0i32, len]));
     let pixels = BinaryArray::try_new(offsets, Buffer::from_vec(row.pixels), None)?;
     let columns: Vec<ArrayRef> = vec![
@@ -308,23 +342,40 @@ pub struct FaceRow {
 
 /// The columns of [`face_fields`], in order, for `rows`.
 pub fn face_columns(rows: &[FaceRow]) -> Result<Vec<ArrayRef>, ArrowError> {
-    let f32s = |get: fn(&FaceRow) -> f32| -> ArrayRef { Arc::new(Float32Array::from_iter_values(rows.iter().map(get))) };
+    let f32s = |get: fn(&FaceRow) -> f32| -> ArrayRef {
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(get)))
+    };
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let marks = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.landmarks));
     Ok(vec![
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.face_index))),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.face_index),
+        )),
         f32s(|r| r.x),
         f32s(|r| r.y),
         f32s(|r| r.w),
         f32s(|r| r.h),
         f32s(|r| r.score),
-        Arc::new(FixedSizeListArray::try_new(item, 10, Arc::new(marks), None)?),
-        Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.patch.as_slice()))),
+        Arc::new(FixedSizeListArray::try_new(
+            item,
+            10,
+            Arc::new(marks),
+            None,
+        )?),
+        Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| r.patch.as_slice()),
+        )),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_x))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_y))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.patch_w))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.patch_h))),
-        Arc::new(UInt64Array::from(rows.iter().map(|r| r.track_id).collect::<Vec<_>>())),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.patch_w),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.patch_h),
+        )),
+        Arc::new(UInt64Array::from(
+            rows.iter().map(|r| r.track_id).collect::<Vec<_>>(),
+        )),
     ])
 }
 
@@ -353,7 +404,11 @@ pub fn face_schema(entry: &Provenance) -> Result<SchemaRef, String> {
 }
 
 /// A batch of [`face_schema`] records for faces of one frame.
-pub fn face_batch(schema: &SchemaRef, frame: &FrameMeta, rows: &[FaceRow]) -> Result<RecordBatch, ArrowError> {
+pub fn face_batch(
+    schema: &SchemaRef,
+    frame: &FrameMeta,
+    rows: &[FaceRow],
+) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![frame.source.as_str(); n])),
@@ -381,7 +436,10 @@ mod tests {
         let entry = Provenance::new("kao-detect", "0.1.0", serde_json::json!({}));
         let faces = stage_schema(&frames, &[col::PIXELS], face_fields(), &entry).unwrap();
         let history = provenance(&faces).unwrap();
-        assert_eq!(history.iter().map(|p| p.stage.as_str()).collect::<Vec<_>>(), ["kao-decode", "kao-detect"]);
+        assert_eq!(
+            history.iter().map(|p| p.stage.as_str()).collect::<Vec<_>>(),
+            ["kao-decode", "kao-detect"]
+        );
         assert_eq!(faces.metadata()[META_SCHEMA], SCHEMA_VERSION);
         assert!(faces.field_with_name(col::PIXELS).is_err());
         assert_eq!(faces.field(0).name(), col::SOURCE);
@@ -394,7 +452,14 @@ mod tests {
         let input_schema = Arc::new(Schema::new(fields));
         let mut columns = frame_batch(
             &Arc::new(Schema::new(frame_fields())),
-            FrameRow { source: "a".into(), frame_index: 7, pts: 0.5, width: 1, height: 1, pixels: vec![1, 2, 3] },
+            FrameRow {
+                source: "a".into(),
+                frame_index: 7,
+                pts: 0.5,
+                width: 1,
+                height: 1,
+                pixels: vec![1, 2, 3],
+            },
         )
         .unwrap()
         .columns()
@@ -403,27 +468,66 @@ mod tests {
         let input = RecordBatch::try_new(input_schema.clone(), columns).unwrap();
         let entry = Provenance::new("kao-test", "0", serde_json::Value::Null);
         // `pts` is replaced by the stage, `pixels` dropped, `note` passed through.
-        let out_schema =
-            stage_schema(&input_schema, &[col::PIXELS], vec![Field::new(col::PTS, DataType::Utf8, false)], &entry)
-                .unwrap();
-        let out = pass_through(&input, &out_schema, vec![Arc::new(StringArray::from(vec!["new"]))]).unwrap();
-        let names: Vec<_> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(names, ["source", "frame_index", "width", "height", "note", "pts"]);
-        let note = out.column_by_name("note").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let out_schema = stage_schema(
+            &input_schema,
+            &[col::PIXELS],
+            vec![Field::new(col::PTS, DataType::Utf8, false)],
+            &entry,
+        )
+        .unwrap();
+        let out = pass_through(
+            &input,
+            &out_schema,
+            vec![Arc::new(StringArray::from(vec!["new"]))],
+        )
+        .unwrap();
+        let names: Vec<_> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["source", "frame_index", "width", "height", "note", "pts"]
+        );
+        let note = out
+            .column_by_name("note")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(note.value(0), "kept");
     }
 
     #[test]
     fn missing_column_names_its_producer() {
         let schema = Schema::new(face_fields());
-        let err = require(&schema, "faces.arrows", "kao-embed", &[(col::LANDMARKS, fixed_f32_list(10))]);
+        let err = require(
+            &schema,
+            "faces.arrows",
+            "kao-embed",
+            &[(col::LANDMARKS, fixed_f32_list(10))],
+        );
         assert!(err.is_ok());
-        let err = require(&schema, "stdin", "kao-match", &[(col::EMBEDDING, fixed_f32_list(128))]).unwrap_err();
+        let err = require(
+            &schema,
+            "stdin",
+            "kao-match",
+            &[(col::EMBEDDING, fixed_f32_list(128))],
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "stdin: kao-match needs column `embedding`, which kao-embed adds; is kao-embed missing from the pipe?"
         );
-        let err = require(&schema, "stdin", "kao-x", &[(col::FACE_INDEX, DataType::Utf8)]).unwrap_err();
+        let err = require(
+            &schema,
+            "stdin",
+            "kao-x",
+            &[(col::FACE_INDEX, DataType::Utf8)],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("has type UInt32"), "{err}");
     }
 

@@ -5,10 +5,10 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use kao_analysis::charts::{self, TimelinePoint};
+use kao_analysis::polars::prelude::{AnyValue, DataFrame, DataType};
 use kao_analysis::summary::NO_MATCH;
 use kao_analysis::{Face, Manifest};
 use kao_record::schema::Provenance;
-use kao_analysis::polars::prelude::{AnyValue, DataFrame, DataType};
 
 use crate::thumbs::Thumbs;
 
@@ -37,10 +37,16 @@ impl Plan {
     /// Groups `faces` by identity and track; keeps `max_tracks` tracks per identity and
     /// `max_rejected` rejected faces per track.
     pub fn new(faces: &[Face], max_tracks: usize, max_rejected: usize) -> Plan {
-        let mut groups: BTreeMap<String, BTreeMap<(String, Option<u64>), Vec<usize>>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, BTreeMap<(String, Option<u64>), Vec<usize>>> =
+            BTreeMap::new();
         for (i, f) in faces.iter().enumerate() {
             let who = f.identity.clone().unwrap_or_else(|| NO_MATCH.to_string());
-            groups.entry(who).or_default().entry((f.source.clone(), f.track_id)).or_default().push(i);
+            groups
+                .entry(who)
+                .or_default()
+                .entry((f.source.clone(), f.track_id))
+                .or_default()
+                .push(i);
         }
         let mut identities: Vec<(String, Vec<Track>, usize)> = groups
             .into_iter()
@@ -48,33 +54,70 @@ impl Plan {
                 let mut tracks: Vec<Track> = tracks
                     .into_iter()
                     .map(|((source, id), mut members)| {
-                        members.sort_by(|&a, &b| faces[a].pts.total_cmp(&faces[b].pts).then(faces[a].face_index.cmp(&faces[b].face_index)));
-                        let kept = members.iter().copied().filter(|&i| faces[i].crop_path.is_some()).collect();
-                        let rejected: Vec<usize> = members.iter().copied().filter(|&i| faces[i].crop_path.is_none()).collect();
-                        Track { source, id, rejected_shown: spread(&rejected, max_rejected), faces: members, kept }
+                        members.sort_by(|&a, &b| {
+                            faces[a]
+                                .pts
+                                .total_cmp(&faces[b].pts)
+                                .then(faces[a].face_index.cmp(&faces[b].face_index))
+                        });
+                        let kept = members
+                            .iter()
+                            .copied()
+                            .filter(|&i| faces[i].crop_path.is_some())
+                            .collect();
+                        let rejected: Vec<usize> = members
+                            .iter()
+                            .copied()
+                            .filter(|&i| faces[i].crop_path.is_none())
+                            .collect();
+                        Track {
+                            source,
+                            id,
+                            rejected_shown: spread(&rejected, max_rejected),
+                            faces: members,
+                            kept,
+                        }
                     })
                     .collect();
-                tracks.sort_by(|a, b| b.kept.len().cmp(&a.kept.len()).then(b.faces.len().cmp(&a.faces.len())));
+                tracks.sort_by(|a, b| {
+                    b.kept
+                        .len()
+                        .cmp(&a.kept.len())
+                        .then(b.faces.len().cmp(&a.faces.len()))
+                });
                 let left_out = tracks.len().saturating_sub(max_tracks);
                 tracks.truncate(max_tracks);
                 // Shown in time order.
-                tracks.sort_by(|a, b| a.source.cmp(&b.source).then(faces[a.faces[0]].pts.total_cmp(&faces[b.faces[0]].pts)));
+                tracks.sort_by(|a, b| {
+                    a.source
+                        .cmp(&b.source)
+                        .then(faces[a.faces[0]].pts.total_cmp(&faces[b.faces[0]].pts))
+                });
                 (who, tracks, left_out)
             })
             .collect();
         let size = |t: &[Track]| t.iter().map(|t| t.faces.len()).sum::<usize>();
-        identities.sort_by(|a, b| (a.0 == NO_MATCH).cmp(&(b.0 == NO_MATCH)).then(size(&b.1).cmp(&size(&a.1))).then(a.0.cmp(&b.0)));
+        identities.sort_by(|a, b| {
+            (a.0 == NO_MATCH)
+                .cmp(&(b.0 == NO_MATCH))
+                .then(size(&b.1).cmp(&size(&a.1)))
+                .then(a.0.cmp(&b.0))
+        });
         Plan { identities }
     }
 
     /// Every face the page shows a rejected thumbnail for.
     pub fn rejected_shown(&self) -> impl Iterator<Item = usize> + '_ {
-        self.identities.iter().flat_map(|(_, tracks, _)| tracks.iter().flat_map(|t| t.rejected_shown.iter().copied()))
+        self.identities
+            .iter()
+            .flat_map(|(_, tracks, _)| tracks.iter().flat_map(|t| t.rejected_shown.iter().copied()))
     }
 
     /// Every face with a crop on the page.
     pub fn kept(&self) -> impl Iterator<Item = usize> + '_ {
-        self.identities.iter().flat_map(|(_, tracks, _)| tracks.iter().flat_map(|t| t.kept.iter().copied()))
+        self.identities
+            .iter()
+            .flat_map(|(_, tracks, _)| tracks.iter().flat_map(|t| t.kept.iter().copied()))
     }
 }
 
@@ -89,7 +132,9 @@ fn spread(items: &[usize], n: usize) -> Vec<usize> {
     if n == 1 {
         return vec![items[items.len() / 2]];
     }
-    (0..n).map(|k| items[k * (items.len() - 1) / (n - 1)]).collect()
+    (0..n)
+        .map(|k| items[k * (items.len() - 1) / (n - 1)])
+        .collect()
 }
 
 /// Everything the page is made of.
@@ -131,10 +176,18 @@ pub fn render(page: &Page<'_>) -> Result<String> {
     let m = page.manifest;
     let mut h = String::new();
     let title = format!("kao report: {}", m.dir().display());
-    writeln!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>", esc(&title))?;
-    writeln!(h, "<style>{STYLE}</style><script>{SCRIPT}</script></head><body>")?;
+    writeln!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>",
+        esc(&title)
+    )?;
+    writeln!(
+        h,
+        "<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
+    )?;
     writeln!(h, "<h1>kao report</h1>")?;
-    let sources: std::collections::BTreeSet<&str> = page.faces.iter().map(|f| f.source.as_str()).collect();
+    let sources: std::collections::BTreeSet<&str> =
+        page.faces.iter().map(|f| f.source.as_str()).collect();
     writeln!(
         h,
         "<p class=\"meta\">{} · {} faces in {} video(s) · frames processed: {} · {}</p>",
@@ -146,19 +199,32 @@ pub fn render(page: &Page<'_>) -> Result<String> {
     )?;
     writeln!(h, "<h2>People</h2>{}", html_table(page.people))?;
     writeln!(h, "<h2>Videos</h2>{}", html_table(page.videos))?;
-    writeln!(h, "<h2>Faces without a crop</h2>{}", html_table(page.rejected))?;
+    writeln!(
+        h,
+        "<h2>Faces without a crop</h2>{}",
+        html_table(page.rejected)
+    )?;
 
     let threshold = match_threshold(m);
     writeln!(h, "<h2>Distances</h2>")?;
     let mut groups: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for f in page.faces {
         if let Some(d) = f.distance {
-            groups.entry(f.identity.clone().unwrap_or_else(|| NO_MATCH.into())).or_default().push(d);
+            groups
+                .entry(f.identity.clone().unwrap_or_else(|| NO_MATCH.into()))
+                .or_default()
+                .push(d);
         }
     }
     let groups: Vec<(String, Vec<f32>)> = groups.into_iter().collect();
     h.push_str(&charts::svg(900, 320, |area| {
-        charts::distance_histogram(area, "distance to the nearest reference, per identity", &groups, threshold, 40)
+        charts::distance_histogram(
+            area,
+            "distance to the nearest reference, per identity",
+            &groups,
+            threshold,
+            40,
+        )
     })?);
     writeln!(h, "<h2>Timeline</h2>")?;
     for source in &sources {
@@ -174,8 +240,13 @@ pub fn render(page: &Page<'_>) -> Result<String> {
             })
             .collect();
         let cuts = shot_starts(&in_video);
-        let caption = format!("{} — distance over time, shot cuts in grey", file_name(source));
-        h.push_str(&charts::svg(900, 280, |area| charts::timeline(area, &caption, &points, threshold, &cuts))?);
+        let caption = format!(
+            "{} — distance over time, shot cuts in grey",
+            file_name(source)
+        );
+        h.push_str(&charts::svg(900, 280, |area| {
+            charts::timeline(area, &caption, &points, threshold, &cuts)
+        })?);
     }
 
     writeln!(h, "<h2>Faces by identity and track</h2>")?;
@@ -196,7 +267,10 @@ pub fn render(page: &Page<'_>) -> Result<String> {
             track_html(&mut h, page, t)?;
         }
         if *left_out > 0 {
-            writeln!(h, "<p class=\"more\">{left_out} smaller track(s) not shown (--max-tracks).</p>")?;
+            writeln!(
+                h,
+                "<p class=\"more\">{left_out} smaller track(s) not shown (--max-tracks).</p>"
+            )?;
         }
         writeln!(h, "</section>")?;
     }
@@ -206,11 +280,19 @@ pub fn render(page: &Page<'_>) -> Result<String> {
 
 fn track_html(h: &mut String, page: &Page<'_>, t: &Track) -> Result<()> {
     let faces = page.faces;
-    let (first, last) = (&faces[t.faces[0]], &faces[*t.faces.last().unwrap_or(&t.faces[0])]);
+    let (first, last) = (
+        &faces[t.faces[0]],
+        &faces[*t.faces.last().unwrap_or(&t.faces[0])],
+    );
     let mut distances: Vec<f32> = t.faces.iter().filter_map(|&i| faces[i].distance).collect();
     distances.sort_by(f32::total_cmp);
-    let median = distances.get(distances.len() / 2).map(|d| format!(" · median distance {d:.3}")).unwrap_or_default();
-    let id = t.id.map(|i| format!("track {i}")).unwrap_or_else(|| "no track".into());
+    let median = distances
+        .get(distances.len() / 2)
+        .map(|d| format!(" · median distance {d:.3}"))
+        .unwrap_or_default();
+    let id =
+        t.id.map(|i| format!("track {i}"))
+            .unwrap_or_else(|| "no track".into());
     writeln!(
         h,
         "<div class=\"track\"><h4>{} · {} · {:.2}–{:.2} s · {} face(s) · {} crop(s){}</h4><div class=\"thumbs\">",
@@ -224,50 +306,116 @@ fn track_html(h: &mut String, page: &Page<'_>, t: &Track) -> Result<()> {
     )?;
     for &i in &t.kept {
         let f = &faces[i];
-        let caption = format!("f{:06} · {:.2} s{}", f.frame_index, f.pts, f.distance.map(|d| format!(" · {d:.3}")).unwrap_or_default());
-        let tip = format!("{} · sharpness {:.0}", f.crop_path.as_deref().unwrap_or(""), f.sharpness.unwrap_or(f32::NAN));
-        figure(h, "kept", page.thumbs.get(i), &caption, &tip, page.thumbs.size)?;
+        let caption = format!(
+            "f{:06} · {:.2} s{}",
+            f.frame_index,
+            f.pts,
+            f.distance.map(|d| format!(" · {d:.3}")).unwrap_or_default()
+        );
+        let tip = format!(
+            "{} · sharpness {:.0}",
+            f.crop_path.as_deref().unwrap_or(""),
+            f.sharpness.unwrap_or(f32::NAN)
+        );
+        figure(
+            h,
+            "kept",
+            page.thumbs.get(i),
+            &caption,
+            &tip,
+            page.thumbs.size,
+        )?;
     }
     for &i in &t.rejected_shown {
         let f = &faces[i];
         let reason = f.reject_reason.as_deref().unwrap_or("no crop");
-        let caption = format!("<span class=\"reason\">{}</span> · f{:06}", esc(reason), f.frame_index);
+        let caption = format!(
+            "<span class=\"reason\">{}</span> · f{:06}",
+            esc(reason),
+            f.frame_index
+        );
         let tip = format!(
             "{} at {:.2} s · distance {} · sharpness {:.0} · yaw {:.0}°",
             reason,
             f.pts,
-            f.distance.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into()),
+            f.distance
+                .map(|d| format!("{d:.3}"))
+                .unwrap_or_else(|| "–".into()),
             f.sharpness.unwrap_or(f32::NAN),
             f.yaw.unwrap_or(f32::NAN)
         );
-        figure_raw(h, "rejected", page.thumbs.get(i), &caption, &tip, page.thumbs.size)?;
+        figure_raw(
+            h,
+            "rejected",
+            page.thumbs.get(i),
+            &caption,
+            &tip,
+            page.thumbs.size,
+        )?;
     }
     writeln!(h, "</div>")?;
-    let hidden: Vec<usize> =
-        t.faces.iter().copied().filter(|i| faces[*i].crop_path.is_none() && !t.rejected_shown.contains(i)).collect();
+    let hidden: Vec<usize> = t
+        .faces
+        .iter()
+        .copied()
+        .filter(|i| faces[*i].crop_path.is_none() && !t.rejected_shown.contains(i))
+        .collect();
     if !hidden.is_empty() {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
         for i in &hidden {
-            *reasons.entry(faces[*i].reject_reason.as_deref().unwrap_or("no crop")).or_default() += 1;
+            *reasons
+                .entry(faces[*i].reject_reason.as_deref().unwrap_or("no crop"))
+                .or_default() += 1;
         }
-        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{} {n}", esc(r))).collect();
-        writeln!(h, "<p class=\"more\">+ {} more without a crop: {}</p>", hidden.len(), list.join(", "))?;
+        let list: Vec<String> = reasons
+            .iter()
+            .map(|(r, n)| format!("{} {n}", esc(r)))
+            .collect();
+        writeln!(
+            h,
+            "<p class=\"more\">+ {} more without a crop: {}</p>",
+            hidden.len(),
+            list.join(", ")
+        )?;
     }
     writeln!(h, "</div>")?;
     Ok(())
 }
 
-fn figure(h: &mut String, class: &str, thumb: Option<&str>, caption: &str, tip: &str, size: u32) -> Result<()> {
+fn figure(
+    h: &mut String,
+    class: &str,
+    thumb: Option<&str>,
+    caption: &str,
+    tip: &str,
+    size: u32,
+) -> Result<()> {
     figure_raw(h, class, thumb, &esc(caption), tip, size)
 }
 
 /// A thumbnail with an already-escaped caption; without a thumbnail, an empty box the same size.
-fn figure_raw(h: &mut String, class: &str, thumb: Option<&str>, caption_html: &str, tip: &str, size: u32) -> Result<()> {
+fn figure_raw(
+    h: &mut String,
+    class: &str,
+    thumb: Option<&str>,
+    caption_html: &str,
+    tip: &str,
+    size: u32,
+) -> Result<()> {
     let image = match thumb {
-        Some(data) => format!("<img class=\"thumb\" src=\"{data}\" alt=\"\" title=\"{}\">", esc(tip)),
-        None => format!("<div class=\"nothumb\" style=\"width:{size}px;height:{size}px\" title=\"{}\">no picture</div>", esc(tip)),
+        Some(data) => format!(
+            "<img class=\"thumb\" src=\"{data}\" alt=\"\" title=\"{}\">",
+            esc(tip)
+        ),
+        None => format!(
+            "<div class=\"nothumb\" style=\"width:{size}px;height:{size}px\" title=\"{}\">no picture</div>",
+            esc(tip)
+        ),
     };
-    writeln!(h, "<figure class=\"{class}\">{image}<figcaption>{caption_html}</figcaption></figure>")?;
+    writeln!(
+        h,
+        "<figure class=\"{class}\">{image}<figcaption>{caption_html}</figcaption></figure>"
+    )?;
     Ok(())
 }
 
@@ -309,7 +457,11 @@ fn stages(m: &Manifest) -> String {
             None => p.stage.clone(),
         })
         .collect();
-    if list.is_empty() { "no provenance".into() } else { list.join(" → ") }
+    if list.is_empty() {
+        "no provenance".into()
+    } else {
+        list.join(" → ")
+    }
 }
 
 fn file_name(source: &str) -> &str {
@@ -334,7 +486,11 @@ pub fn esc(text: &str) -> String {
 
 /// The cells of `table` as text: floats with 3 decimals, nulls empty.
 fn cells(table: &DataFrame) -> (Vec<String>, Vec<Vec<String>>) {
-    let headers = table.get_column_names().iter().map(|n| n.to_string()).collect();
+    let headers = table
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let rows = (0..table.height())
         .map(|i| {
             table
@@ -343,9 +499,10 @@ fn cells(table: &DataFrame) -> (Vec<String>, Vec<Vec<String>>) {
                 .map(|c| match c.get(i) {
                     Ok(AnyValue::Null) | Err(_) => String::new(),
                     Ok(v) if v.get_str().is_some() => v.get_str().unwrap_or_default().to_string(),
-                    Ok(v) if matches!(c.dtype(), DataType::Float32 | DataType::Float64) => {
-                        v.extract::<f64>().map(|x| format!("{x:.3}")).unwrap_or_default()
-                    }
+                    Ok(v) if matches!(c.dtype(), DataType::Float32 | DataType::Float64) => v
+                        .extract::<f64>()
+                        .map(|x| format!("{x:.3}"))
+                        .unwrap_or_default(),
                     Ok(v) => v.to_string(),
                 })
                 .collect()
@@ -360,21 +517,43 @@ pub fn text_table(table: &DataFrame) -> String {
     if rows.is_empty() {
         return "(none)".into();
     }
-    let numeric: Vec<bool> = table.columns().iter().map(|c| c.dtype().is_primitive_numeric()).collect();
+    let numeric: Vec<bool> = table
+        .columns()
+        .iter()
+        .map(|c| c.dtype().is_primitive_numeric())
+        .collect();
     let widths: Vec<usize> = (0..headers.len())
-        .map(|j| rows.iter().map(|r| r[j].chars().count()).chain([headers[j].chars().count()]).max().unwrap_or(0))
+        .map(|j| {
+            rows.iter()
+                .map(|r| r[j].chars().count())
+                .chain([headers[j].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: &[String]| -> String {
         let parts: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(j, c)| if numeric[j] { format!("{c:>w$}", w = widths[j]) } else { format!("{c:<w$}", w = widths[j]) })
+            .map(|(j, c)| {
+                if numeric[j] {
+                    format!("{c:>w$}", w = widths[j])
+                } else {
+                    format!("{c:<w$}", w = widths[j])
+                }
+            })
             .collect();
         parts.join("  ").trim_end().to_string()
     };
     let mut out = line(&headers);
     out.push('\n');
-    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     for r in &rows {
         out.push('\n');
         out.push_str(&line(r));
@@ -419,6 +598,9 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

@@ -57,7 +57,11 @@ fn run(args: &Args) -> Result<()> {
     let videos = summary::by_video(&manifest)?;
     let rejected = summary::rejections(&manifest)?;
     let mut out = std::io::stdout().lock();
-    for (title, table) in [("People", &people), ("Videos", &videos), ("Faces without a crop", &rejected)] {
+    for (title, table) in [
+        ("People", &people),
+        ("Videos", &videos),
+        ("Faces without a crop", &rejected),
+    ] {
         writeln!(out, "{title}\n{}\n", html::text_table(table))?;
     }
     out.flush()?;
@@ -65,7 +69,10 @@ fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let faces = manifest.faces()?;
-    let page_path = args.out.clone().unwrap_or_else(|| manifest.dir().join("report.html"));
+    let page_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| manifest.dir().join("report.html"));
     let plan = html::Plan::new(&faces, args.max_tracks, args.max_rejected);
     let thumbs = thumbs::make(&manifest, &faces, &plan, args.thumb, !args.no_video);
     let page = html::render(&html::Page {
@@ -98,7 +105,9 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .prefix(".report-")
         .tempfile_in(dir)
         .with_context(|| format!("{}: cannot write here", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }

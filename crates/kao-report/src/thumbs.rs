@@ -38,10 +38,23 @@ impl Thumbs {
 /// Makes the thumbnails `plan` shows: every written crop, and (when `open_videos`) the
 /// rejected faces, cut from their videos. What cannot be read is reported once on stderr and
 /// shown without a picture.
-pub fn make(manifest: &Manifest, faces: &[Face], plan: &Plan, size: u32, open_videos: bool) -> Thumbs {
-    let mut thumbs = Thumbs { size, uris: HashMap::new(), crops: 0, rejected: 0 };
+pub fn make(
+    manifest: &Manifest,
+    faces: &[Face],
+    plan: &Plan,
+    size: u32,
+    open_videos: bool,
+) -> Thumbs {
+    let mut thumbs = Thumbs {
+        size,
+        uris: HashMap::new(),
+        crops: 0,
+        rejected: 0,
+    };
     for i in plan.kept() {
-        let Some(rel) = &faces[i].crop_path else { continue };
+        let Some(rel) = &faces[i].crop_path else {
+            continue;
+        };
         let path = manifest.dir().join(rel);
         match read_image(&path.to_string_lossy()) {
             Ok(frame) => {
@@ -51,7 +64,10 @@ pub fn make(manifest: &Manifest, faces: &[Face], plan: &Plan, size: u32, open_vi
                     thumbs.crops += 1;
                 }
             }
-            Err(e) => eprintln!("kao-report: {}: cannot read the crop ({e}); shown without a picture", path.display()),
+            Err(e) => eprintln!(
+                "kao-report: {}: cannot read the crop ({e}); shown without a picture",
+                path.display()
+            ),
         }
     }
     if !open_videos {
@@ -60,7 +76,12 @@ pub fn make(manifest: &Manifest, faces: &[Face], plan: &Plan, size: u32, open_vi
     // Rejected faces, per video, per frame.
     let mut wanted: BTreeMap<&str, BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
     for i in plan.rejected_shown() {
-        wanted.entry(faces[i].source.as_str()).or_default().entry(faces[i].frame_index).or_default().push(i);
+        wanted
+            .entry(faces[i].source.as_str())
+            .or_default()
+            .entry(faces[i].frame_index)
+            .or_default()
+            .push(i);
     }
     for (source, frames) in wanted {
         let last = frames.keys().next_back().copied().unwrap_or(0);
@@ -73,10 +94,16 @@ pub fn make(manifest: &Manifest, faces: &[Face], plan: &Plan, size: u32, open_vi
                     }
                 }
             }
-            if frame.index >= last { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if frame.index >= last {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
         if let Err(e) = result {
-            eprintln!("kao-report: {e}; its rejected faces are shown without a picture (--no-video skips videos)");
+            eprintln!(
+                "kao-report: {e}; its rejected faces are shown without a picture (--no-video skips videos)"
+            );
         }
     }
     thumbs
@@ -85,10 +112,17 @@ pub fn make(manifest: &Manifest, faces: &[Face], plan: &Plan, size: u32, open_vi
 /// Decodes an image file (PNG or JPEG crop) to RGB.
 fn read_image(path: &str) -> Result<Frame, kao_video::DecodeError> {
     let mut first = None;
-    kao_video::decode(path, &DecodeOptions { max_frames: Some(1), ..DecodeOptions::default() }, |frame| {
-        first = Some(frame);
-        ControlFlow::Break(())
-    })?;
+    kao_video::decode(
+        path,
+        &DecodeOptions {
+            max_frames: Some(1),
+            ..DecodeOptions::default()
+        },
+        |frame| {
+            first = Some(frame);
+            ControlFlow::Break(())
+        },
+    )?;
     first.ok_or_else(|| kao_video::DecodeError::NoVideo { input: path.into() })
 }
 
@@ -114,11 +148,22 @@ fn cut(frame: &Frame, bbox: [f32; 4], size: u32) -> Option<String> {
 fn thumbnail(image: &RgbView<'_>, size: u32) -> Option<String> {
     let (w, h) = (image.width(), image.height());
     let scale = (size as f32 / w.max(h) as f32).min(1.0);
-    let (tw, th) = (((w as f32 * scale).round() as usize).max(1), ((h as f32 * scale).round() as usize).max(1));
+    let (tw, th) = (
+        ((w as f32 * scale).round() as usize).max(1),
+        ((h as f32 * scale).round() as usize).max(1),
+    );
     let small = kao_detector::resize::resize_bilinear(image, tw, th);
     let mut jpeg = Vec::new();
     jpeg_encoder::Encoder::new(&mut jpeg, QUALITY)
-        .encode(&small.data, tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
+        .encode(
+            &small.data,
+            tw as u16,
+            th as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
         .ok()?;
-    Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg)))
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(jpeg)
+    ))
 }

@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 /// Path of model file `file` in the model folder; panics with the fetch command when missing.
 pub fn model_path(file: &str) -> PathBuf {
     let path = kao_models::model_dir().join(file);
-    assert!(path.is_file(), "model file {} is missing: {}", path.display(), kao_models::FETCH_HINT);
+    assert!(
+        path.is_file(),
+        "model file {} is missing: {}",
+        path.display(),
+        kao_models::FETCH_HINT
+    );
     path
 }
 
@@ -38,17 +43,29 @@ pub struct Npy {
 pub fn read_npy(path: &Path) -> Npy {
     let name = path.display();
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert!(bytes.len() > 10 && bytes.starts_with(b"\x93NUMPY"), "{name}: not a .npy file");
+    assert!(
+        bytes.len() > 10 && bytes.starts_with(b"\x93NUMPY"),
+        "{name}: not a .npy file"
+    );
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        _ => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
     let field = |key: &str| {
-        let at = header.find(key).unwrap_or_else(|| panic!("{name}: no {key} in {header}")) + key.len();
+        let at = header
+            .find(key)
+            .unwrap_or_else(|| panic!("{name}: no {key} in {header}"))
+            + key.len();
         header[at..].trim_start_matches([':', ' ', '\''])
     };
-    assert!(field("'fortran_order'").starts_with("False"), "{name}: Fortran order");
+    assert!(
+        field("'fortran_order'").starts_with("False"),
+        "{name}: Fortran order"
+    );
     let descr = field("'descr'");
     let descr = &descr[..descr.find('\'').unwrap()];
     let shape_text = field("'shape'");
@@ -66,9 +83,21 @@ pub fn read_npy(path: &Path) -> Npy {
     };
     let data = match descr {
         "|u1" => NpyData::U8(chunks(1).map(|c| c[0]).collect()),
-        "<i8" => NpyData::I64(chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-        "<f4" => NpyData::F32(chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        "<f8" => NpyData::F64(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()),
+        "<i8" => NpyData::I64(
+            chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        "<f4" => NpyData::F32(
+            chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        "<f8" => NpyData::F64(
+            chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
         other => panic!("{name}: unsupported dtype {other}"),
     };
     Npy { shape, data }
@@ -77,7 +106,11 @@ pub fn read_npy(path: &Path) -> Npy {
 /// An `(height, width, 3)` u8 `.npy` image as (width, height, bytes).
 pub fn read_rgb(path: &Path) -> (usize, usize, Vec<u8>) {
     let npy = read_npy(path);
-    assert!(npy.shape.len() == 3 && npy.shape[2] == 3, "{}: not an RGB image", path.display());
+    assert!(
+        npy.shape.len() == 3 && npy.shape[2] == 3,
+        "{}: not an RGB image",
+        path.display()
+    );
     match npy.data {
         NpyData::U8(d) => (npy.shape[1], npy.shape[0], d),
         other => panic!("{}: expected u8, got {other:?}", path.display()),
@@ -98,15 +131,26 @@ pub fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
 /// Points of an int64 `(n, 2)` `.npy` file (e.g. dlib's golden `landmarks5.npy`).
 pub fn read_points(path: &Path) -> Vec<(f32, f32)> {
     let npy = read_npy(path);
-    assert!(npy.shape.len() == 2 && npy.shape[1] == 2, "{}: not (n, 2) points", path.display());
-    let NpyData::I64(v) = npy.data else { panic!("{}: expected int64", path.display()) };
-    v.chunks_exact(2).map(|p| (p[0] as f32, p[1] as f32)).collect()
+    assert!(
+        npy.shape.len() == 2 && npy.shape[1] == 2,
+        "{}: not (n, 2) points",
+        path.display()
+    );
+    let NpyData::I64(v) = npy.data else {
+        panic!("{}: expected int64", path.display())
+    };
+    v.chunks_exact(2)
+        .map(|p| (p[0] as f32, p[1] as f32))
+        .collect()
 }
 
 /// Largest absolute difference of two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Defines a test crate's helpers over its own `tests/data/`: `data_path`, `read_rgb`,
@@ -116,7 +160,9 @@ macro_rules! data_helpers {
     () => {
         /// Path of a file in `tests/data/`.
         pub fn data_path(name: &str) -> std::path::PathBuf {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(name)
         }
 
         /// Bytes of a model file (see `model_path`).

@@ -6,8 +6,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
-use ffmpeg_next as ff;
 use ff::software::scaling;
+use ffmpeg_next as ff;
 
 use crate::select::{Selector, Verdict};
 
@@ -30,7 +30,14 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { every: 1, fps: None, start: None, end: None, max_frames: None, threads: 0 }
+        DecodeOptions {
+            every: 1,
+            fps: None,
+            start: None,
+            end: None,
+            max_frames: None,
+            threads: 0,
+        }
     }
 }
 
@@ -84,7 +91,9 @@ pub enum DecodeError {
         codec: String,
     },
     /// The input is damaged from about `frame_index` on; every frame that decoded was emitted.
-    #[error("{input}: damaged at frame {frame_index} ({message}); every frame that decoded was kept")]
+    #[error(
+        "{input}: damaged at frame {frame_index} ({message}); every frame that decoded was kept"
+    )]
     Corrupt {
         /// The input as given.
         input: String,
@@ -114,7 +123,12 @@ pub fn set_ffmpeg_log_level(level: ff::log::Level) {
 
 /// A URL (`scheme://…`) rather than a path.
 fn is_url(input: &str) -> bool {
-    input.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+    input.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    })
 }
 
 /// A video4linux2 capture device.
@@ -128,7 +142,10 @@ fn open_error(input: &str, e: ff::Error) -> DecodeError {
         ff::Error::ProtocolNotFound => "unsupported URL scheme".to_string(),
         e => e.to_string(),
     };
-    DecodeError::Open { input: input.into(), message }
+    DecodeError::Open {
+        input: input.into(),
+        message,
+    }
 }
 
 fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
@@ -136,8 +153,12 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
     if is_device(input) {
         let format = ff::device::input::video()
             .find(|f| f.name().contains("v4l2"))
-            .ok_or_else(|| DecodeError::Open { input: input.into(), message: "FFmpeg was built without v4l2".into() })?;
-        let ctx = ff::format::open_with(input, &format, ff::Dictionary::new()).map_err(|e| open_error(input, e))?;
+            .ok_or_else(|| DecodeError::Open {
+                input: input.into(),
+                message: "FFmpeg was built without v4l2".into(),
+            })?;
+        let ctx = ff::format::open_with(input, &format, ff::Dictionary::new())
+            .map_err(|e| open_error(input, e))?;
         return Ok(ctx.input());
     }
     if is_url(input) {
@@ -147,17 +168,33 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
         return ff::format::input_with_dictionary(input, options).map_err(|e| open_error(input, e));
     }
     match std::fs::metadata(input) {
-        Err(e) => return Err(DecodeError::Open { input: input.into(), message: io_message(&e) }),
-        Ok(m) if m.is_dir() => {
-            return Err(DecodeError::Open { input: input.into(), message: "is a folder, not a video".into() });
+        Err(e) => {
+            return Err(DecodeError::Open {
+                input: input.into(),
+                message: io_message(&e),
+            });
         }
-        Ok(m) if m.len() == 0 => return Err(DecodeError::Open { input: input.into(), message: "empty file".into() }),
+        Ok(m) if m.is_dir() => {
+            return Err(DecodeError::Open {
+                input: input.into(),
+                message: "is a folder, not a video".into(),
+            });
+        }
+        Ok(m) if m.len() == 0 => {
+            return Err(DecodeError::Open {
+                input: input.into(),
+                message: "empty file".into(),
+            });
+        }
         Ok(_) => {}
     }
     let ctx = ff::format::input(Path::new(input)).map_err(|e| open_error(input, e))?;
     // FFmpeg would render a text file as ANSI art; that is never what a user meant.
     if ctx.format().name() == "tty" {
-        return Err(DecodeError::Open { input: input.into(), message: "not a video or image FFmpeg can read".into() });
+        return Err(DecodeError::Open {
+            input: input.into(),
+            message: "not a video or image FFmpeg can read".into(),
+        });
     }
     Ok(ctx)
 }
@@ -204,19 +241,36 @@ pub fn decode(
     // Only the MP4/MOV index counts every packet exactly; AVI and others may not.
     let exact_index = ictx.format().name().starts_with("mov,mp4");
     let (stream, decoder) = {
-        let st = ictx.streams().best(ff::media::Type::Video).ok_or_else(|| DecodeError::NoVideo { input: input.into() })?;
+        let st =
+            ictx.streams()
+                .best(ff::media::Type::Video)
+                .ok_or_else(|| DecodeError::NoVideo {
+                    input: input.into(),
+                })?;
         let tb = st.time_base();
         let avg = st.avg_frame_rate();
         let stream = Stream {
             index: st.index(),
-            time_base: if tb.denominator() != 0 { f64::from(tb) } else { 0.0 },
-            rate: if avg.numerator() > 0 && avg.denominator() > 0 { f64::from(avg) } else { 0.0 },
+            time_base: if tb.denominator() != 0 {
+                f64::from(tb)
+            } else {
+                0.0
+            },
+            rate: if avg.numerator() > 0 && avg.denominator() > 0 {
+                f64::from(avg)
+            } else {
+                0.0
+            },
             packets: if exact_index { st.frames().max(0) } else { 0 },
         };
         let params = st.parameters();
         let codec = params.id();
-        let mut ctx = ff::codec::context::Context::from_parameters(params)
-            .map_err(|e| DecodeError::Open { input: input.into(), message: e.to_string() })?;
+        let mut ctx = ff::codec::context::Context::from_parameters(params).map_err(|e| {
+            DecodeError::Open {
+                input: input.into(),
+                message: e.to_string(),
+            }
+        })?;
         ctx.set_threading(ff::codec::threading::Config {
             kind: ff::codec::threading::Type::Frame,
             count: options.threads,
@@ -225,25 +279,43 @@ pub fn decode(
         let decoder = ctx.decoder().video().map_err(|e| match e {
             ff::Error::DecoderNotFound => DecodeError::Codec {
                 input: input.into(),
-                codec: if codec == ff::codec::Id::None { "unknown".into() } else { codec.name().into() },
+                codec: if codec == ff::codec::Id::None {
+                    "unknown".into()
+                } else {
+                    codec.name().into()
+                },
             },
-            e => DecodeError::Open { input: input.into(), message: e.to_string() },
+            e => DecodeError::Open {
+                input: input.into(),
+                message: e.to_string(),
+            },
         })?;
         (stream, decoder)
     };
     let numbering = seek_to_start(&mut ictx, &stream, input, options);
-    let selector = Selector::new(options.every, options.fps, options.start, options.end, options.max_frames);
+    let selector = Selector::new(
+        options.every,
+        options.fps,
+        options.start,
+        options.end,
+        options.max_frames,
+    );
 
     let (tx, rx) = bounded::<Decoded>(4);
     std::thread::scope(|scope| {
-        let worker = scope.spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
+        let worker = scope
+            .spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
         let mut summary = Summary::default();
         let mut converter = Converter::default();
         for decoded in rx {
             let frame = match converter.convert(&decoded) {
                 Ok(f) => f,
                 Err(e) => {
-                    return Err(DecodeError::Corrupt { input: input.into(), frame_index: decoded.index, message: e.to_string() });
+                    return Err(DecodeError::Corrupt {
+                        input: input.into(),
+                        frame_index: decoded.index,
+                        message: e.to_string(),
+                    });
                 }
             };
             summary.emitted += 1;
@@ -261,24 +333,44 @@ pub fn decode(
 }
 
 /// Seeks to `--start` when that keeps frame indices exact (a constant-rate, seekable input).
-fn seek_to_start(ictx: &mut ff::format::context::Input, stream: &Stream, input: &str, options: &DecodeOptions) -> Numbering {
-    let Some(start) = options.start.filter(|s| *s > 0.0) else { return Numbering::Count };
+fn seek_to_start(
+    ictx: &mut ff::format::context::Input,
+    stream: &Stream,
+    input: &str,
+    options: &DecodeOptions,
+) -> Numbering {
+    let Some(start) = options.start.filter(|s| *s > 0.0) else {
+        return Numbering::Count;
+    };
     let (avg, real) = {
-        let st = ictx.stream(stream.index).expect("stream index came from this input");
+        let st = ictx
+            .stream(stream.index)
+            .expect("stream index came from this input");
         (st.avg_frame_rate(), st.rate())
     };
     let constant_rate = stream.rate > 0.0 && avg == real;
     if !constant_rate || is_device(input) {
-        tracing::debug!("{input}: variable frame rate; decoding from the start to keep frame indices exact");
+        tracing::debug!(
+            "{input}: variable frame rate; decoding from the start to keep frame indices exact"
+        );
         return Numbering::Count;
     }
     let origin = {
-        let st = ictx.stream(stream.index).expect("stream index came from this input");
-        if st.start_time() == ff::ffi::AV_NOPTS_VALUE { 0.0 } else { st.start_time() as f64 * stream.time_base }
+        let st = ictx
+            .stream(stream.index)
+            .expect("stream index came from this input");
+        if st.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            0.0
+        } else {
+            st.start_time() as f64 * stream.time_base
+        }
     };
     let target = (start * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
     match ictx.seek(target, ..target) {
-        Ok(()) => Numbering::FromPts { origin, rate: stream.rate },
+        Ok(()) => Numbering::FromPts {
+            origin,
+            rate: stream.rate,
+        },
         Err(e) => {
             tracing::debug!("{input}: cannot seek ({e}); decoding from the start");
             Numbering::Count
@@ -297,7 +389,13 @@ fn run_decoder(
     tx: Sender<Decoded>,
 ) -> Result<(), DecodeError> {
     let seek_start = matches!(numbering, Numbering::FromPts { .. });
-    let mut state = Numberer { numbering, seek_start, next: 0, last_pts: None, frame_duration: frame_duration(stream) };
+    let mut state = Numberer {
+        numbering,
+        seek_start,
+        next: 0,
+        last_pts: None,
+        frame_duration: frame_duration(stream),
+    };
     let mut failure: Option<(u64, String)> = None;
     let mut packets: i64 = 0;
     let mut packet = ff::Packet::empty();
@@ -323,7 +421,10 @@ fn run_decoder(
                 if stream.packets > 0 && packets < stream.packets && !state.seeked() {
                     failure.get_or_insert((
                         state.next,
-                        format!("file ends after {packets} of {} packets (truncated?)", stream.packets),
+                        format!(
+                            "file ends after {packets} of {} packets (truncated?)",
+                            stream.packets
+                        ),
                     ));
                 }
                 break;
@@ -338,17 +439,27 @@ fn run_decoder(
         }
     }
     // Flush the frames the decoder still holds, whatever ended the reading.
-    if decoder.send_eof().is_ok() && drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break() {
+    if decoder.send_eof().is_ok()
+        && drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break()
+    {
         return Ok(());
     }
     match failure {
         None => Ok(()),
-        Some((frame_index, message)) => Err(DecodeError::Corrupt { input: input.into(), frame_index, message }),
+        Some((frame_index, message)) => Err(DecodeError::Corrupt {
+            input: input.into(),
+            frame_index,
+            message,
+        }),
     }
 }
 
 fn frame_duration(stream: &Stream) -> f64 {
-    if stream.rate > 0.0 { 1.0 / stream.rate } else { 0.0 }
+    if stream.rate > 0.0 {
+        1.0 / stream.rate
+    } else {
+        0.0
+    }
 }
 
 /// Gives each decoded frame its index and time.
@@ -398,7 +509,11 @@ fn drain(
             Verdict::Skip => {}
             Verdict::Stop => return ControlFlow::Break(()),
             Verdict::Keep => {
-                let decoded = Decoded { frame: std::mem::replace(&mut frame, ff::frame::Video::empty()), index, pts };
+                let decoded = Decoded {
+                    frame: std::mem::replace(&mut frame, ff::frame::Video::empty()),
+                    index,
+                    pts,
+                };
                 if tx.send(decoded).is_err() {
                     return ControlFlow::Break(());
                 }
@@ -416,7 +531,10 @@ struct Converter {
 
 impl Default for Converter {
     fn default() -> Self {
-        Converter { scaler: None, rgb: ff::frame::Video::empty() }
+        Converter {
+            scaler: None,
+            rgb: ff::frame::Video::empty(),
+        }
     }
 }
 
@@ -424,12 +542,19 @@ impl Converter {
     fn convert(&mut self, decoded: &Decoded) -> Result<Frame, ff::Error> {
         let src = &decoded.frame;
         let (w, h, format) = (src.width(), src.height(), src.format());
-        let fits = self
-            .scaler
-            .as_ref()
-            .is_some_and(|s| s.input().format == format && s.input().width == w && s.input().height == h);
+        let fits = self.scaler.as_ref().is_some_and(|s| {
+            s.input().format == format && s.input().width == w && s.input().height == h
+        });
         if !fits {
-            self.scaler = Some(scaling::Context::get(format, w, h, ff::format::Pixel::RGB24, w, h, scaling::Flags::BILINEAR)?);
+            self.scaler = Some(scaling::Context::get(
+                format,
+                w,
+                h,
+                ff::format::Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )?);
             self.rgb = ff::frame::Video::empty();
         }
         let scaler = self.scaler.as_mut().expect("set above");
@@ -441,7 +566,13 @@ impl Converter {
         for y in 0..h as usize {
             rgb.extend_from_slice(&data[y * stride..y * stride + row]);
         }
-        Ok(Frame { index: decoded.index, pts: decoded.pts, width: w, height: h, rgb })
+        Ok(Frame {
+            index: decoded.index,
+            pts: decoded.pts,
+            width: w,
+            height: h,
+            rgb,
+        })
     }
 }
 
@@ -459,14 +590,21 @@ pub struct Probe {
 impl Probe {
     /// The expected number of frames: the index's count, else duration × rate.
     pub fn estimated_frames(&self) -> Option<u64> {
-        self.frames.or_else(|| Some((self.duration? * self.rate?).round() as u64)).filter(|n| *n > 0)
+        self.frames
+            .or_else(|| Some((self.duration? * self.rate?).round() as u64))
+            .filter(|n| *n > 0)
     }
 }
 
 /// Opens `input` and reads what its container says, without decoding.
 pub fn probe(input: &str) -> Result<Probe, DecodeError> {
     let ictx = open(input)?;
-    let st = ictx.streams().best(ff::media::Type::Video).ok_or_else(|| DecodeError::NoVideo { input: input.into() })?;
+    let st = ictx
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| DecodeError::NoVideo {
+            input: input.into(),
+        })?;
     let avg = st.avg_frame_rate();
     let duration = ictx.duration();
     Ok(Probe {

@@ -9,5 +9,7 @@
 mod decode;
 mod select;
 
-pub use decode::{DecodeError, DecodeOptions, Frame, Probe, Summary, decode, probe, set_ffmpeg_log_level};
+pub use decode::{
+    DecodeError, DecodeOptions, Frame, Probe, Summary, decode, probe, set_ffmpeg_log_level,
+};
 pub use ffmpeg_next::log::Level as FfmpegLogLevel;

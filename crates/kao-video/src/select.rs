@@ -31,7 +31,13 @@ const EPS: f64 = 1e-6;
 impl Selector {
     /// Rules: keep every `every`-th frame of the range, at most one per 1/`fps` seconds of pts,
     /// frames with `start <= pts < end`, and at most `max_frames` frames.
-    pub fn new(every: u64, fps: Option<f64>, start: Option<f64>, end: Option<f64>, max_frames: Option<u64>) -> Self {
+    pub fn new(
+        every: u64,
+        fps: Option<f64>,
+        start: Option<f64>,
+        end: Option<f64>,
+        max_frames: Option<u64>,
+    ) -> Self {
         Selector {
             every: every.max(1),
             fps,
@@ -95,22 +101,40 @@ mod tests {
 
     #[test]
     fn every_nth_counts_skipped_frames() {
-        assert_eq!(kept(Selector::new(3, None, None, None, None), &cfr(10, 25.0)), [0, 3, 6, 9]);
+        assert_eq!(
+            kept(Selector::new(3, None, None, None, None), &cfr(10, 25.0)),
+            [0, 3, 6, 9]
+        );
     }
 
     #[test]
     fn fps_samples_by_pts() {
         // 30 fps sampled at 10 fps keeps every third frame.
-        assert_eq!(kept(Selector::new(1, Some(10.0), None, None, None), &cfr(9, 30.0)), [0, 3, 6]);
+        assert_eq!(
+            kept(
+                Selector::new(1, Some(10.0), None, None, None),
+                &cfr(9, 30.0)
+            ),
+            [0, 3, 6]
+        );
         // Variable rate: a burst of frames keeps only one per 0.5 s bucket.
         let vfr = [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.6), (4, 1.5), (5, 1.55)];
-        assert_eq!(kept(Selector::new(1, Some(2.0), None, None, None), &vfr), [0, 3, 4]);
+        assert_eq!(
+            kept(Selector::new(1, Some(2.0), None, None, None), &vfr),
+            [0, 3, 4]
+        );
     }
 
     #[test]
     fn start_end_and_max_frames() {
         let frames = cfr(100, 10.0);
-        assert_eq!(kept(Selector::new(1, None, Some(2.0), Some(2.5), None), &frames), [20, 21, 22, 23, 24]);
-        assert_eq!(kept(Selector::new(2, None, Some(2.1), None, Some(3)), &frames), [21, 23, 25]);
+        assert_eq!(
+            kept(Selector::new(1, None, Some(2.0), Some(2.5), None), &frames),
+            [20, 21, 22, 23, 24]
+        );
+        assert_eq!(
+            kept(Selector::new(2, None, Some(2.1), None, Some(3)), &frames),
+            [21, 23, 25]
+        );
     }
 }

@@ -1,34 +1,43 @@
-//! MediaPipe BlazeFace (`face_detection_{short,full}_range.tflite`, `models.md` §3) in
-//! burn, built from the tflite graph itself.
+//! MediaPipe BlazeFace (`face_detection_{short,full}_range.tflite`, `models.md` §3),
+//! built from the tflite graph itself and run by two executors of that one graph.
 //!
-//! [`BlazeFaceNet::from_model`] walks the model's compute ops in order (the fp16
-//! weights' DEQUANTIZE ops are resolved by `kao_tflite`) and turns each into a burn
-//! step on NCHW tensors:
+//! [`Graph`] walks the model's compute ops in order (the fp16 weights' DEQUANTIZE ops are
+//! resolved by `kao_tflite`), checks each, and keeps it with its constants:
 //!
-//! | tflite op | here |
+//! | tflite op | graph op |
 //! |---|---|
 //! | CONV_2D | conv, OHWI → OIHW weights |
 //! | DEPTHWISE_CONV_2D | grouped conv (`groups = C`), `[1,kh,kw,C·m]` → `[C·m,1,kh,kw]` |
 //! | MAX_POOL_2D | max pool |
 //! | PAD | zero padding (BlazeFace pads channels for its residual adds) |
 //! | ADD, RELU | add, relu (fused RELU activations too) |
-//! | RESIZE_BILINEAR | two small interpolation matmuls, TF's sampling rule |
+//! | RESIZE_BILINEAR | `Ry · x · Rxᵀ` with TF's sampling rule |
 //! | RESHAPE | NHWC flatten to `[N, M, K]` (the head's `[1, -1, 16]` / `[1, -1, 1]`) |
-//! | CONCATENATION | concat (axis mapped from NHWC) |
+//! | CONCATENATION | concat |
 //!
 //! TF's SAME padding puts the odd pixel at the bottom/right (a 3×3 stride-2 conv on an
-//! even input pads 0 above and 1 below); burn pads symmetrically, so asymmetric cases
-//! get an explicit pad before a VALID conv or pool. Every op's output shape is computed
-//! at load time and checked against the shape the file declares, so a graph this module
-//! does not understand is an error at load, not a panic or a wrong result later. The
-//! ops are batch-agnostic: [`BlazeFaceNet::forward`] takes any batch size.
+//! even input pads 0 above and 1 below), so every window op keeps explicit
+//! `[before, after]` padding. Every op's output shape is computed at load time and
+//! checked against the shape the file declares, so a graph this module does not
+//! understand is an error at load, not a panic or a wrong result later. The ops are
+//! batch-agnostic: both executors take any batch size.
+//!
+//! * [`BlazeFaceNet`] runs the graph on a burn backend (NCHW): CUDA, and the CPU
+//!   backends for comparison.
+//! * [`NativeBlazeFace`] runs it on the CPU in NHWC with fused kernels (the `gemm` crate
+//!   for 1×1 and im2col convolutions, channel-vectorised depthwise convolutions). burn-flex
+//!   spent ~26 ms of one core per full-range image, mostly in its depthwise convolutions,
+//!   adds and pools; the native executor does the same graph in a fraction of that
+//!   (README, "Benchmarks"), and the tests hold both to the TFLite runtime's outputs.
+
+mod burn;
+mod native;
+
+pub use burn::BlazeFaceNet;
+pub use native::NativeBlazeFace;
 
 use std::path::Path;
 
-use burn_tensor::backend::Backend;
-use burn_tensor::module::{conv2d, max_pool2d};
-use burn_tensor::ops::{ConvOptions, PadMode};
-use burn_tensor::{Tensor, TensorData, activation};
 use kao_tflite::{Activation, Model, OpKind, OpOptions, Operator, Padding, TfliteError};
 
 /// Errors from building or running a [`BlazeFaceNet`].
@@ -64,109 +73,200 @@ pub enum BlazeFaceError {
     },
 }
 
-/// A value flowing through the graph: images in NCHW, or the head's rank-3 tensors.
-#[derive(Debug, Clone)]
-enum Value<B: Backend> {
-    Image(Tensor<B, 4>),
-    Rows(Tensor<B, 3>),
-}
-
-impl<B: Backend> Value<B> {
-    /// The NCHW tensor (load-time shape checks guarantee the rank).
-    fn image(self) -> Tensor<B, 4> {
-        match self {
-            Value::Image(t) => t,
-            Value::Rows(_) => unreachable!("rank checked at load time"),
-        }
-    }
-
-    /// The rank-3 tensor (load-time shape checks guarantee the rank).
-    fn rows(self) -> Tensor<B, 3> {
-        match self {
-            Value::Rows(t) => t,
-            Value::Image(_) => unreachable!("rank checked at load time"),
-        }
-    }
-}
-
 /// `[before, after]` padding of the height and width axes.
 type Pad2 = [[usize; 2]; 2];
 
-/// One step of the network.
+/// One op of the graph, in the file's NHWC terms, with its constants as plain values.
 #[derive(Debug, Clone)]
-enum Step<B: Backend> {
+pub(crate) enum Op {
+    /// A convolution; `groups == in channels` for a depthwise one.
     Conv {
-        weight: Tensor<B, 4>,
-        bias: Option<Tensor<B, 1>>,
+        /// OIHW filters.
+        weight: Vec<f32>,
+        /// `[out channels, in channels per group, kh, kw]`.
+        shape: [usize; 4],
+        bias: Option<Vec<f32>>,
         stride: [usize; 2],
         pad: Pad2,
         groups: usize,
         relu: bool,
     },
+    /// Max pooling; padded cells never win.
     MaxPool {
         window: [usize; 2],
         stride: [usize; 2],
         pad: Pad2,
     },
-    /// 2×2 stride-2 max pool of an even-sized input as two pairwise maxima (burn-flex's
-    /// `max_pool2d` is several times slower on these shapes).
-    MaxPool2x2,
-    /// Zero padding of the NCHW dims.
+    /// Zero padding `[before, after]` of each NHWC dim.
     Pad([(usize, usize); 4]),
-    /// Zero channels appended at the end (a concat with zeros; burn-flex's generic pad
-    /// is slow).
-    PadChannels(usize),
     Add {
         relu: bool,
     },
     Relu,
-    /// `out = Ry · x · Rxᵀ` per plane; stored as `Ryᵀ` `[1,1,H,OH]` and `Rxᵀ` `[1,1,W,OW]`.
+    /// Bilinear resize: `out = Ry · x · Rxᵀ` per channel, `Ry` `[OH, H]` and `Rx` `[OW, W]`.
     Resize {
-        ry_t: Tensor<B, 4>,
-        rx_t: Tensor<B, 4>,
+        ry: Vec<f32>,
+        rx: Vec<f32>,
     },
-    /// NCHW → NHWC, then `[N, rows, cols]`.
+    /// NHWC flatten to `[N, rows, cols]`.
     Reshape {
         rows: usize,
         cols: usize,
     },
-    /// Concatenation along this dim of our layout.
+    /// Concatenation along this NHWC (or rank-3) axis.
     Concat {
-        dim: usize,
+        axis: usize,
     },
 }
 
 /// An op with its operands: `(tensor index, last use)` per input.
 #[derive(Debug, Clone)]
-struct Node<B: Backend> {
-    step: Step<B>,
-    inputs: Vec<(usize, bool)>,
-    output: usize,
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) inputs: Vec<(usize, bool)>,
+    pub(crate) output: usize,
+    /// The output's shape for a batch of one (NHWC or `[1, rows, cols]`).
+    pub(crate) shape: Vec<usize>,
 }
 
-/// BlazeFace on a burn backend.
+/// BlazeFace's graph as read from the `.tflite` file: the one network definition that
+/// both executors ([`BlazeFaceNet`] on burn, [`NativeBlazeFace`] on the CPU) run.
 #[derive(Debug, Clone)]
-pub struct BlazeFaceNet<B: Backend> {
-    nodes: Vec<Node<B>>,
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<Node>,
     /// Tensor index of the graph input.
-    input: usize,
+    pub(crate) input: usize,
     /// Input `[height, width]`.
-    size: [usize; 2],
+    pub(crate) size: [usize; 2],
     /// Tensor indices of `regressors` and `classificators`.
-    outputs: [usize; 2],
+    pub(crate) outputs: [usize; 2],
     /// Number of anchors (rows of each output).
-    anchors: usize,
-    tensor_count: usize,
-    device: B::Device,
+    pub(crate) anchors: usize,
+    pub(crate) tensor_count: usize,
 }
 
-/// Padding burn's conv/pool can apply itself (the same before and after on each axis), or
-/// else `x` padded explicitly with `fill` and no padding left for the op.
-fn symmetric_padding<B: Backend>(x: Tensor<B, 4>, pad: &Pad2, fill: f32) -> (Tensor<B, 4>, [usize; 2]) {
-    if pad[0][0] == pad[0][1] && pad[1][0] == pad[1][1] {
-        (x, [pad[0][0], pad[1][0]])
-    } else {
-        (x.pad([(pad[0][0], pad[0][1]), (pad[1][0], pad[1][1])], PadMode::Constant(fill)), [0, 0])
+impl Graph {
+    /// Reads the graph of a `.tflite` file.
+    pub(crate) fn load(path: impl AsRef<Path>) -> Result<Self, BlazeFaceError> {
+        Self::from_model(&Model::load(path)?)
+    }
+
+    /// Reads the graph of a parsed model: one input `[1, H, W, 3]`, two outputs
+    /// `[1, N, 16]` (regressors) and `[1, N, 1]` (classificators), in either order.
+    pub(crate) fn from_model(model: &Model) -> Result<Self, BlazeFaceError> {
+        let graph = |m: String| BlazeFaceError::Graph(m);
+        let [input] = model.inputs[..] else {
+            return Err(graph(format!("{} inputs (expected 1)", model.inputs.len())));
+        };
+        let in_shape = model.tensor(input)?.shape.clone();
+        let [1, h, w, 3] = in_shape[..] else {
+            return Err(graph(format!(
+                "input shape {in_shape:?} (expected [1, H, W, 3])"
+            )));
+        };
+        let mut builder = Builder {
+            model,
+            shapes: vec![None; model.tensors.len()],
+        };
+        builder.shapes[input] = Some(in_shape.clone());
+        let mut nodes = Vec::new();
+        for (index, op) in model.compute_ops().enumerate() {
+            let (step, shape) = builder.step(index, op)?;
+            let [output] = op.outputs[..] else {
+                return Err(Builder::op_error(
+                    index,
+                    op,
+                    format!("{} outputs", op.outputs.len()),
+                ));
+            };
+            let declared = &model.tensor(output)?.shape;
+            if *declared != shape {
+                return Err(Builder::op_error(
+                    index,
+                    op,
+                    format!("computed output shape {shape:?}, file declares {declared:?}"),
+                ));
+            }
+            builder.shapes[output] = Some(shape.clone());
+            let inputs = match step {
+                // Only the first input is an activation; the rest are constants.
+                Op::Conv { .. }
+                | Op::MaxPool { .. }
+                | Op::Pad(_)
+                | Op::Relu
+                | Op::Resize { .. }
+                | Op::Reshape { .. } => {
+                    vec![op.inputs[0].unwrap_or_default()]
+                }
+                Op::Add { .. } | Op::Concat { .. } => {
+                    op.inputs.iter().map(|i| i.unwrap_or_default()).collect()
+                }
+            };
+            nodes.push((step, inputs, output, shape));
+        }
+        // Find the outputs by their last dim.
+        let mut found = [None, None];
+        for &o in &model.outputs {
+            let shape =
+                builder.shapes.get(o).cloned().flatten().ok_or_else(|| {
+                    graph(format!("output tensor {o} is not computed by the graph"))
+                })?;
+            match shape[..] {
+                [1, n, 16] => found[0] = Some((o, n)),
+                [1, n, 1] => found[1] = Some((o, n)),
+                _ => return Err(graph(format!("output shape {shape:?}"))),
+            }
+        }
+        let (Some((reg, n_reg)), Some((cls, n_cls)), 2) = (found[0], found[1], model.outputs.len())
+        else {
+            return Err(graph(format!(
+                "outputs {:?} (expected regressors [1, N, 16] and classificators [1, N, 1])",
+                model.outputs
+            )));
+        };
+        if n_reg != n_cls {
+            return Err(graph(format!(
+                "{n_reg} regressor rows but {n_cls} classificators"
+            )));
+        }
+        // Mark each operand's last use (graph outputs are never released).
+        let mut last_use = vec![usize::MAX; model.tensors.len()];
+        for (i, (_, inputs, _, _)) in nodes.iter().enumerate() {
+            for &t in inputs {
+                last_use[t] = i;
+            }
+        }
+        let nodes = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (op, inputs, output, shape))| {
+                let operands = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &t)| {
+                        let last = last_use[t] == i
+                            && t != reg
+                            && t != cls
+                            && !inputs[pos + 1..].contains(&t);
+                        (t, last)
+                    })
+                    .collect();
+                Node {
+                    op,
+                    inputs: operands,
+                    output,
+                    shape,
+                }
+            })
+            .collect();
+        Ok(Self {
+            nodes,
+            input,
+            size: [h, w],
+            outputs: [reg, cls],
+            anchors: n_reg,
+            tensor_count: model.tensors.len(),
+        })
     }
 }
 
@@ -209,14 +309,13 @@ fn resize_matrix(input: usize, output: usize, align_corners: bool, half_pixel: b
 }
 
 /// Builds the node list, checking shapes as it goes.
-struct Builder<'m, B: Backend> {
+struct Builder<'m> {
     model: &'m Model,
-    device: &'m B::Device,
     /// NHWC (or rank-3) shape of every computed tensor so far.
     shapes: Vec<Option<Vec<usize>>>,
 }
 
-impl<'m, B: Backend> Builder<'m, B> {
+impl Builder<'_> {
     fn op_error(index: usize, op: &Operator, what: impl Into<String>) -> BlazeFaceError {
         BlazeFaceError::Op {
             index,
@@ -303,7 +402,7 @@ impl<'m, B: Backend> Builder<'m, B> {
     }
 
     /// Builds the step for `op` and returns it with its output shape.
-    fn step(&self, index: usize, op: &Operator) -> Result<(Step<B>, Vec<usize>), BlazeFaceError> {
+    fn step(&self, index: usize, op: &Operator) -> Result<(Op, Vec<usize>), BlazeFaceError> {
         let err = |what: String| Self::op_error(index, op, what);
         match (op.kind, &op.options) {
             (OpKind::Conv2d | OpKind::DepthwiseConv2d, OpOptions::Conv(o)) => {
@@ -362,10 +461,7 @@ impl<'m, B: Backend> Builder<'m, B> {
                 };
                 let bias = match self.constant(op, 2)? {
                     None => None,
-                    Some(b) if b.data.len() == out_c => Some(Tensor::from_data(
-                        TensorData::new(b.data, [out_c]),
-                        self.device,
-                    )),
+                    Some(b) if b.data.len() == out_c => Some(b.data),
                     Some(b) => {
                         return Err(err(format!(
                             "{} bias values for {out_c} outputs",
@@ -389,13 +485,10 @@ impl<'m, B: Backend> Builder<'m, B> {
                     )));
                 };
                 let in_per_group = c / groups;
-                let weight = Tensor::from_data(
-                    TensorData::new(oihw, [out_c, in_per_group, kh, kw]),
-                    self.device,
-                );
                 Ok((
-                    Step::Conv {
-                        weight,
+                    Op::Conv {
+                        weight: oihw,
+                        shape: [out_c, in_per_group, kh, kw],
                         bias,
                         stride,
                         pad,
@@ -427,21 +520,14 @@ impl<'m, B: Backend> Builder<'m, B> {
                 let (Some(oh), Some(ow)) = (oh, ow) else {
                     return Err(err(format!("pool window larger than the {h}x{w} input")));
                 };
-                let step = if window == [2, 2]
-                    && stride == [2, 2]
-                    && pad == [[0, 0], [0, 0]]
-                    && h % 2 == 0
-                    && w % 2 == 0
-                {
-                    Step::MaxPool2x2
-                } else {
-                    Step::MaxPool {
+                Ok((
+                    Op::MaxPool {
                         window,
                         stride,
                         pad,
-                    }
-                };
-                Ok((step, vec![n, oh, ow, c]))
+                    },
+                    vec![n, oh, ow, c],
+                ))
             }
             (OpKind::Pad, _) => {
                 let shape = self.image_shape(index, op, 0)?;
@@ -453,12 +539,7 @@ impl<'m, B: Backend> Builder<'m, B> {
                 }
                 let pair = |d: usize| (p[2 * d] as usize, p[2 * d + 1] as usize);
                 let out: Vec<usize> = (0..4).map(|d| shape[d] + pair(d).0 + pair(d).1).collect();
-                // NHWC dims 1, 2, 3 are NCHW dims 2, 3, 1.
-                let step = match (pair(1), pair(2), pair(3)) {
-                    ((0, 0), (0, 0), (0, after)) if after > 0 => Step::PadChannels(after),
-                    _ => Step::Pad([(0, 0), pair(3), pair(1), pair(2)]),
-                };
-                Ok((step, out))
+                Ok((Op::Pad([pair(0), pair(1), pair(2), pair(3)]), out))
             }
             (OpKind::Add, OpOptions::Add { activation }) => {
                 let relu = Self::fused_relu(index, op, *activation)?;
@@ -469,9 +550,9 @@ impl<'m, B: Backend> Builder<'m, B> {
                         "operands {a:?} and {b:?} (broadcasting is not supported)"
                     )));
                 }
-                Ok((Step::Add { relu }, a.to_vec()))
+                Ok((Op::Add { relu }, a.to_vec()))
             }
-            (OpKind::Relu, _) => Ok((Step::Relu, self.image_shape(index, op, 0)?.to_vec())),
+            (OpKind::Relu, _) => Ok((Op::Relu, self.image_shape(index, op, 0)?.to_vec())),
             (
                 OpKind::ResizeBilinear,
                 OpOptions::ResizeBilinear {
@@ -492,13 +573,7 @@ impl<'m, B: Backend> Builder<'m, B> {
                 let (oh, ow) = (oh as usize, ow as usize);
                 let ry = resize_matrix(h, oh, *align_corners, *half_pixel_centers);
                 let rx = resize_matrix(w, ow, *align_corners, *half_pixel_centers);
-                let ry_t = Tensor::<B, 2>::from_data(TensorData::new(ry, [oh, h]), self.device)
-                    .transpose()
-                    .reshape([1, 1, h, oh]);
-                let rx_t = Tensor::<B, 2>::from_data(TensorData::new(rx, [ow, w]), self.device)
-                    .transpose()
-                    .reshape([1, 1, w, ow]);
-                Ok((Step::Resize { ry_t, rx_t }, vec![n, oh, ow, c]))
+                Ok((Op::Resize { ry, rx }, vec![n, oh, ow, c]))
             }
             (OpKind::Reshape, OpOptions::Reshape { .. }) => {
                 let [n, h, w, c] = self.image_shape(index, op, 0)?;
@@ -510,7 +585,7 @@ impl<'m, B: Backend> Builder<'m, B> {
                 if on != n || rows * cols != h * w * c {
                     return Err(err(format!("reshape of {:?} to {out:?}", [n, h, w, c])));
                 }
-                Ok((Step::Reshape { rows, cols }, out.clone()))
+                Ok((Op::Reshape { rows, cols }, out.clone()))
             }
             (OpKind::Concatenation, OpOptions::Concatenation { axis, activation }) => {
                 if *activation != Activation::None {
@@ -538,8 +613,7 @@ impl<'m, B: Backend> Builder<'m, B> {
                     }
                     out[axis] += s[axis];
                 }
-                let dim = if rank == 4 { [0, 2, 3, 1][axis] } else { axis };
-                Ok((Step::Concat { dim }, out))
+                Ok((Op::Concat { axis }, out))
             }
             (kind, options) => Err(Self::op_error(
                 index,
@@ -570,277 +644,6 @@ impl<'m, B: Backend> Builder<'m, B> {
             ],
         };
         Ok((stride, pad))
-    }
-}
-
-impl<B: Backend> BlazeFaceNet<B> {
-    /// Loads a `.tflite` BlazeFace model onto `device`.
-    pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, BlazeFaceError> {
-        Self::from_model(&Model::load(path)?, device)
-    }
-
-    /// Builds the network from a parsed model: one input `[1, H, W, 3]`, two outputs
-    /// `[1, N, 16]` (regressors) and `[1, N, 1]` (classificators), in either order.
-    pub fn from_model(model: &Model, device: &B::Device) -> Result<Self, BlazeFaceError> {
-        let graph = |m: String| BlazeFaceError::Graph(m);
-        let [input] = model.inputs[..] else {
-            return Err(graph(format!("{} inputs (expected 1)", model.inputs.len())));
-        };
-        let in_shape = model.tensor(input)?.shape.clone();
-        let [1, h, w, 3] = in_shape[..] else {
-            return Err(graph(format!(
-                "input shape {in_shape:?} (expected [1, H, W, 3])"
-            )));
-        };
-        let mut builder = Builder::<B> {
-            model,
-            device,
-            shapes: vec![None; model.tensors.len()],
-        };
-        builder.shapes[input] = Some(in_shape.clone());
-        let mut nodes = Vec::new();
-        for (index, op) in model.compute_ops().enumerate() {
-            let (step, shape) = builder.step(index, op)?;
-            let [output] = op.outputs[..] else {
-                return Err(Builder::<B>::op_error(
-                    index,
-                    op,
-                    format!("{} outputs", op.outputs.len()),
-                ));
-            };
-            let declared = &model.tensor(output)?.shape;
-            if *declared != shape {
-                return Err(Builder::<B>::op_error(
-                    index,
-                    op,
-                    format!("computed output shape {shape:?}, file declares {declared:?}"),
-                ));
-            }
-            builder.shapes[output] = Some(shape);
-            let inputs = match step {
-                // Only the first input is an activation; the rest are constants.
-                Step::Conv { .. }
-                | Step::MaxPool { .. }
-                | Step::MaxPool2x2
-                | Step::Pad(_)
-                | Step::PadChannels(_)
-                | Step::Relu
-                | Step::Resize { .. }
-                | Step::Reshape { .. } => {
-                    vec![op.inputs[0].unwrap_or_default()]
-                }
-                Step::Add { .. } | Step::Concat { .. } => {
-                    op.inputs.iter().map(|i| i.unwrap_or_default()).collect()
-                }
-            };
-            nodes.push((step, inputs, output));
-        }
-        // Find the outputs by their last dim.
-        let mut found = [None, None];
-        for &o in &model.outputs {
-            let shape =
-                builder.shapes.get(o).cloned().flatten().ok_or_else(|| {
-                    graph(format!("output tensor {o} is not computed by the graph"))
-                })?;
-            match shape[..] {
-                [1, n, 16] => found[0] = Some((o, n)),
-                [1, n, 1] => found[1] = Some((o, n)),
-                _ => return Err(graph(format!("output shape {shape:?}"))),
-            }
-        }
-        let (Some((reg, n_reg)), Some((cls, n_cls)), 2) = (found[0], found[1], model.outputs.len())
-        else {
-            return Err(graph(format!(
-                "outputs {:?} (expected regressors [1, N, 16] and classificators [1, N, 1])",
-                model.outputs
-            )));
-        };
-        if n_reg != n_cls {
-            return Err(graph(format!(
-                "{n_reg} regressor rows but {n_cls} classificators"
-            )));
-        }
-        // Mark each operand's last use (graph outputs are never released).
-        let mut last_use = vec![usize::MAX; model.tensors.len()];
-        for (i, (_, inputs, _)) in nodes.iter().enumerate() {
-            for &t in inputs {
-                last_use[t] = i;
-            }
-        }
-        let nodes = nodes
-            .into_iter()
-            .enumerate()
-            .map(|(i, (step, inputs, output))| {
-                let operands = inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(pos, &t)| {
-                        let last = last_use[t] == i
-                            && t != reg
-                            && t != cls
-                            && !inputs[pos + 1..].contains(&t);
-                        (t, last)
-                    })
-                    .collect();
-                Node {
-                    step,
-                    inputs: operands,
-                    output,
-                }
-            })
-            .collect();
-        Ok(Self {
-            nodes,
-            input,
-            size: [h, w],
-            outputs: [reg, cls],
-            anchors: n_reg,
-            tensor_count: model.tensors.len(),
-            device: device.clone(),
-        })
-    }
-
-    /// Input `[height, width]` (128×128 short range, 192×192 full range).
-    pub fn input_size(&self) -> [usize; 2] {
-        self.size
-    }
-
-    /// Number of anchors, the rows of each output (896 short range, 2304 full range).
-    pub fn anchors(&self) -> usize {
-        self.anchors
-    }
-
-    /// The device the weights live on.
-    pub fn device(&self) -> &B::Device {
-        &self.device
-    }
-
-    /// An NCHW input tensor from NHWC values (`kao_detector::blazeface` pre-processing;
-    /// one or more images back to back).
-    pub fn input(&self, nhwc: &[f32]) -> Result<Tensor<B, 4>, BlazeFaceError> {
-        let [h, w] = self.size;
-        let per_image = h * w * 3;
-        if nhwc.is_empty() || !nhwc.len().is_multiple_of(per_image) {
-            return Err(BlazeFaceError::InputSize {
-                found: nhwc.len(),
-                per_image,
-                height: h,
-                width: w,
-            });
-        }
-        let n = nhwc.len() / per_image;
-        Ok(
-            Tensor::<B, 4>::from_data(TensorData::new(nhwc.to_vec(), [n, h, w, 3]), &self.device)
-                .permute([0, 3, 1, 2]),
-        )
-    }
-
-    /// Runs the network on an NCHW batch `[N, 3, H, W]`: `(regressors [N, anchors, 16],
-    /// classificators [N, anchors, 1])`, raw (before the sigmoid).
-    pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let mut values: Vec<Option<Value<B>>> = vec![None; self.tensor_count];
-        values[self.input] = Some(Value::Image(x));
-        for node in &self.nodes {
-            let mut args = node.inputs.iter().map(|&(t, last)| {
-                let v = if last {
-                    values[t].take()
-                } else {
-                    values[t].clone()
-                };
-                v.expect("operands are computed before use (checked at load time)")
-            });
-            let mut next = || args.next().expect("operand count checked at load time");
-            let out = match &node.step {
-                Step::Conv {
-                    weight,
-                    bias,
-                    stride,
-                    pad,
-                    groups,
-                    relu,
-                } => {
-                    let (x, padding) = symmetric_padding(next().image(), pad, 0.0);
-                    let y = conv2d(
-                        x,
-                        weight.clone(),
-                        bias.clone(),
-                        ConvOptions::new(*stride, padding, [1, 1], *groups),
-                    );
-                    Value::Image(if *relu { activation::relu(y) } else { y })
-                }
-                Step::MaxPool {
-                    window,
-                    stride,
-                    pad,
-                } => {
-                    // TF ignores the padded cells; −∞ never wins the max.
-                    let (x, padding) = symmetric_padding(next().image(), pad, f32::NEG_INFINITY);
-                    Value::Image(max_pool2d(x, *window, *stride, padding, [1, 1], false))
-                }
-                Step::MaxPool2x2 => {
-                    let x = next().image();
-                    let [n, c, h, w] = x.dims();
-                    let (oh, ow) = (h / 2, w / 2);
-                    let x = x.reshape([n * c * oh, 2, ow, 2]).max_dim(3).max_dim(1);
-                    Value::Image(x.reshape([n, c, oh, ow]))
-                }
-                Step::Pad(pads) => Value::Image(next().image().pad(*pads, PadMode::Constant(0.0))),
-                Step::PadChannels(after) => {
-                    let x = next().image();
-                    let [n, _, h, w] = x.dims();
-                    let zeros = Tensor::zeros([n, *after, h, w], &x.device());
-                    Value::Image(Tensor::cat(vec![x, zeros], 1))
-                }
-                Step::Add { relu } => {
-                    let y = next().image().add(next().image());
-                    Value::Image(if *relu { activation::relu(y) } else { y })
-                }
-                Step::Relu => Value::Image(activation::relu(next().image())),
-                Step::Resize { ry_t, rx_t } => {
-                    let x = next().image().matmul(rx_t.clone());
-                    Value::Image(x.swap_dims(2, 3).matmul(ry_t.clone()).swap_dims(2, 3))
-                }
-                Step::Reshape { rows, cols } => {
-                    let x = next().image();
-                    let n = x.dims()[0];
-                    Value::Rows(x.permute([0, 2, 3, 1]).reshape([n, *rows, *cols]))
-                }
-                Step::Concat { dim } => {
-                    let parts: Vec<Value<B>> = args.collect();
-                    match parts.first() {
-                        Some(Value::Image(_)) => Value::Image(Tensor::cat(
-                            parts.into_iter().map(Value::image).collect(),
-                            *dim,
-                        )),
-                        _ => Value::Rows(Tensor::cat(
-                            parts.into_iter().map(Value::rows).collect(),
-                            *dim,
-                        )),
-                    }
-                }
-            };
-            values[node.output] = Some(out);
-        }
-        let mut take = |t: usize| {
-            values[t]
-                .take()
-                .expect("outputs are computed (checked at load time)")
-                .rows()
-        };
-        (take(self.outputs[0]), take(self.outputs[1]))
-    }
-
-    /// Runs the network on NHWC input values (one or more images): the flattened
-    /// `(regressors, classificators)` in the layout `kao_detector::blazeface` decodes,
-    /// `N·anchors·16` and `N·anchors` values.
-    pub fn run(&self, nhwc: &[f32]) -> Result<(Vec<f32>, Vec<f32>), BlazeFaceError> {
-        let (reg, cls) = self.forward(self.input(nhwc)?);
-        let vec = |t: Tensor<B, 3>| {
-            t.into_data()
-                .into_vec::<f32>()
-                .expect("the network's outputs are f32")
-        };
-        Ok((vec(reg), vec(cls)))
     }
 }
 
