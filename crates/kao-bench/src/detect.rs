@@ -124,8 +124,42 @@ fn kao_side_by_side_ms(
     Ok(start.elapsed().as_secs_f64() * 1e3 / jobs as f64)
 }
 
-/// Runs the comparison on `count` frames of `video` at each size.
-pub fn bench_detect(video: &Path, count: usize, rounds: usize, cache: &Path) -> Result<()> {
+/// `kao-bench detect --no-anchor`: the BlazeFace columns of the full table.
+fn bench_blazeface(video: &Path, count: usize, rounds: usize, detectors: &[(&str, FaceDetector)]) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("detect: median ms per frame, {count} frames of {} × {rounds} rounds, {cores} cores", video.display());
+    println!(
+        "{:<10} {:>10} {:>15} {:>10} {:>15} {:>11}",
+        "frame",
+        "blazeface",
+        "blazeface-full",
+        format!("full ×{cores}"),
+        "full on burn",
+        "native/burn"
+    );
+    for (w, h) in SIZES {
+        let frames = frames(video, w, h, count)?;
+        let ms = detectors
+            .iter()
+            .map(|(_, d)| kao_ms(d, &frames, w, h, rounds).map(|(ms, _)| ms))
+            .collect::<Result<Vec<f64>>>()?;
+        let side_by_side = kao_side_by_side_ms(&detectors[1].1, &frames, w, h, rounds)?;
+        println!(
+            "{:<10} {:>10.1} {:>15.1} {:>10.1} {:>15.1} {:>10.2}x",
+            format!("{w}x{h}"),
+            ms[0],
+            ms[1],
+            side_by_side,
+            ms[2],
+            ms[1] / ms[2]
+        );
+    }
+    Ok(())
+}
+
+/// Runs the comparison on `count` frames of `video` at each size; without `anchors`,
+/// kao's BlazeFace detectors only.
+pub fn bench_detect(video: &Path, count: usize, rounds: usize, cache: &Path, anchors: bool) -> Result<()> {
     std::fs::create_dir_all(cache)?;
     let cpu = Device::cpu();
     let short = kao_models::locate("blazeface-short")?;
@@ -146,6 +180,9 @@ pub fn bench_detect(video: &Path, count: usize, rounds: usize, cache: &Path) -> 
         ),
         ("mmod", FaceDetector::mmod(&mmod.path, cpu, 0)?),
     ];
+    if !anchors {
+        return bench_blazeface(video, count, rounds, &detectors[..3]);
+    }
     let python = dlib_python(cache)?;
     let script = cache.join("dlib_detect.py");
     std::fs::write(&script, ANCHOR)?;

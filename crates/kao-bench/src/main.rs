@@ -67,6 +67,9 @@ enum Bench {
         /// Where the dlib venv is kept between runs.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
         cache: PathBuf,
+        /// Time kao's detectors only (no dlib anchors, no MMOD): for quick comparisons.
+        #[arg(long)]
+        no_anchor: bool,
     },
     /// The main job end to end: kao-extract against the face_recognition pipeline (devdata's
     /// baseline_fr.py in a venv this benchmark makes) on the same clip, every frame, with
@@ -109,7 +112,8 @@ fn main() {
             frames,
             rounds,
             cache,
-        } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache),
+            no_anchor,
+        } => detect::bench_detect(&video, frames.max(1), rounds.max(1), &cache, !no_anchor),
         Bench::Extract {
             video,
             refs,

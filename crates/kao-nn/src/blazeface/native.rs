@@ -25,9 +25,9 @@ struct Buf {
     shape: Vec<usize>,
 }
 
-/// Buffers kept between layers and between runs. A fresh large `Vec` per layer costs
-/// more than the layer itself: glibc maps it anew, and the page faults and the TLB
-/// shootdowns when it is unmapped again took a third of the time.
+/// Buffers kept between layers and between runs, per thread. A fresh large `Vec` per
+/// layer costs more than the layer itself: glibc maps it anew, and the page faults and
+/// the TLB shootdowns when it is unmapped again took a third of the time.
 #[derive(Debug, Default)]
 struct Pool(Vec<Vec<f32>>);
 
@@ -131,8 +131,11 @@ pub struct NativeBlazeFace {
     outputs: [usize; 2],
     anchors: usize,
     tensor_count: usize,
-    /// Buffers for the next run (shared by clones; taken whole by one run at a time).
-    pool: std::sync::Arc<std::sync::Mutex<Pool>>,
+}
+
+thread_local! {
+    /// Each thread's buffers, kept between runs (of any network).
+    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
 }
 
 /// The non-zero entries of each row of a dense `[rows, cols]` matrix.
@@ -254,7 +257,6 @@ impl NativeBlazeFace {
             outputs: graph.outputs,
             anchors: graph.anchors,
             tensor_count: graph.tensor_count,
-            pool: Default::default(),
         }
     }
 
@@ -283,12 +285,7 @@ impl NativeBlazeFace {
             });
         }
         let n = nhwc.len() / per_image;
-        // A run that finds the pool taken (another thread's run) starts an empty one.
-        let mut pool = self
-            .pool
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
+        let mut pool = POOL.take();
         let mut values: Vec<Option<Buf>> = vec![None; self.tensor_count];
         values[self.input] = Some(Buf {
             data: nhwc_to_nchw(nhwc, [n, h, w, 3], &mut pool),
@@ -307,9 +304,7 @@ impl NativeBlazeFace {
                 .data
         };
         let outputs = (take(self.outputs[0]), take(self.outputs[1]));
-        if let Ok(mut kept) = self.pool.lock() {
-            kept.0.append(&mut pool.0);
-        }
+        POOL.set(pool);
         Ok(outputs)
     }
 }
