@@ -125,9 +125,17 @@ fn kao_side_by_side_ms(
 }
 
 /// `kao-bench detect --no-anchor`: the BlazeFace columns of the full table.
-fn bench_blazeface(video: &Path, count: usize, rounds: usize, detectors: &[(&str, FaceDetector)]) -> Result<()> {
+fn bench_blazeface(
+    video: &Path,
+    count: usize,
+    rounds: usize,
+    detectors: &[(&str, FaceDetector)],
+) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("detect: median ms per frame, {count} frames of {} × {rounds} rounds, {cores} cores", video.display());
+    println!(
+        "detect: median ms per frame, {count} frames of {} × {rounds} rounds, {cores} cores",
+        video.display()
+    );
     println!(
         "{:<10} {:>10} {:>15} {:>10} {:>15} {:>11}",
         "frame",
@@ -159,7 +167,13 @@ fn bench_blazeface(video: &Path, count: usize, rounds: usize, detectors: &[(&str
 
 /// Runs the comparison on `count` frames of `video` at each size; without `anchors`,
 /// kao's BlazeFace detectors only.
-pub fn bench_detect(video: &Path, count: usize, rounds: usize, cache: &Path, anchors: bool) -> Result<()> {
+pub fn bench_detect(
+    video: &Path,
+    count: usize,
+    rounds: usize,
+    cache: &Path,
+    anchors: bool,
+) -> Result<()> {
     std::fs::create_dir_all(cache)?;
     let cpu = Device::cpu();
     let short = kao_models::locate("blazeface-short")?;
