@@ -382,7 +382,7 @@ fn a_reference_without_a_face_is_a_one_line_error_unless_skipped() {
     let bad = d.join("nobody_1.png");
     std::fs::copy(fixture("tiny.png"), &bad).unwrap();
     let out_dir = d.join("out");
-    let out = run(&mut extract(d, &out_dir, &["--max-frames", "2", "-q"])
+    let out = run(extract(d, &out_dir, &["--max-frames", "2", "-q"])
         .arg("--ref")
         .arg(&bad));
     assert_eq!(out.status.code(), Some(1));
@@ -395,7 +395,7 @@ fn a_reference_without_a_face_is_a_one_line_error_unless_skipped() {
     assert!(bad.exists(), "a user's reference photo was moved");
 
     let out = run(
-        &mut extract(d, &out_dir, &["--max-frames", "2", "-q", "--skip-bad-refs"])
+        extract(d, &out_dir, &["--max-frames", "2", "-q", "--skip-bad-refs"])
             .arg("--ref")
             .arg(&bad),
     );

@@ -32,16 +32,26 @@ pub struct Conv2d<B: Backend> {
     padding: [usize; 2],
 }
 
-impl<B: Backend> Conv2d<B> {
-    /// Builds the convolution from a dlib `con` record (with the record's own stride and
-    /// padding) and, if given, the `affine` record that follows it. Fails if the filter,
-    /// bias, γ or β count does not match the record's shape, if the record fuses a relu
+/// A convolution's constants as plain values, with any following affine folded in: what
+/// [`Conv2d`] puts on a burn device, and what the native executors read.
+#[derive(Debug, Clone)]
+pub(crate) struct ConvSpec {
+    /// OIHW filters.
+    pub(crate) weight: Vec<f32>,
+    /// One value per filter, or empty.
+    pub(crate) bias: Vec<f32>,
+    /// `[filters, in channels, rows, cols]`.
+    pub(crate) shape: [usize; 4],
+    pub(crate) stride: [usize; 2],
+    pub(crate) padding: [usize; 2],
+}
+
+impl ConvSpec {
+    /// Reads a dlib `con` record (with the record's own stride and padding) and, if
+    /// given, folds in the `affine` record that follows it. Fails if the filter, bias, γ
+    /// or β count does not match the record's shape, if the record fuses a relu
     /// (`con_6`), or if the affine is per element rather than per channel.
-    pub fn from_dlib(
-        c: &dat::Conv,
-        affine: Option<&dat::Affine>,
-        device: &B::Device,
-    ) -> Result<Self, Error> {
+    pub(crate) fn from_dlib(c: &dat::Conv, affine: Option<&dat::Affine>) -> Result<Self, Error> {
         let shape = [c.num_filters, c.in_channels, c.kernel_rows, c.kernel_cols];
         let count: usize = shape.iter().product();
         check_len("con filters", count, c.filters.len())?;
@@ -54,7 +64,7 @@ impl<B: Backend> Conv2d<B> {
         if !c.bias.is_empty() {
             check_len("con bias", c.num_filters, c.bias.len())?;
         }
-        let mut filters = c.filters.clone();
+        let mut weight = c.filters.clone();
         let mut bias = c.bias.clone();
         if let Some(a) = affine.filter(|a| !a.disabled) {
             if a.mode != AffineMode::Conv {
@@ -62,10 +72,7 @@ impl<B: Backend> Conv2d<B> {
             }
             check_len("affine gamma", c.num_filters, a.gamma.len())?;
             check_len("affine beta", c.num_filters, a.beta.len())?;
-            for (filter, gamma) in filters
-                .chunks_exact_mut(count / c.num_filters)
-                .zip(&a.gamma)
-            {
+            for (filter, gamma) in weight.chunks_exact_mut(count / c.num_filters).zip(&a.gamma) {
                 filter.iter_mut().for_each(|w| *w *= gamma);
             }
             bias.resize(c.num_filters, 0.0);
@@ -73,15 +80,39 @@ impl<B: Backend> Conv2d<B> {
                 *b = *b * gamma + beta;
             }
         }
-        let weight = Tensor::from_data(TensorData::new(filters, shape), device);
-        let bias = (!bias.is_empty())
-            .then(|| Tensor::from_data(TensorData::new(bias, [c.num_filters]), device));
         Ok(Self {
             weight,
             bias,
+            shape,
             stride: [c.stride_y, c.stride_x],
             padding: [c.pad_y, c.pad_x],
         })
+    }
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// Builds the convolution from a dlib `con` record and the `affine` record that may
+    /// follow it (see [`ConvSpec::from_dlib`] for what is checked).
+    pub fn from_dlib(
+        c: &dat::Conv,
+        affine: Option<&dat::Affine>,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        Ok(Self::from_spec(&ConvSpec::from_dlib(c, affine)?, device))
+    }
+
+    /// Puts a convolution's constants on `device`.
+    pub(crate) fn from_spec(spec: &ConvSpec, device: &B::Device) -> Self {
+        let weight = Tensor::from_data(TensorData::new(spec.weight.clone(), spec.shape), device);
+        let bias = (!spec.bias.is_empty()).then(|| {
+            Tensor::from_data(TensorData::new(spec.bias.clone(), [spec.shape[0]]), device)
+        });
+        Self {
+            weight,
+            bias,
+            stride: spec.stride,
+            padding: spec.padding,
+        }
     }
 
     /// Applies the convolution (and folded affine) to an NCHW tensor.
@@ -126,11 +157,11 @@ pub enum PoolKind {
 /// `*_pool_everything`, stored as a 0×0 window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool2d {
-    kind: PoolKind,
+    pub(crate) kind: PoolKind,
     /// Window `[rows, cols]`; `None` pools the whole plane.
-    window: Option<[usize; 2]>,
-    stride: [usize; 2],
-    padding: [usize; 2],
+    pub(crate) window: Option<[usize; 2]>,
+    pub(crate) stride: [usize; 2],
+    pub(crate) padding: [usize; 2],
 }
 
 impl Pool2d {

@@ -47,6 +47,7 @@
 compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle or cuda");
 
 pub mod blazeface;
+mod cpu;
 pub mod detector;
 pub mod layers;
 pub mod mmod;
@@ -60,7 +61,7 @@ use kao_dlib::image::RgbView;
 pub use blazeface::{BlazeFaceError, BlazeFaceNet, NativeBlazeFace};
 pub use detector::{DetectError, Face, FaceDetector, Range};
 pub use mmod::MmodNet;
-pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, ResNet, Stages};
+pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, NativeResNet, ResNet, Stages};
 
 /// burn's flex CPU backend (f32).
 #[cfg(feature = "flex")]
@@ -215,33 +216,47 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// The ResNet on one of the compiled-in backends.
+/// The ResNet on one of the compiled-in backends, or on the native CPU kernels.
 #[derive(Debug, Clone)]
 enum Net {
+    Native(Box<NativeResNet>),
     #[cfg(feature = "flex")]
-    Flex(ResNet<FlexBackend>),
+    Flex(Box<ResNet<FlexBackend>>),
     #[cfg(feature = "ndarray")]
-    NdArray(ResNet<NdArrayBackend>),
+    NdArray(Box<ResNet<NdArrayBackend>>),
     #[cfg(feature = "candle")]
-    Candle(ResNet<CandleBackend>),
+    Candle(Box<ResNet<CandleBackend>>),
     #[cfg(feature = "cuda")]
-    Cuda(ResNet<CudaBackend>),
+    Cuda(Box<ResNet<CudaBackend>>),
 }
 
-/// Runs `$body` with `$net` bound to the backend-specific [`ResNet`].
-macro_rules! with_net {
-    ($self:expr, $net:ident => $body:expr) => {
-        match &$self.net {
-            #[cfg(feature = "flex")]
-            Net::Flex($net) => $body,
-            #[cfg(feature = "ndarray")]
-            Net::NdArray($net) => $body,
-            #[cfg(feature = "candle")]
-            Net::Candle($net) => $body,
-            #[cfg(feature = "cuda")]
-            Net::Cuda($net) => $body,
-        }
-    };
+/// [`NativeResNet::embed`] with the two halves of the batch on rayon's threads (one
+/// forward pass runs on one thread; see `resnet/native.rs`).
+fn embed_halves(
+    net: &NativeResNet,
+    chips: &[RgbView<'_>],
+) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
+    // Sizes first, so an error names the chip's index in the whole batch.
+    resnet::check_sizes(chips)?;
+    if chips.len() < 2 {
+        return net.embed(chips);
+    }
+    let (a, b) = chips.split_at(chips.len() / 2);
+    let (a, b) = rayon::join(|| net.embed(a), || net.embed(b));
+    let mut out = a?;
+    out.extend(b?);
+    Ok(out)
+}
+
+/// The flattened `[N, 128]` embeddings of `chips` from the burn network.
+fn embed_on_burn<B: burn_tensor::backend::Backend>(
+    net: &ResNet<B>,
+    chips: &[RgbView<'_>],
+) -> Result<Vec<f32>, Error> {
+    let y = net.forward(net.input(chips)?);
+    Ok(y.into_data()
+        .into_vec()
+        .expect("the network's output is f32"))
 }
 
 /// dlib's face embedder on a chosen [`Device`]: 150×150 aligned chips in, 128-d
@@ -262,19 +277,38 @@ impl Embedder {
         Self::from_model(&ResnetModel::load(path)?, device)
     }
 
-    /// Builds the embedder from an already parsed model.
+    /// Builds the embedder from an already parsed model. On the default CPU device
+    /// ([`Device::cpu`]) the network runs on [`NativeResNet`], elsewhere on burn.
     pub fn from_model(model: &ResnetModel, device: Device) -> Result<Self, Error> {
+        Self::build(model, device, false)
+    }
+
+    /// [`Embedder::load`] with the network on burn on every device (the CPU too), to
+    /// compare the two executors.
+    pub fn load_on_burn(path: impl AsRef<Path>, device: Device) -> Result<Self, Error> {
+        Self::build(&ResnetModel::load(path)?, device, true)
+    }
+
+    fn build(model: &ResnetModel, device: Device, burn: bool) -> Result<Self, Error> {
         let net = match device {
+            // The native executor stands in for burn-flex, the default CPU backend.
             #[cfg(feature = "flex")]
-            Device::Flex => Net::Flex(ResNet::from_model(model, &Default::default())?),
+            Device::Flex if !burn => Net::Native(Box::new(NativeResNet::from_model(model)?)),
+            #[cfg(feature = "flex")]
+            Device::Flex => Net::Flex(Box::new(ResNet::from_model(model, &Default::default())?)),
             #[cfg(feature = "ndarray")]
-            Device::NdArray => Net::NdArray(ResNet::from_model(model, &Default::default())?),
-            #[cfg(feature = "candle")]
-            Device::Candle => Net::Candle(ResNet::from_model(model, &Default::default())?),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(index) => {
-                Net::Cuda(ResNet::from_model(model, &burn_cuda::CudaDevice { index })?)
+            Device::NdArray => {
+                Net::NdArray(Box::new(ResNet::from_model(model, &Default::default())?))
             }
+            #[cfg(feature = "candle")]
+            Device::Candle => {
+                Net::Candle(Box::new(ResNet::from_model(model, &Default::default())?))
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(index) => Net::Cuda(Box::new(ResNet::from_model(
+                model,
+                &burn_cuda::CudaDevice { index },
+            )?)),
         };
         Ok(Self { net, device })
     }
@@ -289,10 +323,20 @@ impl Embedder {
     pub fn embed(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
         let mut out = Vec::with_capacity(chips.len());
         for batch in chips.chunks(Self::MAX_BATCH) {
-            let values: Vec<f32> = with_net!(self, net => {
-                let y = net.forward(net.input(batch)?);
-                y.into_data().into_vec().expect("the network's output is f32")
-            });
+            let values = match &self.net {
+                Net::Native(net) => {
+                    out.extend(embed_halves(net, batch)?);
+                    continue;
+                }
+                #[cfg(feature = "flex")]
+                Net::Flex(net) => embed_on_burn(net, batch)?,
+                #[cfg(feature = "ndarray")]
+                Net::NdArray(net) => embed_on_burn(net, batch)?,
+                #[cfg(feature = "candle")]
+                Net::Candle(net) => embed_on_burn(net, batch)?,
+                #[cfg(feature = "cuda")]
+                Net::Cuda(net) => embed_on_burn(net, batch)?,
+            };
             out.extend(values.chunks_exact(EMBEDDING_LEN).map(|e| {
                 let mut v = [0f32; EMBEDDING_LEN];
                 v.copy_from_slice(e);

@@ -132,6 +132,34 @@ fn batches_of_any_size_give_the_single_chip_results() {
 }
 
 #[test]
+fn native_and_burn_agree_on_a_batch() {
+    // The default CPU embedder runs NativeResNet; the same file on burn-flex must give the
+    // same embeddings, image by image, for a batch that spans several im2col chunks.
+    let chip = rgb("chip150.npy");
+    let mut chips = vec![chip.clone()];
+    for k in 1..6u8 {
+        let mut c = chip.clone();
+        c.data.iter_mut().for_each(|p| *p = p.wrapping_add(k * 29));
+        chips.push(c);
+    }
+    let views: Vec<_> = chips.iter().map(|c| c.view()).collect();
+    let native = embedder().embed(&views).unwrap();
+    let burn = Embedder::load_on_burn(model_path(MODEL), Device::cpu())
+        .unwrap()
+        .embed(&views)
+        .unwrap();
+    for (i, (a, b)) in native.iter().zip(&burn).enumerate() {
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= 1e-5, "chip {i}: max |diff| {diff}");
+    }
+    let native = kao_nn::NativeResNet::from_model(model()).unwrap();
+    assert_eq!(
+        native.embed(&views[..1]).unwrap()[0],
+        embedder().embed(&views[..1]).unwrap()[0]
+    );
+}
+
+#[test]
 fn wrong_chip_size_is_an_error() {
     let small = RgbImage::new(149, 150);
     let chip = rgb("chip150.npy");

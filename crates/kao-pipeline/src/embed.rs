@@ -13,6 +13,7 @@ use kao_record::schema::{
     DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
 };
 use kao_record::{Provenance, RecordError};
+use rayon::prelude::*;
 
 use crate::column;
 use crate::quality::{Quality, measure};
@@ -189,18 +190,22 @@ impl EmbedStage {
     /// Cuts the chips of `batch`, whose first row is row `first_row` of the stream.
     pub fn cut(&self, batch: RecordBatch, first_row: u64) -> Result<Chips> {
         let patches = Patches::of(&batch, &self.name)?;
-        let mut chips = Vec::with_capacity(batch.num_rows() * self.embedder.copies);
-        let mut quality = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
-            let row = first_row + i as u64;
-            let (view, marks) = patches.face(i, row)?;
-            let chip = self
-                .embedder
-                .chip(&view, &marks)
-                .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
-            quality.push(measure(&chip, &marks));
-            chips.extend(self.embedder.copies_of(chip, row)?);
-        }
+        // Faces are cut on rayon's threads (each chip depends on its own row only).
+        let cut: Vec<(Vec<RgbImage>, Quality)> = (0..batch.num_rows())
+            .into_par_iter()
+            .map(|i| {
+                let row = first_row + i as u64;
+                let (view, marks) = patches.face(i, row)?;
+                let chip = self
+                    .embedder
+                    .chip(&view, &marks)
+                    .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
+                let quality = measure(&chip, &marks);
+                Ok((self.embedder.copies_of(chip, row)?, quality))
+            })
+            .collect::<Result<_>>()?;
+        let (copies, quality): (Vec<Vec<RgbImage>>, Vec<Quality>) = cut.into_iter().unzip();
+        let chips = copies.into_iter().flatten().collect();
         Ok(Chips {
             batch,
             chips,

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod embed;
 pub mod identify;
 pub mod manifest;
+pub mod memory;
 pub mod quality;
 pub mod refs;
 pub mod shot;

@@ -13,7 +13,8 @@
 //! hand-offs than it saved (11.7 ms per full-range image on 2 threads against 6.5 ms on
 //! one), so callers run frames side by side instead (kao-extract's detection workers).
 
-use super::{BlazeFaceError, Graph, Op, Pad2};
+use super::{BlazeFaceError, Graph, Op};
+use crate::cpu::{POOL, Pool, Window, add, inside, max_pool, relu_in_place, source};
 
 /// Outputs per register block of a stride-1 depthwise convolution (4 AVX registers).
 const BLOCK: usize = 32;
@@ -23,45 +24,6 @@ const BLOCK: usize = 32;
 struct Buf {
     data: Vec<f32>,
     shape: Vec<usize>,
-}
-
-/// Buffers kept between layers and between runs, per thread. A fresh large `Vec` per
-/// layer costs more than the layer itself: glibc maps it anew, and the page faults and
-/// the TLB shootdowns when it is unmapped again took a third of the time.
-#[derive(Debug, Default)]
-struct Pool(Vec<Vec<f32>>);
-
-impl Pool {
-    /// `len` values, all `fill`, in the smallest kept buffer that holds them.
-    fn filled(&mut self, len: usize, fill: f32) -> Vec<f32> {
-        let best = (0..self.0.len())
-            .filter(|&i| self.0[i].capacity() >= len)
-            .min_by_key(|&i| self.0[i].capacity());
-        let mut v = best.map_or_else(|| Vec::with_capacity(len), |i| self.0.swap_remove(i));
-        v.clear();
-        v.resize(len, fill);
-        v
-    }
-
-    /// An empty buffer with room for `len` values.
-    fn empty(&mut self, len: usize) -> Vec<f32> {
-        let mut v = self.filled(0, 0.0);
-        v.reserve(len);
-        v
-    }
-
-    /// Keeps `v` for later.
-    fn recycle(&mut self, v: Vec<f32>) {
-        self.0.push(v);
-    }
-}
-
-/// Window geometry of a convolution or pool.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: Pad2,
 }
 
 /// A depthwise convolution with channel multiplier `multiplier`: output channel `c·m + j`
@@ -131,11 +93,6 @@ pub struct NativeBlazeFace {
     outputs: [usize; 2],
     anchors: usize,
     tensor_count: usize,
-}
-
-thread_local! {
-    /// Each thread's buffers, kept between runs (of any network).
-    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
 }
 
 /// The non-zero entries of each row of a dense `[rows, cols]` matrix.
@@ -371,7 +328,13 @@ impl Node {
                 data
             }
             Kernel::Depthwise(dw) => depthwise(x, dw, &shape, pool),
-            Kernel::MaxPool(window) => max_pool(x, window, &shape, pool),
+            Kernel::MaxPool(window) => max_pool(
+                &x.data,
+                [x.shape[2], x.shape[3]],
+                window,
+                [shape[2], shape[3]],
+                pool,
+            ),
             Kernel::Pad(pads) => pad(x, pads, &shape, pool),
             Kernel::Resize { ry, rx } => resize(x, ry, rx, &shape, pool),
             Kernel::Reshape => {
@@ -431,22 +394,6 @@ fn nchw_to_nhwc(v: &[f32], [n, c, h, w]: [usize; 4], pool: &mut Pool) -> Vec<f32
     out
 }
 
-/// `max(v, 0)` for every value.
-fn relu_in_place(v: &mut [f32]) {
-    v.iter_mut().for_each(|x| *x = x.max(0.0));
-}
-
-/// `a += b`, then the relu if asked.
-fn add(a: &mut [f32], b: &[f32], relu: bool) {
-    if relu {
-        a.iter_mut()
-            .zip(b)
-            .for_each(|(x, y)| *x = (*x + y).max(0.0));
-    } else {
-        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-    }
-}
-
 /// A convolution as a matrix product per image: `w` `[O, k]` times that image's `x`
 /// `[k, OH·OW]`, plus the bias, then the relu if asked; `out` is the NCHW output shape.
 fn conv_matmul(
@@ -504,18 +451,6 @@ fn conv_matmul(
         relu_in_place(&mut data);
     }
     data
-}
-
-/// The input row or column a window tap reads for output row or column `o`, if inside.
-fn source(o: usize, tap: usize, stride: usize, before: usize, size: usize) -> Option<usize> {
-    (o * stride + tap).checked_sub(before).filter(|&i| i < size)
-}
-
-/// The output columns `first..end` whose tap `k` falls inside an input row of `w`.
-fn inside(k: usize, stride: usize, before: usize, w: usize, ow: usize) -> std::ops::Range<usize> {
-    let first = before.saturating_sub(k).div_ceil(stride);
-    let end = (w + before).saturating_sub(k).div_ceil(stride).min(ow);
-    first..end.max(first)
 }
 
 /// im2col rows `[N][C·kh·kw, OH·OW]` (OIHW order), zeros outside the input.
@@ -772,53 +707,6 @@ fn row_strided<const FMA: bool, const K: usize, const S: usize>(
     }
 }
 
-/// Max pooling per plane; cells outside the input never win.
-fn max_pool(x: &Buf, window: &Window, out: &[usize], pool: &mut Pool) -> Vec<f32> {
-    let [_, _, h, w] = x.shape[..] else {
-        unreachable!("rank checked at load time")
-    };
-    let (oh, ow) = (out[2], out[3]);
-    let [kh, kw] = window.kernel;
-    let [sy, sx] = window.stride;
-    if window.kernel == [2, 2] && window.stride == [2, 2] && window.pad == [[0, 0], [0, 0]] {
-        // The common case: the larger of each pair of rows, then of each pair of columns.
-        let mut data = pool.empty(out.iter().product());
-        let mut pairs = vec![0.0; w];
-        for src in x.data.chunks_exact(h * w) {
-            for rows in src.chunks_exact(2 * w).take(oh) {
-                let (a, b) = rows.split_at(w);
-                for ((m, &a), &b) in pairs.iter_mut().zip(a).zip(b) {
-                    *m = a.max(b);
-                }
-                data.extend(pairs.chunks_exact(2).take(ow).map(|p| p[0].max(p[1])));
-            }
-        }
-        return data;
-    }
-    let mut data = pool.filled(out.iter().product(), f32::NEG_INFINITY);
-    for (dst, src) in data
-        .chunks_exact_mut(oh * ow)
-        .zip(x.data.chunks_exact(h * w))
-    {
-        for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
-            for ky in 0..kh {
-                let Some(iy) = source(oy, ky, sy, window.pad[0][0], h) else {
-                    continue;
-                };
-                let row = &src[iy * w..][..w];
-                for kx in 0..kw {
-                    let cols = inside(kx, sx, window.pad[1][0], w, ow);
-                    let start = (cols.start * sx + kx).saturating_sub(window.pad[1][0]);
-                    for (o, &s) in out[cols].iter_mut().zip(row[start..].iter().step_by(sx)) {
-                        *o = o.max(s);
-                    }
-                }
-            }
-        }
-    }
-    data
-}
-
 /// Zero padding of each NCHW dim.
 fn pad(x: &Buf, pads: &[(usize, usize); 4], out: &[usize], pool: &mut Pool) -> Vec<f32> {
     let [n, c, h, w] = x.shape[..] else {
@@ -1057,7 +945,13 @@ mod tests {
                 out_size(h, pad[0], kernel[0], stride[0]),
                 out_size(w, pad[1], kernel[1], stride[1]),
             ];
-            let got = max_pool(&x, &window, &shape, &mut Pool::default());
+            let got = max_pool(
+                &x.data,
+                [h, w],
+                &window,
+                [shape[2], shape[3]],
+                &mut Pool::default(),
+            );
             let mut direct = Vec::new();
             for ch in 0..c {
                 for oy in 0..shape[2] {

@@ -29,7 +29,14 @@ use kao_dlib::dat::{AffineMode, Layer, ResnetModel};
 use kao_dlib::image::RgbView;
 
 use crate::Error;
-use crate::layers::{Conv2d, Pool2d, PoolKind, add_zero_padded, describe, dlib_padding, relu};
+use crate::layers::{
+    Conv2d, ConvSpec, Pool2d, PoolKind, add_zero_padded, describe, dlib_padding, relu,
+};
+
+mod native;
+
+pub use native::NativeResNet;
+pub(crate) use native::check_sizes;
 
 /// Side of the square input chip.
 pub const INPUT_SIZE: usize = 150;
@@ -77,19 +84,6 @@ struct Branch<B: Backend> {
 }
 
 impl<B: Backend> Branch<B> {
-    fn load(
-        walk: &mut Walk<'_>,
-        in_channels: usize,
-        channels: usize,
-        stride: usize,
-        device: &B::Device,
-    ) -> Result<Self, Error> {
-        let conv1 = walk.conv_affine(channels, in_channels, 3, stride, device)?;
-        walk.relu()?;
-        let conv2 = walk.conv_affine(channels, channels, 3, 1, device)?;
-        Ok(Self { conv1, conv2 })
-    }
-
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.conv2.forward(relu(self.conv1.forward(x)))
     }
@@ -105,31 +99,15 @@ enum Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn load(
-        walk: &mut Walk<'_>,
-        kind: Kind,
-        in_channels: usize,
-        channels: usize,
-        device: &B::Device,
-    ) -> Result<Self, Error> {
-        walk.tag(1)?;
-        let block = match kind {
-            Kind::Ares => {
-                let branch = Branch::load(walk, in_channels, channels, 1, device)?;
-                walk.add_prev(1)?;
-                Block::Ares(branch)
-            }
-            Kind::AresDown => {
-                let branch = Branch::load(walk, in_channels, channels, 2, device)?;
-                walk.tag(2)?;
-                walk.skip(1)?;
-                let pool = walk.pool(PoolKind::Avg, 2, 2)?;
-                walk.add_prev(2)?;
-                Block::AresDown(branch, pool)
-            }
+    fn new(spec: &BlockSpec, device: &B::Device) -> Self {
+        let branch = Branch {
+            conv1: Conv2d::from_spec(&spec.conv1, device),
+            conv2: Conv2d::from_spec(&spec.conv2, device),
         };
-        walk.relu()?;
-        Ok(block)
+        match spec.shortcut {
+            None => Block::Ares(branch),
+            Some(pool) => Block::AresDown(branch, pool),
+        }
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -175,39 +153,21 @@ impl<B: Backend> ResNet<B> {
     /// Builds the network on `device` from a parsed model file, checking every layer
     /// record (kind, sizes, strides, padding, parameter counts) against the architecture.
     pub fn from_model(model: &ResnetModel, device: &B::Device) -> Result<Self, Error> {
-        let input = &model.input;
-        if (input.rows, input.cols) != (INPUT_SIZE, INPUT_SIZE) {
-            return Err(Error::Layout {
-                index: None,
-                expected: format!("input {INPUT_SIZE}x{INPUT_SIZE}"),
-                found: format!("input {}x{}", input.rows, input.cols),
-            });
-        }
-        let mut walk = Walk {
-            layers: &model.layers,
-            pos: 0,
-        };
-        let stem_conv = walk.conv_affine(32, 3, 7, 2, device)?;
-        walk.relu()?;
-        let stem_pool = walk.pool(PoolKind::Max, 3, 2)?;
-        let mut in_channels = 32;
-        let mut blocks = Vec::with_capacity(BLOCKS.len());
-        for (kind, channels) in BLOCKS {
-            blocks.push(Block::load(&mut walk, kind, in_channels, channels, device)?);
-            in_channels = channels;
-        }
-        let global_pool = walk.global_avg_pool()?;
-        let fc = walk.fc(in_channels, EMBEDDING_LEN, device)?;
-        walk.end()?;
-        Ok(Self {
-            mean: input.mean,
-            stem_conv,
-            stem_pool,
-            blocks,
-            global_pool,
-            fc,
+        Ok(Self::from_spec(&ResnetSpec::from_model(model)?, device))
+    }
+
+    /// Puts the network's constants on `device`.
+    pub(crate) fn from_spec(spec: &ResnetSpec, device: &B::Device) -> Self {
+        let [inputs, outputs] = [spec.fc.len() / EMBEDDING_LEN, EMBEDDING_LEN];
+        Self {
+            mean: spec.mean,
+            stem_conv: Conv2d::from_spec(&spec.stem, device),
+            stem_pool: spec.stem_pool,
+            blocks: spec.blocks.iter().map(|b| Block::new(b, device)).collect(),
+            global_pool: spec.global_pool,
+            fc: Tensor::from_data(TensorData::new(spec.fc.clone(), [inputs, outputs]), device),
             device: device.clone(),
-        })
+        }
     }
 
     /// The device the weights live on.
@@ -233,16 +193,7 @@ impl<B: Backend> ResNet<B> {
             }
             let (r, gb) = out.split_at_mut(plane);
             let (g, b) = gb.split_at_mut(plane);
-            for y in 0..INPUT_SIZE {
-                let row = chip.row(y);
-                for x in 0..INPUT_SIZE {
-                    let p = &row[3 * x..3 * x + 3];
-                    let i = y * INPUT_SIZE + x;
-                    r[i] = (f32::from(p[0]) - self.mean[0]) / 256.0;
-                    g[i] = (f32::from(p[1]) - self.mean[1]) / 256.0;
-                    b[i] = (f32::from(p[2]) - self.mean[2]) / 256.0;
-                }
-            }
+            normalise(chip, self.mean, [r, g, b]);
         }
         let shape = [chips.len(), 3, INPUT_SIZE, INPUT_SIZE];
         Ok(Tensor::from_data(
@@ -292,6 +243,105 @@ impl<B: Backend> ResNet<B> {
     }
 }
 
+/// Writes a 150×150 chip's channels into `planes` as `(pixel − mean)/256` (dlib's input
+/// layer).
+pub(crate) fn normalise(chip: &RgbView<'_>, mean: [f32; 3], planes: [&mut [f32]; 3]) {
+    for (c, plane) in planes.into_iter().enumerate() {
+        for (y, out) in plane.chunks_exact_mut(INPUT_SIZE).enumerate() {
+            let row = chip.row(y);
+            for (o, p) in out.iter_mut().zip(row.chunks_exact(3)) {
+                *o = (f32::from(p[c]) - mean[c]) / 256.0;
+            }
+        }
+    }
+}
+
+/// One residual block's constants: the two convolutions of its branch (affines folded),
+/// and for `ares_down` the average pool of its shortcut.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockSpec {
+    pub(crate) conv1: ConvSpec,
+    pub(crate) conv2: ConvSpec,
+    /// `None` for `ares` (identity shortcut).
+    pub(crate) shortcut: Option<Pool2d>,
+}
+
+/// The ResNet as read and checked from the file, constants as plain values: the one
+/// network definition that [`ResNet`] (burn) and [`NativeResNet`] run.
+#[derive(Debug, Clone)]
+pub(crate) struct ResnetSpec {
+    pub(crate) mean: [f32; 3],
+    /// Stem con 7×7/2 with its affine folded in.
+    pub(crate) stem: ConvSpec,
+    pub(crate) stem_pool: Pool2d,
+    pub(crate) blocks: Vec<BlockSpec>,
+    pub(crate) global_pool: Pool2d,
+    /// fc_no_bias weights `[256, 128]` (`y = x·W`).
+    pub(crate) fc: Vec<f32>,
+}
+
+impl ResnetSpec {
+    /// Walks the model's layer list, checking every record (kind, sizes, strides,
+    /// padding, parameter counts) against the architecture.
+    pub(crate) fn from_model(model: &ResnetModel) -> Result<Self, Error> {
+        let input = &model.input;
+        if (input.rows, input.cols) != (INPUT_SIZE, INPUT_SIZE) {
+            return Err(Error::Layout {
+                index: None,
+                expected: format!("input {INPUT_SIZE}x{INPUT_SIZE}"),
+                found: format!("input {}x{}", input.rows, input.cols),
+            });
+        }
+        let mut walk = Walk {
+            layers: &model.layers,
+            pos: 0,
+        };
+        let stem = walk.conv_affine(32, 3, 7, 2)?;
+        walk.relu()?;
+        let stem_pool = walk.pool(PoolKind::Max, 3, 2)?;
+        let mut in_channels = 32;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (kind, channels) in BLOCKS {
+            walk.tag(1)?;
+            let stride = if kind == Kind::Ares { 1 } else { 2 };
+            let conv1 = walk.conv_affine(channels, in_channels, 3, stride)?;
+            walk.relu()?;
+            let conv2 = walk.conv_affine(channels, channels, 3, 1)?;
+            let shortcut = match kind {
+                Kind::Ares => {
+                    walk.add_prev(1)?;
+                    None
+                }
+                Kind::AresDown => {
+                    walk.tag(2)?;
+                    walk.skip(1)?;
+                    let pool = walk.pool(PoolKind::Avg, 2, 2)?;
+                    walk.add_prev(2)?;
+                    Some(pool)
+                }
+            };
+            walk.relu()?;
+            blocks.push(BlockSpec {
+                conv1,
+                conv2,
+                shortcut,
+            });
+            in_channels = channels;
+        }
+        let global_pool = walk.global_avg_pool()?;
+        let fc = walk.fc(in_channels, EMBEDDING_LEN)?;
+        walk.end()?;
+        Ok(Self {
+            mean: input.mean,
+            stem,
+            stem_pool,
+            blocks,
+            global_pool,
+            fc,
+        })
+    }
+}
+
 /// Walks a model's layer list in order, checking each record against the expected one.
 struct Walk<'a> {
     layers: &'a [Layer],
@@ -319,15 +369,14 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// A `con` record followed by an `affine` record, folded into one [`Conv2d`].
-    fn conv_affine<B: Backend>(
+    /// A `con` record followed by an `affine` record, folded into one convolution.
+    fn conv_affine(
         &mut self,
         filters: usize,
         in_channels: usize,
         k: usize,
         stride: usize,
-        device: &B::Device,
-    ) -> Result<Conv2d<B>, Error> {
+    ) -> Result<ConvSpec, Error> {
         let pad = dlib_padding(k, stride);
         let want =
             || format!("con {filters}x{in_channels}x{k}x{k} stride {stride} pad {pad} with bias");
@@ -356,7 +405,7 @@ impl<'a> Walk<'a> {
             }
             other => return Err(Self::mismatch(affine_index, want(), other)),
         };
-        Conv2d::from_dlib(conv, Some(affine), device).map_err(|e| e.at(index))
+        ConvSpec::from_dlib(conv, Some(affine)).map_err(|e| e.at(index))
     }
 
     fn pool(&mut self, kind: PoolKind, k: usize, stride: usize) -> Result<Pool2d, Error> {
@@ -390,12 +439,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn fc<B: Backend>(
-        &mut self,
-        inputs: usize,
-        outputs: usize,
-        device: &B::Device,
-    ) -> Result<Tensor<B, 2>, Error> {
+    fn fc(&mut self, inputs: usize, outputs: usize) -> Result<Vec<f32>, Error> {
         let want = || format!("fc_no_bias {inputs} -> {outputs}");
         let (index, layer) = self.next(want)?;
         match layer {
@@ -404,10 +448,7 @@ impl<'a> Walk<'a> {
                     && f.weights.len() == inputs * outputs
                     && f.bias.is_empty() =>
             {
-                Ok(Tensor::from_data(
-                    TensorData::new(f.weights.clone(), [inputs, outputs]),
-                    device,
-                ))
+                Ok(f.weights.clone())
             }
             other => Err(Self::mismatch(index, want(), other)),
         }

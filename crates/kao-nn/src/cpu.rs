@@ -1,0 +1,147 @@
+//! kao's own CPU kernels, shared by the native executors ([`crate::NativeBlazeFace`],
+//! [`crate::NativeResNet`]): planar `f32` tensors, buffers reused per thread, window
+//! geometry, and the element-wise and pooling loops.
+
+/// Buffers kept between layers and between runs, per thread. A fresh large `Vec` per
+/// layer costs more than the layer itself: glibc maps it anew, and the page faults and
+/// the TLB shootdowns when it is unmapped again took a third of the time.
+#[derive(Debug, Default)]
+pub(crate) struct Pool(Vec<Vec<f32>>);
+
+/// Values a [`Pool`] keeps at most, 8 MB (the oldest buffers go first).
+const POOL_VALUES: usize = 2 << 20;
+
+impl Pool {
+    /// An empty buffer with room for `len` values: the smallest kept buffer that holds
+    /// them without being more than twice too large (so a large buffer is not spent on a
+    /// small tensor), or a new one.
+    pub(crate) fn empty(&mut self, len: usize) -> Vec<f32> {
+        let fits = |c: usize| c >= len && c <= 2 * len.max(1 << 10);
+        let best = (0..self.0.len())
+            .filter(|&i| fits(self.0[i].capacity()))
+            .min_by_key(|&i| self.0[i].capacity());
+        let mut v = best.map_or_else(|| Vec::with_capacity(len), |i| self.0.remove(i));
+        v.clear();
+        v
+    }
+
+    /// `len` values, all `fill` (see [`Pool::empty`]).
+    pub(crate) fn filled(&mut self, len: usize, fill: f32) -> Vec<f32> {
+        let mut v = self.empty(len);
+        v.resize(len, fill);
+        v
+    }
+
+    /// Keeps `v` for later, dropping the oldest buffers beyond [`POOL_VALUES`].
+    pub(crate) fn recycle(&mut self, v: Vec<f32>) {
+        if v.capacity() > POOL_VALUES {
+            return;
+        }
+        self.0.push(v);
+        let mut kept: usize = self.0.iter().map(Vec::capacity).sum();
+        while kept > POOL_VALUES {
+            kept -= self.0.remove(0).capacity();
+        }
+    }
+}
+
+/// Window geometry of a convolution or pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) kernel: [usize; 2],
+    pub(crate) stride: [usize; 2],
+    /// `[before, after]` padding of the height and width axes.
+    pub(crate) pad: [[usize; 2]; 2],
+}
+
+thread_local! {
+    /// Each thread's buffers, kept between runs (of any network).
+    pub(crate) static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
+}
+
+/// `max(v, 0)` for every value.
+pub(crate) fn relu_in_place(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = x.max(0.0));
+}
+
+/// `a += b`, then the relu if asked.
+pub(crate) fn add(a: &mut [f32], b: &[f32], relu: bool) {
+    if relu {
+        a.iter_mut()
+            .zip(b)
+            .for_each(|(x, y)| *x = (*x + y).max(0.0));
+    } else {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
+}
+
+/// The input row or column a window tap reads for output row or column `o`, if inside.
+pub(crate) fn source(
+    o: usize,
+    tap: usize,
+    stride: usize,
+    before: usize,
+    size: usize,
+) -> Option<usize> {
+    (o * stride + tap).checked_sub(before).filter(|&i| i < size)
+}
+
+/// The output columns `first..end` whose tap `k` falls inside an input row of `w`.
+pub(crate) fn inside(
+    k: usize,
+    stride: usize,
+    before: usize,
+    w: usize,
+    ow: usize,
+) -> std::ops::Range<usize> {
+    let first = before.saturating_sub(k).div_ceil(stride);
+    let end = (w + before).saturating_sub(k).div_ceil(stride).min(ow);
+    first..end.max(first)
+}
+
+/// Max pooling of each `h×w` plane of `x` to `oh×ow`; cells outside the input never win.
+pub(crate) fn max_pool(
+    x: &[f32],
+    [h, w]: [usize; 2],
+    window: &Window,
+    [oh, ow]: [usize; 2],
+    pool: &mut Pool,
+) -> Vec<f32> {
+    let planes = x.len() / (h * w);
+    let [kh, kw] = window.kernel;
+    let [sy, sx] = window.stride;
+    if window.kernel == [2, 2] && window.stride == [2, 2] && window.pad == [[0, 0], [0, 0]] {
+        // The common case: the larger of each pair of rows, then of each pair of columns.
+        let mut data = pool.empty(planes * oh * ow);
+        let mut pairs = vec![0.0; w];
+        for src in x.chunks_exact(h * w) {
+            for rows in src.chunks_exact(2 * w).take(oh) {
+                let (a, b) = rows.split_at(w);
+                for ((m, &a), &b) in pairs.iter_mut().zip(a).zip(b) {
+                    *m = a.max(b);
+                }
+                data.extend(pairs.chunks_exact(2).take(ow).map(|p| p[0].max(p[1])));
+            }
+        }
+        return data;
+    }
+    let mut data = pool.filled(planes * oh * ow, f32::NEG_INFINITY);
+    for (dst, src) in data.chunks_exact_mut(oh * ow).zip(x.chunks_exact(h * w)) {
+        for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+            for ky in 0..kh {
+                let Some(iy) = source(oy, ky, sy, window.pad[0][0], h) else {
+                    continue;
+                };
+                let row = &src[iy * w..][..w];
+                for kx in 0..kw {
+                    let cols = inside(kx, sx, window.pad[1][0], w, ow);
+                    let start = (cols.start * sx + kx).saturating_sub(window.pad[1][0]);
+                    for (o, &s) in out[cols].iter_mut().zip(row[start..].iter().step_by(sx)) {
+                        *o = o.max(s);
+                    }
+                }
+            }
+        }
+    }
+    data
+}

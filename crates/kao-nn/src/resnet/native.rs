@@ -1,0 +1,393 @@
+//! [`NativeResNet`]: dlib's ResNet ([`ResnetSpec`]) on the CPU with kao's own kernels.
+//!
+//! Activations are kept channel-major across the batch, `[C][N][H·W]`, so a convolution
+//! of the whole batch is one matrix product `[O, C·k·k] × [C·k·k, N·OH·OW]` (the `gemm`
+//! crate) whose output is already in that layout, and the deep 4×4 and 2×2 layers still
+//! get wide products. im2col goes a few images at a time, so its buffer stays under
+//! [`COLS_BUDGET`] values whatever the batch.
+
+use kao_dlib::image::RgbView;
+
+use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
+use crate::Error;
+use crate::cpu::{POOL, Pool, Window, add, inside, max_pool, relu_in_place, source};
+use crate::layers::{ConvSpec, Pool2d};
+
+/// Most im2col values held at once (4 MB): one or two images for the large layers,
+/// which still gives products thousands of columns wide.
+const COLS_BUDGET: usize = 1 << 20;
+
+/// Activations `[C][N][H][W]`.
+#[derive(Debug)]
+struct Act {
+    data: Vec<f32>,
+    channels: usize,
+    images: usize,
+    size: [usize; 2],
+}
+
+impl Act {
+    fn plane(&self) -> usize {
+        self.size[0] * self.size[1]
+    }
+}
+
+/// A convolution with its affine folded in: weights `[O, C·kh·kw]` (OIHW).
+#[derive(Debug, Clone)]
+struct Conv {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    in_channels: usize,
+    window: Window,
+}
+
+impl Conv {
+    fn new(spec: &ConvSpec) -> Self {
+        let [o, i, kh, kw] = spec.shape;
+        let pad = |p: usize| [p, p];
+        Self {
+            weight: spec.weight.clone(),
+            bias: if spec.bias.is_empty() {
+                vec![0.0; o]
+            } else {
+                spec.bias.clone()
+            },
+            in_channels: i,
+            window: Window {
+                kernel: [kh, kw],
+                stride: spec.stride,
+                pad: [pad(spec.padding[0]), pad(spec.padding[1])],
+            },
+        }
+    }
+
+    /// The output side for an input side on `axis` (0 rows, 1 columns).
+    fn out_size(&self, input: usize, axis: usize) -> usize {
+        let [before, after] = self.window.pad[axis];
+        (input + before + after - self.window.kernel[axis]) / self.window.stride[axis] + 1
+    }
+
+    /// The convolution of `x`, then the relu if asked.
+    fn forward(&self, x: &Act, relu: bool, pool: &mut Pool) -> Act {
+        let (o, n) = (self.bias.len(), x.images);
+        let size = [self.out_size(x.size[0], 0), self.out_size(x.size[1], 1)];
+        let p = size[0] * size[1];
+        let k = self.in_channels * self.window.kernel[0] * self.window.kernel[1];
+        assert!(
+            x.channels == self.in_channels && self.weight.len() == o * k,
+            "shapes checked when the spec was read"
+        );
+        let mut out = pool.empty(o * n * p);
+        for &b in &self.bias {
+            out.extend(std::iter::repeat_n(b, n * p));
+        }
+        let chunk = (COLS_BUDGET / (k * p)).clamp(1, n);
+        let mut cols = pool.empty(k * chunk * p);
+        for first in (0..n).step_by(chunk) {
+            let images = chunk.min(n - first);
+            self.im2col(x, first..first + images, size, &mut cols);
+            // SAFETY: `out` is `o` rows of `n·p` values; this product writes rows 0..o,
+            // columns `first·p .. (first + images)·p` ≤ `n·p`, with row stride `n·p`.
+            // `self.weight` is `o × k` and `cols` is `k × images·p`, both row-major with
+            // unit column stride (lengths asserted above and set by `im2col`); `out`
+            // aliases neither.
+            unsafe {
+                gemm::gemm(
+                    o,
+                    images * p,
+                    k,
+                    out.as_mut_ptr().add(first * p),
+                    1,
+                    (n * p) as isize,
+                    true,
+                    self.weight.as_ptr(),
+                    1,
+                    k as isize,
+                    cols.as_ptr(),
+                    1,
+                    (images * p) as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        pool.recycle(cols);
+        if relu {
+            relu_in_place(&mut out);
+        }
+        Act {
+            data: out,
+            channels: o,
+            images: n,
+            size,
+        }
+    }
+
+    /// im2col of `images` into `cols` `[C·kh·kw][images·OH·OW]`, zeros outside the input.
+    fn im2col(
+        &self,
+        x: &Act,
+        images: std::ops::Range<usize>,
+        [oh, ow]: [usize; 2],
+        cols: &mut Vec<f32>,
+    ) {
+        let [h, w] = x.size;
+        let [kh, kw] = self.window.kernel;
+        let [sy, sx] = self.window.stride;
+        let [[top, _], [left, _]] = self.window.pad;
+        cols.clear();
+        for c in 0..x.channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let columns = inside(kx, sx, left, w, ow);
+                    for image in images.clone() {
+                        let plane = &x.data[(c * x.images + image) * h * w..][..h * w];
+                        for oy in 0..oh {
+                            let Some(iy) = source(oy, ky, sy, top, h) else {
+                                cols.extend(std::iter::repeat_n(0.0, ow));
+                                continue;
+                            };
+                            let row = &plane[iy * w..][..w];
+                            cols.extend(std::iter::repeat_n(0.0, columns.start));
+                            let start = (columns.start * sx + kx).saturating_sub(left);
+                            if sx == 1 {
+                                cols.extend_from_slice(&row[start..start + columns.len()]);
+                            } else {
+                                let at = cols.len();
+                                cols.resize(at + columns.len(), 0.0);
+                                for (j, d) in cols[at..].iter_mut().enumerate() {
+                                    *d = row[start + j * sx];
+                                }
+                            }
+                            cols.extend(std::iter::repeat_n(0.0, ow - columns.end));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One residual block (see the module docs of [`super`]).
+#[derive(Debug, Clone)]
+struct Block {
+    conv1: Conv,
+    conv2: Conv,
+    /// The average pool of an `ares_down` shortcut.
+    shortcut: Option<Window>,
+}
+
+impl Block {
+    fn forward(&self, x: Act, pool: &mut Pool) -> Act {
+        let hidden = self.conv1.forward(&x, true, pool);
+        let mut y = self.conv2.forward(&hidden, false, pool);
+        pool.recycle(hidden.data);
+        let mut out = match &self.shortcut {
+            None => {
+                add(&mut y.data, &x.data, true);
+                y
+            }
+            Some(window) => {
+                let s = avg_pool(&x, window, pool);
+                let sum = add_zero_padded(&y, &s, pool);
+                pool.recycle(s.data);
+                pool.recycle(y.data);
+                sum
+            }
+        };
+        if self.shortcut.is_some() {
+            relu_in_place(&mut out.data);
+        }
+        pool.recycle(x.data);
+        out
+    }
+}
+
+/// dlib's face-recognition ResNet on the CPU without burn: the same [`ResnetSpec`] as
+/// [`super::ResNet`]. Embeddings agree with dlib's as closely as burn's (the tests).
+#[derive(Debug, Clone)]
+pub struct NativeResNet {
+    mean: [f32; 3],
+    stem: Conv,
+    stem_pool: Window,
+    blocks: Vec<Block>,
+    /// `[256, 128]`.
+    fc: Vec<f32>,
+}
+
+/// A pool's window as [`Window`] (its padding is the same before and after).
+fn window(p: &Pool2d) -> Window {
+    let kernel = p
+        .window
+        .expect("windowed pools checked when the spec was read");
+    Window {
+        kernel,
+        stride: p.stride,
+        pad: [[p.padding[0]; 2], [p.padding[1]; 2]],
+    }
+}
+
+impl NativeResNet {
+    /// Builds the network from a parsed model file, checking every layer record.
+    pub fn from_model(model: &kao_dlib::dat::ResnetModel) -> Result<Self, Error> {
+        Ok(Self::from_spec(&ResnetSpec::from_model(model)?))
+    }
+
+    pub(crate) fn from_spec(spec: &ResnetSpec) -> Self {
+        let block = |b: &BlockSpec| Block {
+            conv1: Conv::new(&b.conv1),
+            conv2: Conv::new(&b.conv2),
+            shortcut: b.shortcut.as_ref().map(window),
+        };
+        Self {
+            mean: spec.mean,
+            stem: Conv::new(&spec.stem),
+            stem_pool: window(&spec.stem_pool),
+            blocks: spec.blocks.iter().map(block).collect(),
+            fc: spec.fc.clone(),
+        }
+    }
+
+    /// Embeddings of a batch of 150×150 RGB chips, in order.
+    pub fn embed(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
+        check_sizes(chips)?;
+        if chips.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pool = POOL.take();
+        let n = chips.len();
+        let plane = INPUT_SIZE * INPUT_SIZE;
+        let mut data = pool.filled(3 * n * plane, 0.0);
+        {
+            // [C][N][H·W]: channel c of image i is plane c·N + i.
+            let (r, gb) = data.split_at_mut(n * plane);
+            let (g, b) = gb.split_at_mut(n * plane);
+            for (((chip, r), g), b) in chips
+                .iter()
+                .zip(r.chunks_exact_mut(plane))
+                .zip(g.chunks_exact_mut(plane))
+                .zip(b.chunks_exact_mut(plane))
+            {
+                normalise(chip, self.mean, [r, g, b]);
+            }
+        }
+        let input = Act {
+            data,
+            channels: 3,
+            images: n,
+            size: [INPUT_SIZE; 2],
+        };
+        let stem = self.stem.forward(&input, true, &mut pool);
+        pool.recycle(input.data);
+        let size = [
+            out_size(stem.size[0], &self.stem_pool, 0),
+            out_size(stem.size[1], &self.stem_pool, 1),
+        ];
+        let pooled = max_pool(&stem.data, stem.size, &self.stem_pool, size, &mut pool);
+        let mut x = Act {
+            data: pooled,
+            channels: stem.channels,
+            images: n,
+            size,
+        };
+        pool.recycle(stem.data);
+        for block in &self.blocks {
+            x = block.forward(x, &mut pool);
+        }
+        // Global average pool, then fc_no_bias.
+        let features = x.channels;
+        let mut out = vec![[0f32; EMBEDDING_LEN]; n];
+        for (c, planes) in x.data.chunks_exact(n * x.plane()).enumerate() {
+            let weights = &self.fc[c * EMBEDDING_LEN..][..EMBEDDING_LEN];
+            for (e, plane) in out.iter_mut().zip(planes.chunks_exact(x.plane())) {
+                let mean = plane.iter().sum::<f32>() / plane.len() as f32;
+                for (v, &w) in e.iter_mut().zip(weights) {
+                    *v += mean * w;
+                }
+            }
+        }
+        debug_assert_eq!(self.fc.len(), features * EMBEDDING_LEN);
+        pool.recycle(x.data);
+        POOL.set(pool);
+        Ok(out)
+    }
+}
+
+/// `Err(Error::ImageSize)` for the first chip that is not 150×150.
+pub(crate) fn check_sizes(chips: &[RgbView<'_>]) -> Result<(), Error> {
+    match chips
+        .iter()
+        .position(|c| (c.width(), c.height()) != (INPUT_SIZE, INPUT_SIZE))
+    {
+        Some(index) => Err(Error::ImageSize {
+            index,
+            width: chips[index].width(),
+            height: chips[index].height(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A window op's output side on `axis`.
+fn out_size(input: usize, w: &Window, axis: usize) -> usize {
+    let [before, after] = w.pad[axis];
+    (input + before + after - w.kernel[axis]) / w.stride[axis] + 1
+}
+
+/// Average pooling without padding (dlib's `avg_pool` with pad 0 divides by the window).
+fn avg_pool(x: &Act, window: &Window, pool: &mut Pool) -> Act {
+    let [h, w] = x.size;
+    let size = [out_size(h, window, 0), out_size(w, window, 1)];
+    let [kh, kw] = window.kernel;
+    let [sy, sx] = window.stride;
+    let scale = 1.0 / (kh * kw) as f32;
+    let mut data = pool.empty(x.channels * x.images * size[0] * size[1]);
+    for plane in x.data.chunks_exact(h * w) {
+        for oy in 0..size[0] {
+            for ox in 0..size[1] {
+                let mut sum = 0.0;
+                for ky in 0..kh {
+                    let row = &plane[(oy * sy + ky) * w + ox * sx..][..kw];
+                    sum += row.iter().sum::<f32>();
+                }
+                data.push(sum * scale);
+            }
+        }
+    }
+    Act {
+        data,
+        channels: x.channels,
+        images: x.images,
+        size,
+    }
+}
+
+/// dlib's `add_prev` of tensors of different sizes: the larger size in every dimension,
+/// both aligned top-left, missing entries 0.
+fn add_zero_padded(a: &Act, b: &Act, pool: &mut Pool) -> Act {
+    let channels = a.channels.max(b.channels);
+    let size = [a.size[0].max(b.size[0]), a.size[1].max(b.size[1])];
+    let n = a.images;
+    let mut data = pool.filled(channels * n * size[0] * size[1], 0.0);
+    for t in [a, b] {
+        for (i, plane) in t.data.chunks_exact(t.plane()).enumerate() {
+            let (c, image) = (i / n, i % n);
+            let out = &mut data[(c * n + image) * size[0] * size[1]..];
+            for (y, row) in plane.chunks_exact(t.size[1]).enumerate() {
+                for (o, v) in out[y * size[1]..].iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        }
+    }
+    Act {
+        data,
+        channels,
+        images: n,
+        size,
+    }
+}
