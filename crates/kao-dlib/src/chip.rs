@@ -374,24 +374,33 @@ fn pyramid_down2(src: RgbView<'_>) -> RgbImage {
         return RgbImage::new(0, 0);
     }
     let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
-    // Horizontal pass on every row, keeping every other column (sums ≤ 16·255).
+    // Horizontal pass on every row, keeping every other column (sums ≤ 16·255): output
+    // column c reads source pixels 2c … 2c+4.
     let mut temp = vec![0u16; h * ow * 3];
-    for y in 0..h {
+    for (y, out) in temp.chunks_exact_mut(ow * 3).enumerate() {
         let row = src.row(y);
-        for c in 0..ow {
-            for k in 0..3 {
-                let p = |i: usize| row[(2 * c + i) * 3 + k] as u16;
-                temp[(y * ow + c) * 3 + k] = p(0) + 4 * p(1) + 6 * p(2) + 4 * p(3) + p(4);
+        for (c, px) in out.chunks_exact_mut(3).enumerate() {
+            let taps = &row[c * 6..c * 6 + 15];
+            for (k, v) in px.iter_mut().enumerate() {
+                let p = |i: usize| u16::from(taps[i * 3 + k]);
+                *v = p(0) + 4 * p(1) + 6 * p(2) + 4 * p(3) + p(4);
             }
         }
     }
-    // Vertical pass centred on rows 2, 4, 6, … (sums ≤ 256·255, fit in u16), then /256.
+    // Vertical pass centred on rows 2, 4, 6, … (sums ≤ 256·255), then /256.
     let mut out = RgbImage::new(ow, oh);
-    let t = |y: usize, i: usize| temp[y * ow * 3 + i] as u32;
-    for (dr, r) in (2..h - 2).step_by(2).enumerate() {
-        for i in 0..ow * 3 {
-            let sum = t(r - 2, i) + 4 * t(r - 1, i) + 6 * t(r, i) + 4 * t(r + 1, i) + t(r + 2, i);
-            out.data[dr * ow * 3 + i] = (sum / 256) as u8;
+    let stride = ow * 3;
+    for (dr, dst) in out.data.chunks_exact_mut(stride).enumerate() {
+        let r = 2 + 2 * dr;
+        let row = |y: usize| &temp[y * stride..(y + 1) * stride];
+        let (a, b, c, d, e) = (row(r - 2), row(r - 1), row(r), row(r + 1), row(r + 2));
+        for (i, o) in dst.iter_mut().enumerate() {
+            let sum = u32::from(a[i])
+                + 4 * u32::from(b[i])
+                + 6 * u32::from(c[i])
+                + 4 * u32::from(d[i])
+                + u32::from(e[i]);
+            *o = (sum / 256) as u8;
         }
     }
     out
