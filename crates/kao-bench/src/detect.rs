@@ -202,7 +202,7 @@ pub fn bench_detect(
     std::fs::write(&script, ANCHOR)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "detect: median ms per frame, {count} frames of {} × {rounds} rounds, {cores} cores, kao on {cpu:?}",
+        "detect: median ms per frame, {count} frames of {} × {rounds} rounds, {cores} cores, kao's BlazeFace native, MMOD on burn {cpu:?}",
         video.display()
     );
     println!(

@@ -114,8 +114,7 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "embed: ms per face, best of 3 rounds of {faces} faces, {cores} cores, kao on {:?}",
-        Device::cpu()
+        "embed: ms per face, best of 3 rounds of {faces} faces, {cores} cores, kao's native CPU executor"
     );
     println!(
         "{:<8} {:>10} {:>10} {:>14}",

@@ -1,4 +1,5 @@
-//! Times the ResNet embedder on every compiled-in backend at batch 1 and 32.
+//! Times the ResNet embedder at batch 1 and 32: the native CPU executor (what
+//! `Device::cpu()` runs), then burn on every compiled-in backend.
 //!
 //! `cargo run --release -p kao-nn --example bench [--features ndarray,candle,cuda] -- MODEL [ROUNDS]`
 //! (MODEL: path of `dlib_face_recognition_resnet_model_v1.dat`). Prints the median
@@ -23,9 +24,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         *p = (i * 7 % 251) as u8;
     }
     let devices = Device::compiled();
-    let mut first: Option<Vec<[f32; 128]>> = None;
+    // (label, embedder): native first, then burn on each device.
+    let mut embedders = vec![("native".to_string(), Embedder::load(&model, Device::cpu())?)];
     for &device in &devices {
-        let embedder = Embedder::load(&model, device)?;
+        embedders.push((
+            format!("burn {device:?}"),
+            Embedder::load_on_burn(&model, device)?,
+        ));
+    }
+    let mut first: Option<Vec<[f32; 128]>> = None;
+    for (device, embedder) in &embedders {
         let out = embedder.embed(&[chip.view()])?;
         match &first {
             None => first = Some(out),
@@ -35,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .zip(&reference[0])
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f32::max);
-                println!("{device:?}: max |diff| vs {:?} {diff:.2e}", devices[0]);
+                println!("{device}: max |diff| vs native {diff:.2e}");
             }
         }
         for batch in [1, 32] {
@@ -56,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             times.sort_by(f64::total_cmp);
             println!(
-                "{device:?} batch {batch}: {:.2} ms/face median ({:.2}..{:.2}, {rounds} rounds); process CPU {cpu} ms/face",
+                "{device} batch {batch}: {:.2} ms/face median ({:.2}..{:.2}, {rounds} rounds); process CPU {cpu} ms/face",
                 times[rounds / 2],
                 times[0],
                 times[rounds - 1]

@@ -1,5 +1,6 @@
-//! Times the face detectors (BlazeFace short and full range, dlib's MMOD) per frame on
-//! every compiled-in backend at 640×360, 1280×720 and 1920×1080.
+//! Times the face detectors (BlazeFace short and full range, dlib's MMOD) per frame at
+//! 640×360, 1280×720 and 1920×1080: BlazeFace on the native CPU executor (what
+//! `Device::cpu()` runs), then every detector on burn on every compiled-in backend.
 //!
 //! `cargo run --release -p kao-nn --example detect_bench [--features cuda] -- MODELS_DIR [ROUNDS]`
 //! (MODELS_DIR holds `face_detection_{short,full}_range.tflite` and
@@ -31,39 +32,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mmod_input = MmodModel::load(dir.join("mmod_human_face_detector.dat"))?.input;
     let short = BlazeFace::new(BlazeFaceConfig::short_range());
     let full = BlazeFace::new(BlazeFaceConfig::full_range());
-    for &device in &devices {
-        let detectors = [
+    let short_model = dir.join("face_detection_short_range.tflite");
+    let full_model = dir.join("face_detection_full_range.tflite");
+    let mut engines = vec![(
+        "native".to_string(),
+        vec![
             (
                 "blazeface-short",
-                FaceDetector::blazeface(
-                    dir.join("face_detection_short_range.tflite"),
-                    Range::Short,
-                    device,
-                )?,
+                FaceDetector::blazeface(&short_model, Range::Short, Device::cpu())?,
                 rounds,
             ),
             (
                 "blazeface-full",
-                FaceDetector::blazeface(
-                    dir.join("face_detection_full_range.tflite"),
-                    Range::Full,
-                    device,
-                )?,
+                FaceDetector::blazeface(&full_model, Range::Full, Device::cpu())?,
                 rounds,
             ),
-            (
-                "mmod",
-                FaceDetector::mmod(dir.join("mmod_human_face_detector.dat"), device, 0)?,
-                rounds.div_ceil(4),
-            ),
-        ];
+        ],
+    )];
+    for &device in &devices {
+        engines.push((
+            format!("burn {device:?}"),
+            vec![
+                (
+                    "blazeface-short",
+                    FaceDetector::blazeface_on_burn(&short_model, Range::Short, device)?,
+                    rounds,
+                ),
+                (
+                    "blazeface-full",
+                    FaceDetector::blazeface_on_burn(&full_model, Range::Full, device)?,
+                    rounds,
+                ),
+                (
+                    "mmod",
+                    FaceDetector::mmod(dir.join("mmod_human_face_detector.dat"), device, 0)?,
+                    rounds.div_ceil(4),
+                ),
+            ],
+        ));
+    }
+    for (device, detectors) in &engines {
         for (width, height) in [(640, 360), (1280, 720), (1920, 1080)] {
             let mut frame = RgbImage::new(width, height);
             for (i, p) in frame.data.iter_mut().enumerate() {
                 *p = (i * 7 % 251) as u8;
             }
             let view = frame.view();
-            for (name, detector, rounds) in &detectors {
+            for (name, detector, rounds) in detectors {
                 let pre = |v: &RgbView<'_>| -> Result<(), Box<dyn std::error::Error>> {
                     match *name {
                         "blazeface-short" => drop(short.preprocess(v)?),
@@ -77,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })?;
                 let (pre_wall, _) = time(*rounds, || pre(&view))?;
                 println!(
-                    "{device:?} {name:>15} {width}x{height}: {wall:7.2} ms/frame median ({rounds} rounds), \
+                    "{device} {name:>15} {width}x{height}: {wall:7.2} ms/frame median ({rounds} rounds), \
                      CPU {cpu:7.2} ms/frame, pre-processing {pre_wall:6.2} ms"
                 );
             }

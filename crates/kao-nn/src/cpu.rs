@@ -145,3 +145,55 @@ pub(crate) fn max_pool(
     }
     data
 }
+
+/// `dst += lhs · rhs` for row-major matrices with unit column stride: `dst` is `m × n`
+/// with row stride `dst_stride`, `lhs` is `m × k` (row stride `k`), `rhs` is `k × n` with
+/// row stride `rhs_stride` (the `gemm` crate, on the calling thread).
+///
+/// # Panics
+/// If a slice is too short for its matrix or a stride is shorter than a row.
+pub(crate) fn matmul_add(
+    dst: &mut [f32],
+    dst_stride: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    rhs_stride: usize,
+    [m, n, k]: [usize; 3],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let end = |rows: usize, stride: usize, cols: usize| (rows - 1) * stride + cols;
+    assert!(
+        dst_stride >= n && rhs_stride >= n && dst.len() >= end(m, dst_stride, n),
+        "matrix sizes checked by the callers"
+    );
+    assert!(lhs.len() >= m * k && (k == 0 || rhs.len() >= end(k, rhs_stride, n)));
+    // SAFETY: the asserts above keep every element gemm addresses inside its slice: rows
+    // 0..m of `dst` at stride `dst_stride` with `n` columns, `lhs` `m × k` contiguous, and
+    // rows 0..k of `rhs` at stride `rhs_stride` with `n` columns. `dst` is borrowed
+    // mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}

@@ -1,5 +1,10 @@
-//! kao's neural networks in burn 0.21: one network definition, generic over burn's
-//! `Backend`, run on the CPU or (feature `cuda`) on an NVIDIA GPU.
+//! kao's neural networks: each read and checked once from its model file, then run in
+//! burn 0.21 (generic over burn's `Backend`; feature `cuda` for NVIDIA GPUs) or, on the
+//! CPU, by kao's own kernels ([`NativeResNet`], [`NativeBlazeFace`], `cpu.rs`), which
+//! [`Embedder`] and [`FaceDetector`] pick for [`Device::cpu`]. burn-flex spent most of its
+//! time outside its matrix products on these small networks (depthwise convolutions,
+//! element-wise passes, fresh allocations); the native executors are 1.5–4× faster
+//! (README, "Benchmarks") and are held to the same golden outputs.
 //!
 //! * [`resnet`]: dlib's face-recognition ResNet (128-d embeddings), weights read from
 //!   `dlib_face_recognition_resnet_model_v1.dat` through `kao_dlib::dat`.
@@ -15,8 +20,8 @@
 //! `candle` (CPU, for comparison; burn deprecates them), `cuda` (burn-cuda/CubeCL;
 //! compiles without the CUDA toolkit, needs the driver and NVRTC at run time).
 //!
-//! Measured with `examples/bench.rs` (2 threads, median wall ms per face; in brackets the
-//! process CPU ms per face). The 2-core build machine was shared with other builds (load
+//! The burn backends, measured with `examples/bench.rs` before the native ResNet existed
+//! (2 threads, median wall ms per face; in brackets the process CPU ms per face). The 2-core build machine was shared with other builds (load
 //! about 2), so wall times are upper bounds; CPU time is the steadier figure, and an idle
 //! machine should give roughly CPU/2 at batch 32.
 //!

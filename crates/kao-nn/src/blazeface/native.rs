@@ -14,7 +14,7 @@
 //! one), so callers run frames side by side instead (kao-extract's detection workers).
 
 use super::{BlazeFaceError, Graph, Op};
-use crate::cpu::{POOL, Pool, Window, add, inside, max_pool, relu_in_place, source};
+use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
 
 /// Outputs per register block of a stride-1 depthwise convolution (4 AVX registers).
 const BLOCK: usize = 32;
@@ -420,32 +420,7 @@ fn conv_matmul(
         }
     }
     for (image, dst) in x.chunks_exact(k * p).zip(data.chunks_exact_mut(o * p)) {
-        // SAFETY: `dst` is `o × p`, `w` is `o × k` and `image` is `k × p`, all row-major
-        // with unit column stride (sizes asserted above), so every element gemm
-        // addresses lies in its slice; `dst` does not alias the inputs.
-        unsafe {
-            gemm::gemm(
-                o,
-                p,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                p as isize,
-                true,
-                w.as_ptr(),
-                1,
-                k as isize,
-                image.as_ptr(),
-                1,
-                p as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        matmul_add(dst, p, w, image, p, [o, p, k]);
     }
     if relu {
         relu_in_place(&mut data);

@@ -10,7 +10,7 @@ use kao_dlib::image::RgbView;
 
 use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
 use crate::Error;
-use crate::cpu::{POOL, Pool, Window, add, inside, max_pool, relu_in_place, source};
+use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
 use crate::layers::{ConvSpec, Pool2d};
 
 /// Most im2col values held at once (4 MB): one or two images for the large layers,
@@ -86,34 +86,15 @@ impl Conv {
         for first in (0..n).step_by(chunk) {
             let images = chunk.min(n - first);
             self.im2col(x, first..first + images, size, &mut cols);
-            // SAFETY: `out` is `o` rows of `n·p` values; this product writes rows 0..o,
-            // columns `first·p .. (first + images)·p` ≤ `n·p`, with row stride `n·p`.
-            // `self.weight` is `o × k` and `cols` is `k × images·p`, both row-major with
-            // unit column stride (lengths asserted above and set by `im2col`); `out`
-            // aliases neither.
-            unsafe {
-                gemm::gemm(
-                    o,
-                    images * p,
-                    k,
-                    out.as_mut_ptr().add(first * p),
-                    1,
-                    (n * p) as isize,
-                    true,
-                    self.weight.as_ptr(),
-                    1,
-                    k as isize,
-                    cols.as_ptr(),
-                    1,
-                    (images * p) as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            // Columns `first·p ..` of every output row (row stride `n·p`).
+            matmul_add(
+                &mut out[first * p..],
+                n * p,
+                &self.weight,
+                &cols,
+                images * p,
+                [o, images * p, k],
+            );
         }
         pool.recycle(cols);
         if relu {
