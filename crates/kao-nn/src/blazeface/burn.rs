@@ -241,16 +241,7 @@ impl<B: Backend> BlazeFaceNet<B> {
     /// one or more images back to back).
     pub fn input(&self, nhwc: &[f32]) -> Result<Tensor<B, 4>, BlazeFaceError> {
         let [h, w] = self.size;
-        let per_image = h * w * 3;
-        if nhwc.is_empty() || !nhwc.len().is_multiple_of(per_image) {
-            return Err(BlazeFaceError::InputSize {
-                found: nhwc.len(),
-                per_image,
-                height: h,
-                width: w,
-            });
-        }
-        let n = nhwc.len() / per_image;
+        let n = super::images_in(nhwc, self.size)?;
         Ok(
             Tensor::<B, 4>::from_data(TensorData::new(nhwc.to_vec(), [n, h, w, 3]), &self.device)
                 .permute([0, 3, 1, 2]),

@@ -270,6 +270,20 @@ impl Graph {
     }
 }
 
+/// How many `size` RGB images the NHWC values `nhwc` hold: a whole number, at least one.
+fn images_in(nhwc: &[f32], [height, width]: [usize; 2]) -> Result<usize, BlazeFaceError> {
+    let per_image = height * width * 3;
+    if nhwc.is_empty() || !nhwc.len().is_multiple_of(per_image) {
+        return Err(BlazeFaceError::InputSize {
+            found: nhwc.len(),
+            per_image,
+            height,
+            width,
+        });
+    }
+    Ok(nhwc.len() / per_image)
+}
+
 /// TF SAME padding `[before, after]` for one axis.
 fn same_padding(input: usize, window: usize, stride: usize) -> [usize; 2] {
     let out = input.div_ceil(stride);

@@ -232,16 +232,7 @@ impl NativeBlazeFace {
     /// (before the sigmoid), as [`super::BlazeFaceNet::run`] gives them.
     pub fn run(&self, nhwc: &[f32]) -> Result<(Vec<f32>, Vec<f32>), BlazeFaceError> {
         let [h, w] = self.size;
-        let per_image = h * w * 3;
-        if nhwc.is_empty() || !nhwc.len().is_multiple_of(per_image) {
-            return Err(BlazeFaceError::InputSize {
-                found: nhwc.len(),
-                per_image,
-                height: h,
-                width: w,
-            });
-        }
-        let n = nhwc.len() / per_image;
+        let n = super::images_in(nhwc, self.size)?;
         let mut pool = POOL.take();
         let mut values: Vec<Option<Buf>> = vec![None; self.tensor_count];
         values[self.input] = Some(Buf {
