@@ -117,10 +117,14 @@ fn resize_bilinear_generic(src: &RgbView<'_>, w: usize, h: usize) -> RgbImage {
     ];
     for y in first..last {
         let row = src.row(y);
-        for (x, p) in row.chunks_exact(3).enumerate() {
-            for (c, plane) in channel.iter_mut().enumerate() {
-                plane[x] = i32::from(p[c]);
-            }
+        let [r, g, b] = &mut channel;
+        for (((p, r), g), b) in row
+            .chunks_exact(3)
+            .zip(r.iter_mut())
+            .zip(g.iter_mut())
+            .zip(b.iter_mut())
+        {
+            (*r, *g, *b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
         }
         let out = &mut temp[(y - first) * w * 3..(y - first + 1) * w * 3];
         for (((x0, _), k), px) in horiz
