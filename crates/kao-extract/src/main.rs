@@ -522,20 +522,24 @@ fn embed_all(
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0usize;
     let mut row = 0u64;
+    // The pending batches go through the network together but stay separate batches
+    // (concatenating them would copy every patch once more).
     let mut flush =
-        |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Option<RecordBatch>> {
-            if pending.is_empty() {
-                return Ok(None);
+        |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Vec<RecordBatch>> {
+            let mut parts = Vec::with_capacity(pending.len());
+            for batch in std::mem::take(pending) {
+                let first = row;
+                row += batch.num_rows() as u64;
+                parts.push(stage.cut(batch, first)?);
             }
-            let batches = std::mem::take(pending);
-            let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches)?;
-            let first = row;
-            row += batch.num_rows() as u64;
             stats
                 .faces
-                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                .fetch_add(*pending_rows as u64, Ordering::Relaxed);
             *pending_rows = 0;
-            stage.embed(stage.cut(batch, first)?).map(Some)
+            if parts.is_empty() {
+                return Ok(Vec::new());
+            }
+            stage.embed_parts(parts)
         };
     for msg in rx {
         let (records, end) = match msg {
@@ -555,12 +559,13 @@ fn embed_all(
             Err(e) => (Err(e), None),
         };
         match records {
-            Ok(Some(batch)) => {
-                if tx.send(Ok(Msg::Records(batch))).is_err() {
-                    return;
+            Ok(batches) => {
+                for batch in batches {
+                    if tx.send(Ok(Msg::Records(batch))).is_err() {
+                        return;
+                    }
                 }
             }
-            Ok(None) => {}
             Err(e) => {
                 let _ = tx.send(Err(e));
                 return;

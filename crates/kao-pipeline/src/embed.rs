@@ -123,7 +123,12 @@ impl FaceEmbedder {
     /// face's copies).
     pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<[f32; EMBEDDING_LEN]>> {
         let views: Vec<RgbView<'_>> = chips.iter().map(RgbImage::view).collect();
-        let vectors = self.embedder.embed(&views)?;
+        self.embed_views(&views)
+    }
+
+    /// [`FaceEmbedder::embed`] on views of the chips.
+    pub fn embed_views(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>> {
+        let vectors = self.embedder.embed(chips)?;
         Ok(vectors
             .chunks(self.copies)
             .map(|group| {
@@ -215,7 +220,31 @@ impl EmbedStage {
 
     /// Embeds the chips and returns their records with `embedding` added.
     pub fn embed(&self, chips: Chips) -> Result<RecordBatch> {
-        let vectors = self.embedder.embed(&chips.chips)?;
+        let mut batches = self.embed_parts(vec![chips])?;
+        Ok(batches.remove(0))
+    }
+
+    /// Embeds the chips of several batches in one network pass and returns each batch's
+    /// records with `embedding` added (no batch is copied into a larger one first).
+    pub fn embed_parts(&self, parts: Vec<Chips>) -> Result<Vec<RecordBatch>> {
+        let views: Vec<RgbView<'_>> = parts
+            .iter()
+            .flat_map(|p| p.chips.iter().map(RgbImage::view))
+            .collect();
+        let vectors = self.embedder.embed_views(&views)?;
+        let mut vectors = vectors.into_iter();
+        parts
+            .into_iter()
+            .map(|part| {
+                let rows = part.batch.num_rows();
+                let mine: Vec<_> = vectors.by_ref().take(rows).collect();
+                self.records(part, &mine)
+            })
+            .collect()
+    }
+
+    /// `part`'s records with its embeddings and quality measures added.
+    fn records(&self, chips: Chips, vectors: &[[f32; EMBEDDING_LEN]]) -> Result<RecordBatch> {
         let values: Vec<f32> = vectors.iter().flatten().copied().collect();
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let column: ArrayRef = Arc::new(FixedSizeListArray::try_new(
