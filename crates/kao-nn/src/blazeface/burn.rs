@@ -11,7 +11,7 @@ use burn_tensor::ops::{ConvOptions, PadMode};
 use burn_tensor::{Tensor, TensorData, activation};
 use kao_tflite::Model;
 
-use super::{BlazeFaceError, Graph, Op, Pad2};
+use super::{BlazeFaceError, Graph, Io, Op, Pad2};
 
 /// A value flowing through the graph: images in NCHW, or the head's rank-3 tensors.
 #[derive(Debug, Clone)]
@@ -94,15 +94,7 @@ struct Node<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct BlazeFaceNet<B: Backend> {
     nodes: Vec<Node<B>>,
-    /// Tensor index of the graph input.
-    input: usize,
-    /// Input `[height, width]`.
-    size: [usize; 2],
-    /// Tensor indices of `regressors` and `classificators`.
-    outputs: [usize; 2],
-    /// Number of anchors (rows of each output).
-    anchors: usize,
-    tensor_count: usize,
+    io: Io,
     device: B::Device,
 }
 
@@ -213,23 +205,19 @@ impl<B: Backend> BlazeFaceNet<B> {
             .collect();
         Self {
             nodes,
-            input: graph.input,
-            size: graph.size,
-            outputs: graph.outputs,
-            anchors: graph.anchors,
-            tensor_count: graph.tensor_count,
+            io: graph.io,
             device: device.clone(),
         }
     }
 
     /// Input `[height, width]` (128×128 short range, 192×192 full range).
     pub fn input_size(&self) -> [usize; 2] {
-        self.size
+        self.io.size
     }
 
     /// Number of anchors, the rows of each output (896 short range, 2304 full range).
     pub fn anchors(&self) -> usize {
-        self.anchors
+        self.io.anchors
     }
 
     /// The device the weights live on.
@@ -240,8 +228,8 @@ impl<B: Backend> BlazeFaceNet<B> {
     /// An NCHW input tensor from NHWC values (`kao_detector::blazeface` pre-processing;
     /// one or more images back to back).
     pub fn input(&self, nhwc: &[f32]) -> Result<Tensor<B, 4>, BlazeFaceError> {
-        let [h, w] = self.size;
-        let n = super::images_in(nhwc, self.size)?;
+        let [h, w] = self.io.size;
+        let n = super::images_in(nhwc, self.io.size)?;
         Ok(
             Tensor::<B, 4>::from_data(TensorData::new(nhwc.to_vec(), [n, h, w, 3]), &self.device)
                 .permute([0, 3, 1, 2]),
@@ -251,8 +239,8 @@ impl<B: Backend> BlazeFaceNet<B> {
     /// Runs the network on an NCHW batch `[N, 3, H, W]`: `(regressors [N, anchors, 16],
     /// classificators [N, anchors, 1])`, raw (before the sigmoid).
     pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let mut values: Vec<Option<Value<B>>> = vec![None; self.tensor_count];
-        values[self.input] = Some(Value::Image(x));
+        let mut values: Vec<Option<Value<B>>> = vec![None; self.io.tensor_count];
+        values[self.io.input] = Some(Value::Image(x));
         for node in &self.nodes {
             let mut args = node.inputs.iter().map(|&(t, last)| {
                 let v = if last {
@@ -346,7 +334,7 @@ impl<B: Backend> BlazeFaceNet<B> {
                 .expect("outputs are computed (checked at load time)")
                 .rows()
         };
-        (take(self.outputs[0]), take(self.outputs[1]))
+        (take(self.io.outputs[0]), take(self.io.outputs[1]))
     }
 
     /// Runs the network on NHWC input values (one or more images): the flattened

@@ -134,6 +134,12 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Graph {
     pub(crate) nodes: Vec<Node>,
+    pub(crate) io: Io,
+}
+
+/// Where values enter and leave a [`Graph`], and how many tensors it has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Io {
     /// Tensor index of the graph input.
     pub(crate) input: usize,
     /// Input `[height, width]`.
@@ -261,11 +267,13 @@ impl Graph {
             .collect();
         Ok(Self {
             nodes,
-            input,
-            size: [h, w],
-            outputs: [reg, cls],
-            anchors: n_reg,
-            tensor_count: model.tensors.len(),
+            io: Io {
+                input,
+                size: [h, w],
+                outputs: [reg, cls],
+                anchors: n_reg,
+                tensor_count: model.tensors.len(),
+            },
         })
     }
 }

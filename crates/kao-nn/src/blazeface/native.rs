@@ -13,7 +13,7 @@
 //! hand-offs than it saved (11.7 ms per full-range image on 2 threads against 6.5 ms on
 //! one), so callers run frames side by side instead (kao-extract's detection workers).
 
-use super::{BlazeFaceError, Graph, Op};
+use super::{BlazeFaceError, Graph, Io, Op};
 use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
 
 /// Outputs per register block of a stride-1 depthwise convolution (4 AVX registers).
@@ -88,11 +88,7 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct NativeBlazeFace {
     nodes: Vec<Node>,
-    input: usize,
-    size: [usize; 2],
-    outputs: [usize; 2],
-    anchors: usize,
-    tensor_count: usize,
+    io: Io,
 }
 
 /// The non-zero entries of each row of a dense `[rows, cols]` matrix.
@@ -209,33 +205,29 @@ impl NativeBlazeFace {
             .collect();
         Self {
             nodes,
-            input: graph.input,
-            size: graph.size,
-            outputs: graph.outputs,
-            anchors: graph.anchors,
-            tensor_count: graph.tensor_count,
+            io: graph.io,
         }
     }
 
     /// Input `[height, width]` (128×128 short range, 192×192 full range).
     pub fn input_size(&self) -> [usize; 2] {
-        self.size
+        self.io.size
     }
 
     /// Number of anchors, the rows of each output (896 short range, 2304 full range).
     pub fn anchors(&self) -> usize {
-        self.anchors
+        self.io.anchors
     }
 
     /// Runs the network on NHWC input values (one or more images): the flattened
     /// `(regressors, classificators)`, `N·anchors·16` and `N·anchors` values, raw
     /// (before the sigmoid), as [`super::BlazeFaceNet::run`] gives them.
     pub fn run(&self, nhwc: &[f32]) -> Result<(Vec<f32>, Vec<f32>), BlazeFaceError> {
-        let [h, w] = self.size;
-        let n = super::images_in(nhwc, self.size)?;
+        let [h, w] = self.io.size;
+        let n = super::images_in(nhwc, self.io.size)?;
         let mut pool = POOL.take();
-        let mut values: Vec<Option<Buf>> = vec![None; self.tensor_count];
-        values[self.input] = Some(Buf {
+        let mut values: Vec<Option<Buf>> = vec![None; self.io.tensor_count];
+        values[self.io.input] = Some(Buf {
             data: nhwc_to_nchw(nhwc, [n, h, w, 3], &mut pool),
             shape: vec![n, 3, h, w],
         });
@@ -251,7 +243,7 @@ impl NativeBlazeFace {
                 .expect("outputs are computed (checked at load time)")
                 .data
         };
-        let outputs = (take(self.outputs[0]), take(self.outputs[1]));
+        let outputs = (take(self.io.outputs[0]), take(self.io.outputs[1]));
         POOL.set(pool);
         Ok(outputs)
     }
