@@ -279,8 +279,7 @@ impl NativeResNet {
         for block in &self.blocks {
             x = block.forward(x, &mut pool);
         }
-        // Global average pool, then fc_no_bias.
-        let features = x.channels;
+        // Global average pool, then fc_no_bias (its `[256, 128]` size checked on reading).
         let mut out = vec![[0f32; EMBEDDING_LEN]; n];
         for (c, planes) in x.data.chunks_exact(n * x.plane()).enumerate() {
             let weights = &self.fc[c * EMBEDDING_LEN..][..EMBEDDING_LEN];
@@ -291,7 +290,6 @@ impl NativeResNet {
                 }
             }
         }
-        debug_assert_eq!(self.fc.len(), features * EMBEDDING_LEN);
         pool.recycle(x.data);
         POOL.set(pool);
         Ok(out)
