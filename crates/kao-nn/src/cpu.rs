@@ -54,6 +54,15 @@ pub(crate) struct Window {
     pub(crate) pad: [[usize; 2]; 2],
 }
 
+impl Window {
+    /// The output side for an input side on `axis` (0 rows, 1 columns); the window must
+    /// fit the padded input.
+    pub(crate) fn out_size(&self, input: usize, axis: usize) -> usize {
+        let [before, after] = self.pad[axis];
+        (input + before + after - self.kernel[axis]) / self.stride[axis] + 1
+    }
+}
+
 thread_local! {
     /// Each thread's buffers, kept between runs (of any network).
     pub(crate) static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();

@@ -61,16 +61,13 @@ impl Conv {
         }
     }
 
-    /// The output side for an input side on `axis` (0 rows, 1 columns).
-    fn out_size(&self, input: usize, axis: usize) -> usize {
-        let [before, after] = self.window.pad[axis];
-        (input + before + after - self.window.kernel[axis]) / self.window.stride[axis] + 1
-    }
-
     /// The convolution of `x`, then the relu if asked.
     fn forward(&self, x: &Act, relu: bool, pool: &mut Pool) -> Act {
         let (o, n) = (self.bias.len(), x.images);
-        let size = [self.out_size(x.size[0], 0), self.out_size(x.size[1], 1)];
+        let size = [
+            self.window.out_size(x.size[0], 0),
+            self.window.out_size(x.size[1], 1),
+        ];
         let p = size[0] * size[1];
         let k = self.in_channels * self.window.kernel[0] * self.window.kernel[1];
         assert!(
@@ -265,8 +262,8 @@ impl NativeResNet {
         let stem = self.stem.forward(&input, true, &mut pool);
         pool.recycle(input.data);
         let size = [
-            out_size(stem.size[0], &self.stem_pool, 0),
-            out_size(stem.size[1], &self.stem_pool, 1),
+            self.stem_pool.out_size(stem.size[0], 0),
+            self.stem_pool.out_size(stem.size[1], 1),
         ];
         let pooled = max_pool(&stem.data, stem.size, &self.stem_pool, size, &mut pool);
         let mut x = Act {
@@ -311,16 +308,10 @@ pub(crate) fn check_sizes(chips: &[RgbView<'_>]) -> Result<(), Error> {
     }
 }
 
-/// A window op's output side on `axis`.
-fn out_size(input: usize, w: &Window, axis: usize) -> usize {
-    let [before, after] = w.pad[axis];
-    (input + before + after - w.kernel[axis]) / w.stride[axis] + 1
-}
-
 /// Average pooling without padding (dlib's `avg_pool` with pad 0 divides by the window).
 fn avg_pool(x: &Act, window: &Window, pool: &mut Pool) -> Act {
     let [h, w] = x.size;
-    let size = [out_size(h, window, 0), out_size(w, window, 1)];
+    let size = [window.out_size(h, 0), window.out_size(w, 1)];
     let [kh, kw] = window.kernel;
     let [sy, sx] = window.stride;
     let scale = 1.0 / (kh * kw) as f32;
