@@ -526,20 +526,20 @@ fn embed_all(
     // (concatenating them would copy every patch once more).
     let mut flush =
         |pending: &mut Vec<RecordBatch>, pending_rows: &mut usize| -> Result<Vec<RecordBatch>> {
-            let mut parts = Vec::with_capacity(pending.len());
+            let mut numbered = Vec::with_capacity(pending.len());
             for batch in std::mem::take(pending) {
                 let first = row;
                 row += batch.num_rows() as u64;
-                parts.push(stage.cut(batch, first)?);
+                numbered.push((batch, first));
             }
             stats
                 .faces
                 .fetch_add(*pending_rows as u64, Ordering::Relaxed);
             *pending_rows = 0;
-            if parts.is_empty() {
+            if numbered.is_empty() {
                 return Ok(Vec::new());
             }
-            stage.embed_parts(parts)
+            stage.embed_parts(stage.cut_parts(numbered)?)
         };
     for msg in rx {
         let (records, end) = match msg {

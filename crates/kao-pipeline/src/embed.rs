@@ -218,6 +218,15 @@ impl EmbedStage {
         })
     }
 
+    /// [`EmbedStage::cut`] for several batches at once, each with the stream row of its
+    /// first record, on rayon's threads.
+    pub fn cut_parts(&self, batches: Vec<(RecordBatch, u64)>) -> Result<Vec<Chips>> {
+        batches
+            .into_par_iter()
+            .map(|(batch, first_row)| self.cut(batch, first_row))
+            .collect()
+    }
+
     /// Embeds the chips and returns their records with `embedding` added.
     pub fn embed(&self, chips: Chips) -> Result<RecordBatch> {
         let mut batches = self.embed_parts(vec![chips])?;
