@@ -199,15 +199,7 @@ impl FaceDetector {
         burn: bool,
     ) -> Result<Self, DetectError> {
         let model = kao_tflite::Model::load(path).map_err(BlazeFaceError::from)?;
-        // The native executor stands in for burn-flex, the default CPU backend.
-        #[cfg(feature = "flex")]
-        let native = !burn && matches!(device, Device::Flex);
-        #[cfg(not(feature = "flex"))]
-        let native = {
-            let _ = burn;
-            false
-        };
-        let net = if native {
+        let net = if !burn && device.runs_native() {
             BlazeNets::Native(NativeBlazeFace::from_model(&model)?)
         } else {
             BlazeNets::Burn(build_on!(device, BurnBlazeNets, |dev| {

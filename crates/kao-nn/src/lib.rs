@@ -181,6 +181,15 @@ impl Device {
         return Device::Candle;
     }
 
+    /// Whether kao's own CPU kernels stand in for burn here: on burn-flex, the default CPU
+    /// backend ([`NativeBlazeFace`], [`NativeResNet`]).
+    pub fn runs_native(self) -> bool {
+        #[cfg(feature = "flex")]
+        return matches!(self, Device::Flex);
+        #[cfg(not(feature = "flex"))]
+        false
+    }
+
     /// Every backend this build has (CUDA as GPU 0), for benchmarks that compare them.
     pub fn compiled() -> Vec<Device> {
         vec![
@@ -296,9 +305,9 @@ impl Embedder {
 
     fn build(model: &ResnetModel, device: Device, burn: bool) -> Result<Self, Error> {
         let net = match device {
-            // The native executor stands in for burn-flex, the default CPU backend.
-            #[cfg(feature = "flex")]
-            Device::Flex if !burn => Net::Native(Box::new(NativeResNet::from_model(model)?)),
+            _ if !burn && device.runs_native() => {
+                Net::Native(Box::new(NativeResNet::from_model(model)?))
+            }
             #[cfg(feature = "flex")]
             Device::Flex => Net::Flex(Box::new(ResNet::from_model(model, &Default::default())?)),
             #[cfg(feature = "ndarray")]
