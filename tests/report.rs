@@ -194,6 +194,72 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
 }
 
 #[test]
+fn videos_recorded_by_relative_paths_are_found_from_elsewhere() {
+    // kao-extract run inside `work/` on `clip.mp4`: the manifest records `clip.mp4`.
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("refs/obama")).unwrap();
+    std::fs::copy(fixture("sample.mp4"), work.join("clip.mp4")).unwrap();
+    std::fs::copy(
+        fixture("photos/obama3.jpg"),
+        work.join("refs/obama/obama3.jpg"),
+    )
+    .unwrap();
+    let done = run(kao("kao-extract")
+        .current_dir(&work)
+        .args([
+            "clip.mp4",
+            "--ref",
+            "refs",
+            "--ref-jitters",
+            "1",
+            "--every",
+            "5",
+            "--out",
+            "out",
+        ])
+        .arg("--ref-cache")
+        .arg(tmp.path().join("cache")));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let rejected_pictures = |extra: &[&Path]| {
+        let page = tmp.path().join("page.html");
+        let done = run(kao("kao-report")
+            .current_dir(tmp.path())
+            .arg(work.join("out"))
+            .arg("--out")
+            .arg(&page)
+            .args(extra));
+        let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert!(done.status.success(), "{stderr}");
+        let html = std::fs::read_to_string(&page).unwrap();
+        let pictures = html.matches("<img class=\"thumb\"").count();
+        (pictures, stderr)
+    };
+    // Found beside the output folder, though the report runs elsewhere.
+    let (beside, stderr) = rejected_pictures(&[]);
+    assert!(
+        stderr.contains("clip.mp4 not found as recorded; reading"),
+        "{stderr}"
+    );
+    // Moved away: not found, unless --videos says where.
+    let moved = tmp.path().join("videos");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(work.join("clip.mp4"), moved.join("clip.mp4")).unwrap();
+    let (lost, stderr) = rejected_pictures(&[]);
+    assert!(stderr.contains("clip.mp4: no such file"), "{stderr}");
+    assert!(
+        lost < beside,
+        "{lost} pictures without the video, {beside} with it"
+    );
+    let (found, _) = rejected_pictures(&[Path::new("--videos"), &moved]);
+    assert_eq!(found, beside);
+}
+
+#[test]
 fn bad_inputs_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     // No manifest in the folder.

@@ -56,7 +56,8 @@ pub struct DetectArgs {
     #[arg(long, value_name = "P", default_value_t = 0.25)]
     pub patch_padding: f64,
     /// A frame whose colour histogram differs from the previous frame's by more than this
-    /// (half the L1 distance, 0–1) starts a new shot (the `shot` column; tracks end at cuts).
+    /// (half the L1 distance, 0–1), or whose brightness layout differs by more than a
+    /// seventh of it, starts a new shot (the `shot` column; tracks end at cuts).
     #[arg(long, value_name = "D", default_value_t = DEFAULT_CUT_THRESHOLD)]
     pub cut_threshold: f32,
 }

@@ -1,6 +1,9 @@
-//! Shot cuts: a frame starts a new shot when its colour histogram jumps away from the
-//! previous frame's (a hard cut), or from the frame half a second earlier in the same shot
-//! (a dissolve or fade, which changes little from one frame to the next).
+//! Shot cuts: a frame starts a new shot when its colour histogram or the layout of its
+//! brightness jumps away from the previous frame's (a hard cut), or its colour histogram
+//! from the frame half a second earlier in the same shot (a dissolve or fade, which
+//! changes little from one frame to the next). Flat borders (letterbox and pillarbox
+//! bars) are left out of both, so two portraits between the same bars are as different
+//! as the portraits are.
 
 use kao_dlib::RgbView;
 
@@ -16,27 +19,112 @@ pub const DEFAULT_CUT_THRESHOLD: f32 = 0.35;
 const GRADUAL_FRACTION: f32 = 0.8;
 /// Seconds over which gradual transitions are measured.
 const GRADUAL_WINDOW: f64 = 0.5;
+/// A hard cut is also a layout change above the cut threshold divided by this. On
+/// `devdata`'s clips a grid cell's brightness changes by at most 0.02 between frames of
+/// one shot and by 0.08–0.52 at a cut; the sample's cuts between portraits of similar
+/// colours (histograms 0.27–0.42 apart) change it by 0.17–0.24.
+const LAYOUT_SCALE: f32 = 7.0;
 
-/// A frame's colour signature: a normalised `BINS³` RGB histogram of a pixel sample.
-fn signature(frame: &RgbView<'_>) -> Vec<f32> {
-    let mut histogram = vec![0f32; BINS * BINS * BINS];
-    let mut n = 0f32;
-    for y in (0..frame.height()).step_by(STEP) {
-        for px in frame.row(y).chunks_exact(3).step_by(STEP) {
-            let bin = |v: u8| usize::from(v) * BINS / 256;
-            histogram[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
-            n += 1.0;
-        }
-    }
-    if n > 0.0 {
-        histogram.iter_mut().for_each(|h| *h /= n);
-    }
-    histogram
+/// Largest difference, per channel, between the pixels of a border line and its first
+/// pixel: black bars are flat to within compression noise.
+const FLAT: u8 = 12;
+
+/// Whether every `STEP`-th pixel yielded by `pixels` is within [`FLAT`] of the first.
+fn flat<'a>(mut pixels: impl Iterator<Item = &'a [u8]>) -> bool {
+    let Some(first) = pixels.next() else {
+        return true;
+    };
+    pixels.all(|p| p.iter().zip(first).all(|(&a, &b)| a.abs_diff(b) <= FLAT))
 }
 
-/// Half the L1 distance between two signatures (0: same colours, 1: disjoint).
-fn change(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / 2.0
+/// The frame's rows and columns without its flat borders (letterbox and pillarbox
+/// bars), so two portraits between the same black bars differ as much as the portraits
+/// do. A frame that is flat all over is kept whole.
+fn content(frame: &RgbView<'_>) -> [std::ops::Range<usize>; 2] {
+    let (w, h) = (frame.width(), frame.height());
+    let row_flat = |y: usize| flat(frame.row(y).chunks_exact(3).step_by(STEP));
+    let Some(top) = (0..h).find(|&y| !row_flat(y)) else {
+        return [0..h, 0..w];
+    };
+    let bottom = (top..h).rev().find(|&y| !row_flat(y)).unwrap_or(top) + 1;
+    let column_flat = |x: usize| {
+        flat(
+            (top..bottom)
+                .step_by(STEP)
+                .map(|y| &frame.row(y)[x * 3..x * 3 + 3]),
+        )
+    };
+    let left = (0..w).step_by(STEP).find(|&x| !column_flat(x)).unwrap_or(0);
+    let right = (left..w)
+        .rev()
+        .step_by(STEP)
+        .find(|&x| !column_flat(x))
+        .map_or(w, |x| x + 1);
+    [top..bottom, left..right]
+}
+
+/// Cells per side of the layout grid.
+const GRID: usize = 8;
+
+/// What a frame looks like, coarsely: its colours and their layout.
+struct Signature {
+    /// A normalised `BINS³` RGB histogram of a pixel sample of the content (see
+    /// [`content`]).
+    colours: Vec<f32>,
+    /// The mean brightness (0–1) of each cell of a `GRID × GRID` grid over the content.
+    layout: Vec<f32>,
+}
+
+impl Signature {
+    fn of(frame: &RgbView<'_>) -> Signature {
+        let [rows, columns] = content(frame);
+        let mut colours = vec![0f32; BINS * BINS * BINS];
+        let mut layout = vec![0f32; GRID * GRID];
+        let mut counts = vec![0f32; GRID * GRID];
+        let (top, height) = (rows.start, rows.len().max(1));
+        let width = columns.len().max(1);
+        let mut n = 0f32;
+        for y in rows.step_by(STEP) {
+            let row = &frame.row(y)[columns.start * 3..columns.end * 3];
+            let cells = &mut layout[(y - top) * GRID / height * GRID..][..GRID];
+            let counted = &mut counts[(y - top) * GRID / height * GRID..][..GRID];
+            for (i, px) in row.chunks_exact(3).enumerate().step_by(STEP) {
+                let bin = |v: u8| usize::from(v) * BINS / 256;
+                colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
+                let cell = i * GRID / width;
+                cells[cell] += f32::from(px[0]) + 2.0 * f32::from(px[1]) + f32::from(px[2]);
+                counted[cell] += 1.0;
+                n += 1.0;
+            }
+        }
+        if n > 0.0 {
+            colours.iter_mut().for_each(|h| *h /= n);
+        }
+        for (cell, &count) in layout.iter_mut().zip(&counts) {
+            *cell = if count > 0.0 {
+                *cell / (count * 4.0 * 255.0)
+            } else {
+                0.0
+            };
+        }
+        Signature { colours, layout }
+    }
+
+    /// How much the colours changed: half the L1 distance of the histograms (0: the
+    /// same colours, 1: disjoint).
+    fn colour_change(&self, other: &Signature) -> f32 {
+        l1(&self.colours, &other.colours) / 2.0
+    }
+
+    /// How much the layout changed: the mean brightness change of a grid cell (0–1).
+    fn layout_change(&self, other: &Signature) -> f32 {
+        l1(&self.layout, &other.layout) / (GRID * GRID) as f32
+    }
+}
+
+/// The L1 distance of two vectors.
+fn l1(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
 }
 
 /// Numbers the shots of a stream of frames, per source.
@@ -44,13 +132,14 @@ pub struct ShotDetector {
     threshold: f32,
     source: Option<String>,
     /// Signatures of the current shot's recent frames, with their times, oldest first.
-    recent: std::collections::VecDeque<(f64, Vec<f32>)>,
+    recent: std::collections::VecDeque<(f64, Signature)>,
     shot: u32,
 }
 
 impl ShotDetector {
     /// A detector that cuts where half the L1 distance of consecutive histograms exceeds
-    /// `threshold`, or 0.8 × `threshold` over half a second within a shot.
+    /// `threshold`, the mean brightness change of a layout grid cell `threshold / 7`, or
+    /// the histograms' distance 0.8 × `threshold` over half a second within a shot.
     pub fn new(threshold: f32) -> ShotDetector {
         ShotDetector {
             threshold,
@@ -63,7 +152,7 @@ impl ShotDetector {
     /// The shot (0-based within its source) of the next frame, at `pts` seconds, given in
     /// stream order.
     pub fn observe(&mut self, source: &str, pts: f64, frame: &RgbView<'_>) -> u32 {
-        let current = signature(frame);
+        let current = Signature::of(frame);
         if self.source.as_deref() != Some(source) {
             self.source = Some(source.to_string());
             self.shot = 0;
@@ -82,8 +171,9 @@ impl ShotDetector {
             else {
                 unreachable!("checked not empty")
             };
-            if change(last, &current) > self.threshold
-                || change(earlier, &current) > GRADUAL_FRACTION * self.threshold
+            if last.colour_change(&current) > self.threshold
+                || last.layout_change(&current) > self.threshold / LAYOUT_SCALE
+                || earlier.colour_change(&current) > GRADUAL_FRACTION * self.threshold
             {
                 self.shot += 1;
                 self.recent.clear();
@@ -149,6 +239,57 @@ mod tests {
             "the dissolve was not cut: {seen:?}"
         );
         assert!(seen.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    fn view(d: &[u8]) -> RgbView<'_> {
+        RgbView::new(64, 48, d).unwrap()
+    }
+
+    /// A 64×48 frame: `content(x, y)` inside columns `16..48`, black bars either side.
+    fn pillarboxed(content: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {
+        (0..48)
+            .flat_map(|y| (0..64).map(move |x| (x, y)))
+            .flat_map(|(x, y)| {
+                if (16..48).contains(&x) {
+                    content(x, y)
+                } else {
+                    [0; 3]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bars_of_a_letterbox_do_not_hide_a_cut() {
+        // Red then blue between black bars: half the frame changes colour (a histogram
+        // change of 0.5 over the whole frame, 1.0 over the content), at about the same
+        // brightness.
+        let red = pillarboxed(|_, _| [200, 30, 30]);
+        let blue = pillarboxed(|_, _| [30, 30, 230]);
+        let mut shots = ShotDetector::new(0.6);
+        assert_eq!(shots.observe("a", 0.0, &view(&red)), 0);
+        assert_eq!(shots.observe("a", 0.04, &view(&red)), 0);
+        assert_eq!(shots.observe("a", 0.08, &view(&blue)), 1);
+    }
+
+    #[test]
+    fn a_new_layout_of_the_same_colours_is_a_cut_and_a_small_move_is_not() {
+        // Stripes 8 px wide, dark and light: moving them by a pixel keeps the shot, and
+        // the same stripes turned to run across the frame (the same histogram) cut it.
+        let shade = |v: usize| {
+            if v % 16 < 8 {
+                [40, 40, 40]
+            } else {
+                [220, 220, 220]
+            }
+        };
+        let upright = |shift: usize| pillarboxed(move |x, _| shade(x + shift));
+        let across = pillarboxed(|_, y| shade(y));
+        let mut shots = ShotDetector::new(DEFAULT_CUT_THRESHOLD);
+        assert_eq!(shots.observe("a", 0.0, &view(&upright(0))), 0);
+        assert_eq!(shots.observe("a", 0.04, &view(&upright(1))), 0);
+        assert_eq!(shots.observe("a", 0.08, &view(&upright(2))), 0);
+        assert_eq!(shots.observe("a", 0.12, &view(&across)), 1);
     }
 
     #[test]

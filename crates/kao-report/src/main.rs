@@ -44,6 +44,11 @@ struct Args {
     /// Do not open the videos: rejected faces are listed without thumbnails.
     #[arg(long)]
     no_video: bool,
+    /// Also look for the videos here: a recorded `source` that is not found as given (it is
+    /// the path kao-extract was given, relative to where it ran) is tried as DIR/source and
+    /// DIR/<file name>, then beside and above the manifest's folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_video")]
+    videos: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +79,12 @@ fn run(args: &Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| manifest.dir().join("report.html"));
     let plan = html::Plan::new(&faces, args.max_tracks, args.max_rejected);
-    let thumbs = thumbs::make(&manifest, &faces, &plan, args.thumb, !args.no_video);
+    let open = if args.no_video {
+        thumbs::Videos::Skip
+    } else {
+        thumbs::Videos::Open(args.videos.as_deref())
+    };
+    let thumbs = thumbs::make(&manifest, &faces, &plan, args.thumb, open);
     let page = html::render(&html::Page {
         manifest: &manifest,
         faces: &faces,

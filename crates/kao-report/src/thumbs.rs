@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use base64::Engine;
 use kao_analysis::{Face, Manifest};
@@ -35,15 +36,23 @@ impl Thumbs {
     }
 }
 
-/// Makes the thumbnails `plan` shows: every written crop, and (when `open_videos`) the
-/// rejected faces, cut from their videos. What cannot be read is reported once on stderr and
-/// shown without a picture.
+/// Where the rejected faces' videos are looked for.
+pub enum Videos<'a> {
+    /// Do not open videos.
+    Skip,
+    /// Open each video where [`locate`] finds it, also trying this folder.
+    Open(Option<&'a Path>),
+}
+
+/// Makes the thumbnails `plan` shows: every written crop, and (unless `videos` says skip)
+/// the rejected faces, cut from their videos. What cannot be read is reported once on
+/// stderr and shown without a picture.
 pub fn make(
     manifest: &Manifest,
     faces: &[Face],
     plan: &Plan,
     size: u32,
-    open_videos: bool,
+    videos: Videos<'_>,
 ) -> Thumbs {
     let mut thumbs = Thumbs {
         size,
@@ -70,9 +79,9 @@ pub fn make(
             ),
         }
     }
-    if !open_videos {
+    let Videos::Open(video_dir) = videos else {
         return thumbs;
-    }
+    };
     // Rejected faces, per video, per frame.
     let mut wanted: BTreeMap<&str, BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
     for i in plan.rejected_shown() {
@@ -85,7 +94,11 @@ pub fn make(
     }
     for (source, frames) in wanted {
         let last = frames.keys().next_back().copied().unwrap_or(0);
-        let result = kao_video::decode(source, &DecodeOptions::default(), |frame: Frame| {
+        let found = locate(source, manifest.dir(), video_dir);
+        if found != source {
+            eprintln!("kao-report: {source} not found as recorded; reading {found}");
+        }
+        let result = kao_video::decode(&found, &DecodeOptions::default(), |frame: Frame| {
             if let Some(list) = frames.get(&frame.index) {
                 for &i in list {
                     if let Some(uri) = cut(&frame, faces[i].bbox, size) {
@@ -102,11 +115,36 @@ pub fn make(
         });
         if let Err(e) = result {
             eprintln!(
-                "kao-report: {e}; its rejected faces are shown without a picture (--no-video skips videos)"
+                "kao-report: {e}; its rejected faces are shown without a picture (--videos DIR \
+                 says where to look, --no-video skips videos)"
             );
         }
     }
     thumbs
+}
+
+/// Where to read a video recorded as `source` (the input as given to kao-extract or
+/// kao-decode, often relative to a folder the report does not run in): as recorded if
+/// that exists (or is not a local path), else the first existing of `DIR/source` and
+/// `DIR/<file name>` for `video_dir`, the manifest's folder and the folder above it; else
+/// as recorded (so the error names it).
+fn locate(source: &str, manifest_dir: &Path, video_dir: Option<&Path>) -> String {
+    let recorded = Path::new(source);
+    if source.contains("://") || recorded.exists() {
+        return source.to_string();
+    }
+    let name = recorded.file_name().map(Path::new);
+    let bases = video_dir
+        .into_iter()
+        .chain([manifest_dir])
+        .chain(manifest_dir.parent());
+    bases
+        .flat_map(|base| {
+            let relative = recorded.is_relative().then(|| base.join(recorded));
+            relative.into_iter().chain(name.map(|n| base.join(n)))
+        })
+        .find(|candidate| candidate.is_file())
+        .map_or_else(|| source.to_string(), |p| p.to_string_lossy().into_owned())
 }
 
 /// Decodes an image file (PNG or JPEG crop) to RGB.
