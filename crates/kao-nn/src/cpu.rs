@@ -134,6 +134,33 @@ pub(crate) fn max_pool(
         }
         return data;
     }
+    if window.pad == [[0, 0], [0, 0]] {
+        // Unpadded: the maxima across each row's windows, then down each column of those.
+        let mut data = pool.empty(planes * oh * ow);
+        let mut across = pool.filled(h * ow, 0.0);
+        for src in x.chunks_exact(h * w) {
+            for (row, maxima) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+                maxima.fill(f32::NEG_INFINITY);
+                for kx in 0..kw {
+                    for (m, &v) in maxima.iter_mut().zip(row[kx..].iter().step_by(sx)) {
+                        *m = m.max(v);
+                    }
+                }
+            }
+            for oy in 0..oh {
+                let at = data.len();
+                data.extend_from_slice(&across[oy * sy * ow..][..ow]);
+                for ky in 1..kh {
+                    let below = &across[(oy * sy + ky) * ow..][..ow];
+                    for (m, &v) in data[at..].iter_mut().zip(below) {
+                        *m = m.max(v);
+                    }
+                }
+            }
+        }
+        pool.recycle(across);
+        return data;
+    }
     let mut data = pool.filled(planes * oh * ow, f32::NEG_INFINITY);
     for (dst, src) in data.chunks_exact_mut(oh * ow).zip(x.chunks_exact(h * w)) {
         for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {

@@ -889,6 +889,9 @@ mod tests {
         for (kernel, stride, pad) in [
             ([2, 2], [2, 2], [[0, 0], [0, 0]]),
             ([3, 3], [2, 2], [[1, 1], [0, 1]]),
+            // Unpadded windows (the ResNet's stem pool is 3×3 / 2).
+            ([3, 3], [2, 2], [[0, 0], [0, 0]]),
+            ([2, 3], [1, 2], [[0, 0], [0, 0]]),
         ] {
             let window = Window {
                 kernel,

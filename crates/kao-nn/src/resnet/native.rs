@@ -82,7 +82,7 @@ impl Conv {
         let mut cols = pool.empty(k * chunk * p);
         for first in (0..n).step_by(chunk) {
             let images = chunk.min(n - first);
-            self.im2col(x, first..first + images, size, &mut cols);
+            self.im2col(x, first..first + images, size, &mut cols, pool);
             // Columns `first·p ..` of every output row (row stride `n·p`).
             matmul_add(
                 &mut out[first * p..],
@@ -112,12 +112,81 @@ impl Conv {
         images: std::ops::Range<usize>,
         [oh, ow]: [usize; 2],
         cols: &mut Vec<f32>,
+        pool: &mut Pool,
+    ) {
+        cols.clear();
+        let [sy, sx] = self.window.stride;
+        if [sy, sx] == [1, 1] && [oh, ow] == x.size {
+            self.im2col_same(x, images, cols);
+        } else if sy == sx && self.window.pad == [[0, 0], [0, 0]] {
+            self.im2col_phases(x, images, [oh, ow], cols, pool);
+        } else {
+            self.im2col_general(x, images, [oh, ow], cols);
+        }
+    }
+
+    /// [`Conv::im2col`] of an unpadded convolution with stride `s` in both directions: each
+    /// plane is first split into its `s²` phases (every `s`-th row and column from each
+    /// offset), in which every tap reads whole runs of contiguous values.
+    fn im2col_phases(
+        &self,
+        x: &Act,
+        images: std::ops::Range<usize>,
+        [oh, ow]: [usize; 2],
+        cols: &mut Vec<f32>,
+        pool: &mut Pool,
+    ) {
+        let [h, w] = x.size;
+        let [kh, kw] = self.window.kernel;
+        let s = self.window.stride[0];
+        // Phase (py, px) of a plane: rows py, py + s, …; columns px, px + s, …
+        let (hp, wp) = (h.div_ceil(s), w.div_ceil(s));
+        let phase_len = hp * wp;
+        let planes = x.channels * images.len();
+        let mut phases = pool.filled(planes * s * s * phase_len, 0.0);
+        for (k, split) in phases.chunks_exact_mut(s * s * phase_len).enumerate() {
+            let (c, image) = (k / images.len(), images.start + k % images.len());
+            let plane = &x.data[(c * x.images + image) * h * w..][..h * w];
+            for (y, row) in plane.chunks_exact(w).enumerate() {
+                let (py, ry) = (y % s, y / s);
+                for px in 0..s {
+                    let dst = &mut split[(py * s + px) * phase_len + ry * wp..][..wp];
+                    for (d, &v) in dst.iter_mut().zip(row.iter().skip(px).step_by(s)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+        for c in 0..x.channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let phase = (ky % s) * s + kx % s;
+                    for k in 0..images.len() {
+                        let split = &phases[(c * images.len() + k) * s * s * phase_len..];
+                        let values = &split[phase * phase_len..][..phase_len];
+                        for oy in 0..oh {
+                            let at = (oy + ky / s) * wp + kx / s;
+                            cols.extend_from_slice(&values[at..at + ow]);
+                        }
+                    }
+                }
+            }
+        }
+        pool.recycle(phases);
+    }
+
+    /// [`Conv::im2col`] for any window: row by row.
+    fn im2col_general(
+        &self,
+        x: &Act,
+        images: std::ops::Range<usize>,
+        [oh, ow]: [usize; 2],
+        cols: &mut Vec<f32>,
     ) {
         let [h, w] = x.size;
         let [kh, kw] = self.window.kernel;
         let [sy, sx] = self.window.stride;
         let [[top, _], [left, _]] = self.window.pad;
-        cols.clear();
         for c in 0..x.channels {
             for ky in 0..kh {
                 for kx in 0..kw {
@@ -137,11 +206,59 @@ impl Conv {
                             } else {
                                 let at = cols.len();
                                 cols.resize(at + columns.len(), 0.0);
-                                for (j, d) in cols[at..].iter_mut().enumerate() {
-                                    *d = row[start + j * sx];
+                                let taps = row[start..].iter().step_by(sx);
+                                for (d, &s) in cols[at..].iter_mut().zip(taps) {
+                                    *d = s;
                                 }
                             }
                             cols.extend(std::iter::repeat_n(0.0, ow - columns.end));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Conv::im2col`] of a stride-1 convolution whose output is the size of its input:
+    /// each tap's row of `cols` holds each image's plane shifted by the tap's offset, one
+    /// copy per plane, with the values that wrapped around a row edge or fell off the plane
+    /// set to zero.
+    fn im2col_same(&self, x: &Act, images: std::ops::Range<usize>, cols: &mut Vec<f32>) {
+        let [h, w] = x.size;
+        let p = h * w;
+        let [kh, kw] = self.window.kernel;
+        let [[top, _], [left, _]] = self.window.pad;
+        for c in 0..x.channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    // Output (oy, ox) reads input (oy + dy, ox + dx): flat offset `shift`.
+                    let (dy, dx) = (ky as isize - top as isize, kx as isize - left as isize);
+                    let shift = dy * w as isize + dx;
+                    // Output indices whose flat source lies inside the plane.
+                    let lo = (-shift).clamp(0, p as isize) as usize;
+                    let hi = (p as isize - shift).clamp(lo as isize, p as isize) as usize;
+                    for image in images.clone() {
+                        let plane = &x.data[(c * x.images + image) * p..][..p];
+                        let at = cols.len();
+                        cols.extend(std::iter::repeat_n(0.0, lo));
+                        if hi > lo {
+                            let from = (lo as isize + shift) as usize;
+                            cols.extend_from_slice(&plane[from..from + (hi - lo)]);
+                        }
+                        cols.extend(std::iter::repeat_n(0.0, p - hi));
+                        // Rows whose source is off the plane, then the columns that wrapped.
+                        let out = &mut cols[at..];
+                        let (rows_above, rows_below) =
+                            (dy.min(0).unsigned_abs(), dy.max(0) as usize);
+                        out[..rows_above.min(h) * w].fill(0.0);
+                        out[(h - rows_below.min(h)) * w..].fill(0.0);
+                        let (wrap_left, wrap_right) =
+                            (dx.min(0).unsigned_abs(), dx.max(0) as usize);
+                        if wrap_left + wrap_right > 0 {
+                            for row in out.chunks_exact_mut(w) {
+                                row[..wrap_left.min(w)].fill(0.0);
+                                row[w - wrap_right.min(w)..].fill(0.0);
+                            }
                         }
                     }
                 }
@@ -359,5 +476,76 @@ fn add_zero_padded(a: &Act, b: &Act, pool: &mut Pool) -> Act {
         channels,
         images: n,
         size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_im2col_matches_the_row_by_row_one() {
+        let mut pool = Pool::default();
+        for (kernel, stride, [h, w]) in [
+            (7, 2, [150, 150]),
+            (3, 2, [35, 35]),
+            (3, 2, [8, 9]),
+            (2, 2, [4, 4]),
+            (3, 3, [10, 11]),
+            (1, 2, [5, 4]),
+        ] {
+            let conv = Conv::new(&ConvSpec {
+                weight: vec![0.0; 2 * 2 * kernel * kernel],
+                bias: Vec::new(),
+                shape: [2, 2, kernel, kernel],
+                stride: [stride, stride],
+                padding: [0, 0],
+            });
+            let out = [conv.window.out_size(h, 0), conv.window.out_size(w, 1)];
+            let x = Act {
+                data: (0..2 * 3 * h * w).map(|i| i as f32 + 1.0).collect(),
+                channels: 2,
+                images: 3,
+                size: [h, w],
+            };
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            conv.im2col_phases(&x, 1..3, out, &mut fast, &mut pool);
+            conv.im2col_general(&x, 1..3, out, &mut general);
+            assert_eq!(
+                fast, general,
+                "{kernel}×{kernel} stride {stride} on {h}×{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_size_im2col_matches_the_row_by_row_one() {
+        for (kernel, pad, [h, w]) in [
+            (3, 1, [35, 35]),
+            (3, 1, [4, 7]),
+            (3, 1, [1, 1]),
+            (3, 1, [2, 1]),
+            (5, 2, [6, 3]),
+            (1, 0, [3, 3]),
+        ] {
+            let conv = Conv::new(&ConvSpec {
+                weight: vec![0.0; 2 * 2 * kernel * kernel],
+                bias: Vec::new(),
+                shape: [2, 2, kernel, kernel],
+                stride: [1, 1],
+                padding: [pad, pad],
+            });
+            let images = 3;
+            let x = Act {
+                data: (0..2 * images * h * w).map(|i| i as f32 + 1.0).collect(),
+                channels: 2,
+                images,
+                size: [h, w],
+            };
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            conv.im2col_same(&x, 1..3, &mut fast);
+            conv.im2col_general(&x, 1..3, [h, w], &mut general);
+            assert_eq!(fast, general, "{kernel}×{kernel} pad {pad} on {h}×{w}");
+        }
     }
 }
