@@ -43,10 +43,11 @@ fn flat<'a>(mut pixels: impl Iterator<Item = &'a [u8]>) -> bool {
 fn content(frame: &RgbView<'_>) -> [std::ops::Range<usize>; 2] {
     let (w, h) = (frame.width(), frame.height());
     let row_flat = |y: usize| flat(frame.row(y).chunks_exact(3).step_by(STEP));
-    let Some(top) = (0..h).find(|&y| !row_flat(y)) else {
+    // Every STEP-th row and column, like the histogram's sample.
+    let Some(top) = (0..h).step_by(STEP).find(|&y| !row_flat(y)) else {
         return [0..h, 0..w];
     };
-    let bottom = (top..h).rev().find(|&y| !row_flat(y)).unwrap_or(top) + 1;
+    let bottom = (top..h).rev().step_by(STEP).find(|&y| !row_flat(y)).unwrap_or(top) + 1;
     let column_flat = |x: usize| {
         flat(
             (top..bottom)
