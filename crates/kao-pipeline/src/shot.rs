@@ -47,7 +47,12 @@ fn content(frame: &RgbView<'_>) -> [std::ops::Range<usize>; 2] {
     let Some(top) = (0..h).step_by(STEP).find(|&y| !row_flat(y)) else {
         return [0..h, 0..w];
     };
-    let bottom = (top..h).rev().step_by(STEP).find(|&y| !row_flat(y)).unwrap_or(top) + 1;
+    let bottom = (top..h)
+        .rev()
+        .step_by(STEP)
+        .find(|&y| !row_flat(y))
+        .unwrap_or(top)
+        + 1;
     let column_flat = |x: usize| {
         flat(
             (top..bottom)

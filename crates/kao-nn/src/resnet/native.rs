@@ -483,10 +483,35 @@ fn add_zero_padded(a: &Act, b: &Act, pool: &mut Pool) -> Act {
 mod tests {
     use super::*;
 
+    /// A 2→2-channel `kernel²` convolution (zero weights) and a 3-image input of `h×w`
+    /// whose values differ everywhere, with the output size.
+    fn conv_and_input(
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        [h, w]: [usize; 2],
+    ) -> (Conv, Act, [usize; 2]) {
+        let conv = Conv::new(&ConvSpec {
+            weight: vec![0.0; 2 * 2 * kernel * kernel],
+            bias: Vec::new(),
+            shape: [2, 2, kernel, kernel],
+            stride: [stride, stride],
+            padding: [pad, pad],
+        });
+        let x = Act {
+            data: (0..2 * 3 * h * w).map(|i| i as f32 + 1.0).collect(),
+            channels: 2,
+            images: 3,
+            size: [h, w],
+        };
+        let out = [conv.window.out_size(h, 0), conv.window.out_size(w, 1)];
+        (conv, x, out)
+    }
+
     #[test]
     fn strided_im2col_matches_the_row_by_row_one() {
         let mut pool = Pool::default();
-        for (kernel, stride, [h, w]) in [
+        for (kernel, stride, size) in [
             (7, 2, [150, 150]),
             (3, 2, [35, 35]),
             (3, 2, [8, 9]),
@@ -494,33 +519,20 @@ mod tests {
             (3, 3, [10, 11]),
             (1, 2, [5, 4]),
         ] {
-            let conv = Conv::new(&ConvSpec {
-                weight: vec![0.0; 2 * 2 * kernel * kernel],
-                bias: Vec::new(),
-                shape: [2, 2, kernel, kernel],
-                stride: [stride, stride],
-                padding: [0, 0],
-            });
-            let out = [conv.window.out_size(h, 0), conv.window.out_size(w, 1)];
-            let x = Act {
-                data: (0..2 * 3 * h * w).map(|i| i as f32 + 1.0).collect(),
-                channels: 2,
-                images: 3,
-                size: [h, w],
-            };
+            let (conv, x, out) = conv_and_input(kernel, stride, 0, size);
             let (mut fast, mut general) = (Vec::new(), Vec::new());
             conv.im2col_phases(&x, 1..3, out, &mut fast, &mut pool);
             conv.im2col_general(&x, 1..3, out, &mut general);
             assert_eq!(
                 fast, general,
-                "{kernel}×{kernel} stride {stride} on {h}×{w}"
+                "{kernel}×{kernel} stride {stride} on {size:?}"
             );
         }
     }
 
     #[test]
     fn same_size_im2col_matches_the_row_by_row_one() {
-        for (kernel, pad, [h, w]) in [
+        for (kernel, pad, size) in [
             (3, 1, [35, 35]),
             (3, 1, [4, 7]),
             (3, 1, [1, 1]),
@@ -528,24 +540,12 @@ mod tests {
             (5, 2, [6, 3]),
             (1, 0, [3, 3]),
         ] {
-            let conv = Conv::new(&ConvSpec {
-                weight: vec![0.0; 2 * 2 * kernel * kernel],
-                bias: Vec::new(),
-                shape: [2, 2, kernel, kernel],
-                stride: [1, 1],
-                padding: [pad, pad],
-            });
-            let images = 3;
-            let x = Act {
-                data: (0..2 * images * h * w).map(|i| i as f32 + 1.0).collect(),
-                channels: 2,
-                images,
-                size: [h, w],
-            };
+            let (conv, x, out) = conv_and_input(kernel, 1, pad, size);
+            assert_eq!(out, size);
             let (mut fast, mut general) = (Vec::new(), Vec::new());
             conv.im2col_same(&x, 1..3, &mut fast);
-            conv.im2col_general(&x, 1..3, [h, w], &mut general);
-            assert_eq!(fast, general, "{kernel}×{kernel} pad {pad} on {h}×{w}");
+            conv.im2col_general(&x, 1..3, out, &mut general);
+            assert_eq!(fast, general, "{kernel}×{kernel} pad {pad} on {size:?}");
         }
     }
 }
