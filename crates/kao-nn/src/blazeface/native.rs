@@ -479,6 +479,9 @@ fn depthwise(x: &Buf, dw: &Depthwise, out: &[usize], pool: &mut Pool) -> Vec<f32
 struct Scratch {
     /// The zero-bordered input plane.
     padded: Vec<f32>,
+    /// `[rows, columns, top, left, input rows, input columns]` of `padded`: planes of one
+    /// geometry overwrite the same interior, so the border is zeroed only when it changes.
+    padded_geometry: [usize; 6],
     /// Stride-1 outputs at flat positions, with the columns between rows.
     flat: Vec<f32>,
     /// Flat offset of each filter tap.
@@ -552,8 +555,12 @@ fn depthwise_plane_generic<const FMA: bool>(
     let ph = ((oh - 1) * sy + kh).max(top + h);
     let pw = ((ow - 1) * sx + kw).max(left + w);
     let padded = &mut scratch.padded;
-    padded.clear();
-    padded.resize(ph * pw, 0.0);
+    let geometry = [ph, pw, top, left, h, w];
+    if scratch.padded_geometry != geometry || padded.len() != ph * pw {
+        padded.clear();
+        padded.resize(ph * pw, 0.0);
+        scratch.padded_geometry = geometry;
+    }
     for (y, row) in src.chunks_exact(w).enumerate() {
         padded[(y + top) * pw + left..][..w].copy_from_slice(row);
     }
