@@ -1011,6 +1011,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shortcut_with_fewer_channels_adds_into_the_leading_ones() {
+        // Two images of 3 channels of 2 values; the shortcut has 1 channel.
+        let mut a = Buf {
+            data: vec![
+                1.0, -2.0, -3.0, 4.0, 5.0, -6.0, -1.0, 2.0, 3.0, -4.0, -5.0, 6.0,
+            ],
+            shape: vec![2, 3, 1, 2],
+        };
+        let b = Buf {
+            data: vec![10.0, 1.0, 20.0, -3.0],
+            shape: vec![2, 1, 1, 2],
+        };
+        add_leading(&mut a, &b, true);
+        // Image 0: channel 0 is [11, -1] → [11, 0]; the others only get the relu.
+        // Image 1: channel 0 is [19, -1] → [19, 0].
+        assert_eq!(
+            a.data,
+            [11.0, 0.0, 0.0, 4.0, 5.0, 0.0, 19.0, 0.0, 3.0, 0.0, 0.0, 6.0]
+        );
+    }
+
+    #[test]
     fn max_pool_matches_the_textbook_loop() {
         let x = image([1, 2, 8, 6]);
         for (kernel, stride, pad) in [
