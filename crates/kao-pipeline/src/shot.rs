@@ -29,7 +29,7 @@ const LAYOUT_SCALE: f32 = 7.0;
 /// pixel: black bars are flat to within compression noise.
 const FLAT: u8 = 12;
 
-/// Whether every `STEP`-th pixel yielded by `pixels` is within [`FLAT`] of the first.
+/// Whether every pixel `pixels` yields is within [`FLAT`] of the first, per channel.
 fn flat<'a>(mut pixels: impl Iterator<Item = &'a [u8]>) -> bool {
     let Some(first) = pixels.next() else {
         return true;
@@ -82,6 +82,7 @@ struct Signature {
 }
 
 impl Signature {
+    /// The signature of `frame`, from every `STEP`-th pixel of every `STEP`-th row.
     fn of(frame: &RgbView<'_>) -> Signature {
         let [rows, columns] = content(frame);
         let mut colours = vec![0f32; BINS * BINS * BINS];
