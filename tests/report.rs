@@ -47,8 +47,9 @@ fn expected(out: &Path) -> (usize, usize) {
     };
     let (identity, source, crop) = (strings("identity"), strings("source"), strings("crop_path"));
     let track = column::<UInt64Array, _>(&b, "track_id", |a, i| a.is_valid(i).then(|| a.value(i)));
-    let mut rejected: BTreeMap<(Option<String>, Option<String>, Option<u64>), usize> =
-        BTreeMap::new();
+    // (identity, source, track) → faces without a crop
+    type Group = (Option<String>, Option<String>, Option<u64>);
+    let mut rejected: BTreeMap<Group, usize> = BTreeMap::new();
     let mut crops = 0;
     for i in 0..identity.len() {
         if crop[i].is_some() {

@@ -72,7 +72,7 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
             ["unmatched", "faces", "identity"],
             SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
         )?;
-        Ok(sorted.drop("unmatched")?)
+        sorted.drop("unmatched")
     };
     run().map_err(|e| polars_error(manifest, e))
 }

@@ -146,8 +146,7 @@ pub fn roc_curve(pairs: &PairDistances) -> Vec<RocPoint> {
 pub fn largest_safe_threshold(pairs: &PairDistances, max_false_accept: f64) -> Option<RocPoint> {
     roc_curve(pairs)
         .into_iter()
-        .filter(|p| p.threshold > 0.0 && p.false_accept <= max_false_accept)
-        .last()
+        .rfind(|p| p.threshold > 0.0 && p.false_accept <= max_false_accept)
 }
 
 #[cfg(test)]

@@ -33,12 +33,15 @@ pub struct Plan {
     pub identities: Vec<(String, Vec<Track>, usize)>,
 }
 
+/// A track of one video: `(source, track_id)`.
+type TrackKey = (String, Option<u64>);
+
 impl Plan {
     /// Groups `faces` by identity and track; keeps `max_tracks` tracks per identity and
     /// `max_rejected` rejected faces per track.
     pub fn new(faces: &[Face], max_tracks: usize, max_rejected: usize) -> Plan {
-        let mut groups: BTreeMap<String, BTreeMap<(String, Option<u64>), Vec<usize>>> =
-            BTreeMap::new();
+        // identity → (video, track) → face indices
+        let mut groups: BTreeMap<String, BTreeMap<TrackKey, Vec<usize>>> = BTreeMap::new();
         for (i, f) in faces.iter().enumerate() {
             let who = f.identity.clone().unwrap_or_else(|| NO_MATCH.to_string());
             groups
