@@ -21,9 +21,10 @@
 //! compiles without the CUDA toolkit, needs the driver and NVRTC at run time).
 //!
 //! The burn backends, measured with `examples/bench.rs` before the native ResNet existed
-//! (2 threads, median wall ms per face; in brackets the process CPU ms per face). The 2-core build machine was shared with other builds (load
-//! about 2), so wall times are upper bounds; CPU time is the steadier figure, and an idle
-//! machine should give roughly CPU/2 at batch 32.
+//! (2 threads, median wall ms per face; in brackets the process CPU ms per face). The
+//! 2-core build machine was shared with other builds (load about 2), so wall times are
+//! upper bounds; CPU time is the steadier figure, and an idle machine should give roughly
+//! CPU/2 at batch 32.
 //!
 //! | backend (burn 0.21) | batch 1 | batch 32 |
 //! |---|---|---|
