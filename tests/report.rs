@@ -258,6 +258,22 @@ fn videos_recorded_by_relative_paths_are_found_from_elsewhere() {
     );
     let (found, _) = rejected_pictures(&[Path::new("--videos"), &moved]);
     assert_eq!(found, beside);
+    // A --videos that is not a folder is a one-line error, and no page is written.
+    let page = tmp.path().join("none.html");
+    let done = run(kao("kao-report")
+        .arg(work.join("out"))
+        .arg("--videos")
+        .arg(tmp.path().join("missing"))
+        .arg("--out")
+        .arg(&page));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("missing: --videos: not a folder"),
+        "{stderr}"
+    );
+    assert!(!page.exists());
 }
 
 #[test]

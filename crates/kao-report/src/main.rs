@@ -57,6 +57,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(dir) = &args.videos
+        && !dir.is_dir()
+    {
+        anyhow::bail!("{}: --videos: not a folder", dir.display());
+    }
     let manifest = Manifest::load(&args.dir)?;
     let people = summary::by_identity(&manifest)?;
     let videos = summary::by_video(&manifest)?;
