@@ -628,12 +628,35 @@ fn depthwise_plane(
     scratch: &mut Scratch,
 ) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above).
+        unsafe { depthwise_plane_avx512(plane, taps, bias, window, relu, scratch) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         unsafe { depthwise_plane_fma(plane, taps, bias, window, relu, scratch) };
         return;
     }
     depthwise_plane_generic::<false>(plane, taps, bias, window, relu, scratch);
+}
+
+/// [`depthwise_plane_generic`] compiled for AVX-512 (16-lane fused multiply-adds).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn depthwise_plane_avx512(
+    plane: Plane<'_>,
+    taps: &[f32],
+    bias: f32,
+    window: &Window,
+    relu: bool,
+    scratch: &mut Scratch,
+) {
+    depthwise_plane_generic::<true>(plane, taps, bias, window, relu, scratch);
 }
 
 /// [`depthwise_plane_generic`] compiled for AVX2 with fused multiply-adds.
