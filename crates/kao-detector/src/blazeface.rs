@@ -7,10 +7,12 @@
 //!   the SSD anchors, keeps scores above the model's threshold, merges overlaps with
 //!   weighted NMS and maps the result to frame pixels.
 //!
-//! The resize is PIL's `BILINEAR` resampling, bit for bit: a triangle filter whose
-//! support widens with the reduction factor (so downscaling is antialiased), 8-bit
-//! rounding after the horizontal and the vertical pass. For a square frame this gives
-//! exactly the golden input tensors made by `reference/blazeface_ref.py`. MediaPipe's own
+//! The resize is PIL's `BILINEAR` resampling with the passes swapped: a triangle filter
+//! whose support widens with the reduction factor (so downscaling is antialiased), PIL's
+//! fixed-point weights, 8-bit rounding after the vertical and then the horizontal pass.
+//! For a square frame every value of the golden input tensors made by
+//! `reference/blazeface_ref.py` (PIL: horizontal first) is matched or one level off, and
+//! the detections stay within a quarter pixel of the reference's. MediaPipe's own
 //! `ImageToTensorCalculator` samples without antialiasing and places the content at a
 //! fractional offset; the content here is rounded to whole pixels (at most half a pixel of
 //! aspect change), and [`Letterbox`] maps through exactly what was done.

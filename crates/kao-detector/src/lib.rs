@@ -5,7 +5,7 @@
 //!   classificators, weighted NMS and the mapping back to frame pixels.
 //! * [`mmod`]: dlib's MMOD CNN face detector — the tiled image pyramid the network
 //!   reads, score-map decoding with dlib's NMS, and `pyramid_up` for upsampling.
-//! * [`resize`]: PIL-compatible antialiased bilinear resizing of RGB frames.
+//! * [`resize`]: antialiased bilinear resizing of RGB frames (PIL's filter and weights).
 //!
 //! The networks themselves (the convolutions) live elsewhere; this crate produces
 //! their input tensors and turns their outputs into detections.

