@@ -565,67 +565,139 @@ fn depthwise(x: &Buf, dw: &Depthwise, out: &[usize], pool: &mut Pool) -> Vec<f32
         multiplier,
         relu,
     } = dw;
-    let (multiplier, relu) = (*multiplier, *relu);
-    let [_, oc, oh, ow] = out[..] else {
+    let [n, oc, oh, ow] = out[..] else {
         unreachable!("rank checked at load time")
     };
     let [_, c, h, w] = x.shape[..] else {
         unreachable!("rank checked at load time")
     };
-    let mut data = pool.filled(out.iter().product(), 0.0);
-    let taps = window.kernel[0] * window.kernel[1];
-    let body = |scratch: &mut Scratch, (i, dst): (usize, &mut [f32])| {
+    let layout = Layout::new(window, [h, w], [oh, ow]);
+    // Each channel's taps, zero-padded to whole passes like the offsets.
+    let (taps, padded_taps) = (window.kernel[0] * window.kernel[1], layout.offsets.len());
+    let mut weights = pool.empty(oc * padded_taps);
+    for t in weight.chunks_exact(taps) {
+        weights.extend_from_slice(t);
+        weights.resize(weights.len() + padded_taps - taps, 0.0);
+    }
+    let mut scratch = Scratch {
+        // Zero borders (and phase ends): planes overwrite only the interior.
+        padded: pool.filled(layout.rows * layout.columns, 0.0),
+        phases: pool.filled(layout.phases_len(), 0.0),
+        flat: pool.empty(layout.flat_len()),
+    };
+    let mut data = pool.empty(out.iter().product());
+    for i in 0..n * oc {
         let (b, ch) = (i / oc, i % oc);
         let src = &x.data[(b * c + ch / multiplier) * h * w..][..h * w];
-        let plane = Plane { src, w, dst, ow };
-        depthwise_plane(
-            plane,
-            &weight[ch * taps..][..taps],
-            bias[ch],
-            window,
-            relu,
-            scratch,
-        );
-    };
-    let mut scratch = Scratch::default();
-    data.chunks_exact_mut(oh * ow)
-        .enumerate()
-        .for_each(|plane| body(&mut scratch, plane));
+        let taps = &weights[ch * padded_taps..][..padded_taps];
+        depthwise_plane(&layout, src, taps, bias[ch], *relu, &mut scratch, &mut data);
+    }
+    let Scratch {
+        padded,
+        phases,
+        flat,
+    } = scratch;
+    for v in [weights, padded, phases, flat] {
+        pool.recycle(v);
+    }
     data
 }
 
-/// Working memory of [`depthwise_plane`], kept from plane to plane.
-#[derive(Default)]
-struct Scratch {
-    /// The zero-bordered input plane.
-    padded: Vec<f32>,
-    /// `[rows, columns, top, left, input rows, input columns]` of `padded`: planes of one
-    /// geometry overwrite the same interior, so the border is zeroed only when it changes.
-    padded_geometry: [usize; 6],
-    /// Stride-1 outputs at flat positions, with the columns between rows.
-    flat: Vec<f32>,
-    /// Flat offset of each filter tap.
+/// Where a depthwise convolution's taps read, shared by all its planes. The input plane is
+/// copied into a zero-bordered one of `rows × columns`, so every tap of every output pixel
+/// reads inside it; a column stride `S` > 1 then splits each padded row into its `S`
+/// phases (columns `p, p + S, …`, `pitch` each), after which every tap reads a contiguous
+/// run for a run of outputs, as with stride 1: output `(y, x)` is
+/// `bias + Σ weight · phase[kx mod S][y·Sy + ky][x + kx div S]`.
+struct Layout {
+    /// Input plane `[rows, columns]`.
+    input: [usize; 2],
+    /// Output plane `[rows, columns]`.
+    output: [usize; 2],
+    /// Zero-bordered plane size.
+    rows: usize,
+    columns: usize,
+    /// Where the input goes in it.
+    top: usize,
+    left: usize,
+    /// `[row, column]` stride.
+    stride: [usize; 2],
+    /// Columns per phase (`columns` for stride 1).
+    pitch: usize,
+    /// Offset of each tap from an output's first tap in the phases (or the padded plane),
+    /// padded with zeros to whole passes of [`TAPS_PER_PASS`].
     offsets: Vec<usize>,
 }
 
-/// An input plane and the output plane computed from it.
-struct Plane<'a> {
-    src: &'a [f32],
-    /// Input width.
-    w: usize,
-    dst: &'a mut [f32],
-    /// Output width.
-    ow: usize,
+impl Layout {
+    fn new(window: &Window, input: [usize; 2], output: [usize; 2]) -> Self {
+        let ([kh, kw], [sy, sx]) = (window.kernel, window.stride);
+        let [[top, _], [left, _]] = window.pad;
+        let rows = ((output[0] - 1) * sy + kh).max(top + input[0]);
+        let columns = ((output[1] - 1) * sx + kw).max(left + input[1]);
+        let pitch = columns.div_ceil(sx);
+        let mut offsets: Vec<usize> = (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| ((kx % sx) * rows + ky) * pitch + kx / sx))
+            .collect();
+        offsets.resize(offsets.len().div_ceil(TAPS_PER_PASS) * TAPS_PER_PASS, 0);
+        Self {
+            input,
+            output,
+            rows,
+            columns,
+            top,
+            left,
+            stride: [sy, sx],
+            pitch,
+            offsets,
+        }
+    }
+
+    /// Values of the column phases (none for stride 1).
+    fn phases_len(&self) -> usize {
+        if self.stride[1] > 1 {
+            self.stride[1] * self.rows * self.pitch
+        } else {
+            0
+        }
+    }
+
+    /// Whether the outputs are summed as one long row (see [`depthwise_plane_generic`]).
+    fn flat(&self) -> bool {
+        self.stride == [1, 1] && self.output[1] < BLOCK
+    }
+
+    /// Values of the flat outputs (none unless [`Layout::flat`]).
+    fn flat_len(&self) -> usize {
+        let [oh, ow] = self.output;
+        if self.flat() {
+            (oh - 1) * self.columns + ow
+        } else {
+            0
+        }
+    }
 }
 
-/// One output plane of [`depthwise`], with FMA where the CPU has it.
+/// Working memory of [`depthwise_plane`], kept from plane to plane of one convolution.
+struct Scratch {
+    /// The zero-bordered input plane.
+    padded: Vec<f32>,
+    /// The column phases of `padded` for a column stride above 1.
+    phases: Vec<f32>,
+    /// Stride-1 outputs of a narrow plane at flat positions, with the columns between rows.
+    flat: Vec<f32>,
+}
+
+/// One output plane of [`depthwise`] from the input plane `src`, appended to `dst`, with
+/// AVX-512 or FMA where the CPU has them.
 fn depthwise_plane(
-    plane: Plane<'_>,
+    layout: &Layout,
+    src: &[f32],
     taps: &[f32],
     bias: f32,
-    window: &Window,
     relu: bool,
     scratch: &mut Scratch,
+    dst: &mut Vec<f32>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
@@ -633,150 +705,194 @@ fn depthwise_plane(
         && std::arch::is_x86_feature_detected!("fma")
     {
         // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_avx512(plane, taps, bias, window, relu, scratch) };
+        unsafe { depthwise_plane_avx512(layout, src, taps, bias, relu, scratch, dst) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_fma(plane, taps, bias, window, relu, scratch) };
+        unsafe { depthwise_plane_fma(layout, src, taps, bias, relu, scratch, dst) };
         return;
     }
-    depthwise_plane_generic::<false>(plane, taps, bias, window, relu, scratch);
+    depthwise_plane_generic::<false>(layout, src, taps, bias, relu, scratch, dst);
 }
 
 /// [`depthwise_plane_generic`] compiled for AVX-512 (16-lane fused multiply-adds).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn depthwise_plane_avx512(
-    plane: Plane<'_>,
+    layout: &Layout,
+    src: &[f32],
     taps: &[f32],
     bias: f32,
-    window: &Window,
     relu: bool,
     scratch: &mut Scratch,
+    dst: &mut Vec<f32>,
 ) {
-    depthwise_plane_generic::<true>(plane, taps, bias, window, relu, scratch);
+    depthwise_plane_generic::<true>(layout, src, taps, bias, relu, scratch, dst);
 }
 
 /// [`depthwise_plane_generic`] compiled for AVX2 with fused multiply-adds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn depthwise_plane_fma(
-    plane: Plane<'_>,
+    layout: &Layout,
+    src: &[f32],
     taps: &[f32],
     bias: f32,
-    window: &Window,
     relu: bool,
     scratch: &mut Scratch,
+    dst: &mut Vec<f32>,
 ) {
-    depthwise_plane_generic::<true>(plane, taps, bias, window, relu, scratch);
+    depthwise_plane_generic::<true>(layout, src, taps, bias, relu, scratch, dst);
 }
 
-/// One output plane: the input plane is first copied into a zero-bordered one, so every
-/// tap of every output pixel reads inside it. Stride 1 then treats the padded plane as
-/// one long row: output pixel `(y, x)` at flat index `q = y·W' + x` is the sum over taps
-/// of `weight · padded[q + ky·W' + kx]`, one vectorised pass per tap over the whole plane
-/// (the `W' − OW` columns between rows are computed and dropped). Other strides go row
-/// by row, with the window and stride as constants for the common cases.
+/// One output plane (see [`Layout`]): each output row is summed in registers over the
+/// taps, in blocks of 32 and 8 columns; a stride-1 plane narrower than a block is treated
+/// as one long row instead (output `(y, x)` at flat index `y·columns + x`, the columns
+/// between rows computed and dropped).
 #[inline(always)]
 fn depthwise_plane_generic<const FMA: bool>(
-    plane: Plane<'_>,
+    layout: &Layout,
+    src: &[f32],
     taps: &[f32],
     bias: f32,
-    window: &Window,
     relu: bool,
     scratch: &mut Scratch,
+    dst: &mut Vec<f32>,
 ) {
-    let Plane { src, w, dst, ow } = plane;
-    let h = src.len() / w;
-    let oh = dst.len() / ow;
-    let [kh, kw] = window.kernel;
-    let [sy, sx] = window.stride;
-    let [[top, _], [left, _]] = window.pad;
-    // The zero-bordered input: every tap of every output pixel lands inside.
-    let ph = ((oh - 1) * sy + kh).max(top + h);
-    let pw = ((ow - 1) * sx + kw).max(left + w);
-    let padded = &mut scratch.padded;
-    let geometry = [ph, pw, top, left, h, w];
-    if scratch.padded_geometry != geometry || padded.len() != ph * pw {
-        padded.clear();
-        padded.resize(ph * pw, 0.0);
-        scratch.padded_geometry = geometry;
-    }
+    let Layout {
+        input: [_, w],
+        output: [oh, ow],
+        rows,
+        columns,
+        top,
+        left,
+        stride: [sy, sx],
+        pitch,
+        ref offsets,
+    } = *layout;
+    let Scratch {
+        padded,
+        phases,
+        flat,
+    } = scratch;
     for (y, row) in src.chunks_exact(w).enumerate() {
-        padded[(y + top) * pw + left..][..w].copy_from_slice(row);
+        padded[(y + top) * columns + left..][..w].copy_from_slice(row);
     }
-    let mac = |acc: &mut f32, x: f32, t: f32| {
-        *acc = if FMA {
-            x.mul_add(t, *acc)
-        } else {
-            *acc + x * t
-        }
-    };
-    if sy == 1 && sx == 1 {
-        let len = (oh - 1) * pw + ow;
-        let offsets = &mut scratch.offsets;
-        offsets.clear();
-        offsets.extend((0..kh).flat_map(|ky| (0..kw).map(move |kx| ky * pw + kx)));
-        let flat = &mut scratch.flat;
-        flat.clear();
-        flat.resize(len, bias);
-        // Blocks of outputs small enough to stay in registers across all the taps, then
-        // smaller blocks, then single values.
-        let mut q = 0;
-        q = blocks::<FMA, BLOCK>(flat, q, padded, offsets, taps);
-        q = blocks::<FMA, 8>(flat, q, padded, offsets, taps);
-        for (a, q) in flat[q..].iter_mut().zip(q..) {
-            for (&off, &t) in offsets.iter().zip(taps) {
-                mac(a, padded[q + off], t);
-            }
-        }
-        for (out, row) in dst.chunks_exact_mut(ow).zip(flat.chunks(pw)) {
-            out.copy_from_slice(&row[..ow]);
-        }
-    } else {
-        for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
-            let rows = &padded[oy * sy * pw..];
-            match (kh, kw, sx) {
-                (3, 3, 2) => row_strided::<FMA, 3, 2>(out, rows, pw, taps, bias),
-                (5, 5, 2) => row_strided::<FMA, 5, 2>(out, rows, pw, taps, bias),
-                _ => {
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let mut acc = bias;
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                mac(&mut acc, rows[ky * pw + ox * sx + kx], taps[ky * kw + kx]);
-                            }
-                        }
-                        *o = acc;
+    let source: &[f32] = if sx > 1 {
+        let (even, odd) = phases.split_at_mut(rows * pitch);
+        for ((row, e), o) in padded
+            .chunks_exact(columns)
+            .zip(even.chunks_exact_mut(pitch))
+            .zip(odd.chunks_exact_mut(pitch))
+        {
+            if sx == 2 {
+                // Pairs, so that the compiler vectorises the split.
+                for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                if columns % 2 == 1 {
+                    e[columns / 2] = row[columns - 1];
+                }
+            } else {
+                for (p, to) in [e, o].into_iter().enumerate() {
+                    for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(sx)) {
+                        *d = v;
                     }
                 }
             }
         }
+        for p in 2..sx {
+            for (r, row) in padded.chunks_exact(columns).enumerate() {
+                let to = &mut phases[(p * rows + r) * pitch..][..pitch];
+                for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(sx)) {
+                    *d = v;
+                }
+            }
+        }
+        phases
+    } else {
+        padded
+    };
+    let start = dst.len();
+    if layout.flat() {
+        flat.clear();
+        flat.resize(layout.flat_len(), 0.0);
+        sum_taps::<FMA>(flat, bias, source, offsets, taps);
+        for row in flat.chunks(columns) {
+            dst.extend_from_slice(&row[..ow]);
+        }
+    } else {
+        for y in 0..oh {
+            let at = dst.len();
+            dst.resize(at + ow, 0.0);
+            let from = &source[y * sy * pitch..];
+            sum_taps::<FMA>(&mut dst[at..], bias, from, offsets, taps);
+        }
     }
     if relu {
-        relu_in_place(dst);
+        relu_in_place(&mut dst[start..]);
     }
 }
 
-/// Stride-1 outputs `out[q..]` (holding the bias) in whole blocks of `B`, each summed in
-/// registers over all taps: `out[q] += Σ taps[k] · padded[q + offsets[k]]`. Returns where
-/// the blocks end.
+/// Taps summed in registers per pass over a run of outputs (a 3×3 window in one pass).
+const TAPS_PER_PASS: usize = 9;
+
+/// `out[q] = bias + Σ taps[k] · source[q + offsets[k]]` for every `q` of `out`, with the
+/// taps (and their offsets) zero-padded to a multiple of [`TAPS_PER_PASS`]: blocks of
+/// outputs small enough to stay in registers across a pass, then smaller blocks, then
+/// single values.
+#[inline(always)]
+fn sum_taps<const FMA: bool>(
+    out: &mut [f32],
+    bias: f32,
+    source: &[f32],
+    offsets: &[usize],
+    taps: &[f32],
+) {
+    for (pass, (offsets, taps)) in offsets
+        .chunks_exact(TAPS_PER_PASS)
+        .zip(taps.chunks_exact(TAPS_PER_PASS))
+        .enumerate()
+    {
+        let offsets: &[usize; TAPS_PER_PASS] = offsets.try_into().expect("a pass of taps");
+        let taps: &[f32; TAPS_PER_PASS] = taps.try_into().expect("a pass of taps");
+        let init = (pass == 0).then_some(bias);
+        let mut q = blocks::<FMA, BLOCK>(out, 0, init, source, offsets, taps);
+        q = blocks::<FMA, 8>(out, q, init, source, offsets, taps);
+        for (a, q) in out[q..].iter_mut().zip(q..) {
+            let mut acc = init.unwrap_or(*a);
+            for (&off, &t) in offsets.iter().zip(taps) {
+                let x = source[q + off];
+                acc = if FMA { x.mul_add(t, acc) } else { acc + x * t };
+            }
+            *a = acc;
+        }
+    }
+}
+
+/// Outputs `out[q..]` in whole blocks of `B`, each summed in registers over one pass of
+/// taps, starting from `init` (or from `out`'s values): `out[q] = init + Σ taps[k] ·
+/// source[q + offsets[k]]`. Returns where the blocks end.
 #[inline(always)]
 fn blocks<const FMA: bool, const B: usize>(
     out: &mut [f32],
     q: usize,
-    padded: &[f32],
-    offsets: &[usize],
-    taps: &[f32],
+    init: Option<f32>,
+    source: &[f32],
+    offsets: &[usize; TAPS_PER_PASS],
+    taps: &[f32; TAPS_PER_PASS],
 ) -> usize {
     let whole = (out.len() - q) / B * B;
     for (b, out) in out[q..q + whole].chunks_exact_mut(B).enumerate() {
         let at = q + b * B;
-        let mut acc: [f32; B] = out.try_into().expect("B values");
+        let mut acc: [f32; B] = match init {
+            Some(v) => [v; B],
+            None => out.try_into().expect("B values"),
+        };
         for (&off, &t) in offsets.iter().zip(taps) {
-            let from: &[f32; B] = padded[at + off..][..B].try_into().expect("B values");
+            let from: &[f32; B] = source[at + off..][..B].try_into().expect("B values");
             for (a, &x) in acc.iter_mut().zip(from) {
                 *a = if FMA { x.mul_add(t, *a) } else { *a + x * t };
             }
@@ -784,35 +900,6 @@ fn blocks<const FMA: bool, const B: usize>(
         out.copy_from_slice(&acc);
     }
     q + whole
-}
-
-/// One output row for a `K×K` window with column stride `S`: column `i` reads
-/// `rows[ky·pitch + i·S + kx]`.
-#[inline(always)]
-fn row_strided<const FMA: bool, const K: usize, const S: usize>(
-    out: &mut [f32],
-    rows: &[f32],
-    pitch: usize,
-    taps: &[f32],
-    bias: f32,
-) {
-    let span = (out.len() - 1) * S + K;
-    let rows: [&[f32]; K] = std::array::from_fn(|ky| &rows[ky * pitch..][..span]);
-    let taps: [[f32; K]; K] = std::array::from_fn(|ky| std::array::from_fn(|kx| taps[ky * K + kx]));
-    for (i, o) in out.iter_mut().enumerate() {
-        let mut acc = bias;
-        for ky in 0..K {
-            let window = &rows[ky][i * S..i * S + K];
-            for kx in 0..K {
-                acc = if FMA {
-                    window[kx].mul_add(taps[ky][kx], acc)
-                } else {
-                    acc + window[kx] * taps[ky][kx]
-                };
-            }
-        }
-        *o = acc;
-    }
 }
 
 /// Zero padding of each NCHW dim.
@@ -955,20 +1042,26 @@ mod tests {
 
     #[test]
     fn depthwise_matches_the_textbook_loop() {
-        let x = image([2, 3, 7, 6]);
-        for (kernel, stride, pad, multiplier) in [
-            ([3, 3], [1, 1], [[1, 1], [1, 1]], 1),
-            ([3, 3], [2, 2], [[0, 1], [0, 1]], 1),
-            ([5, 5], [1, 1], [[2, 2], [2, 2]], 2),
-            ([5, 5], [2, 2], [[1, 2], [1, 2]], 1),
-            ([2, 3], [1, 2], [[0, 1], [1, 1]], 3),
+        // Planes narrower than a block (summed as one long row) and wider ones (row by
+        // row, blocks of 32 and 8 and single values); strides 1 to 3.
+        for (shape, kernel, stride, pad, multiplier) in [
+            ([2, 3, 7, 6], [3, 3], [1, 1], [[1, 1], [1, 1]], 1),
+            ([2, 3, 7, 6], [3, 3], [2, 2], [[0, 1], [0, 1]], 1),
+            ([2, 3, 7, 6], [5, 5], [1, 1], [[2, 2], [2, 2]], 2),
+            ([2, 3, 7, 6], [5, 5], [2, 2], [[1, 2], [1, 2]], 1),
+            ([2, 3, 7, 6], [2, 3], [1, 2], [[0, 1], [1, 1]], 3),
+            ([1, 2, 5, 43], [3, 3], [1, 1], [[1, 1], [1, 1]], 1),
+            ([1, 2, 6, 96], [3, 3], [2, 2], [[0, 1], [0, 1]], 1),
+            ([1, 2, 6, 97], [3, 3], [2, 2], [[1, 1], [1, 1]], 1),
+            ([1, 2, 5, 70], [3, 4], [1, 3], [[1, 1], [2, 1]], 1),
         ] {
+            let x = image(shape);
             let window = Window {
                 kernel,
                 stride,
                 pad,
             };
-            let oc = 3 * multiplier;
+            let oc = shape[1] * multiplier;
             let taps = kernel[0] * kernel[1];
             let weight = ramp(oc * taps);
             let bias: Vec<f32> = (0..oc).map(|i| i as f32 * 0.1).collect();
@@ -1147,3 +1240,4 @@ mod tests {
         assert_eq!(nhwc_to_nchw(&nhwc, [2, 4, 5, 3], &mut pool), x.data);
     }
 }
+
