@@ -254,10 +254,11 @@ impl Conv {
                         out[(h - rows_below.min(h)) * w..].fill(0.0);
                         let (wrap_left, wrap_right) =
                             (dx.min(0).unsigned_abs(), dx.max(0) as usize);
-                        if wrap_left + wrap_right > 0 {
-                            for row in out.chunks_exact_mut(w) {
-                                row[..wrap_left.min(w)].fill(0.0);
-                                row[w - wrap_right.min(w)..].fill(0.0);
+                        // Column by column: a few values per row are too short for
+                        // a fill each.
+                        for j in (0..wrap_left.min(w)).chain(w - wrap_right.min(w)..w) {
+                            for v in out[j..].iter_mut().step_by(w) {
+                                *v = 0.0;
                             }
                         }
                     }
