@@ -885,13 +885,15 @@ fn blocks<const FMA: bool, const B: usize>(
     taps: &[f32; TAPS_PER_PASS],
 ) -> usize {
     let whole = (out.len() - q) / B * B;
+    // Copies, so that the taps stay in registers across the blocks.
+    let (offsets, taps) = (*offsets, *taps);
     for (b, out) in out[q..q + whole].chunks_exact_mut(B).enumerate() {
         let at = q + b * B;
         let mut acc: [f32; B] = match init {
             Some(v) => [v; B],
             None => out.try_into().expect("B values"),
         };
-        for (&off, &t) in offsets.iter().zip(taps) {
+        for (off, t) in offsets.into_iter().zip(taps) {
             let from: &[f32; B] = source[at + off..][..B].try_into().expect("B values");
             for (a, &x) in acc.iter_mut().zip(from) {
                 *a = if FMA { x.mul_add(t, *a) } else { *a + x * t };
