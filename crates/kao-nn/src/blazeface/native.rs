@@ -65,10 +65,11 @@ enum Kernel {
         relu: bool,
     },
     Relu,
-    /// Bilinear resize: the non-zero `(index, weight)` taps of each row of `Ry` and `Rx`.
+    /// Bilinear resize `Ry · x · Rxᵀ`: the non-zero `(index, weight)` taps of each row of
+    /// `Ry`, and `Rxᵀ` `[W, OW]`.
     Resize {
         ry: Vec<Vec<(usize, f32)>>,
-        rx: Vec<Vec<(usize, f32)>>,
+        rx_t: Vec<f32>,
     },
     /// NCHW → NHWC, flattened to the output shape `[N, rows, cols]`.
     Reshape,
@@ -280,9 +281,12 @@ impl Kernel {
             Op::Relu => Kernel::Relu,
             Op::Resize { ry, rx } => {
                 let (oh, ow) = (out[1], out[2]);
+                let w = rx.len() / ow;
+                // Rxᵀ `[W, OW]`.
+                let rx_t = (0..w * ow).map(|i| rx[(i % ow) * w + i / ow]).collect();
                 Kernel::Resize {
                     ry: sparse_rows(&ry, ry.len() / oh),
-                    rx: sparse_rows(&rx, rx.len() / ow),
+                    rx_t,
                 }
             }
             Op::Reshape { .. } => Kernel::Reshape,
@@ -439,7 +443,7 @@ impl Node {
                 pool,
             ),
             Kernel::Pad(pads) => pad(x, pads, &shape, pool),
-            Kernel::Resize { ry, rx } => resize(x, ry, rx, &shape, pool),
+            Kernel::Resize { ry, rx_t } => resize(x, ry, rx_t, &shape, pool),
             Kernel::Reshape => {
                 let [n, c, h, w] = x.shape[..] else {
                     unreachable!("rank checked at load time")
@@ -921,11 +925,13 @@ fn pad(x: &Buf, pads: &[(usize, usize); 4], out: &[usize], pool: &mut Pool) -> V
     data
 }
 
-/// Bilinear resize per plane, from the sparse rows of `Ry` and `Rx`.
+/// Bilinear resize of each plane: every input row across (`x · Rxᵀ`, one matrix product
+/// for all the rows of all the planes), then each output row as the sum of those rows
+/// weighted by `Ry`'s taps.
 fn resize(
     x: &Buf,
     ry: &[Vec<(usize, f32)>],
-    rx: &[Vec<(usize, f32)>],
+    rx_t: &[f32],
     out: &[usize],
     pool: &mut Pool,
 ) -> Vec<f32> {
@@ -933,26 +939,23 @@ fn resize(
         unreachable!("rank checked at load time")
     };
     let (oh, ow) = (out[2], out[3]);
+    let rows = x.data.len() / w;
+    let mut across = pool.filled(rows * ow, 0.0);
+    matmul_add(&mut across, ow, &x.data, rx_t, ow, [rows, ow, w]);
     let mut data = pool.filled(out.iter().product(), 0.0);
-    // Each input row resized across, then the output rows as sums of those.
-    let mut across = vec![0.0; h * ow];
     for (dst, src) in data
         .chunks_exact_mut(oh * ow)
-        .zip(x.data.chunks_exact(h * w))
+        .zip(across.chunks_exact(h * ow))
     {
-        for (row, out) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
-            for (o, taps) in out.iter_mut().zip(rx) {
-                *o = taps.iter().map(|&(ix, wx)| wx * row[ix]).sum();
-            }
-        }
         for (out, taps) in dst.chunks_exact_mut(ow).zip(ry) {
             for &(iy, wy) in taps {
-                for (o, &v) in out.iter_mut().zip(&across[iy * ow..][..ow]) {
+                for (o, &v) in out.iter_mut().zip(&src[iy * ow..][..ow]) {
                     *o += wy * v;
                 }
             }
         }
     }
+    pool.recycle(across);
     data
 }
 
@@ -1223,19 +1226,30 @@ mod tests {
             padded.iter().filter(|&&v| v != 0.0).count(),
             x.data.iter().filter(|&&v| v != 0.0).count()
         );
-        // Resizing with identity matrices changes nothing.
-        let eye = |n: usize| {
-            sparse_rows(
-                &(0..n * n)
-                    .map(|i| f32::from(i / n == i % n))
-                    .collect::<Vec<_>>(),
-                n,
-            )
-        };
+        // Resizing with identity matrices changes nothing; other matrices give Ry·x·Rxᵀ.
+        let eye = |n: usize| -> Vec<f32> { (0..n * n).map(|i| f32::from(i / n == i % n)).collect() };
         assert_eq!(
-            resize(&x, &eye(4), &eye(5), &[2, 3, 4, 5], &mut pool),
+            resize(&x, &sparse_rows(&eye(4), 4), &eye(5), &[2, 3, 4, 5], &mut pool),
             x.data
         );
+        let (ry, rx) = (ramp(6 * 4), ramp(7 * 5));
+        let rx_t: Vec<f32> = (0..5 * 7).map(|i| rx[(i % 7) * 5 + i / 7]).collect();
+        let mut want = Vec::new();
+        for plane in x.data.chunks_exact(4 * 5) {
+            for oy in 0..6 {
+                for ox in 0..7 {
+                    let mut acc = 0.0;
+                    for iy in 0..4 {
+                        for ix in 0..5 {
+                            acc += ry[oy * 4 + iy] * plane[iy * 5 + ix] * rx[ox * 5 + ix];
+                        }
+                    }
+                    want.push(acc);
+                }
+            }
+        }
+        let got = resize(&x, &sparse_rows(&ry, 4), &rx_t, &[2, 3, 6, 7], &mut pool);
+        close(&got, &want);
         // NCHW → NHWC → NCHW.
         let nhwc = nchw_to_nhwc(&x.data, [2, 3, 4, 5], &mut pool);
         assert_eq!(nhwc[1], x.data[20]);
