@@ -594,7 +594,14 @@ fn depthwise(x: &Buf, dw: &Depthwise, out: &[usize], pool: &mut Pool) -> Vec<f32
         let (b, ch) = (i / oc, i % oc);
         let src = &x.data[(b * c + ch / multiplier) * h * w..][..h * w];
         let taps = &weights[ch * padded_taps..][..padded_taps];
-        depthwise_plane(&layout, src, taps, bias[ch], *relu, &mut scratch, &mut data);
+        let plane = Plane {
+            layout: &layout,
+            src,
+            taps,
+            bias: bias[ch],
+            relu: *relu,
+        };
+        depthwise_plane(plane, &mut scratch, &mut data);
     }
     let Scratch {
         padded,
@@ -692,63 +699,51 @@ struct Scratch {
     flat: Vec<f32>,
 }
 
-/// One output plane of [`depthwise`] from the input plane `src`, appended to `dst`, with
-/// AVX-512 or FMA where the CPU has them.
-fn depthwise_plane(
-    layout: &Layout,
-    src: &[f32],
-    taps: &[f32],
+/// One plane of a depthwise convolution: the input, the filter and what follows it.
+#[derive(Clone, Copy)]
+struct Plane<'a> {
+    layout: &'a Layout,
+    /// The input plane.
+    src: &'a [f32],
+    /// The filter's taps, padded like [`Layout::offsets`].
+    taps: &'a [f32],
     bias: f32,
     relu: bool,
-    scratch: &mut Scratch,
-    dst: &mut Vec<f32>,
-) {
+}
+
+/// One output plane of [`depthwise`], appended to `dst`, with AVX-512 or FMA where the CPU
+/// has them.
+fn depthwise_plane(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
     {
         // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_avx512(layout, src, taps, bias, relu, scratch, dst) };
+        unsafe { depthwise_plane_avx512(plane, scratch, dst) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_fma(layout, src, taps, bias, relu, scratch, dst) };
+        unsafe { depthwise_plane_fma(plane, scratch, dst) };
         return;
     }
-    depthwise_plane_generic::<false>(layout, src, taps, bias, relu, scratch, dst);
+    depthwise_plane_generic::<false>(plane, scratch, dst);
 }
 
 /// [`depthwise_plane_generic`] compiled for AVX-512 (16-lane fused multiply-adds).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn depthwise_plane_avx512(
-    layout: &Layout,
-    src: &[f32],
-    taps: &[f32],
-    bias: f32,
-    relu: bool,
-    scratch: &mut Scratch,
-    dst: &mut Vec<f32>,
-) {
-    depthwise_plane_generic::<true>(layout, src, taps, bias, relu, scratch, dst);
+fn depthwise_plane_avx512(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
+    depthwise_plane_generic::<true>(plane, scratch, dst);
 }
 
 /// [`depthwise_plane_generic`] compiled for AVX2 with fused multiply-adds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_plane_fma(
-    layout: &Layout,
-    src: &[f32],
-    taps: &[f32],
-    bias: f32,
-    relu: bool,
-    scratch: &mut Scratch,
-    dst: &mut Vec<f32>,
-) {
-    depthwise_plane_generic::<true>(layout, src, taps, bias, relu, scratch, dst);
+fn depthwise_plane_fma(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
+    depthwise_plane_generic::<true>(plane, scratch, dst);
 }
 
 /// One output plane (see [`Layout`]): each output row is summed in registers over the
@@ -757,14 +752,17 @@ fn depthwise_plane_fma(
 /// between rows computed and dropped).
 #[inline(always)]
 fn depthwise_plane_generic<const FMA: bool>(
-    layout: &Layout,
-    src: &[f32],
-    taps: &[f32],
-    bias: f32,
-    relu: bool,
+    plane: Plane<'_>,
     scratch: &mut Scratch,
     dst: &mut Vec<f32>,
 ) {
+    let Plane {
+        layout,
+        src,
+        taps,
+        bias,
+        relu,
+    } = plane;
     let Layout {
         input: [_, w],
         output: [oh, ow],
