@@ -766,13 +766,13 @@ fn depthwise_plane_generic<const FMA: bool>(
     let Layout {
         input: [_, w],
         output: [oh, ow],
-        rows,
         columns,
         top,
         left,
         stride: [sy, sx],
         pitch,
         ref offsets,
+        ..
     } = *layout;
     let Scratch {
         padded,
@@ -783,36 +783,7 @@ fn depthwise_plane_generic<const FMA: bool>(
         padded[(y + top) * columns + left..][..w].copy_from_slice(row);
     }
     let source: &[f32] = if sx > 1 {
-        let (even, odd) = phases.split_at_mut(rows * pitch);
-        for ((row, e), o) in padded
-            .chunks_exact(columns)
-            .zip(even.chunks_exact_mut(pitch))
-            .zip(odd.chunks_exact_mut(pitch))
-        {
-            if sx == 2 {
-                // Pairs, so that the compiler vectorises the split.
-                for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
-                    (*e, *o) = (pair[0], pair[1]);
-                }
-                if columns % 2 == 1 {
-                    e[columns / 2] = row[columns - 1];
-                }
-            } else {
-                for (p, to) in [e, o].into_iter().enumerate() {
-                    for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(sx)) {
-                        *d = v;
-                    }
-                }
-            }
-        }
-        for p in 2..sx {
-            for (r, row) in padded.chunks_exact(columns).enumerate() {
-                let to = &mut phases[(p * rows + r) * pitch..][..pitch];
-                for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(sx)) {
-                    *d = v;
-                }
-            }
-        }
+        split_columns(padded, columns, sx, phases, pitch);
         phases
     } else {
         padded
@@ -835,6 +806,38 @@ fn depthwise_plane_generic<const FMA: bool>(
     }
     if relu {
         relu_in_place(&mut dst[start..]);
+    }
+}
+
+/// The `stride` column phases of the rows of `padded` (`columns` wide) into `phases`: phase
+/// `p` holds columns `p, p + stride, …` of each row, `pitch` values per row (those past
+/// the phase's end are left as they are).
+#[inline(always)]
+fn split_columns(padded: &[f32], columns: usize, stride: usize, phases: &mut [f32], pitch: usize) {
+    let rows = padded.len() / columns;
+    if stride == 2 {
+        let (even, odd) = phases.split_at_mut(rows * pitch);
+        for ((row, e), o) in padded
+            .chunks_exact(columns)
+            .zip(even.chunks_exact_mut(pitch))
+            .zip(odd.chunks_exact_mut(pitch))
+        {
+            // Pairs, so that the compiler vectorises the split.
+            for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
+                (*e, *o) = (pair[0], pair[1]);
+            }
+            if columns % 2 == 1 {
+                e[columns / 2] = row[columns - 1];
+            }
+        }
+        return;
+    }
+    for (p, phase) in phases.chunks_exact_mut(rows * pitch).enumerate() {
+        for (row, to) in padded.chunks_exact(columns).zip(phase.chunks_exact_mut(pitch)) {
+            for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(stride)) {
+                *d = v;
+            }
+        }
     }
 }
 
