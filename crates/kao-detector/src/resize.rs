@@ -177,7 +177,11 @@ mod tests {
     /// One pass of the straightforward loop over each output value's taps: `src` (`w`×`h`
     /// pixels) resampled along x (`horizontal`) or y.
     fn per_tap_pass(src: &[u8], w: usize, h: usize, out_size: usize, horizontal: bool) -> Vec<u8> {
-        let (ow, oh) = if horizontal { (out_size, h) } else { (w, out_size) };
+        let (ow, oh) = if horizontal {
+            (out_size, h)
+        } else {
+            (w, out_size)
+        };
         let coeffs = pil_coeffs(if horizontal { w } else { h }, out_size);
         let half = 1i32 << (PRECISION_BITS - 1);
         let mut out = vec![0u8; ow * oh * 3];
@@ -229,7 +233,10 @@ mod tests {
             let (ours, pil) = references(&view, w, h);
             assert_eq!(got.data, ours, "{sw}x{sh} → {w}x{h}");
             let worst = got.data.iter().zip(&pil).map(|(a, b)| a.abs_diff(*b)).max();
-            assert!(worst <= Some(1), "{sw}x{sh} → {w}x{h}: {worst:?} levels from PIL");
+            assert!(
+                worst <= Some(1),
+                "{sw}x{sh} → {w}x{h}: {worst:?} levels from PIL"
+            );
         }
     }
 }

@@ -83,7 +83,11 @@ fn square_frame_matches_golden_input() {
     let (shape, golden) = read_f32("face_detection_short_range_input.npy");
     assert_eq!(shape, [128, 128, 3]);
     assert_eq!(lb, Letterbox::new(512, 512, 128).unwrap());
-    let diffs: Vec<f32> = tensor.iter().zip(&golden).map(|(a, b)| (a - b).abs()).collect();
+    let diffs: Vec<f32> = tensor
+        .iter()
+        .zip(&golden)
+        .map(|(a, b)| (a - b).abs())
+        .collect();
     let worst = diffs.iter().copied().fold(0f32, f32::max);
     let off = diffs.iter().filter(|&&d| d > 0.0).count();
     eprintln!("{off} of {} values one level off PIL's", diffs.len());

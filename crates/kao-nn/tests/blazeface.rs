@@ -196,7 +196,11 @@ fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
         "{key}: burn score {}",
         b.score
     );
-    assert!(max_abs_diff(&b.bbox, &f.bbox) < 0.01, "{key}: burn box {:?}", b.bbox);
+    assert!(
+        max_abs_diff(&b.bbox, &f.bbox) < 0.01,
+        "{key}: burn box {:?}",
+        b.bbox
+    );
     assert!(
         max_abs_diff(&b.bbox, &bbox) < 0.25,
         "{key}: burn box {:?}",

@@ -833,7 +833,10 @@ fn split_columns(padded: &[f32], columns: usize, stride: usize, phases: &mut [f3
         return;
     }
     for (p, phase) in phases.chunks_exact_mut(rows * pitch).enumerate() {
-        for (row, to) in padded.chunks_exact(columns).zip(phase.chunks_exact_mut(pitch)) {
+        for (row, to) in padded
+            .chunks_exact(columns)
+            .zip(phase.chunks_exact_mut(pitch))
+        {
             for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(stride)) {
                 *d = v;
             }
@@ -1228,9 +1231,16 @@ mod tests {
             x.data.iter().filter(|&&v| v != 0.0).count()
         );
         // Resizing with identity matrices changes nothing; other matrices give Ry·x·Rxᵀ.
-        let eye = |n: usize| -> Vec<f32> { (0..n * n).map(|i| f32::from(i / n == i % n)).collect() };
+        let eye =
+            |n: usize| -> Vec<f32> { (0..n * n).map(|i| f32::from(i / n == i % n)).collect() };
         assert_eq!(
-            resize(&x, &sparse_rows(&eye(4), 4), &eye(5), &[2, 3, 4, 5], &mut pool),
+            resize(
+                &x,
+                &sparse_rows(&eye(4), 4),
+                &eye(5),
+                &[2, 3, 4, 5],
+                &mut pool
+            ),
             x.data
         );
         let (ry, rx) = (ramp(6 * 4), ramp(7 * 5));
@@ -1257,4 +1267,3 @@ mod tests {
         assert_eq!(nhwc_to_nchw(&nhwc, [2, 4, 5, 3], &mut pool), x.data);
     }
 }
-

@@ -4,10 +4,13 @@
 //! of the whole batch is one matrix product `[O, C·k·k] × [C·k·k, N·OH·OW]` (the `gemm`
 //! crate) whose output is already in that layout, and the deep 4×4 and 2×2 layers still
 //! get wide products. im2col goes a few images at a time, so its buffer stays under
-//! [`COLS_BUDGET`] values whatever the batch.
+//! [`COLS_BUDGET`] values whatever the batch. The wide early layers (the stem and the
+//! 35×35 and 17×17 blocks) are instead summed directly from their input ([`Direct`],
+//! AVX2 or AVX-512), which skips im2col's nine-fold copy.
 
 use kao_dlib::image::RgbView;
 
+use super::direct::{Direct, Planes};
 use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
 use crate::Error;
 use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
@@ -16,6 +19,12 @@ use crate::layers::{ConvSpec, Pool2d};
 /// Most im2col values held at once (4 MB): one or two images for the large layers,
 /// which still gives products thousands of columns wide.
 const COLS_BUDGET: usize = 1 << 20;
+
+/// Output width from which a convolution is summed directly ([`Direct`]) rather than
+/// through im2col and gemm: the stem and the 35×35 and 17×17 blocks. The narrower deep
+/// layers have few positions per image and many weights, which gemm over the whole batch
+/// reuses better.
+const DIRECT_MIN_WIDTH: usize = 16;
 
 /// Activations `[C][N][H][W]`.
 #[derive(Debug)]
@@ -39,6 +48,8 @@ struct Conv {
     bias: Vec<f32>,
     in_channels: usize,
     window: Window,
+    /// The weights packed for [`Direct`], when the output channels allow it.
+    direct: Option<Direct>,
 }
 
 impl Conv {
@@ -46,6 +57,7 @@ impl Conv {
         let [o, i, kh, kw] = spec.shape;
         let pad = |p: usize| [p, p];
         Self {
+            direct: Direct::new(&spec.weight, o, i * kh * kw),
             weight: spec.weight.clone(),
             bias: if spec.bias.is_empty() {
                 vec![0.0; o]
@@ -74,6 +86,28 @@ impl Conv {
             x.channels == self.in_channels && self.weight.len() == o * k,
             "shapes checked when the spec was read"
         );
+        if size[1] >= DIRECT_MIN_WIDTH
+            && let Some(direct) = &self.direct
+            && let Some(data) = direct.forward(
+                &self.window,
+                &self.bias,
+                Planes {
+                    data: &x.data,
+                    channels: x.channels,
+                    images: n,
+                    size: x.size,
+                },
+                relu,
+                pool,
+            )
+        {
+            return Act {
+                data,
+                channels: o,
+                images: n,
+                size,
+            };
+        }
         let mut out = pool.empty(o * n * p);
         for &b in &self.bias {
             out.extend(std::iter::repeat_n(b, n * p));
