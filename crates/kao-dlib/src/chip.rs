@@ -6,7 +6,7 @@
 //! times as needed; that path is reproduced too.
 
 use crate::geometry::similarity;
-use crate::image::{Rect, RgbImage, RgbView};
+use crate::image::{Rect, RgbImage, RgbView, floor_to_i64};
 
 /// dlib's mean positions of the 5 landmarks (eye corners and nose), in chip units.
 const MEAN_FACE_5: [[f64; 2]; 5] = [
@@ -329,7 +329,7 @@ fn corner_affine(
 /// dlib's `interpolate_bilinear` for RGB, in f64 and truncated to `u8`; black when the
 /// 2×2 neighbourhood is not inside the image.
 fn bilinear(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
-    let (left, top) = (x.floor() as i64, y.floor() as i64);
+    let (left, top) = (floor_to_i64(x), floor_to_i64(y));
     let inside =
         left >= 0 && top >= 0 && left + 1 < img.width() as i64 && top + 1 < img.height() as i64;
     if !inside {

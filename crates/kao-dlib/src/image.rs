@@ -72,12 +72,14 @@ impl<'a> RgbView<'a> {
     }
 
     /// The pixel at column `x`, row `y` (both must be in range).
+    #[inline]
     pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
         let i = y * self.stride + 3 * x;
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
 
     /// The pixel at (`x`, `y`), or `None` outside the image.
+    #[inline]
     pub fn get(&self, x: i64, y: i64) -> Option<[u8; 3]> {
         let (x, y) = (usize::try_from(x).ok()?, usize::try_from(y).ok()?);
         (x < self.width && y < self.height).then(|| self.pixel(x, y))
@@ -129,6 +131,30 @@ impl RgbImage {
             height: self.height,
             stride: self.width * 3,
             data: &self.data,
+        }
+    }
+}
+
+/// `v.floor() as i64`, computed without a call into libm (the x86-64 baseline has no
+/// rounding instruction, and the shape predictor and chip sampling floor per pixel).
+#[inline]
+pub(crate) fn floor_to_i64(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v { t.saturating_sub(1) } else { t }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::floor_to_i64;
+
+    #[test]
+    fn floor_to_i64_is_floor() {
+        for v in [
+            0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.999, -2.999, -3.0, 1e15 + 0.5, -1e15 - 0.5,
+            f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 1e300, -1e300, f64::INFINITY,
+            f64::NEG_INFINITY, f64::NAN,
+        ] {
+            assert_eq!(floor_to_i64(v), v.floor() as i64, "{v}");
         }
     }
 }

@@ -11,13 +11,13 @@ use std::path::Path;
 
 use crate::dat::{DatError, DatErrorKind, Reader, read_file};
 use crate::geometry::similarity;
-use crate::image::{Rect, RgbView};
+use crate::image::{Rect, RgbView, floor_to_i64};
 
 /// One split node: go left if `f[idx1] − f[idx2] > thresh`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Split {
-    idx1: usize,
-    idx2: usize,
+    idx1: u32,
+    idx2: u32,
     thresh: f32,
 }
 
@@ -183,7 +183,7 @@ impl ShapePredictor {
             let bad_split = trees
                 .iter()
                 .flat_map(|t| &t.splits)
-                .any(|s| s.idx1 >= deltas.len() || s.idx2 >= deltas.len());
+                .any(|s| s.idx1 as usize >= deltas.len() || s.idx2 as usize >= deltas.len());
             if bad_split {
                 return Err(r.invalid(
                     r.position(),
@@ -216,7 +216,7 @@ impl ShapePredictor {
             .map(|p| [p[0] as f64, p[1] as f64])
             .collect();
         let mut shape = self.initial_shape.clone();
-        let mut features = Vec::new();
+        let (mut features, mut leaves) = (Vec::new(), Vec::new());
         for cascade in &self.cascades {
             // Only the rotation/scale part of the mean→current similarity is used, in f32.
             let current: Vec<[f64; 2]> = shape
@@ -236,8 +236,11 @@ impl ShapePredictor {
                     ((r as u32 + g as u32 + b as u32) / 3) as f32
                 })
             }));
-            for tree in &cascade.trees {
-                let leaf = tree.leaf_for(&features);
+            // Every tree's leaf first: the walks do not depend on each other, so their
+            // memory reads overlap. Then the deltas, added in dlib's order.
+            leaves.clear();
+            leaves.extend(cascade.trees.iter().map(|tree| tree.leaf_for(&features)));
+            for (tree, &leaf) in cascade.trees.iter().zip(&leaves) {
                 let delta = &tree.leaves[leaf * shape.len()..(leaf + 1) * shape.len()];
                 for (s, d) in shape.iter_mut().zip(delta) {
                     *s += d;
@@ -261,11 +264,8 @@ impl Tree {
         let mut i = 0;
         while i < n {
             let s = self.splits[i];
-            i = if features[s.idx1] - features[s.idx2] > s.thresh {
-                2 * i + 1
-            } else {
-                2 * i + 2
-            };
+            // Without a branch, so that walks of different trees overlap.
+            i = 2 * i + 2 - usize::from(features[s.idx1 as usize] - features[s.idx2 as usize] > s.thresh);
         }
         i - n
     }
@@ -292,7 +292,7 @@ impl Unnormalize {
     fn apply(&self, x: f32, y: f32) -> (i64, i64) {
         let px = self.scale[0] * x as f64 + self.origin[0];
         let py = self.scale[1] * y as f64 + self.origin[1];
-        ((px + 0.5).floor() as i64, (py + 0.5).floor() as i64)
+        (floor_to_i64(px + 0.5), floor_to_i64(py + 0.5))
     }
 }
 
@@ -328,8 +328,8 @@ fn read_tree(r: &mut Reader<'_>, n_shape: usize) -> Result<Tree, DatError> {
     let mut splits = Vec::with_capacity(n_splits);
     for _ in 0..n_splits {
         splits.push(Split {
-            idx1: r.size(8, usize::MAX)?,
-            idx2: r.size(8, usize::MAX)?,
+            idx1: r.size(8, u32::MAX as usize)? as u32,
+            idx2: r.size(8, u32::MAX as usize)? as u32,
             thresh: r.f32()?,
         });
     }
