@@ -274,16 +274,24 @@ pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImag
     let tr = rotate(c, [r.right, r.top], details.angle);
     let bl = rotate(c, [r.left, r.bottom], details.angle);
     let (m, b) = corner_affine(tl, tr, bl, rows, cols);
-    for row in 0..rows {
-        for col in 0..cols {
+    sample(&source, m, b, &mut chip);
+    chip
+}
+
+/// Fills `chip` with the bilinear samples of `source` at `m·(col, row) + b`. Kept out of
+/// line: inlined into [`extract_image_chip`], the loop was compiled worse (0.44 → 0.61 ms
+/// per 150×150 chip).
+#[inline(never)]
+fn sample(source: &RgbView<'_>, m: [[f64; 2]; 2], b: [f64; 2], chip: &mut RgbImage) {
+    let cols = chip.width;
+    for (row, line) in chip.data.chunks_exact_mut(cols * 3).enumerate() {
+        for (col, out) in line.chunks_exact_mut(3).enumerate() {
             let (x, y) = (col as f64, row as f64);
             let px = m[0][0] * x + m[0][1] * y + b[0];
             let py = m[1][0] * x + m[1][1] * y + b[1];
-            let out = &mut chip.data[(row * cols + col) * 3..][..3];
-            out.copy_from_slice(&bilinear(&source, px, py));
+            out.copy_from_slice(&bilinear(source, px, py));
         }
     }
-    chip
 }
 
 /// dlib's `find_affine_transform` from the chip corners (0,0), (cols−1,0), (0,rows−1)
@@ -337,17 +345,20 @@ fn bilinear(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
     }
     let (l, t) = (left as usize, top as usize);
     let (fx, fy) = (x - left as f64, y - top as f64);
-    let (p00, p01, p10, p11) = (
-        img.pixel(l, t),
-        img.pixel(l + 1, t),
-        img.pixel(l, t + 1),
-        img.pixel(l + 1, t + 1),
-    );
-    std::array::from_fn(|k| {
-        let top = (1.0 - fx) * p00[k] as f64 + fx * p01[k] as f64;
-        let bottom = (1.0 - fx) * p10[k] as f64 + fx * p11[k] as f64;
-        ((1.0 - fy) * top + fy * bottom) as u8
-    })
+    // The two rows' pixel pairs, each channel as f64 (in lanes of four, the fourth unused).
+    let pair = |row: &[u8]| -> [[f64; 4]; 2] {
+        let p = &row[l * 3..l * 3 + 6];
+        [
+            [p[0] as f64, p[1] as f64, p[2] as f64, 0.0],
+            [p[3] as f64, p[4] as f64, p[5] as f64, 0.0],
+        ]
+    };
+    let ([p00, p01], [p10, p11]) = (pair(img.row(t)), pair(img.row(t + 1)));
+    let lerp = |a: [f64; 4], b: [f64; 4], f: f64| -> [f64; 4] {
+        std::array::from_fn(|k| (1.0 - f) * a[k] + f * b[k])
+    };
+    let v = lerp(lerp(p00, p01, fx), lerp(p10, p11, fx), fy);
+    [v[0] as u8, v[1] as u8, v[2] as u8]
 }
 
 /// dlib's `basic_extract_image_chip`: a plain copy of `rect`, black outside the image.
@@ -368,39 +379,41 @@ fn copy_chip(image: &RgbView<'_>, rect: Rect) -> RgbImage {
 /// dlib's `pyramid_down<2>` for RGB images: a separable 5-tap [1 4 6 4 1] filter with
 /// 2× decimation, integer arithmetic, output `(n − 3)/2` per axis. Images of 8 pixels
 /// or fewer in either dimension give an empty image.
+///
+/// dlib filters the rows first; the sums are exact integers, so the columns first gives
+/// the same values. It is cheaper: the vertical pass runs over whole rows (contiguous,
+/// vectorised) and only for the output rows, which leaves the strided horizontal pass half
+/// the rows.
 fn pyramid_down2(src: RgbView<'_>) -> RgbImage {
     let (w, h) = (src.width(), src.height());
     if w <= 8 || h <= 8 {
         return RgbImage::new(0, 0);
     }
     let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
-    // Horizontal pass on every row, keeping every other column (sums ≤ 16·255): output
-    // column c reads source pixels 2c … 2c+4.
-    let mut temp = vec![0u16; h * ow * 3];
-    for (y, out) in temp.chunks_exact_mut(ow * 3).enumerate() {
-        let row = src.row(y);
-        for (c, px) in out.chunks_exact_mut(3).enumerate() {
-            let taps = &row[c * 6..c * 6 + 15];
-            for (k, v) in px.iter_mut().enumerate() {
-                let p = |i: usize| u16::from(taps[i * 3 + k]);
-                *v = p(0) + 4 * p(1) + 6 * p(2) + 4 * p(3) + p(4);
-            }
-        }
-    }
-    // Vertical pass centred on rows 2, 4, 6, … (sums ≤ 256·255), then /256.
     let mut out = RgbImage::new(ow, oh);
-    let stride = ow * 3;
-    for (dr, dst) in out.data.chunks_exact_mut(stride).enumerate() {
+    // One output row's vertical sums (≤ 16·255) over the whole source row.
+    let mut column_sums = vec![0u16; w * 3];
+    for (dr, dst) in out.data.chunks_exact_mut(ow * 3).enumerate() {
+        // Centred on rows 2, 4, 6, …
         let r = 2 + 2 * dr;
-        let row = |y: usize| &temp[y * stride..(y + 1) * stride];
-        let (a, b, c, d, e) = (row(r - 2), row(r - 1), row(r), row(r + 1), row(r + 2));
-        for (i, o) in dst.iter_mut().enumerate() {
-            let sum = u32::from(a[i])
-                + 4 * u32::from(b[i])
-                + 6 * u32::from(c[i])
-                + 4 * u32::from(d[i])
-                + u32::from(e[i]);
-            *o = (sum / 256) as u8;
+        let (a, b, c, d, e) = (
+            src.row(r - 2),
+            src.row(r - 1),
+            src.row(r),
+            src.row(r + 1),
+            src.row(r + 2),
+        );
+        for (i, v) in column_sums.iter_mut().enumerate() {
+            let p = |row: &[u8]| u16::from(row[i]);
+            *v = p(a) + 4 * p(b) + 6 * p(c) + 4 * p(d) + p(e);
+        }
+        // Output column x reads source pixels 2x … 2x+4 (sums ≤ 256·255), then /256.
+        for (x, px) in dst.chunks_exact_mut(3).enumerate() {
+            let taps = &column_sums[x * 6..x * 6 + 15];
+            for (k, o) in px.iter_mut().enumerate() {
+                let t = |i: usize| u32::from(taps[i * 3 + k]);
+                *o = ((t(0) + 4 * t(1) + 6 * t(2) + 4 * t(3) + t(4)) / 256) as u8;
+            }
         }
     }
     out
