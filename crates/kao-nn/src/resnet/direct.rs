@@ -158,9 +158,7 @@ impl Direct {
                     .chunks_exact_mut(ow)
                     .zip(plane.chunks_exact(layout.pitch))
                 {
-                    for (d, &v) in dst.iter_mut().zip(row) {
-                        d.write(v);
-                    }
+                    dst.write_copy_of_slice(&row[..ow]);
                 }
             }
             sums.clear();
@@ -286,7 +284,11 @@ impl Layout {
                         match s {
                             1 => source.extend_from_slice(&row[first..]),
                             // Pairs, so that the compiler vectorises the split.
-                            2 => source.extend(row[first..].chunks(2).map(|p| p[0])),
+                            2 => {
+                                let mut pairs = row[first..].chunks_exact(2);
+                                source.extend(pairs.by_ref().map(|p| p[0]));
+                                source.extend(pairs.remainder().first());
+                            }
                             _ => source.extend(row[first..].iter().step_by(s)),
                         }
                         source.extend(std::iter::repeat_n(0.0, pitch - skip - count));
