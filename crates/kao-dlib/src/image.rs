@@ -140,7 +140,11 @@ impl RgbImage {
 #[inline]
 pub(crate) fn floor_to_i64(v: f64) -> i64 {
     let t = v as i64;
-    if (t as f64) > v { t.saturating_sub(1) } else { t }
+    if (t as f64) > v {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
 }
 
 #[cfg(test)]
@@ -150,9 +154,24 @@ mod tests {
     #[test]
     fn floor_to_i64_is_floor() {
         for v in [
-            0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.999, -2.999, -3.0, 1e15 + 0.5, -1e15 - 0.5,
-            f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 1e300, -1e300, f64::INFINITY,
-            f64::NEG_INFINITY, f64::NAN,
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            2.999,
+            -2.999,
+            -3.0,
+            1e15 + 0.5,
+            -1e15 - 0.5,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
         ] {
             assert_eq!(floor_to_i64(v), v.floor() as i64, "{v}");
         }

@@ -135,35 +135,10 @@ pub(crate) fn max_pool(
         return data;
     }
     if window.pad == [[0, 0], [0, 0]] {
-        // Unpadded: the maxima across each row's windows, then down each column of those.
         let mut data = pool.empty(planes * oh * ow);
-        let mut across = pool.filled(h * ow, 0.0);
+        let mut across = pool.empty(h * ow);
         for src in x.chunks_exact(h * w) {
-            for (row, maxima) in src.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
-                maxima.fill(f32::NEG_INFINITY);
-                for kx in 0..kw {
-                    if sx == 2 {
-                        // Pairs, so that the compiler vectorises the strided reads.
-                        for (m, pair) in maxima.iter_mut().zip(row[kx..].chunks(2)) {
-                            *m = m.max(pair[0]);
-                        }
-                        continue;
-                    }
-                    for (m, &v) in maxima.iter_mut().zip(row[kx..].iter().step_by(sx)) {
-                        *m = m.max(v);
-                    }
-                }
-            }
-            for oy in 0..oh {
-                let at = data.len();
-                data.extend_from_slice(&across[oy * sy * ow..][..ow]);
-                for ky in 1..kh {
-                    let below = &across[(oy * sy + ky) * ow..][..ow];
-                    for (m, &v) in data[at..].iter_mut().zip(below) {
-                        *m = m.max(v);
-                    }
-                }
-            }
+            max_pool_plane(src, w, [h, w], window, [oh, ow], &mut across, &mut data);
         }
         pool.recycle(across);
         return data;
@@ -187,6 +162,51 @@ pub(crate) fn max_pool(
         }
     }
     data
+}
+
+/// Unpadded max pooling of one `h×w` plane whose rows start `pitch` values apart,
+/// appended to `out` (`oh×ow` values): the maxima across each row's windows (kept in
+/// `across`), then down each column of those.
+pub(crate) fn max_pool_plane(
+    src: &[f32],
+    pitch: usize,
+    [h, w]: [usize; 2],
+    window: &Window,
+    [oh, ow]: [usize; 2],
+    across: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) {
+    let [kh, kw] = window.kernel;
+    let [sy, sx] = window.stride;
+    across.clear();
+    for row in src.chunks(pitch).take(h) {
+        let row = &row[..w];
+        let at = across.len();
+        across.resize(at + ow, f32::NEG_INFINITY);
+        let maxima = &mut across[at..];
+        for kx in 0..kw {
+            if sx == 2 {
+                // Pairs, so that the compiler vectorises the strided reads.
+                for (m, pair) in maxima.iter_mut().zip(row[kx..].chunks(2)) {
+                    *m = m.max(pair[0]);
+                }
+                continue;
+            }
+            for (m, &v) in maxima.iter_mut().zip(row[kx..].iter().step_by(sx)) {
+                *m = m.max(v);
+            }
+        }
+    }
+    for oy in 0..oh {
+        let at = out.len();
+        out.extend_from_slice(&across[oy * sy * ow..][..ow]);
+        for ky in 1..kh {
+            let below = &across[(oy * sy + ky) * ow..][..ow];
+            for (m, &v) in out[at..].iter_mut().zip(below) {
+                *m = m.max(v);
+            }
+        }
+    }
 }
 
 /// `dst += lhs · rhs` for row-major matrices with unit column stride: `dst` is `m × n`

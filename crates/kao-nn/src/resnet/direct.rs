@@ -14,7 +14,7 @@
 //! 8 channels × 48 positions in 24 registers; AVX2: two halves of 4 channels × 24). Without
 //! AVX2 and FMA, [`Direct::forward`] declines and the caller uses im2col.
 
-use crate::cpu::{Pool, Window};
+use crate::cpu::{Pool, Window, max_pool_plane};
 
 /// Output channels whose weights are packed together, one broadcast each per tap.
 const GROUP: usize = 8;
@@ -79,18 +79,22 @@ impl Direct {
         Some(Self { weights })
     }
 
-    /// The convolution of `x` with `bias`, then the relu if asked, as `[O][N][OH·OW]`;
-    /// `None` on a CPU without the kernels' instructions.
+    /// The convolution of `x` with `bias`, then what `after` asks, as `[O][N][H·W]` (the
+    /// convolution's output size, or the pool's); `None` on a CPU without the kernels'
+    /// instructions or for a padded pool.
     pub(super) fn forward(
         &self,
         window: &Window,
         bias: &[f32],
         x: Planes<'_>,
-        relu: bool,
+        after: After,
         pool: &mut Pool,
     ) -> Option<Vec<f32>> {
         let isa = Isa::detect()?;
-        Some(self.forward_on(isa, window, bias, x, relu, pool))
+        if after.max_pool.is_some_and(|w| w.pad != [[0, 0], [0, 0]]) {
+            return None;
+        }
+        Some(self.forward_on(isa, window, bias, x, after, pool))
     }
 
     /// [`Direct::forward`] with the kernels for `isa`, which the CPU must have.
@@ -100,7 +104,7 @@ impl Direct {
         window: &Window,
         bias: &[f32],
         x: Planes<'_>,
-        relu: bool,
+        after: After,
         pool: &mut Pool,
     ) -> Vec<f32> {
         let Planes {
@@ -121,10 +125,17 @@ impl Direct {
         // The bounds every read of the kernels below stays inside.
         assert!(source.len() == layout.source_len() && o.is_multiple_of(GROUP));
         let [oh, ow] = layout.output;
-        let out_len = o * images * oh * ow;
+        let size = match &after.max_pool {
+            Some(w) => [w.out_size(oh, 0), w.out_size(ow, 1)],
+            None => [oh, ow],
+        };
+        let plane_len = size[0] * size[1];
+        let out_len = o * images * plane_len;
         let mut out = pool.empty(out_len);
         // One image's sums on the grid, `[O][grid]`, written by the kernels.
         let mut sums = pool.empty(o * grid);
+        // A pooled plane and its maxima across rows.
+        let (mut pooled, mut across) = (pool.empty(plane_len), pool.empty(oh * size[1]));
         for n in 0..images {
             let job = Job {
                 source: &source[n * layout.plane..],
@@ -133,7 +144,7 @@ impl Direct {
                 bias,
                 sums: &mut sums.spare_capacity_mut()[..o * grid],
                 grid,
-                relu,
+                relu: after.relu,
             };
             // SAFETY: the CPU has the instructions (`Isa::detect`), and the asserts above
             // bound every address the kernels form (see `Job` and `Layout::source_len`).
@@ -150,10 +161,25 @@ impl Direct {
                 // every grid position (whole blocks).
                 sums.set_len(o * grid);
             }
-            // The grid's valid columns into image n's planes of `out`.
+            // The grid's valid columns (or their pool) into image n's planes of `out`.
             let planes = out.spare_capacity_mut();
             for (c, plane) in sums.chunks_exact(grid).enumerate() {
-                let dst = &mut planes[(c * images + n) * oh * ow..][..oh * ow];
+                let dst = &mut planes[(c * images + n) * plane_len..][..plane_len];
+                if let Some(window) = &after.max_pool {
+                    pooled.clear();
+                    let shape = ([oh, ow], size);
+                    max_pool_plane(
+                        plane,
+                        layout.pitch,
+                        shape.0,
+                        window,
+                        shape.1,
+                        &mut across,
+                        &mut pooled,
+                    );
+                    dst.write_copy_of_slice(&pooled);
+                    continue;
+                }
                 for (dst, row) in dst
                     .chunks_exact_mut(ow)
                     .zip(plane.chunks_exact(layout.pitch))
@@ -163,12 +189,24 @@ impl Direct {
             }
             sums.clear();
         }
+        for v in [pooled, across] {
+            pool.recycle(v);
+        }
         // SAFETY: the loop above wrote every plane of every image.
         unsafe { out.set_len(out_len) };
         pool.recycle(source);
         pool.recycle(sums);
         out
     }
+}
+
+/// What follows a direct convolution, done before its output is written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct After {
+    /// The relu.
+    pub(super) relu: bool,
+    /// An unpadded max pool.
+    pub(super) max_pool: Option<Window>,
 }
 
 /// A convolution's input: `images` images of `channels` planes of `size` (`[H, W]`), laid
@@ -491,8 +529,21 @@ mod tests {
                 pad: [[p, p], [p, p]],
             };
             let direct = Direct::new(&weight, o, c * k * k).expect("whole groups");
-            for relu in [false, true] {
-                let expected = textbook(&weight, &bias, &window, &x, [c, n], size, relu);
+            let [oh, ow] = [window.out_size(size[0], 0), window.out_size(size[1], 1)];
+            let stem_pool = Window {
+                kernel: [3, 3],
+                stride: [2, 2],
+                pad: [[0, 0], [0, 0]],
+            };
+            let pools = [None, Some(stem_pool).filter(|_| oh >= 3 && ow >= 3)];
+            for (relu, max_pool) in [false, true]
+                .into_iter()
+                .flat_map(|r| pools.map(|p| (r, p)))
+            {
+                let mut expected = textbook(&weight, &bias, &window, &x, [c, n], size, relu);
+                if let Some(p) = &max_pool {
+                    expected = textbook_max_pool(&expected, [oh, ow], p);
+                }
                 for &isa in &isas {
                     let planes = Planes {
                         data: &x,
@@ -500,7 +551,8 @@ mod tests {
                         images: n,
                         size,
                     };
-                    let got = direct.forward_on(isa, &window, &bias, planes, relu, &mut pool);
+                    let after = After { relu, max_pool };
+                    let got = direct.forward_on(isa, &window, &bias, planes, after, &mut pool);
                     assert_eq!(got.len(), expected.len());
                     let worst = got
                         .iter()
@@ -509,11 +561,34 @@ mod tests {
                         .fold(0.0, f32::max);
                     assert!(
                         worst < 1e-4,
-                        "{isa:?} {o}×{c}×{k}² stride {s} pad {p} on {size:?}: off by {worst}"
+                        "{isa:?} {o}×{c}×{k}² stride {s} pad {p} on {size:?}, pooled \
+                         {}: off by {worst}",
+                        max_pool.is_some()
                     );
                 }
             }
         }
+    }
+
+    /// The textbook unpadded max pool of each `h×w` plane of `x`.
+    fn textbook_max_pool(x: &[f32], [h, w]: [usize; 2], window: &Window) -> Vec<f32> {
+        let (oh, ow) = (window.out_size(h, 0), window.out_size(w, 1));
+        let mut out = Vec::new();
+        for plane in x.chunks_exact(h * w) {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..window.kernel[0] {
+                        for kx in 0..window.kernel[1] {
+                            let (y, x) = (oy * window.stride[0] + ky, ox * window.stride[1] + kx);
+                            m = m.max(plane[y * w + x]);
+                        }
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        out
     }
 
     #[test]

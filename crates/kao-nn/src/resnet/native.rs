@@ -10,7 +10,7 @@
 
 use kao_dlib::image::RgbView;
 
-use super::direct::{Direct, Planes};
+use super::direct::{After, Direct, Planes};
 use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
 use crate::Error;
 use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
@@ -87,26 +87,16 @@ impl Conv {
             "shapes checked when the spec was read"
         );
         if size[1] >= DIRECT_MIN_WIDTH
-            && let Some(direct) = &self.direct
-            && let Some(data) = direct.forward(
-                &self.window,
-                &self.bias,
-                Planes {
-                    data: &x.data,
-                    channels: x.channels,
-                    images: n,
-                    size: x.size,
+            && let Some(y) = self.direct(
+                x,
+                After {
+                    relu,
+                    max_pool: None,
                 },
-                relu,
                 pool,
             )
         {
-            return Act {
-                data,
-                channels: o,
-                images: n,
-                size,
-            };
+            return y;
         }
         let mut out = pool.empty(o * n * p);
         for &b in &self.bias {
@@ -137,6 +127,50 @@ impl Conv {
             images: n,
             size,
         }
+    }
+
+    /// The convolution of `x` with its relu, then the max pool `window` (the stem): in one
+    /// pass where [`Direct`] runs, which pools each image's output before writing it.
+    fn forward_max_pooled(&self, x: &Act, window: &Window, pool: &mut Pool) -> Act {
+        let after = After {
+            relu: true,
+            max_pool: Some(*window),
+        };
+        if let Some(y) = self.direct(x, after, pool) {
+            return y;
+        }
+        let y = self.forward(x, true, pool);
+        let size = [window.out_size(y.size[0], 0), window.out_size(y.size[1], 1)];
+        let data = max_pool(&y.data, y.size, window, size, pool);
+        pool.recycle(y.data);
+        Act { data, size, ..y }
+    }
+
+    /// The convolution of `x` by [`Direct`] and then `after`, if it runs here.
+    fn direct(&self, x: &Act, after: After, pool: &mut Pool) -> Option<Act> {
+        let planes = Planes {
+            data: &x.data,
+            channels: x.channels,
+            images: x.images,
+            size: x.size,
+        };
+        let data = self
+            .direct
+            .as_ref()?
+            .forward(&self.window, &self.bias, planes, after, pool)?;
+        let mut size = [
+            self.window.out_size(x.size[0], 0),
+            self.window.out_size(x.size[1], 1),
+        ];
+        if let Some(w) = &after.max_pool {
+            size = [w.out_size(size[0], 0), w.out_size(size[1], 1)];
+        }
+        Some(Act {
+            data,
+            channels: self.bias.len(),
+            images: x.images,
+            size,
+        })
     }
 
     /// im2col of `images` into `cols` `[C·kh·kw][images·OH·OW]`, zeros outside the input.
@@ -411,20 +445,10 @@ impl NativeResNet {
             images: n,
             size: [INPUT_SIZE; 2],
         };
-        let stem = self.stem.forward(&input, true, &mut pool);
+        let mut x = self
+            .stem
+            .forward_max_pooled(&input, &self.stem_pool, &mut pool);
         pool.recycle(input.data);
-        let size = [
-            self.stem_pool.out_size(stem.size[0], 0),
-            self.stem_pool.out_size(stem.size[1], 1),
-        ];
-        let pooled = max_pool(&stem.data, stem.size, &self.stem_pool, size, &mut pool);
-        let mut x = Act {
-            data: pooled,
-            channels: stem.channels,
-            images: n,
-            size,
-        };
-        pool.recycle(stem.data);
         for block in &self.blocks {
             x = block.forward(x, &mut pool);
         }
