@@ -558,14 +558,19 @@ impl Converter {
             self.rgb = ff::frame::Video::empty();
         }
         let scaler = self.scaler.as_mut().expect("set above");
-        scaler.run(src, &mut self.rgb)?;
         let row = w as usize * 3;
-        let stride = self.rgb.stride(0);
-        let data = self.rgb.data(0);
-        let mut rgb = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            rgb.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
+        let rgb = if row.is_multiple_of(FRAME_ALIGN) {
+            scale_into_vec(scaler, src, row, h as usize)?
+        } else {
+            scaler.run(src, &mut self.rgb)?;
+            let stride = self.rgb.stride(0);
+            let data = self.rgb.data(0);
+            let mut rgb = Vec::with_capacity(row * h as usize);
+            for y in 0..h as usize {
+                rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+            }
+            rgb
+        };
         Ok(Frame {
             index: decoded.index,
             pts: decoded.pts,
@@ -574,6 +579,56 @@ impl Converter {
             rgb,
         })
     }
+}
+
+/// The row alignment FFmpeg gives RGB frames it allocates (`av_frame_get_buffer(…, 32)`).
+const FRAME_ALIGN: usize = 32;
+
+/// Bytes after the last row, as FFmpeg's own frame buffers have, for converters that store
+/// a whole vector past a row's end.
+const FRAME_SLACK: usize = 64;
+
+/// `src` converted by `scaler` straight into a packed RGB24 buffer of `height` rows of
+/// `row` bytes (the frame's own layout when `row` is a multiple of [`FRAME_ALIGN`]),
+/// without the copy out of an FFmpeg frame.
+fn scale_into_vec(
+    scaler: &mut scaling::Context,
+    src: &ff::frame::Video,
+    row: usize,
+    height: usize,
+) -> Result<Vec<u8>, ff::Error> {
+    let len = row * height;
+    let mut rgb = Vec::<u8>::with_capacity(len + FRAME_SLACK);
+    let stride = i32::try_from(row).map_err(|_| ff::Error::InvalidData)?;
+    let dst: [*mut u8; 4] = [
+        rgb.as_mut_ptr(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    ];
+    let dst_stride: [i32; 4] = [stride, 0, 0, 0];
+    // SAFETY: the context converts `src` (its input format and size, checked by the caller)
+    // to packed RGB24 of the same size: `height` rows of `row` bytes at `stride` apart, all
+    // inside `rgb`'s capacity with FRAME_SLACK to spare, as in a frame FFmpeg allocates
+    // itself (rows aligned to FRAME_ALIGN, padding after the last). `src` is a decoded
+    // frame whose planes and line sizes FFmpeg set.
+    let rows = unsafe {
+        ff::ffi::sws_scale(
+            scaler.as_mut_ptr(),
+            (*src.as_ptr()).data.as_ptr() as *const *const u8,
+            (*src.as_ptr()).linesize.as_ptr(),
+            0,
+            src.height() as i32,
+            dst.as_ptr(),
+            dst_stride.as_ptr(),
+        )
+    };
+    if rows < 0 || rows as usize != height {
+        return Err(ff::Error::InvalidData);
+    }
+    // SAFETY: sws_scale wrote all `height` rows, every byte of `len`.
+    unsafe { rgb.set_len(len) };
+    Ok(rgb)
 }
 
 /// What the container says about an input before decoding, for progress estimates.
@@ -612,4 +667,50 @@ pub fn probe(input: &str) -> Result<Probe, DecodeError> {
         duration: (duration > 0).then(|| duration as f64 / f64::from(ff::ffi::AV_TIME_BASE)),
         rate: (avg.numerator() > 0 && avg.denominator() > 0).then(|| f64::from(avg)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A YUV 4:2:0 frame of `w×h` whose samples differ from pixel to pixel.
+    fn yuv_frame(w: u32, h: u32) -> ff::frame::Video {
+        let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h);
+        for plane in 0..3 {
+            let stride = frame.stride(plane);
+            for (i, v) in frame.data_mut(plane).iter_mut().enumerate() {
+                let (y, x) = (i / stride, i % stride);
+                *v = ((x * 7 + y * 13 + plane * 50) % 256) as u8;
+            }
+        }
+        frame
+    }
+
+    #[test]
+    fn direct_conversion_matches_ffmpegs_frame() {
+        for (w, h) in [(320, 240), (64, 2), (1280, 8)] {
+            let frame = yuv_frame(w, h);
+            let mut scaler = scaling::Context::get(
+                frame.format(),
+                w,
+                h,
+                ff::format::Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let row = w as usize * 3;
+            assert!(row.is_multiple_of(FRAME_ALIGN));
+            let direct = scale_into_vec(&mut scaler, &frame, row, h as usize).unwrap();
+            let mut rgb = ff::frame::Video::empty();
+            scaler.run(&frame, &mut rgb).unwrap();
+            let stride = rgb.stride(0);
+            let copied: Vec<u8> = (0..h as usize)
+                .flat_map(|y| rgb.data(0)[y * stride..y * stride + row].to_vec())
+                .collect();
+            assert_eq!(direct, copied, "{w}×{h}");
+            assert!(direct.iter().any(|&v| v != direct[0]), "a non-constant frame");
+        }
+    }
 }
