@@ -87,6 +87,10 @@ enum Bench {
         /// Skip the face_recognition pipeline (it takes minutes).
         #[arg(long)]
         no_baseline: bool,
+        /// kao-extract runs per input; the table shows the median wall time (and the
+        /// highest peak memory), and every run's time is printed.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Where the venv, outputs and the 1080p copy are kept.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("kao-bench"))]
         cache: PathBuf,
@@ -119,8 +123,9 @@ fn main() {
             refs,
             case,
             no_baseline,
+            runs,
             cache,
-        } => extract::bench_extract(&video, &refs, &case, no_baseline, &cache),
+        } => extract::bench_extract(&video, &refs, &case, no_baseline, runs.max(1), &cache),
     };
     if let Err(e) = result {
         eprintln!("kao-bench: {e:#}");

@@ -710,7 +710,10 @@ mod tests {
                 .flat_map(|y| rgb.data(0)[y * stride..y * stride + row].to_vec())
                 .collect();
             assert_eq!(direct, copied, "{w}×{h}");
-            assert!(direct.iter().any(|&v| v != direct[0]), "a non-constant frame");
+            assert!(
+                direct.iter().any(|&v| v != direct[0]),
+                "a non-constant frame"
+            );
         }
     }
 }
