@@ -55,6 +55,7 @@ compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle
 pub mod blazeface;
 mod cpu;
 pub mod detector;
+mod direct;
 pub mod layers;
 pub mod mmod;
 pub mod resnet;

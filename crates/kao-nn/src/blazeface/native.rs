@@ -19,6 +19,7 @@
 
 use super::{BlazeFaceError, Graph, Io, Op};
 use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
+use crate::direct::{After, Direct, Planes};
 
 /// Outputs per register block of a stride-1 depthwise convolution (4 AVX registers).
 const BLOCK: usize = 32;
@@ -49,6 +50,8 @@ enum Kernel {
         weight: Vec<f32>,
         bias: Vec<f32>,
         relu: bool,
+        /// The weights packed for [`Direct`], when the output channels allow it.
+        direct: Option<Direct>,
     },
     /// Any other dense convolution: weights `[O, I·kh·kw]` (OIHW).
     Dense {
@@ -56,6 +59,8 @@ enum Kernel {
         bias: Vec<f32>,
         window: Window,
         relu: bool,
+        /// The weights packed for [`Direct`], when the output channels allow it.
+        direct: Option<Direct>,
     },
     Depthwise(Depthwise),
     MaxPool(Window),
@@ -257,9 +262,15 @@ impl Kernel {
                         relu,
                     })
                 } else if [kh, kw] == [1, 1] && stride == [1, 1] && pad == [[0, 0], [0, 0]] {
-                    Kernel::Pointwise { weight, bias, relu }
+                    Kernel::Pointwise {
+                        direct: Direct::new(&weight, o, weight.len() / o.max(1)),
+                        weight,
+                        bias,
+                        relu,
+                    }
                 } else {
                     Kernel::Dense {
+                        direct: Direct::new(&weight, o, weight.len() / o.max(1)),
                         weight,
                         bias,
                         window,
@@ -419,21 +430,33 @@ impl Node {
         }
         let x = values[first].as_ref().expect(COMPUTED);
         let data = match &self.kernel {
-            Kernel::Pointwise { weight, bias, relu } => {
-                conv_matmul(&x.data, x.shape[1], weight, bias, *relu, &shape, pool)
-            }
+            Kernel::Pointwise {
+                weight,
+                bias,
+                relu,
+                direct,
+            } => direct
+                .as_ref()
+                .and_then(|d| pointwise_direct(d, x, bias, *relu, &shape, pool))
+                .unwrap_or_else(|| {
+                    conv_matmul(&x.data, x.shape[1], weight, bias, *relu, &shape, pool)
+                }),
             Kernel::Dense {
                 weight,
                 bias,
                 window,
                 relu,
-            } => {
-                let cols = im2col(x, window, &shape, pool);
-                let k = cols.len() / (shape[0] * shape[2] * shape[3]);
-                let data = conv_matmul(&cols, k, weight, bias, *relu, &shape, pool);
-                pool.recycle(cols);
-                data
-            }
+                direct,
+            } => direct
+                .as_ref()
+                .and_then(|d| dense_direct(d, x, window, bias, *relu, &shape, pool))
+                .unwrap_or_else(|| {
+                    let cols = im2col(x, window, &shape, pool);
+                    let k = cols.len() / (shape[0] * shape[2] * shape[3]);
+                    let data = conv_matmul(&cols, k, weight, bias, *relu, &shape, pool);
+                    pool.recycle(cols);
+                    data
+                }),
             Kernel::Depthwise(dw) => depthwise(x, dw, &shape, pool),
             Kernel::MaxPool(window) => max_pool(
                 &x.data,
@@ -499,6 +522,64 @@ fn nchw_to_nhwc(v: &[f32], [n, c, h, w]: [usize; 4], pool: &mut Pool) -> Vec<f32
         }
     }
     out
+}
+
+/// A 1×1 convolution of `x` by [`Direct::pointwise`], image by image; `None` where its
+/// kernels do not run.
+fn pointwise_direct(
+    direct: &Direct,
+    x: &Buf,
+    bias: &[f32],
+    relu: bool,
+    out: &[usize],
+    pool: &mut Pool,
+) -> Option<Vec<f32>> {
+    let positions = out[2] * out[3];
+    let mut data = pool.empty(out.iter().product());
+    for image in x.data.chunks_exact(x.shape[1] * positions) {
+        if !direct.pointwise(image, positions, bias, relu, &mut data, pool) {
+            pool.recycle(data);
+            return None;
+        }
+    }
+    Some(data)
+}
+
+/// A dense convolution of `x` by [`Direct::forward`], image by image; `None` where its
+/// kernels do not run.
+fn dense_direct(
+    direct: &Direct,
+    x: &Buf,
+    window: &Window,
+    bias: &[f32],
+    relu: bool,
+    out: &[usize],
+    pool: &mut Pool,
+) -> Option<Vec<f32>> {
+    let [_, c, h, w] = x.shape[..] else {
+        unreachable!("rank checked at load time")
+    };
+    let after = After {
+        relu,
+        max_pool: None,
+    };
+    let mut data = pool.empty(out.iter().product());
+    for image in x.data.chunks_exact(c * h * w) {
+        // One image's `[C][H·W]` is the `[C][N][H·W]` layout for N = 1.
+        let planes = Planes {
+            data: image,
+            channels: c,
+            images: 1,
+            size: [h, w],
+        };
+        let Some(y) = direct.forward(window, bias, planes, after, pool) else {
+            pool.recycle(data);
+            return None;
+        };
+        data.extend_from_slice(&y);
+        pool.recycle(y);
+    }
+    Some(data)
 }
 
 /// A convolution as a matrix product per image: `w` `[O, k]` times that image's `x`

@@ -33,7 +33,6 @@ use crate::layers::{
     Conv2d, ConvSpec, Pool2d, PoolKind, add_zero_padded, describe, dlib_padding, relu,
 };
 
-mod direct;
 mod native;
 
 pub use native::NativeResNet;

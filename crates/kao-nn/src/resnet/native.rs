@@ -10,10 +10,10 @@
 
 use kao_dlib::image::RgbView;
 
-use super::direct::{After, Direct, Planes};
 use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
 use crate::Error;
 use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
+use crate::direct::{After, Direct, Planes};
 use crate::layers::{ConvSpec, Pool2d};
 
 /// Most im2col values held at once (4 MB): one or two images for the large layers,

@@ -1,7 +1,8 @@
-//! Direct convolution for the ResNet's large early layers (the stem and the 35×35 and
-//! 17×17 blocks): each output is summed in registers straight from the input, with no
-//! im2col matrix. On those layers im2col's nine-fold copy, and gemm packing it again, cost
-//! as much as the multiply-adds.
+//! Direct convolution: each output is summed in registers straight from the input, with
+//! no im2col matrix and no gemm packing. The ResNet's large early layers (the stem and the
+//! 35×35 and 17×17 blocks) run here, where im2col's nine-fold copy, and gemm packing it
+//! again, cost as much as the multiply-adds; so do BlazeFace's pointwise (1×1)
+//! convolutions ([`Direct::pointwise`]), whose few input channels left gemm mostly packing.
 //!
 //! The input is laid out so that every tap reads a contiguous run of values for a run of
 //! outputs. Each plane is zero-padded and, for a stride `s` > 1, split into its `s²` phases
@@ -12,7 +13,8 @@
 //!
 //! The kernels sum [`GROUP`] output channels over a block of positions at once (AVX-512:
 //! 8 channels × 48 positions in 24 registers; AVX2: two halves of 4 channels × 24). Without
-//! AVX2 and FMA, [`Direct::forward`] declines and the caller uses im2col.
+//! AVX2 and FMA, [`Direct::forward`] and [`Direct::pointwise`] decline and the caller uses
+//! im2col or gemm.
 
 use crate::cpu::{Pool, Window, max_pool_plane};
 
@@ -22,7 +24,7 @@ const GROUP: usize = 8;
 /// A convolution's weights for the direct kernels: `[O / GROUP][K][GROUP]`, taps in OIHW
 /// order (channel, row, column).
 #[derive(Debug, Clone)]
-pub(super) struct Direct {
+pub(crate) struct Direct {
     weights: Vec<f32>,
 }
 
@@ -66,7 +68,7 @@ impl Isa {
 
 impl Direct {
     /// Packs OIHW weights `[o][k]`; `None` when `o` is not a whole number of groups.
-    pub(super) fn new(weight: &[f32], o: usize, k: usize) -> Option<Self> {
+    pub(crate) fn new(weight: &[f32], o: usize, k: usize) -> Option<Self> {
         if !o.is_multiple_of(GROUP) || weight.len() != o * k {
             return None;
         }
@@ -81,8 +83,8 @@ impl Direct {
 
     /// The convolution of `x` with `bias`, then what `after` asks, as `[O][N][H·W]` (the
     /// convolution's output size, or the pool's); `None` on a CPU without the kernels'
-    /// instructions or for a padded pool.
-    pub(super) fn forward(
+    /// instructions, for unequal strides or for a padded pool.
+    pub(crate) fn forward(
         &self,
         window: &Window,
         bias: &[f32],
@@ -91,7 +93,8 @@ impl Direct {
         pool: &mut Pool,
     ) -> Option<Vec<f32>> {
         let isa = Isa::detect()?;
-        if after.max_pool.is_some_and(|w| w.pad != [[0, 0], [0, 0]]) {
+        let padded_pool = after.max_pool.is_some_and(|w| w.pad != [[0, 0], [0, 0]]);
+        if padded_pool || window.stride[0] != window.stride[1] {
             return None;
         }
         Some(self.forward_on(isa, window, bias, x, after, pool))
@@ -143,20 +146,14 @@ impl Direct {
                 weights: &self.weights,
                 bias,
                 sums: &mut sums.spare_capacity_mut()[..o * grid],
-                grid,
+                stride: grid,
+                positions: grid,
                 relu: after.relu,
             };
             // SAFETY: the CPU has the instructions (`Isa::detect`), and the asserts above
             // bound every address the kernels form (see `Job` and `Layout::source_len`).
             unsafe {
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => x86::run_avx512(job),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => x86::run_avx2(job),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => unreachable!("no kernels detected off x86-64"),
-                }
+                job.run(isa);
                 // The kernels wrote every value: every channel (runs of whole groups) at
                 // every grid position (whole blocks).
                 sums.set_len(o * grid);
@@ -198,25 +195,116 @@ impl Direct {
         pool.recycle(sums);
         out
     }
+
+    /// The 1×1 convolution of one image `x` (`[C][P]`, `positions` = P) with `bias`, then
+    /// the relu if asked, appended to `out` as `[O][P]`; `false`, with nothing appended, on
+    /// a CPU without the kernels' instructions. The planes are read where they are: no
+    /// padding, no copy, except the last few positions when P is not a whole number of
+    /// blocks.
+    pub(crate) fn pointwise(
+        &self,
+        x: &[f32],
+        positions: usize,
+        bias: &[f32],
+        relu: bool,
+        out: &mut Vec<f32>,
+        pool: &mut Pool,
+    ) -> bool {
+        let Some(isa) = Isa::detect() else {
+            return false;
+        };
+        let o = bias.len();
+        let c = x.len() / positions.max(1);
+        assert!(
+            positions > 0
+                && x.len() == c * positions
+                && self.weights.len() == o * c
+                && o.is_multiple_of(GROUP),
+            "shapes checked when the network was read"
+        );
+        let block = isa.block();
+        let whole = positions / block * block;
+        let start = out.len();
+        out.reserve(o * positions);
+        let sums = &mut out.spare_capacity_mut()[..o * positions];
+        if whole > 0 {
+            let offsets: Vec<usize> = (0..c).map(|i| i * positions).collect();
+            let job = Job {
+                source: x,
+                offsets: &offsets,
+                weights: &self.weights,
+                bias,
+                sums,
+                stride: positions,
+                positions: whole,
+                relu,
+            };
+            // SAFETY: the CPU has the instructions (`Isa::detect`). The kernels read
+            // `x[i·P + q]` for positions q < whole ≤ P, inside `x`'s C planes, and write
+            // `sums[o·P + q]` for q < whole, inside its O planes (asserts above).
+            unsafe { job.run(isa) };
+        }
+        if whole < positions {
+            // The last positions, through a zero-padded copy a block wide.
+            let tail = positions - whole;
+            let mut source = pool.filled(c * block, 0.0);
+            for (plane, dst) in x
+                .chunks_exact(positions)
+                .zip(source.chunks_exact_mut(block))
+            {
+                dst[..tail].copy_from_slice(&plane[whole..]);
+            }
+            let offsets: Vec<usize> = (0..c).map(|i| i * block).collect();
+            let mut tail_sums = pool.empty(o * block);
+            let job = Job {
+                source: &source,
+                offsets: &offsets,
+                weights: &self.weights,
+                bias,
+                sums: &mut tail_sums.spare_capacity_mut()[..o * block],
+                stride: block,
+                positions: block,
+                relu,
+            };
+            // SAFETY: the CPU has the instructions; the job reads `source`'s C planes of
+            // one block and writes O planes of one block, all inside the two buffers.
+            unsafe {
+                job.run(isa);
+                // The kernels wrote every value of the O planes.
+                tail_sums.set_len(o * block);
+            }
+            for (dst, plane) in sums
+                .chunks_exact_mut(positions)
+                .zip(tail_sums.chunks_exact(block))
+            {
+                dst[whole..].write_copy_of_slice(&plane[..tail]);
+            }
+            pool.recycle(source);
+            pool.recycle(tail_sums);
+        }
+        // SAFETY: the blocks above wrote every position of every output plane.
+        unsafe { out.set_len(start + o * positions) };
+        true
+    }
 }
 
 /// What follows a direct convolution, done before its output is written.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct After {
+pub(crate) struct After {
     /// The relu.
-    pub(super) relu: bool,
+    pub(crate) relu: bool,
     /// An unpadded max pool.
-    pub(super) max_pool: Option<Window>,
+    pub(crate) max_pool: Option<Window>,
 }
 
 /// A convolution's input: `images` images of `channels` planes of `size` (`[H, W]`), laid
 /// out `[C][N][H·W]`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Planes<'a> {
-    pub(super) data: &'a [f32],
-    pub(super) channels: usize,
-    pub(super) images: usize,
-    pub(super) size: [usize; 2],
+pub(crate) struct Planes<'a> {
+    pub(crate) data: &'a [f32],
+    pub(crate) channels: usize,
+    pub(crate) images: usize,
+    pub(crate) size: [usize; 2],
 }
 
 /// Where a convolution's taps read (see the module docs).
@@ -339,17 +427,39 @@ impl Layout {
     }
 }
 
-/// One image's convolution for the kernels. Bounds (asserted by [`Direct::forward`]):
-/// positions `q` in `0..grid` read `source[q + offset]` inside `source`; `weights` holds
-/// `[O / GROUP][offsets.len()][GROUP]`, `bias` `O` values and `sums` `[O][grid]`.
+/// One image's convolution for the kernels. Bounds (asserted by the callers): positions
+/// `q` in `0..positions` (whole blocks) read `source[q + offset]` inside `source`;
+/// `weights` holds `[O / GROUP][offsets.len()][GROUP]`, `bias` `O` values, and `sums`
+/// channel `o`'s sums at `o·stride + q`.
 struct Job<'a> {
     source: &'a [f32],
     offsets: &'a [usize],
     weights: &'a [f32],
     bias: &'a [f32],
     sums: &'a mut [std::mem::MaybeUninit<f32>],
-    grid: usize,
+    stride: usize,
+    positions: usize,
     relu: bool,
+}
+
+impl Job<'_> {
+    /// Runs the kernels for `isa`.
+    ///
+    /// # Safety
+    /// The CPU has `isa`'s instructions, and the job keeps the bounds documented on [`Job`].
+    unsafe fn run(self, isa: Isa) {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => x86::run_avx512(self),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => x86::run_avx2(self),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("no kernels detected off x86-64"),
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -368,24 +478,25 @@ mod x86 {
             /// The CPU has the instructions named in the `target_feature` attribute, and
             /// `job` keeps the bounds documented on [`Job`].
             #[target_feature(enable = $feature)]
-            pub(super) unsafe fn $name(job: Job<'_>) {
+            pub(crate) unsafe fn $name(job: Job<'_>) {
                 let Job {
                     source,
                     offsets,
                     weights,
                     bias,
                     sums,
-                    grid,
+                    stride,
+                    positions,
                     relu,
                 } = job;
                 let k = offsets.len();
                 let block = $lanes * $v;
-                debug_assert_eq!(grid % block, 0);
+                debug_assert_eq!(positions % block, 0);
                 // SAFETY (for the whole body): every address is inside the slices by the
                 // bounds of `Job`.
                 unsafe {
                     {
-                        for q in (0..grid).step_by(block) {
+                        for q in (0..positions).step_by(block) {
                             let src = source.as_ptr().add(q);
                             for first in (0..bias.len()).step_by($ch) {
                                 let (group, within) = (first / GROUP, first % GROUP);
@@ -408,11 +519,11 @@ mod x86 {
                                     }
                                     w = w.add(GROUP);
                                 }
-                                let out = sums.as_mut_ptr().cast::<f32>().add(first * grid + q);
+                                let out = sums.as_mut_ptr().cast::<f32>().add(first * stride + q);
                                 for (j, row) in acc.iter().enumerate() {
                                     for (i, &a) in row.iter().enumerate() {
                                         let a = if relu { $max(a, $zero()) } else { a };
-                                        $store(out.add(j * grid + i * $lanes), a);
+                                        $store(out.add(j * stride + i * $lanes), a);
                                     }
                                 }
                             }
@@ -507,15 +618,17 @@ mod tests {
             return;
         }
         let mut pool = Pool::default();
-        // (out channels, in channels, kernel, stride, pad, input size, images): the
-        // network's stem, same-size and strided 3×3 layers, and odd shapes.
-        for (o, c, k, s, p, size, n) in [
-            (32, 3, 7, 2, 0, [40, 41], 2),
-            (16, 5, 3, 1, 1, [35, 35], 3),
-            (8, 4, 3, 1, 1, [17, 6], 1),
-            (16, 6, 3, 2, 0, [17, 18], 2),
-            (8, 2, 5, 3, 2, [13, 11], 2),
-            (24, 3, 1, 1, 0, [5, 9], 1),
+        // (out channels, in channels, kernel, stride, [pad before, after], input size,
+        // images): the ResNet's stem, same-size and strided 3×3 layers, BlazeFace's first
+        // layer (TFLite's SAME padding, one before and two after), odd shapes.
+        for (o, c, k, s, [p, after], size, n) in [
+            (32, 3, 7, 2, [0, 0], [40, 41], 2),
+            (16, 5, 3, 1, [1, 1], [35, 35], 3),
+            (8, 4, 3, 1, [1, 1], [17, 6], 1),
+            (16, 6, 3, 2, [0, 0], [17, 18], 2),
+            (8, 2, 5, 3, [2, 2], [13, 11], 2),
+            (24, 3, 1, 1, [0, 0], [5, 9], 1),
+            (32, 3, 5, 2, [1, 2], [24, 22], 1),
         ] {
             let value = |i: usize, m: usize| ((i * 7919) % m) as f32 / m as f32 - 0.5;
             let weight: Vec<f32> = (0..o * c * k * k).map(|i| value(i, 101)).collect();
@@ -526,7 +639,7 @@ mod tests {
             let window = Window {
                 kernel: [k, k],
                 stride: [s, s],
-                pad: [[p, p], [p, p]],
+                pad: [[p, after], [p, after]],
             };
             let direct = Direct::new(&weight, o, c * k * k).expect("whole groups");
             let [oh, ow] = [window.out_size(size[0], 0), window.out_size(size[1], 1)];
@@ -589,6 +702,45 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn pointwise_matches_the_textbook_convolution() {
+        let isas = Isa::available();
+        let Some(&isa) = isas.first() else {
+            eprintln!("no AVX2/AVX-512 on this CPU: the direct kernels are not used here");
+            return;
+        };
+        let mut pool = Pool::default();
+        // Positions: whole blocks only, whole blocks and a tail, a tail only (AVX-512
+        // blocks are 48, AVX2's 24).
+        for (o, c, positions) in [(16, 5, 96), (8, 3, 100), (24, 7, 10), (8, 1, 48 * 3 + 1)] {
+            let value = |i: usize, m: usize| ((i * 7919) % m) as f32 / m as f32 - 0.5;
+            let weight: Vec<f32> = (0..o * c).map(|i| value(i, 101)).collect();
+            let bias: Vec<f32> = (0..o).map(|i| value(i, 13)).collect();
+            let x: Vec<f32> = (0..c * positions).map(|i| value(i, 997)).collect();
+            let window = Window {
+                kernel: [1, 1],
+                stride: [1, 1],
+                pad: [[0, 0], [0, 0]],
+            };
+            let direct = Direct::new(&weight, o, c).expect("whole groups");
+            for relu in [false, true] {
+                let expected = textbook(&weight, &bias, &window, &x, [c, 1], [1, positions], relu);
+                let mut got = vec![7.0];
+                assert!(direct.pointwise(&x, positions, &bias, relu, &mut got, &mut pool));
+                assert_eq!(got[0], 7.0, "appended after what was there");
+                let worst = got[1..]
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    got.len() == expected.len() + 1 && worst < 1e-4,
+                    "{isa:?} {o}×{c} on {positions} positions: off by {worst}"
+                );
+            }
+        }
     }
 
     #[test]
