@@ -91,17 +91,28 @@ impl Signature {
         let (top, height) = (rows.start, rows.len().max(1));
         let width = columns.len().max(1);
         let mut n = 0f32;
+        // The sampled columns of each grid cell: column i is in cell i·GRID / width.
+        let first_of = |cell: usize| (cell * width).div_ceil(GRID).next_multiple_of(STEP);
+        let cell_columns: Vec<std::ops::Range<usize>> = (0..GRID)
+            .map(|cell| first_of(cell).min(width)..first_of(cell + 1).min(width))
+            .collect();
         for y in rows.step_by(STEP) {
             let row = &frame.row(y)[columns.start * 3..columns.end * 3];
             let cells = &mut layout[(y - top) * GRID / height * GRID..][..GRID];
             let counted = &mut counts[(y - top) * GRID / height * GRID..][..GRID];
-            for (i, px) in row.chunks_exact(3).enumerate().step_by(STEP) {
-                let bin = |v: u8| usize::from(v) * BINS / 256;
-                colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
-                let cell = i * GRID / width;
-                cells[cell] += f32::from(px[0]) + 2.0 * f32::from(px[1]) + f32::from(px[2]);
-                counted[cell] += 1.0;
-                n += 1.0;
+            for ((sum, count), span) in cells.iter_mut().zip(counted.iter_mut()).zip(&cell_columns)
+            {
+                for px in row[span.start * 3..]
+                    .chunks_exact(3)
+                    .take(span.len())
+                    .step_by(STEP)
+                {
+                    let bin = |v: u8| usize::from(v) * BINS / 256;
+                    colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
+                    *sum += f32::from(px[0]) + 2.0 * f32::from(px[1]) + f32::from(px[2]);
+                    *count += 1.0;
+                    n += 1.0;
+                }
             }
         }
         if n > 0.0 {
@@ -197,6 +208,61 @@ mod tests {
 
     fn flat(rgb: [u8; 3]) -> Vec<u8> {
         rgb.iter().copied().cycle().take(64 * 48 * 3).collect()
+    }
+
+    /// [`Signature::of`] the straightforward way: each sampled pixel's cell by division.
+    fn signature_per_pixel(frame: &RgbView<'_>) -> Signature {
+        let [rows, columns] = content(frame);
+        let mut colours = vec![0f32; BINS * BINS * BINS];
+        let mut layout = vec![0f32; GRID * GRID];
+        let mut counts = vec![0f32; GRID * GRID];
+        let (top, height) = (rows.start, rows.len().max(1));
+        let width = columns.len().max(1);
+        let mut n = 0f32;
+        for y in rows.step_by(STEP) {
+            let row = &frame.row(y)[columns.start * 3..columns.end * 3];
+            let base = (y - top) * GRID / height * GRID;
+            for (i, px) in row.chunks_exact(3).enumerate().step_by(STEP) {
+                let bin = |v: u8| usize::from(v) * BINS / 256;
+                colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
+                let cell = base + i * GRID / width;
+                layout[cell] += f32::from(px[0]) + 2.0 * f32::from(px[1]) + f32::from(px[2]);
+                counts[cell] += 1.0;
+                n += 1.0;
+            }
+        }
+        if n > 0.0 {
+            colours.iter_mut().for_each(|h| *h /= n);
+        }
+        for (cell, &count) in layout.iter_mut().zip(&counts) {
+            *cell = if count > 0.0 {
+                *cell / (count * 4.0 * 255.0)
+            } else {
+                0.0
+            };
+        }
+        Signature { colours, layout }
+    }
+
+    #[test]
+    fn signature_by_cells_matches_the_per_pixel_one() {
+        for (w, h) in [
+            (1, 1),
+            (3, 2),
+            (7, 5),
+            (33, 17),
+            (64, 48),
+            (161, 90),
+            (1280, 9),
+        ] {
+            let data: Vec<u8> = (0..w * h * 3)
+                .map(|i| ((i * 2654435761usize) >> 11) as u8)
+                .collect();
+            let frame = RgbView::new(w, h, &data).unwrap();
+            let (fast, slow) = (Signature::of(&frame), signature_per_pixel(&frame));
+            assert_eq!(fast.colours, slow.colours, "{w}×{h}");
+            assert_eq!(fast.layout, slow.layout, "{w}×{h}");
+        }
     }
 
     #[test]
