@@ -563,8 +563,7 @@ fn dense_direct(
         relu,
         max_pool: None,
     };
-    let mut data = pool.empty(out.iter().product());
-    for image in x.data.chunks_exact(c * h * w) {
+    let one = |image: &[f32], pool: &mut Pool| {
         // One image's `[C][H·W]` is the `[C][N][H·W]` layout for N = 1.
         let planes = Planes {
             data: image,
@@ -572,10 +571,14 @@ fn dense_direct(
             images: 1,
             size: [h, w],
         };
-        let Some(y) = direct.forward(window, bias, planes, after, pool) else {
-            pool.recycle(data);
-            return None;
-        };
+        direct.forward(window, bias, planes, after, pool)
+    };
+    let mut images = x.data.chunks_exact(c * h * w);
+    // The first image's output is the start of the whole.
+    let mut data = one(images.next()?, pool)?;
+    data.reserve(out.iter().product::<usize>() - data.len());
+    for image in images {
+        let y = one(image, pool)?;
         data.extend_from_slice(&y);
         pool.recycle(y);
     }
