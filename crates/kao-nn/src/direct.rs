@@ -21,6 +21,11 @@ use crate::cpu::{Pool, Window, max_pool_plane};
 /// Output channels whose weights are packed together, one broadcast each per tap.
 const GROUP: usize = 8;
 
+/// Whether the direct kernels run on this CPU (AVX2 and FMA, or AVX-512).
+pub(crate) fn available() -> bool {
+    Isa::detect().is_some()
+}
+
 /// A convolution's weights for the direct kernels: `[O / GROUP][K][GROUP]`, taps in OIHW
 /// order (channel, row, column).
 #[derive(Debug, Clone)]

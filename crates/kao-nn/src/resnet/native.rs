@@ -416,13 +416,24 @@ impl NativeResNet {
         }
     }
 
-    /// Embeddings of a batch of 150×150 RGB chips, in order.
-    pub fn embed(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
-        check_sizes(chips)?;
-        if chips.is_empty() {
-            return Ok(Vec::new());
+    /// The stem (and its max pool) on `chips`, then the blocks whose output is at least
+    /// [`DIRECT_MIN_WIDTH`] wide; returns the activations and the index of the first block
+    /// not run.
+    fn early_layers(&self, chips: &[RgbView<'_>], pool: &mut Pool) -> (Act, usize) {
+        let mut x = self.stem_input(chips, pool);
+        let mut end = 0;
+        for block in &self.blocks {
+            if block.conv1.window.out_size(x.size[1], 1) < DIRECT_MIN_WIDTH {
+                break;
+            }
+            x = block.forward(x, pool);
+            end += 1;
         }
-        let mut pool = POOL.take();
+        (x, end)
+    }
+
+    /// The stem's output, max-pooled, for `chips` (`[C][N][H·W]`).
+    fn stem_input(&self, chips: &[RgbView<'_>], pool: &mut Pool) -> Act {
         let n = chips.len();
         let plane = INPUT_SIZE * INPUT_SIZE;
         let mut data = pool.filled(3 * n * plane, 0.0);
@@ -445,11 +456,34 @@ impl NativeResNet {
             images: n,
             size: [INPUT_SIZE; 2],
         };
-        let mut x = self
-            .stem
-            .forward_max_pooled(&input, &self.stem_pool, &mut pool);
+        let x = self.stem.forward_max_pooled(&input, &self.stem_pool, pool);
         pool.recycle(input.data);
-        for block in &self.blocks {
+        x
+    }
+
+    /// Embeddings of a batch of 150×150 RGB chips, in order.
+    pub fn embed(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>, Error> {
+        check_sizes(chips)?;
+        if chips.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pool = POOL.take();
+        let n = chips.len();
+        // The wide early layers one image at a time where the direct kernels run (each
+        // image's activations then stay in the core's cache), the deep ones over the batch.
+        let (mut x, first_batched) = if crate::direct::available() {
+            let mut early = Vec::with_capacity(n);
+            let mut end = 0;
+            for chip in chips {
+                let (y, e) = self.early_layers(std::slice::from_ref(chip), &mut pool);
+                early.push(y);
+                end = e;
+            }
+            (gather(early, &mut pool), end)
+        } else {
+            (self.stem_input(chips, &mut pool), 0)
+        };
+        for block in &self.blocks[first_batched..] {
             x = block.forward(x, &mut pool);
         }
         // Global average pool, then fc_no_bias (its `[256, 128]` size checked on reading).
@@ -466,6 +500,28 @@ impl NativeResNet {
         pool.recycle(x.data);
         POOL.set(pool);
         Ok(out)
+    }
+}
+
+/// One-image activations (all of one size and depth) as one batch, `[C][N][H·W]`.
+fn gather(images: Vec<Act>, pool: &mut Pool) -> Act {
+    let first = images.first().expect("a non-empty batch");
+    let (channels, size, plane) = (first.channels, first.size, first.plane());
+    let mut data = pool.empty(channels * images.len() * plane);
+    for c in 0..channels {
+        for image in &images {
+            data.extend_from_slice(&image.data[c * plane..][..plane]);
+        }
+    }
+    let n = images.len();
+    for image in images {
+        pool.recycle(image.data);
+    }
+    Act {
+        data,
+        channels,
+        images: n,
+        size,
     }
 }
 
