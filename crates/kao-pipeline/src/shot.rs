@@ -115,10 +115,16 @@ impl Signature {
                 }
             }
         }
+        Signature::from_sums(colours, layout, &counts, n)
+    }
+
+    /// The signature from its sampled sums: colour counts over `n` pixels, and each grid
+    /// cell's summed brightness (R + 2G + B) over its `counts` pixels.
+    fn from_sums(mut colours: Vec<f32>, mut layout: Vec<f32>, counts: &[f32], n: f32) -> Signature {
         if n > 0.0 {
             colours.iter_mut().for_each(|h| *h /= n);
         }
-        for (cell, &count) in layout.iter_mut().zip(&counts) {
+        for (cell, &count) in layout.iter_mut().zip(counts) {
             *cell = if count > 0.0 {
                 *cell / (count * 4.0 * 255.0)
             } else {
@@ -231,17 +237,7 @@ mod tests {
                 n += 1.0;
             }
         }
-        if n > 0.0 {
-            colours.iter_mut().for_each(|h| *h /= n);
-        }
-        for (cell, &count) in layout.iter_mut().zip(&counts) {
-            *cell = if count > 0.0 {
-                *cell / (count * 4.0 * 255.0)
-            } else {
-                0.0
-            };
-        }
-        Signature { colours, layout }
+        Signature::from_sums(colours, layout, &counts, n)
     }
 
     #[test]
