@@ -13,9 +13,10 @@
 //! are summed too and dropped.
 //!
 //! The kernels sum [`GROUP`] output channels over a block of positions at once (AVX-512:
-//! 8 channels × 48 positions in 24 registers; AVX2: two halves of 4 channels × 24). Without
-//! AVX2 and FMA, [`Direct::forward`] and [`Direct::pointwise`] decline and the caller uses
-//! im2col or gemm.
+//! 8 channels × 48 positions in 24 registers; AVX2: two halves of 4 channels × 24 in 12,
+//! the tap loop in assembly, as the compiler spills a sum there). Without AVX2 and FMA,
+//! [`Direct::forward`] and [`Direct::pointwise`] decline and the caller uses im2col or
+//! gemm.
 
 use crate::cpu::{Pool, Window, max_pool_plane};
 
@@ -482,100 +483,172 @@ mod x86 {
 
     use super::{GROUP, Job};
 
-    /// One image's convolution: for each block of `V` vectors of positions and run of `CH`
-    /// output channels, the sums in registers over all taps from the bias, then the
-    /// relu if asked.
-    macro_rules! kernel {
-        ($name:ident, $feature:literal, $vector:ty, $lanes:literal, $ch:literal, $v:literal,
-         $set1:ident, $load:ident, $fma:ident, $max:ident, $zero:ident, $store:ident) => {
-            /// # Safety
-            /// The CPU has the instructions named in the `target_feature` attribute, and
-            /// `job` keeps the bounds documented on [`Job`].
-            #[target_feature(enable = $feature)]
-            pub(crate) unsafe fn $name(job: Job<'_>) {
-                let Job {
-                    source,
-                    offsets,
-                    weights,
-                    bias,
-                    sums,
-                    stride,
-                    positions,
-                    relu,
-                } = job;
-                let k = offsets.len();
-                let block = $lanes * $v;
-                debug_assert_eq!(positions % block, 0);
-                // SAFETY (for the whole body): every address is inside the slices by the
-                // bounds of `Job`.
-                unsafe {
-                    {
-                        for q in (0..positions).step_by(block) {
-                            let src = source.as_ptr().add(q);
-                            for first in (0..bias.len()).step_by($ch) {
-                                let (group, within) = (first / GROUP, first % GROUP);
-                                let mut w = weights.as_ptr().add(group * k * GROUP + within);
-                                let mut acc: [[$vector; $v]; $ch] = [[$zero(); $v]; $ch];
-                                for (row, &b) in acc.iter_mut().zip(&bias[first..first + $ch]) {
-                                    *row = [$set1(b); $v];
-                                }
-                                for &offset in offsets {
-                                    let p = src.add(offset);
-                                    let mut x: [$vector; $v] = [$zero(); $v];
-                                    for (i, x) in x.iter_mut().enumerate() {
-                                        *x = $load(p.add(i * $lanes));
-                                    }
-                                    for (j, row) in acc.iter_mut().enumerate() {
-                                        let wj = $set1(*w.add(j));
-                                        for (a, &x) in row.iter_mut().zip(&x) {
-                                            *a = $fma(wj, x, *a);
-                                        }
-                                    }
-                                    w = w.add(GROUP);
-                                }
-                                let out = sums.as_mut_ptr().cast::<f32>().add(first * stride + q);
-                                for (j, row) in acc.iter().enumerate() {
-                                    for (i, &a) in row.iter().enumerate() {
-                                        let a = if relu { $max(a, $zero()) } else { a };
-                                        $store(out.add(j * stride + i * $lanes), a);
-                                    }
-                                }
+    /// One image's convolution on AVX-512: for each block of 48 positions (three
+    /// vectors) and run of eight output channels, the 24 sums in registers over all taps
+    /// from the bias, then the relu if asked.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and `job` keeps the bounds documented on [`Job`].
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn run_avx512(job: Job<'_>) {
+        const V: usize = 3;
+        let Job {
+            source,
+            offsets,
+            weights,
+            bias,
+            sums,
+            stride,
+            positions,
+            relu,
+        } = job;
+        let k = offsets.len();
+        let block = 16 * V;
+        debug_assert_eq!(positions % block, 0);
+        // SAFETY (for the whole body): every address is inside the slices by the bounds
+        // of `Job`.
+        unsafe {
+            for q in (0..positions).step_by(block) {
+                let src = source.as_ptr().add(q);
+                for first in (0..bias.len()).step_by(GROUP) {
+                    let mut w = weights.as_ptr().add(first * k);
+                    let mut acc = [[_mm512_setzero_ps(); V]; GROUP];
+                    for (row, &b) in acc.iter_mut().zip(&bias[first..first + GROUP]) {
+                        *row = [_mm512_set1_ps(b); V];
+                    }
+                    for &offset in offsets {
+                        let p = src.add(offset);
+                        let x: [__m512; V] =
+                            std::array::from_fn(|i| _mm512_loadu_ps(p.add(i * 16)));
+                        for (j, row) in acc.iter_mut().enumerate() {
+                            let wj = _mm512_set1_ps(*w.add(j));
+                            for (a, &x) in row.iter_mut().zip(&x) {
+                                *a = _mm512_fmadd_ps(wj, x, *a);
                             }
+                        }
+                        w = w.add(GROUP);
+                    }
+                    let out = sums.as_mut_ptr().cast::<f32>().add(first * stride + q);
+                    for (j, row) in acc.iter().enumerate() {
+                        for (i, &a) in row.iter().enumerate() {
+                            let a = if relu {
+                                _mm512_max_ps(a, _mm512_setzero_ps())
+                            } else {
+                                a
+                            };
+                            _mm512_storeu_ps(out.add(j * stride + i * 16), a);
                         }
                     }
                 }
             }
-        };
+        }
     }
 
-    kernel!(
-        run_avx512,
-        "avx512f",
-        __m512,
-        16,
-        8,
-        3,
-        _mm512_set1_ps,
-        _mm512_loadu_ps,
-        _mm512_fmadd_ps,
-        _mm512_max_ps,
-        _mm512_setzero_ps,
-        _mm512_storeu_ps
-    );
-    kernel!(
-        run_avx2,
-        "avx2,fma",
-        __m256,
-        8,
-        4,
-        3,
-        _mm256_set1_ps,
-        _mm256_loadu_ps,
-        _mm256_fmadd_ps,
-        _mm256_max_ps,
-        _mm256_setzero_ps,
-        _mm256_storeu_ps
-    );
+    /// One image's convolution on AVX2: for each block of 24 positions (three vectors)
+    /// and run of four output channels, the twelve sums in registers over all taps.
+    ///
+    /// AVX2 has sixteen vector registers and the block needs all of them (twelve sums,
+    /// three input vectors, one broadcast weight), more than the compiler allocates
+    /// without spilling a sum to the stack on every tap; so the tap loop is written out.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, and `job` keeps the bounds documented on [`Job`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn run_avx2(job: Job<'_>) {
+        const CH: usize = 4;
+        const V: usize = 3;
+        let Job {
+            source,
+            offsets,
+            weights,
+            bias,
+            sums,
+            stride,
+            positions,
+            relu,
+        } = job;
+        let k = offsets.len();
+        let block = 8 * V;
+        debug_assert_eq!(positions % block, 0);
+        // SAFETY (for the whole body): every address is inside the slices by the bounds
+        // of `Job`; the tap loop reads `k` offsets and `k` runs of GROUP weights.
+        unsafe {
+            for q in (0..positions).step_by(block) {
+                let src = source.as_ptr().add(q);
+                for first in (0..bias.len()).step_by(CH) {
+                    let (group, within) = (first / GROUP, first % GROUP);
+                    let w = weights.as_ptr().add(group * k * GROUP + within);
+                    let mut acc: [[__m256; V]; CH] = [[_mm256_setzero_ps(); V]; CH];
+                    for (row, &b) in acc.iter_mut().zip(&bias[first..first + CH]) {
+                        *row = [_mm256_set1_ps(b); V];
+                    }
+                    if k > 0 {
+                        let [[a0, a1, a2], [a3, a4, a5], [a6, a7, a8], [a9, a10, a11]] = &mut acc;
+                        std::arch::asm!(
+                            "2:",
+                            "mov {o}, qword ptr [{off}]",
+                            "vmovups ymm12, ymmword ptr [{src} + 4*{o}]",
+                            "vmovups ymm13, ymmword ptr [{src} + 4*{o} + 32]",
+                            "vmovups ymm14, ymmword ptr [{src} + 4*{o} + 64]",
+                            "vbroadcastss ymm15, dword ptr [{w}]",
+                            "vfmadd231ps ymm0, ymm15, ymm12",
+                            "vfmadd231ps ymm1, ymm15, ymm13",
+                            "vfmadd231ps ymm2, ymm15, ymm14",
+                            "vbroadcastss ymm15, dword ptr [{w} + 4]",
+                            "vfmadd231ps ymm3, ymm15, ymm12",
+                            "vfmadd231ps ymm4, ymm15, ymm13",
+                            "vfmadd231ps ymm5, ymm15, ymm14",
+                            "vbroadcastss ymm15, dword ptr [{w} + 8]",
+                            "vfmadd231ps ymm6, ymm15, ymm12",
+                            "vfmadd231ps ymm7, ymm15, ymm13",
+                            "vfmadd231ps ymm8, ymm15, ymm14",
+                            "vbroadcastss ymm15, dword ptr [{w} + 12]",
+                            "vfmadd231ps ymm9, ymm15, ymm12",
+                            "vfmadd231ps ymm10, ymm15, ymm13",
+                            "vfmadd231ps ymm11, ymm15, ymm14",
+                            "add {w}, 32",
+                            "add {off}, 8",
+                            "cmp {off}, {end}",
+                            "jne 2b",
+                            off = inout(reg) offsets.as_ptr() => _,
+                            end = in(reg) offsets.as_ptr().add(k),
+                            w = inout(reg) w => _,
+                            src = in(reg) src,
+                            o = out(reg) _,
+                            inout("ymm0") *a0,
+                            inout("ymm1") *a1,
+                            inout("ymm2") *a2,
+                            inout("ymm3") *a3,
+                            inout("ymm4") *a4,
+                            inout("ymm5") *a5,
+                            inout("ymm6") *a6,
+                            inout("ymm7") *a7,
+                            inout("ymm8") *a8,
+                            inout("ymm9") *a9,
+                            inout("ymm10") *a10,
+                            inout("ymm11") *a11,
+                            out("ymm12") _,
+                            out("ymm13") _,
+                            out("ymm14") _,
+                            out("ymm15") _,
+                            options(nostack, readonly),
+                        );
+                    }
+                    let out = sums.as_mut_ptr().cast::<f32>().add(first * stride + q);
+                    for (j, row) in acc.iter().enumerate() {
+                        for (i, &a) in row.iter().enumerate() {
+                            let a = if relu {
+                                _mm256_max_ps(a, _mm256_setzero_ps())
+                            } else {
+                                a
+                            };
+                            _mm256_storeu_ps(out.add(j * stride + i * 8), a);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
