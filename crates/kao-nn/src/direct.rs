@@ -518,8 +518,10 @@ mod x86 {
                     }
                     for &offset in offsets {
                         let p = src.add(offset);
-                        let x: [__m512; V] =
-                            std::array::from_fn(|i| _mm512_loadu_ps(p.add(i * 16)));
+                        let mut x = [_mm512_setzero_ps(); V];
+                        for (i, x) in x.iter_mut().enumerate() {
+                            *x = _mm512_loadu_ps(p.add(i * 16));
+                        }
                         for (j, row) in acc.iter_mut().enumerate() {
                             let wj = _mm512_set1_ps(*w.add(j));
                             for (a, &x) in row.iter_mut().zip(&x) {
