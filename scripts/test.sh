@@ -14,13 +14,20 @@ steps="${KAO_TEST_STEPS:-all}"
 ./scripts/deps.sh $([ "$steps" = stages ] || echo --browser)
 ./scripts/fixtures.sh
 log=$(mktemp)
-trap 'rm -f "$log" "${evcxr_log:-}"; [ -z "${evcxr_pid:-}" ] || kill "$evcxr_pid" 2>/dev/null || true' EXIT
+# Background jobs run in sessions of their own (setsid), so that an early exit stops them whole.
+stop_jobs() {
+  for pid in "${evcxr_pid:-}" "${notebooks_pid:-}"; do
+    [ -z "$pid" ] || kill -- "-$pid" 2>/dev/null || true
+  done
+  rm -f "$log" "${evcxr_log:-}" "${notebooks_log:-}"
+}
+trap stop_jobs EXIT
 step() { echo "kao: $1 ($(date -u +%H:%M:%S))" >&2; }
 if [ "$steps" != stages ]; then
   # evcxr_jupyter takes about 10 minutes of CPU to build: build it beside the stages, whose build
   # and tests leave one core idle much of the time.
   evcxr_log=$(mktemp)
-  ./scripts/notebooks.sh install >"$evcxr_log" 2>&1 &
+  setsid ./scripts/notebooks.sh install >"$evcxr_log" 2>&1 &
   evcxr_pid=$!
 fi
 
@@ -30,6 +37,19 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
+if [ "$steps" != stages ]; then
+  # The notebooks (evcxr compiling polars and kao-analysis, then running each notebook) beside
+  # the CUDA check and the analysis build: both builds spend long stretches on one core.
+  step "analysis: notebooks started"
+  # The notebooks read the demo's output; made here, as its `cargo build` would otherwise wait
+  # for the builds below to let go of target/.
+  ./scripts/demo.sh >&2
+  wait "$evcxr_pid" || { cat "$evcxr_log" >&2; echo "kao: installing the notebook kernel failed" >&2; exit 1; }
+  evcxr_pid=
+  notebooks_log=$(mktemp)
+  setsid ./scripts/notebooks.sh check >"$notebooks_log" 2>&1 &
+  notebooks_pid=$!
+fi
 step "stages: CUDA build check"
 cargo check --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
 
@@ -52,8 +72,11 @@ if [ "$steps" != stages ]; then
   # ~70 crates).
   cargo test --release --locked --features kao-tests/report --test report 2>&1 | tee -a "$log"
   step "analysis: notebooks"
-  wait "$evcxr_pid" || { cat "$evcxr_log" >&2; echo "kao: installing the notebook kernel failed" >&2; exit 1; }
-  ./scripts/notebooks.sh check 2>&1 | tee -a "$log"
+  notebooks_ok=true
+  wait "$notebooks_pid" || notebooks_ok=false
+  notebooks_pid=
+  tee -a "$log" <"$notebooks_log"
+  $notebooks_ok || { echo "kao: a notebook failed (above)" >&2; exit 1; }
 fi
 step "done"
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
