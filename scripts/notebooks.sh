@@ -20,8 +20,8 @@ evcxr_version=0.22.0
 
 if ! grep -qs "^\"evcxr_jupyter $evcxr_version " "$evcxr_root/.crates.toml"; then
   echo "kao: installing evcxr_jupyter $evcxr_version (once; about 10 minutes on 2 cores)" >&2
-  # At opt-level 1: about half the compile time of the default 3 (rust-analyzer's crates), and
-  # the kernel's own work per cell is small next to compiling the cell.
+  # At opt-level 1: less to compile than at the default 3 (rust-analyzer's crates; not timed
+  # alone), and the kernel's own work per cell is small next to compiling the cell.
   cargo install --locked --quiet --config profile.release.opt-level=1 evcxr_jupyter \
     --version "$evcxr_version" --root "$evcxr_root"
 fi
