@@ -7,15 +7,16 @@ use anyhow::Result;
 use arrow_array::RecordBatch;
 use clap::Parser;
 use kao_nn::Device;
-use kao_pipeline::cli::EmbedArgs;
+use kao_pipeline::cli::{EmbedArgs, EmbedderArgs};
 use kao_pipeline::embed::{Chips, EmbedStage, FaceEmbedder};
 use kao_record::{RecordReader, RecordWriter};
 
-/// Add dlib ResNet face embeddings (128 floats, `embedding`) to kao face records.
+/// Add face embeddings (`embedding`) and quality measures to kao face records.
 ///
 /// Reads face records (from kao-detect: `patch`, `landmarks` and the patch's place in the
-/// frame) on stdin or from FILE, cuts dlib's 150×150 aligned chip from each native-resolution
-/// patch, and writes the records with `embedding` added. Faces from many frames are batched
+/// frame) on stdin or from FILE, cuts the embedder's aligned chip from each native-resolution
+/// patch (dlib's ResNet: 150×150, 128 floats), and writes the records with `embedding` added;
+/// its field metadata names the model, dimension and metric. Faces from many frames are batched
 /// through the network; the output keeps the input's rows in order.
 #[derive(Parser, Debug)]
 #[command(
@@ -31,6 +32,8 @@ struct Args {
     output: Option<PathBuf>,
     #[command(flatten)]
     embed: EmbedArgs,
+    #[command(flatten)]
+    embedder: EmbedderArgs,
     /// Where the network runs: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -43,7 +46,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;
-    let embedder = FaceEmbedder::load(&args.embed.options(args.device))?;
+    let embedder = FaceEmbedder::load(&args.embed.options(args.embedder.spec()?, args.device))?;
     let reader = RecordReader::open(args.input.as_deref())?;
     let stage = EmbedStage::new(embedder, &reader.schema(), reader.name())?;
     let mut writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;

@@ -19,7 +19,7 @@ use kao_dlib::RgbView;
 use kao_nn::Device;
 use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
-use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, MatchArgs, TrackArgs};
+use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
 use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
@@ -85,6 +85,8 @@ struct Args {
     detect: DetectArgs,
     #[command(flatten)]
     embed: EmbedArgs,
+    #[command(flatten)]
+    embedder: EmbedderArgs,
     #[command(flatten)]
     track: TrackArgs,
     #[command(flatten)]
@@ -216,16 +218,19 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         }
     };
     say("enrolling reference photos");
+    let embedder = args.embedder.spec()?;
     let (matcher, match_entry) = args
         .matching
-        .matcher(args.device, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+        .matcher(&embedder, args.device, &mut |w| {
+            eprintln!("kao-extract: warning: {w}")
+        })?;
     let detect = DetectStage::new(
         Finder::load(args.detect.options(args.device))?,
         &frame_schema,
         "frames",
     )?;
     let embed = EmbedStage::new(
-        FaceEmbedder::load(&args.embed.options(args.device))?,
+        FaceEmbedder::load(&args.embed.options(embedder, args.device))?,
         detect.schema(),
         "faces",
     )?;

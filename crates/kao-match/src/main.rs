@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use kao_nn::Device;
-use kao_pipeline::cli::MatchArgs;
+use kao_pipeline::cli::{EmbedderArgs, MatchArgs};
 use kao_pipeline::identify::MatchStage;
 use kao_record::{RecordReader, RecordWriter};
 
@@ -30,6 +30,9 @@ struct Args {
     output: Option<PathBuf>,
     #[command(flatten)]
     matching: MatchArgs,
+    /// The embedder that enrolls the references: the one kao-embed used for the faces.
+    #[command(flatten)]
+    embedder: EmbedderArgs,
     /// Where reference enrollment runs: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -45,7 +48,7 @@ fn run(args: &Args) -> Result<()> {
     let reader = RecordReader::open(args.input.as_deref())?;
     let (matcher, provenance) = args
         .matching
-        .matcher(args.device, &mut |w| eprintln!("kao-match: warning: {w}"))?;
+        .matcher(&args.embedder.spec()?, args.device, &mut |w| eprintln!("kao-match: warning: {w}"))?;
     let mut stage = MatchStage::new(matcher, &provenance, &reader.schema(), reader.name())?;
     let writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
     kao_pipeline::pump(&mut stage, reader, writer)

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use kao_nn::Device;
-use kao_record::Provenance;
+use kao_record::{Metric, Provenance};
 
 use crate::align::{AlignOptions, DEFAULT_MIN_HASH_BITS, Selection};
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
-use crate::identify::{DEFAULT_THRESHOLD, DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
+use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
+use crate::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
 use crate::refs::{self, EnrollOptions};
 use crate::shot::DEFAULT_CUT_THRESHOLD;
 use crate::track::TrackOptions;
@@ -98,10 +99,122 @@ pub struct EmbedArgs {
     pub batch: u32,
 }
 
+/// Three comma-separated numbers, as `--mean` and `--std` take them.
+fn triple(s: &str) -> std::result::Result<[f32; 3], String> {
+    let values: Vec<f32> = s
+        .split(',')
+        .map(|v| v.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("`{s}`: expected three numbers, as r,g,b"))?;
+    <[f32; 3]>::try_from(values).map_err(|_| format!("`{s}`: expected three numbers, as r,g,b"))
+}
+
+/// Which face embedder, and how an ONNX embedder's input is made. Shared by kao-embed,
+/// kao-match (to enroll references in the same space as the faces) and kao-extract.
+#[derive(Args, Clone, Debug)]
+pub struct EmbedderArgs {
+    /// The face embedder: `dlib` (dlib's ResNet: 128-d, Euclidean), `face01-v1:PATH` (FACE01's
+    /// JAPANESE FACE V1 ONNX file: 224 px chip, 512-d, cosine) or `onnx:PATH` (any ONNX face
+    /// embedder; the options below describe its input). Faces and references must use the same.
+    #[arg(long, value_name = "NAME", default_value = "dlib")]
+    pub embedder: EmbedderKind,
+    /// onnx: side of the model's square input in pixels (default: the graph's fixed size).
+    #[arg(long, value_name = "PX", help_heading = "ONNX embedder")]
+    pub input_size: Option<usize>,
+    /// onnx: margin of the aligned chip around dlib's 5-point template [default: 0.1].
+    #[arg(long, value_name = "P", help_heading = "ONNX embedder")]
+    pub chip_padding: Option<f64>,
+    /// onnx: factor applied to pixel values (0–255) first [default: 1/255].
+    #[arg(long, value_name = "S", help_heading = "ONNX embedder")]
+    pub pixel_scale: Option<f32>,
+    /// onnx: subtracted per channel after scaling, in the model's channel order [default: 0,0,0].
+    #[arg(long, value_name = "R,G,B", value_parser = triple, help_heading = "ONNX embedder")]
+    pub mean: Option<[f32; 3]>,
+    /// onnx: divided by per channel after the mean [default: 1,1,1].
+    #[arg(long, value_name = "R,G,B", value_parser = triple, help_heading = "ONNX embedder")]
+    pub std: Option<[f32; 3]>,
+    /// onnx: the model's channel order [default: rgb].
+    #[arg(long, value_enum, help_heading = "ONNX embedder")]
+    pub channels: Option<Channels>,
+    /// onnx: how its embeddings are compared: cosine or euclidean [default: cosine].
+    #[arg(long, value_name = "METRIC", help_heading = "ONNX embedder")]
+    pub metric: Option<Metric>,
+    /// onnx: scale every embedding to unit length.
+    #[arg(long, help_heading = "ONNX embedder")]
+    pub l2_normalize: bool,
+}
+
+impl EmbedderArgs {
+    /// The embedder these options name; preprocessing options are refused for dlib and
+    /// face01-v1, whose contracts are fixed.
+    pub fn spec(&self) -> Result<EmbedderSpec> {
+        let given: Vec<&str> = [
+            ("--input-size", self.input_size.is_some()),
+            ("--chip-padding", self.chip_padding.is_some()),
+            ("--pixel-scale", self.pixel_scale.is_some()),
+            ("--mean", self.mean.is_some()),
+            ("--std", self.std.is_some()),
+            ("--channels", self.channels.is_some()),
+            ("--metric", self.metric.is_some()),
+            ("--l2-normalize", self.l2_normalize),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        let mut preprocessing = Preprocessing::onnx_defaults();
+        match &self.embedder {
+            EmbedderKind::Onnx(_) => {
+                preprocessing.input_size = self.input_size;
+                if let Some(p) = self.chip_padding {
+                    if !(p.is_finite() && p >= 0.0) {
+                        anyhow::bail!("--chip-padding must be a number >= 0");
+                    }
+                    preprocessing.chip_padding = p;
+                }
+                if let Some(s) = self.pixel_scale {
+                    preprocessing.pixel_scale = s;
+                }
+                if let Some(m) = self.mean {
+                    preprocessing.mean = m;
+                }
+                if let Some(s) = self.std {
+                    if s.iter().any(|v| *v == 0.0 || !v.is_finite()) {
+                        anyhow::bail!("--std must be three non-zero numbers");
+                    }
+                    preprocessing.std = s;
+                }
+                if let Some(c) = self.channels {
+                    preprocessing.channels = c;
+                }
+                if let Some(m) = self.metric {
+                    preprocessing.metric = m;
+                }
+                preprocessing.l2_normalize = self.l2_normalize;
+                if self.input_size == Some(0) {
+                    anyhow::bail!("--input-size must be at least 1");
+                }
+            }
+            kind if !given.is_empty() => {
+                let name = if *kind == EmbedderKind::Dlib { "dlib" } else { "face01-v1" };
+                anyhow::bail!(
+                    "{} only apply to `--embedder onnx:PATH`; {name}'s input is fixed",
+                    given.join(", ")
+                );
+            }
+            _ => {}
+        }
+        Ok(EmbedderSpec {
+            kind: self.embedder.clone(),
+            preprocessing,
+        })
+    }
+}
+
 impl EmbedArgs {
-    /// The embed stage's options, running on `device`.
-    pub fn options(&self, device: Device) -> EmbedOptions {
+    /// The embed stage's options for `embedder`, running on `device`.
+    pub fn options(&self, embedder: EmbedderSpec, device: Device) -> EmbedOptions {
         EmbedOptions {
+            embedder,
             jitters: self.jitters,
             seed: self.seed,
             batch: self.batch as usize,
@@ -121,10 +234,15 @@ pub struct MatchArgs {
     /// reference (by --margin) stays unmatched. Same naming as --ref.
     #[arg(long = "neg", value_name = "PATH", num_args = 1..)]
     pub negs: Vec<PathBuf>,
-    /// Largest Euclidean distance between a face's embedding and a person's nearest reference
-    /// for a match (see README, "Choosing the threshold").
-    #[arg(long, value_name = "D", default_value_t = DEFAULT_THRESHOLD)]
-    pub threshold: f32,
+    /// Largest distance between a face's embedding and a person's nearest reference for a
+    /// match, in the embedder's metric (default: 0.48 for dlib, FACE01's similar_percentage 90
+    /// for face01-v1; required for other ONNX models). See docs/matching.md.
+    #[arg(long, value_name = "D")]
+    pub threshold: Option<f32>,
+    /// FACE01's similar_percentage instead of --threshold: the percentage (e.g. 99.1 for dlib,
+    /// 90 for face01-v1) converted by FACE01's curve for the embedder (docs/face01.md).
+    #[arg(long, value_name = "P", conflicts_with = "threshold")]
+    pub similar_percentage: Option<f32>,
     /// The best reference must be at least this much nearer than the nearest --neg photo.
     #[arg(long, value_name = "D", default_value_t = 0.0)]
     pub margin: f32,
@@ -137,9 +255,10 @@ pub struct MatchArgs {
     /// every face on its own.
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TRACK_BEST)]
     pub track_best: usize,
-    /// Jittered copies averaged per reference photo (FACE01's references use 100).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub ref_jitters: u32,
+    /// Jittered copies averaged per reference photo (default: 100 for dlib, as FACE01's
+    /// references; 1 for ONNX embedders, which FACE01 runs without jitter).
+    #[arg(long, value_name = "N")]
+    pub ref_jitters: Option<u32>,
     /// Skip reference photos without a face (with a warning) instead of failing.
     #[arg(long)]
     pub skip_bad_refs: bool,
@@ -153,26 +272,55 @@ pub struct MatchArgs {
 }
 
 impl MatchArgs {
-    /// The matching rule.
-    pub fn options(&self) -> MatchOptions {
-        MatchOptions {
-            threshold: self.threshold,
+    /// The matching rule for faces embedded by `embedder` into `space`.
+    pub fn options(
+        &self,
+        embedder: &EmbedderSpec,
+        space: &kao_record::EmbeddingSpace,
+    ) -> Result<MatchOptions> {
+        let curve = embedder.curve();
+        let threshold = match (self.threshold, self.similar_percentage) {
+            (Some(t), _) => t,
+            (None, Some(p)) => {
+                let curve = curve.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--similar-percentage: FACE01 has no percentage curve for {}; give --threshold",
+                        embedder.name()
+                    )
+                })?;
+                curve
+                    .threshold(p)
+                    .map_err(|e| anyhow::anyhow!("--similar-percentage: {e}"))?
+            }
+            (None, None) => default_threshold(space).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no calibrated default threshold: give --threshold D (a {} distance; docs/matching.md shows how to choose it)",
+                    embedder.name(),
+                    space.metric
+                )
+            })?,
+        };
+        Ok(MatchOptions {
+            threshold,
             margin: self.margin,
             allow_repeats: self.allow_repeats,
             track_best: self.track_best,
-        }
+            curve,
+        })
     }
 
-    /// Enrolls the --ref and --neg photos (warnings go to `warn`) and returns the matcher
-    /// with kao-match's provenance entry.
+    /// Enrolls the --ref and --neg photos with `embedder` (warnings go to `warn`) and returns
+    /// the matcher with kao-match's provenance entry.
     pub fn matcher(
         &self,
+        embedder: &EmbedderSpec,
         device: Device,
         warn: &mut dyn FnMut(&str),
     ) -> Result<(Matcher, Provenance)> {
-        let enroll = self.enroll_options(device);
+        let enroll = self.enroll_options(embedder, device);
+        let space = embedder.space()?;
         let mut gallery = |paths: &[PathBuf]| -> Result<(Gallery, serde_json::Value)> {
-            let mut g = Gallery::default();
+            let mut g = Gallery::new(space.clone());
             if paths.is_empty() {
                 return Ok((g, serde_json::Value::Array(Vec::new())));
             }
@@ -184,29 +332,31 @@ impl MatchArgs {
                 warn(&format!("{}: skipped: {why}", path.display()));
             }
             for face in &enrolled.faces {
-                g.add(&face.name, face.embedding);
+                g.add(&face.name, face.embedding.clone())?;
             }
             Ok((g, refs::describe(&enrolled)))
         };
         let (positives, described_refs) = gallery(&self.refs)?;
         let (negatives, described_negs) = gallery(&self.negs)?;
-        let options = self.options();
+        let options = self.options(embedder, &space)?;
         let provenance = Provenance::new(
             "kao-match",
             env!("CARGO_PKG_VERSION"),
             serde_json::json!({
                 "threshold": options.threshold, "margin": options.margin, "allow_repeats": options.allow_repeats,
-                "track_best": options.track_best,
+                "track_best": options.track_best, "embedder": space.embedder, "metric": space.metric.name(),
                 "ref_jitters": enroll.jitters, "refs": described_refs, "negs": described_negs,
             }),
         );
         Ok((Matcher::new(positives, negatives, options)?, provenance))
     }
 
-    /// How references are enrolled, on `device`.
-    pub fn enroll_options(&self, device: Device) -> EnrollOptions {
+    /// How references are enrolled with `embedder`, on `device`.
+    pub fn enroll_options(&self, embedder: &EmbedderSpec, device: Device) -> EnrollOptions {
+        let default_jitters = if embedder.is_dlib() { 100 } else { 1 };
         let mut options = EnrollOptions {
-            jitters: self.ref_jitters,
+            embedder: embedder.clone(),
+            jitters: self.ref_jitters.unwrap_or(default_jitters),
             skip_bad: self.skip_bad_refs,
             device,
             ..EnrollOptions::default()
@@ -292,9 +442,10 @@ pub struct TrackArgs {
     /// Least box overlap (IoU) between a track's last face and the next.
     #[arg(long, value_name = "F", default_value_t = 0.2)]
     pub min_iou: f32,
-    /// Largest embedding distance between a track's last face and the next.
-    #[arg(long, value_name = "D", default_value_t = 0.6)]
-    pub link_distance: f32,
+    /// Largest embedding distance between a track's last face and the next (default: 0.6
+    /// for dlib's ResNet, 0.75 for cosine embedders; required for other Euclidean ones).
+    #[arg(long, value_name = "D")]
+    pub link_distance: Option<f32>,
 }
 
 impl TrackArgs {

@@ -1,31 +1,30 @@
-//! The embed stage: face records in, the same records with dlib ResNet embeddings out.
+//! The embed stage: face records in, the same records with embeddings out (any
+//! [`Embedder`]: dlib's ResNet by default, FACE01's JAPANESE FACE V1 or an ONNX model).
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
     UInt32Array,
 };
 use kao_dlib::{Jitter, RgbImage, RgbView, get_face_chip};
-use kao_nn::{Device, EMBEDDING_LEN, Embedder};
+use kao_nn::Device;
 use kao_record::schema::{
     DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
 };
-use kao_record::{Provenance, RecordError};
+use kao_record::{EmbeddingSpace, Provenance, RecordError};
 use rayon::prelude::*;
 
 use crate::column;
+use crate::embedder::{DLIB_CHIP, Embedder, EmbedderSpec};
 use crate::quality::{Quality, measure};
-
-/// Side of the chip the ResNet reads.
-pub const CHIP_SIZE: usize = 150;
-/// dlib's padding around the 5-point template for the ResNet's chip.
-pub const CHIP_PADDING: f64 = 0.25;
 
 /// Everything that shapes the embed stage's output.
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
+    /// Which embedder.
+    pub embedder: EmbedderSpec,
     /// Average the embeddings of this many jittered copies of each chip (0 or 1: the plain chip).
     pub jitters: u32,
     /// Seed of the jitter generator.
@@ -39,6 +38,7 @@ pub struct EmbedOptions {
 impl Default for EmbedOptions {
     fn default() -> Self {
         EmbedOptions {
+            embedder: EmbedderSpec::default(),
             jitters: 1,
             seed: 0,
             batch: 16,
@@ -47,32 +47,41 @@ impl Default for EmbedOptions {
     }
 }
 
-/// dlib's ResNet with the options that shape an embedding.
+/// An embedder with the options that shape an embedding (jitters, seed).
 pub struct FaceEmbedder {
-    embedder: Embedder,
+    embedder: Arc<dyn Embedder>,
     copies: usize,
     seed: u64,
     provenance: Provenance,
 }
 
 impl FaceEmbedder {
-    /// Loads the ResNet.
+    /// Loads the embedder the options name.
     pub fn load(options: &EmbedOptions) -> Result<FaceEmbedder> {
-        let model = kao_models::locate("dlib-resnet")?;
-        let embedder = Embedder::load(&model.path, options.device)
-            .with_context(|| format!("loading {}", model.path.display()))?;
+        let embedder = crate::embedder::load(&options.embedder, options.device)?;
+        tracing::info!(
+            "embedder {} on {}",
+            options.embedder.name(),
+            embedder.runs_on()
+        );
         let copies = options.jitters.max(1) as usize;
+        let chip = embedder.chip();
+        let space = embedder.space();
         let mut provenance = Provenance::new(
             "kao-embed",
             env!("CARGO_PKG_VERSION"),
             serde_json::json!({
-                "jitters": copies, "seed": options.seed, "batch": options.batch,
-                "chip_size": CHIP_SIZE, "chip_padding": CHIP_PADDING,
+                "embedder": space.embedder, "jitters": copies, "seed": options.seed,
+                "batch": options.batch, "chip_size": chip.size, "chip_padding": chip.padding,
+                "preprocessing": space.preprocessing, "metric": space.metric.name(),
             }),
         );
         provenance.model = Some(ModelRef {
-            name: model.spec.name.into(),
-            sha256: model.spec.sha256.into(),
+            name: match space.embedder.as_str() {
+                "dlib-resnet" => "dlib-resnet".into(),
+                other => format!("{other}:{}", space.model),
+            },
+            sha256: space.sha256.clone(),
         });
         Ok(FaceEmbedder {
             embedder,
@@ -87,9 +96,30 @@ impl FaceEmbedder {
         &self.provenance
     }
 
-    /// The aligned chip the ResNet reads for a face with `marks` (relative to `patch`).
+    /// What the embeddings are and how they are compared.
+    pub fn space(&self) -> &EmbeddingSpace {
+        self.embedder.space()
+    }
+
+    /// The aligned chip the embedder reads for a face with `marks` (relative to `patch`).
     pub fn chip(&self, patch: &RgbView<'_>, marks: &[(f32, f32)]) -> Result<RgbImage> {
-        Ok(get_face_chip(patch, marks, CHIP_SIZE, CHIP_PADDING)?)
+        let g = self.embedder.chip();
+        Ok(get_face_chip(patch, marks, g.size, g.padding)?)
+    }
+
+    /// The quality measures of a face: from dlib's 150 px chip whatever the embedder, so the
+    /// floors on them mean the same for every model (`chip` is reused when it is that chip).
+    fn quality(
+        &self,
+        chip: &RgbImage,
+        patch: &RgbView<'_>,
+        marks: &[(f32, f32)],
+    ) -> Result<Quality> {
+        if self.embedder.chip() == DLIB_CHIP {
+            return Ok(measure(chip, marks));
+        }
+        let dlib = get_face_chip(patch, marks, DLIB_CHIP.size, DLIB_CHIP.padding)?;
+        Ok(measure(&dlib, marks))
     }
 
     /// The chips to embed for one face: its aligned chip, or `jitters` jittered copies of it.
@@ -121,18 +151,19 @@ impl FaceEmbedder {
 
     /// One embedding per face for chips made by [`FaceEmbedder::chips`] (the mean over a
     /// face's copies).
-    pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<[f32; EMBEDDING_LEN]>> {
+    pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         let views: Vec<RgbView<'_>> = chips.iter().map(RgbImage::view).collect();
         self.embed_views(&views)
     }
 
     /// [`FaceEmbedder::embed`] on views of the chips.
-    pub fn embed_views(&self, chips: &[RgbView<'_>]) -> Result<Vec<[f32; EMBEDDING_LEN]>> {
+    pub fn embed_views(&self, chips: &[RgbView<'_>]) -> Result<Vec<Vec<f32>>> {
         let vectors = self.embedder.embed(chips)?;
+        let dim = self.space().dim;
         Ok(vectors
             .chunks(self.copies)
             .map(|group| {
-                let mut mean = [0f32; EMBEDDING_LEN];
+                let mut mean = vec![0f32; dim];
                 for (k, m) in mean.iter_mut().enumerate() {
                     *m = group.iter().map(|v| v[k]).sum::<f32>() / group.len() as f32;
                 }
@@ -160,11 +191,7 @@ impl EmbedStage {
     /// The stage for face records named `name` with `input` schema (checked here).
     pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
         kao_record::schema::require(input, name, "kao-embed", &Patches::columns())?;
-        let mut added = vec![Field::new(
-            col::EMBEDDING,
-            fixed_f32_list(EMBEDDING_LEN as i32),
-            false,
-        )];
+        let mut added = vec![embedder.space().field()];
         for name in [
             col::SHARPNESS,
             col::EXPOSURE,
@@ -205,7 +232,10 @@ impl EmbedStage {
                     .embedder
                     .chip(&view, &marks)
                     .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
-                let quality = measure(&chip, &marks);
+                let quality = self
+                    .embedder
+                    .quality(&chip, &view, &marks)
+                    .map_err(|e| anyhow!("{}: row {row}: {e}", self.name))?;
                 Ok((self.embedder.copies_of(chip, row)?, quality))
             })
             .collect::<Result<_>>()?;
@@ -253,12 +283,12 @@ impl EmbedStage {
     }
 
     /// `part`'s records with its embeddings and quality measures added.
-    fn records(&self, chips: Chips, vectors: &[[f32; EMBEDDING_LEN]]) -> Result<RecordBatch> {
+    fn records(&self, chips: Chips, vectors: &[Vec<f32>]) -> Result<RecordBatch> {
         let values: Vec<f32> = vectors.iter().flatten().copied().collect();
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let column: ArrayRef = Arc::new(FixedSizeListArray::try_new(
             item,
-            EMBEDDING_LEN as i32,
+            self.embedder.space().dim as i32,
             Arc::new(Float32Array::from(values)),
             None,
         )?);

@@ -7,39 +7,55 @@ use anyhow::{Result, anyhow};
 use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array,
 };
-use kao_nn::EMBEDDING_LEN;
-use kao_record::schema::{
-    DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
-};
-use kao_record::{Provenance, RecordError};
+use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
+use kao_record::{EmbeddingSpace, Provenance, RecordError};
 
 use crate::{HoldingStage, WholeFrames, column};
 
 /// The default `--threshold` (see README, "Choosing the threshold").
 pub const DEFAULT_THRESHOLD: f32 = 0.48;
 
-/// Euclidean distance between two embeddings.
-pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
-}
-
-/// Embeddings of known people, by name.
-#[derive(Clone, Debug, Default)]
+/// Embeddings of known people, by name, in one embedding space.
+#[derive(Clone, Debug)]
 pub struct Gallery {
-    people: BTreeMap<String, Vec<[f32; EMBEDDING_LEN]>>,
+    people: BTreeMap<String, Vec<Vec<f32>>>,
+    space: EmbeddingSpace,
 }
 
 impl Gallery {
-    /// Adds one embedding of `name`.
-    pub fn add(&mut self, name: &str, embedding: [f32; EMBEDDING_LEN]) {
+    /// An empty gallery of embeddings from `space`.
+    pub fn new(space: EmbeddingSpace) -> Gallery {
+        Gallery {
+            people: BTreeMap::new(),
+            space,
+        }
+    }
+
+    /// The space its embeddings come from.
+    pub fn space(&self) -> &EmbeddingSpace {
+        &self.space
+    }
+
+    /// The distance between two embeddings of the gallery's space.
+    fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.space.metric.distance(a, b)
+    }
+
+    /// Adds one embedding of `name` (of the gallery's dimension).
+    pub fn add(&mut self, name: &str, embedding: Vec<f32>) -> Result<()> {
+        if embedding.len() != self.space.dim {
+            anyhow::bail!(
+                "{name}: a reference embedding has {} values; {} makes {}",
+                embedding.len(),
+                self.space,
+                self.space.dim
+            );
+        }
         self.people
             .entry(name.to_string())
             .or_default()
             .push(embedding);
+        Ok(())
     }
 
     /// True when the gallery holds nobody.
@@ -59,7 +75,7 @@ impl Gallery {
             .map(|vectors| {
                 vectors
                     .iter()
-                    .map(|v| distance(v, query))
+                    .map(|v| self.distance(v, query))
                     .fold(f32::INFINITY, f32::min)
             })
             .collect()
@@ -72,7 +88,7 @@ impl Gallery {
             .filter_map(|(name, vectors)| {
                 vectors
                     .iter()
-                    .map(|v| distance(v, query))
+                    .map(|v| self.distance(v, query))
                     .min_by(f32::total_cmp)
                     .map(|d| (name.as_str(), d))
             })
@@ -93,6 +109,9 @@ pub struct MatchOptions {
     /// Decide per face track (`track_id`) from the median of a track's `track_best` nearest
     /// faces; 0 decides every face on its own.
     pub track_best: usize,
+    /// FACE01's percentage curve for the embedder, for the `similar_percentage` column
+    /// (`None`: the column is null).
+    pub curve: Option<crate::similar::Curve>,
 }
 
 /// The default [`MatchOptions::track_best`].
@@ -130,6 +149,10 @@ impl Matcher {
         if !(options.margin >= 0.0 && options.margin.is_finite()) {
             anyhow::bail!("--margin must be a number >= 0");
         }
+        positives
+            .space
+            .check_same("the references", &negatives.space, "the --neg photos")
+            .map_err(|e| anyhow!(e))?;
         Ok(Matcher {
             positives,
             negatives,
@@ -217,12 +240,16 @@ impl MatchStage {
             &[
                 (col::SOURCE, DataType::Utf8),
                 (col::FRAME_INDEX, DataType::UInt64),
-                (col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32)),
             ],
         )?;
+        let space = EmbeddingSpace::required(input, name, "kao-match")?;
+        space
+            .check_same("the faces", matcher.positives.space(), "the references")
+            .map_err(|e| anyhow!("{name}: {e}"))?;
         let added = vec![
             Field::new(col::IDENTITY, DataType::Utf8, true),
             Field::new(col::DISTANCE, DataType::Float32, true),
+            Field::new(col::SIMILAR_PERCENTAGE, DataType::Float32, true),
         ];
         let schema =
             stage_schema(input, &[], added, provenance).map_err(|e| RecordError::Metadata {
@@ -261,7 +288,7 @@ impl MatchStage {
         let mut evidence = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let at = embeddings.value_offset_at(i);
-            let embedding = &values.values()[at..at + EMBEDDING_LEN];
+            let embedding = &values.values()[at..at + embeddings.value_length() as usize];
             let distances = self.matcher.positives.distances(embedding);
             let negative = self.matcher.negatives.nearest(embedding).map(|(_, d)| d);
             let track = tracks
@@ -374,7 +401,18 @@ impl MatchStage {
                 .map(|v| Some(v.distance))
                 .collect::<Float32Array>(),
         );
-        Ok(pass_through(batch, &self.schema, vec![identity, distance])?)
+        let curve = self.matcher.options.curve;
+        let percentage: ArrayRef = Arc::new(
+            verdicts
+                .iter()
+                .map(|v| curve.map(|c| c.percentage(v.distance)))
+                .collect::<Float32Array>(),
+        );
+        Ok(pass_through(
+            batch,
+            &self.schema,
+            vec![identity, distance, percentage],
+        )?)
     }
 }
 
@@ -462,18 +500,40 @@ fn keep_closest_per_frame(batch: &RecordBatch, verdicts: &mut [Verdict]) -> Resu
 mod tests {
     use super::*;
 
-    fn vector(x: f32) -> [f32; EMBEDDING_LEN] {
-        let mut v = [0f32; EMBEDDING_LEN];
+    fn vector(x: f32) -> Vec<f32> {
+        let mut v = vec![0f32; 128];
         v[0] = x;
         v
     }
 
+    fn empty() -> Gallery {
+        Gallery::new(EmbeddingSpace::dlib_resnet())
+    }
+
     fn gallery(people: &[(&str, f32)]) -> Gallery {
-        let mut g = Gallery::default();
+        let mut g = empty();
         for (name, x) in people {
-            g.add(name, vector(*x));
+            g.add(name, vector(*x)).unwrap();
         }
         g
+    }
+
+    #[test]
+    fn galleries_take_their_space_s_dimension_and_metric() {
+        let mut g = empty();
+        assert!(g.add("a", vec![0.0; 512]).unwrap_err().to_string().contains("512 values"));
+        let mut cosine = EmbeddingSpace::dlib_resnet();
+        cosine.embedder = "onnx".into();
+        cosine.dim = 2;
+        cosine.metric = kao_record::Metric::Cosine;
+        let mut c = Gallery::new(cosine);
+        c.add("a", vec![1.0, 0.0]).unwrap();
+        let (name, d) = c.nearest(&[2.0, 0.0]).unwrap();
+        assert_eq!(name, "a");
+        assert!(d.abs() < 1e-6, "{d}");
+        // Faces and references of different models are refused, naming both.
+        let e = Matcher::new(gallery(&[("a", 0.0)]), c, options(0.5, 0.0)).err().unwrap();
+        assert!(e.to_string().contains("onnx"), "{e}");
     }
 
     fn options(threshold: f32, margin: f32) -> MatchOptions {
@@ -482,6 +542,7 @@ mod tests {
             margin,
             allow_repeats: false,
             track_best: 0,
+            curve: None,
         }
     }
 
@@ -489,7 +550,7 @@ mod tests {
     fn nearest_person_within_threshold() {
         let m = Matcher::new(
             gallery(&[("a", 0.0), ("a", 1.0), ("b", 2.0)]),
-            Gallery::default(),
+            empty(),
             options(0.5, 0.0),
         )
         .unwrap();
@@ -520,11 +581,11 @@ mod tests {
 
     #[test]
     fn bad_options_are_errors() {
-        assert!(Matcher::new(Gallery::default(), Gallery::default(), options(0.5, 0.0)).is_err());
+        assert!(Matcher::new(empty(), empty(), options(0.5, 0.0)).is_err());
         assert!(
             Matcher::new(
                 gallery(&[("a", 0.0)]),
-                Gallery::default(),
+                empty(),
                 options(0.0, 0.0)
             )
             .is_err()
@@ -532,7 +593,7 @@ mod tests {
         assert!(
             Matcher::new(
                 gallery(&[("a", 0.0)]),
-                Gallery::default(),
+                empty(),
                 options(0.5, -1.0)
             )
             .is_err()
@@ -540,7 +601,7 @@ mod tests {
         assert!(
             Matcher::new(
                 gallery(&[("a", 0.0)]),
-                Gallery::default(),
+                empty(),
                 options(f32::NAN, 0.0)
             )
             .is_err()

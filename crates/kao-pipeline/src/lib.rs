@@ -9,12 +9,14 @@ pub mod cli;
 pub mod crop;
 pub mod detect;
 pub mod embed;
+pub mod embedder;
 pub mod identify;
 pub mod manifest;
 pub mod memory;
 pub mod quality;
 pub mod refs;
 pub mod shot;
+pub mod similar;
 pub mod track;
 
 use anyhow::{Result, anyhow};

@@ -15,13 +15,14 @@ use std::time::Instant;
 use anyhow::{Result, anyhow, bail};
 use kao_detector::mmod::MAX_PIXELS;
 use kao_dlib::RgbView;
-use kao_nn::{Device, EMBEDDING_LEN};
+use kao_nn::Device;
 use kao_record::schema::FaceRow;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::detect::{DetectOptions, DetectorKind, Finder};
 use crate::embed::{EmbedOptions, FaceEmbedder};
+use crate::embedder::{EmbedderKind, EmbedderSpec};
 
 /// File extensions (lowercase) of the images [`collect`] takes.
 pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
@@ -178,6 +179,8 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
 /// How references are enrolled.
 #[derive(Clone, Debug)]
 pub struct EnrollOptions {
+    /// The embedder (the faces' own: references and faces must share one space).
+    pub embedder: EmbedderSpec,
     /// Average the embeddings of this many jittered copies of each face (0 or 1: the plain chip).
     pub jitters: u32,
     /// Seed of the jitter generator.
@@ -195,6 +198,7 @@ impl Default for EnrollOptions {
     /// folder ([`default_cache_dir`]), the CPU.
     fn default() -> Self {
         EnrollOptions {
+            embedder: EmbedderSpec::default(),
             jitters: 100,
             seed: 0,
             skip_bad: false,
@@ -226,8 +230,8 @@ pub struct EnrolledFace {
     pub path: PathBuf,
     /// sha256 of the photo's bytes, lowercase hex.
     pub sha256: String,
-    /// dlib's 128-d descriptor of the photo's face (the largest one when there are several).
-    pub embedding: [f32; EMBEDDING_LEN],
+    /// The embedding of the photo's face (the largest one when there are several).
+    pub embedding: Vec<f32>,
     /// How many faces the detector found in the photo.
     pub faces_found: usize,
 }
@@ -250,7 +254,7 @@ pub struct Enrollment {
 enum Outcome {
     /// A face: the embedding of the largest one, how many there were, its box (x, y, w, h).
     Face {
-        embedding: Box<[f32; EMBEDDING_LEN]>,
+        embedding: Vec<f32>,
         faces_found: usize,
         bbox: [f32; 4],
     },
@@ -282,14 +286,23 @@ fn recipe_key(options: &EnrollOptions) -> Result<String> {
             .ok_or_else(|| anyhow!("model {name} is not in the manifest"))
     };
     // `locate` checks every model file against these digests, so they name the loaded weights.
-    Ok(format!(
+    let mut key = format!(
         "kao-refs {CACHE_FORMAT}\nresnet {}\nmmod {}\nsp5 {}\njitters {}\nseed {}\nrecipe {RECIPE}\n",
         sha("dlib-resnet")?,
         sha("dlib-mmod")?,
         sha("dlib-sp5")?,
         options.jitters.max(1),
         options.seed,
-    ))
+    );
+    // Another embedder: its file's content and every preprocessing setting.
+    if let EmbedderKind::Face01V1(path) | EmbedderKind::Onnx(path) = &options.embedder.kind {
+        let file = kao_models::sha256_file(path)?;
+        key.push_str(&format!(
+            "embedder {:?} {file} {:?}\n",
+            options.embedder.kind, options.embedder.preprocessing
+        ));
+    }
+    Ok(key)
 }
 
 /// Lowercase hex of a sha256 digest.
@@ -331,9 +344,8 @@ impl Cache {
             (Some(values), Some(bbox))
                 if entry.faces_found > 0 && values.iter().all(|v| v.is_finite()) =>
             {
-                let embedding = <[f32; EMBEDDING_LEN]>::try_from(values.as_slice()).ok()?;
                 Some(Outcome::Face {
-                    embedding: Box::new(embedding),
+                    embedding: values,
                     faces_found: entry.faces_found,
                     bbox,
                 })
@@ -406,6 +418,7 @@ struct Models {
 impl Models {
     fn load(options: &EnrollOptions) -> Result<Models> {
         let embedder = FaceEmbedder::load(&EmbedOptions {
+            embedder: options.embedder.clone(),
             jitters: options.jitters,
             seed: options.seed,
             device: options.device,
@@ -545,7 +558,7 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         .next()
         .ok_or_else(|| anyhow!("the embedder returned nothing"))?;
     Ok(Outcome::Face {
-        embedding: Box::new(embedding),
+        embedding,
         faces_found,
         bbox: [face.x, face.y, face.w, face.h],
     })
@@ -624,7 +637,7 @@ pub fn enroll(refs: &[Reference], options: &EnrollOptions) -> Result<Enrollment>
                     name: reference.name.clone(),
                     path: path.clone(),
                     sha256,
-                    embedding: *embedding,
+                    embedding,
                     faces_found,
                 });
                 continue;
@@ -869,6 +882,7 @@ mod tests {
 
     fn options(cache: &Path) -> EnrollOptions {
         EnrollOptions {
+            embedder: EmbedderSpec::default(),
             jitters: 2,
             seed: 7,
             skip_bad: false,
@@ -877,7 +891,7 @@ mod tests {
         }
     }
 
-    fn distance(a: &[f32; EMBEDDING_LEN], b: &[f32; EMBEDDING_LEN]) -> f32 {
+    fn distance(a: &[f32], b: &[f32]) -> f32 {
         a.iter()
             .zip(b)
             .map(|(x, y)| (x - y) * (x - y))

@@ -12,13 +12,9 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray,
     UInt32Array, UInt64Array,
 };
-use kao_nn::EMBEDDING_LEN;
-use kao_record::schema::{
-    DataType, Field, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
-};
-use kao_record::{Provenance, RecordError};
+use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
+use kao_record::{EmbeddingSpace, Metric, Provenance, RecordError};
 
-use crate::identify::distance;
 use crate::{HoldingStage, WholeFrames, column};
 
 /// How faces are linked into tracks.
@@ -28,8 +24,9 @@ pub struct TrackOptions {
     pub max_gap: f64,
     /// Least box overlap (intersection over union) between a track's last face and the next.
     pub min_iou: f32,
-    /// Largest embedding distance between a track's last face and the next.
-    pub max_distance: f32,
+    /// Largest embedding distance between a track's last face and the next; `None`: the
+    /// embedding space's default ([`crate::embedder::default_link_distance`]).
+    pub max_distance: Option<f32>,
 }
 
 impl Default for TrackOptions {
@@ -37,18 +34,18 @@ impl Default for TrackOptions {
         TrackOptions {
             max_gap: 1.0,
             min_iou: 0.2,
-            max_distance: 0.6,
+            max_distance: None,
         }
     }
 }
 
 impl TrackOptions {
-    /// The stage's provenance entry.
-    pub fn provenance(&self) -> Provenance {
+    /// The stage's provenance entry, with the link distance it uses.
+    pub fn provenance(&self, max_distance: f32) -> Provenance {
         Provenance::new(
             "kao-track",
             env!("CARGO_PKG_VERSION"),
-            serde_json::json!({ "max_gap": self.max_gap, "min_iou": self.min_iou, "max_distance": self.max_distance }),
+            serde_json::json!({ "max_gap": self.max_gap, "min_iou": self.min_iou, "max_distance": max_distance }),
         )
     }
 }
@@ -76,6 +73,8 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 /// frame of a batch is held back until the next batch shows it is complete.
 pub struct TrackStage {
     options: TrackOptions,
+    max_distance: f32,
+    metric: Metric,
     schema: SchemaRef,
     frames: WholeFrames,
     open: Vec<Track>,
@@ -102,11 +101,21 @@ impl TrackStage {
                 (col::Y, DataType::Float32),
                 (col::W, DataType::Float32),
                 (col::H, DataType::Float32),
-                (col::EMBEDDING, fixed_f32_list(EMBEDDING_LEN as i32)),
             ],
         )?;
+        let space = EmbeddingSpace::required(input, name, "kao-track")?;
+        let max_distance = match options.max_distance {
+            Some(d) if d.is_finite() && d >= 0.0 => d,
+            Some(_) => anyhow::bail!("--link-distance must be a number >= 0"),
+            None => crate::embedder::default_link_distance(&space).ok_or_else(|| {
+                anyhow!(
+                    "{name}: kao has no default track link distance for {space}: give --link-distance"
+                )
+            })?,
+        };
         let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
-        let schema = stage_schema(input, &[], added, &options.provenance()).map_err(|e| {
+        let provenance = options.provenance(max_distance);
+        let schema = stage_schema(input, &[], added, &provenance).map_err(|e| {
             RecordError::Metadata {
                 name: name.to_string(),
                 message: e.to_string(),
@@ -114,6 +123,8 @@ impl TrackStage {
         })?;
         Ok(TrackStage {
             options,
+            max_distance,
+            metric: space.metric,
             schema,
             frames: WholeFrames::new(input),
             open: Vec::new(),
@@ -147,9 +158,10 @@ impl TrackStage {
             .as_any()
             .downcast_ref::<Float32Array>()
             .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
+        let dim = embeddings.value_length() as usize;
         let embedding = |i: usize| {
             let at = embeddings.value_offset_at(i);
-            &values.values()[at..at + EMBEDDING_LEN]
+            &values.values()[at..at + dim]
         };
         let bbox = |i: usize| {
             [
@@ -179,8 +191,8 @@ impl TrackStage {
             for (t, track) in self.open.iter().enumerate() {
                 for i in start..end {
                     let overlap = iou(track.bbox, bbox(i));
-                    let d = distance(&track.embedding, embedding(i));
-                    if overlap >= self.options.min_iou && d <= self.options.max_distance {
+                    let d = self.metric.distance(&track.embedding, embedding(i));
+                    if overlap >= self.options.min_iou && d <= self.max_distance {
                         pairs.push(((1.0 - overlap) + d, t, i));
                     }
                 }

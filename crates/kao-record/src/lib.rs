@@ -6,10 +6,12 @@
 //! stage uses to pass through the columns it does not own.
 
 pub mod cli;
+pub mod embedding;
 mod error;
 mod io;
 pub mod schema;
 
+pub use embedding::{EmbeddingSpace, Metric};
 pub use error::RecordError;
 pub use io::{Format, RecordReader, RecordWriter};
 pub use schema::{Provenance, SCHEMA_VERSION};

@@ -79,6 +79,8 @@ pub mod col {
     pub const IDENTITY: &str = "identity";
     /// Distance to the nearest reference.
     pub const DISTANCE: &str = "distance";
+    /// FACE01's similar_percentage of `distance` (null for embedders without a curve).
+    pub const SIMILAR_PERCENTAGE: &str = "similar_percentage";
     /// Path of the written crop, relative to the output folder.
     pub const CROP_PATH: &str = "crop_path";
     /// Why no crop was written for a face (null when one was).
@@ -91,7 +93,7 @@ pub fn producer_of(column: &str) -> &'static str {
     match column {
         SOURCE | FRAME_INDEX | PTS | WIDTH | HEIGHT | PIXELS => "kao-decode",
         EMBEDDING | SHARPNESS | EXPOSURE | YAW | PITCH | ROLL => "kao-embed",
-        IDENTITY | DISTANCE => "kao-match",
+        IDENTITY | DISTANCE | SIMILAR_PERCENTAGE => "kao-match",
         CROP_PATH | REJECT_REASON => "kao-align",
         TRACK_ID => "kao-detect or kao-track",
         _ => "kao-detect",
