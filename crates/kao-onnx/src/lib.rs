@@ -73,11 +73,10 @@ pub enum Device {
 /// prefix.
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or("").trim();
-    let line = line
-        .rsplit_once("] : ")
-        .map_or(line, |(_, rest)| rest)
-        .trim();
-    line.to_string()
+    match line.strip_prefix("[ONNXRuntimeError] : ") {
+        Some(rest) => rest.splitn(3, " : ").last().unwrap_or(rest).trim().to_string(),
+        None => line.to_string(),
+    }
 }
 
 /// The wheel's library under `$XDG_CACHE_HOME/kao/pyenv` (or `~/.cache/kao/pyenv`), where

@@ -10,6 +10,7 @@ pub mod crop;
 pub mod detect;
 pub mod embed;
 pub mod embedder;
+pub mod face01;
 pub mod identify;
 pub mod manifest;
 pub mod memory;

@@ -102,7 +102,12 @@ impl Curve {
         let (low, high) = self.percentage_range();
         // Compared in f32, so that a percentage written as the bound itself (73.69) is out.
         if !(percentage > low && percentage < high) {
-            return Err(Error::OutOfRange { curve: self, percentage, low, high });
+            return Err(Error::OutOfRange {
+                curve: self,
+                percentage,
+                low,
+                high,
+            });
         }
         let p = f64::from(percentage);
         let distance = match self {
@@ -157,7 +162,12 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::OutOfRange { curve, percentage, low, high } => {
+            Error::OutOfRange {
+                curve,
+                percentage,
+                low,
+                high,
+            } => {
                 let what = match curve {
                     Curve::Dlib => "Euclidean distance 1 to 0",
                     Curve::JapaneseFaceV1 => "cosine similarity 0 to 1",
@@ -226,7 +236,10 @@ mod tests {
         let (low, high) = Curve::Dlib.percentage_range();
         assert!(close(low, 94.857_14, 1e-4) && high == 100.0, "{low} {high}");
         let (low, high) = Curve::JapaneseFaceV1.percentage_range();
-        assert!(close(low, 73.69, 1e-4) && close(high, 99.96, 1e-4), "{low} {high}");
+        assert!(
+            close(low, 73.69, 1e-4) && close(high, 99.96, 1e-4),
+            "{low} {high}"
+        );
     }
 
     #[test]
@@ -244,8 +257,14 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("strictly between"), "{msg}");
         }
-        let msg = Curve::JapaneseFaceV1.threshold(99.99).unwrap_err().to_string();
-        assert!(msg.contains("73.69") && msg.contains("99.96") && msg.contains("JAPANESE FACE V1"), "{msg}");
+        let msg = Curve::JapaneseFaceV1
+            .threshold(99.99)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("73.69") && msg.contains("99.96") && msg.contains("JAPANESE FACE V1"),
+            "{msg}"
+        );
         let msg = Curve::Dlib.threshold(94.0).unwrap_err().to_string();
         assert!(msg.contains("94.857") && msg.contains("100"), "{msg}");
     }
@@ -267,7 +286,10 @@ mod tests {
     #[test]
     fn curve_of_deep_learning_model() {
         assert_eq!(Curve::from_deep_learning_model(0), Some(Curve::Dlib));
-        assert_eq!(Curve::from_deep_learning_model(1), Some(Curve::JapaneseFaceV1));
+        assert_eq!(
+            Curve::from_deep_learning_model(1),
+            Some(Curve::JapaneseFaceV1)
+        );
         assert_eq!(Curve::from_deep_learning_model(2), None);
     }
 }

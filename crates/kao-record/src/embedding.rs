@@ -332,7 +332,7 @@ mod tests {
     fn declared_dimension_must_match() {
         let mut field = onnx(512).field();
         let mut meta = field.metadata().clone();
-        meta.insert(META_DIM.into(), "128".into());
+        meta.insert(META_DIM, "128");
         field = field.with_metadata(meta);
         assert!(
             EmbeddingSpace::of_field(&field)
