@@ -7,9 +7,8 @@ Writes (tests/fixtures/ is git-ignored; tests/data/onnx/ is committed, regenerat
                                          .dat from $KAO_MODELS or ~/.cache/kao/models) as an ONNX graph:
                                          input `chip` float32 [N,3,150,150] (already normalised), output
                                          `embedding` [N,128]; checked with ONNX Runtime against dlib's own
-                                         descriptor of tests/data/onnx/chip150.npy (tests/data/embedding128.npy)
+                                         descriptor of crates/kao-nn/tests/data/chip150.npy (tests/data/embedding128.npy)
   tests/fixtures/onnx/dlib_resnet.json   its preprocessing: x = (pixel * pixel_scale - mean) / std, RGB
-  tests/data/onnx/chip150.npy            dlib's 150x150 RGB uint8 chip of astronaut.png [150,150,3]
   tests/data/onnx/effnet.onnx            a small generated EfficientNetV2-style net, input `input`
                                          [N,3,112,112], output `features` [N,512]
   tests/data/onnx/effnet_{in,out}_b{1,3}.npy   inputs and ONNX Runtime (CPU, default options) outputs;
@@ -199,9 +198,7 @@ def export_dlib(dat):
 
 def make_dlib():
     onnx_path, json_path = os.path.join(FIX, "dlib_resnet.onnx"), os.path.join(FIX, "dlib_resnet.json")
-    chip_path = os.path.join(DATA, "chip150.npy")
-    if not os.path.exists(chip_path):
-        save_atomic(chip_path, lambda p: shutil.copyfile(os.path.join(ROOT, "crates", "kao-nn", "tests", "data", "chip150.npy"), p))
+    chip_path = os.path.join(ROOT, "crates", "kao-nn", "tests", "data", "chip150.npy")
     if os.path.exists(onnx_path) and os.path.exists(json_path):
         return
     dat = os.path.join(models_dir(), "dlib_face_recognition_resnet_model_v1.dat")
