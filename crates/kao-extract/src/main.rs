@@ -1,5 +1,6 @@
 //! kao-extract: interview videos in; aligned crops of the chosen people and a manifest out.
 
+mod face01;
 mod inputs;
 
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ const STATE_FILE: &str = ".kao-extract.json";
 )]
 struct Args {
     /// Videos, folders of videos, or .txt files listing videos (one per line).
-    #[arg(required = true, value_name = "VIDEO")]
+    #[arg(value_name = "VIDEO")]
     inputs: Vec<String>,
     /// Output folder: crops by identity and manifest.parquet.
     #[arg(long, value_name = "DIR")]
@@ -99,6 +100,14 @@ struct Args {
     /// No progress bar and no summary (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
+    /// Take options from FACE01's config.ini (embedder, similar_percentage, detector, frame
+    /// skip, movie, preset_face_images, ...); options given here win. See README, "Coming
+    /// from FACE01".
+    #[arg(long, value_name = "FILE", help_heading = "FACE01")]
+    face01_config: Option<PathBuf>,
+    /// The config.ini section to read (FACE01's scripts pick one by name).
+    #[arg(long, value_name = "SECTION", default_value = "DEFAULT", requires = "face01_config", help_heading = "FACE01")]
+    face01_section: String,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +120,24 @@ fn main() -> ExitCode {
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     });
-    kao_record::cli::exit("kao-extract", run(&Args::parse(), &stop))
+    kao_record::cli::exit("kao-extract", parse_args().and_then(|args| run(&args, &stop)))
+}
+
+/// The command line, with FACE01's config.ini applied under it when one is given.
+fn parse_args() -> Result<Args> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let quiet = args.quiet;
+    face01::apply(&mut args, &matches, &mut |s| {
+        if !quiet {
+            eprintln!("kao-extract: {s}");
+        }
+    })?;
+    if args.inputs.is_empty() {
+        bail!("no video given: name VIDEO... (or a movie in --face01-config)");
+    }
+    Ok(args)
 }
 
 /// How one video ended.

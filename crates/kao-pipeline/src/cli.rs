@@ -228,7 +228,7 @@ impl EmbedArgs {
 pub struct MatchArgs {
     /// Reference photos of the people to find: image files or folders. A person's name is the
     /// file name up to the first `_` (`ann_1.jpg`), or the sub-folder (`refs/ann/*.jpg`).
-    #[arg(long = "ref", value_name = "PATH", required = true, num_args = 1..)]
+    #[arg(long = "ref", value_name = "PATH", num_args = 1..)]
     pub refs: Vec<PathBuf>,
     /// Photos of people to reject (look-alikes): a face nearer to one of them than to the best
     /// reference (by --margin) stays unmatched. Same naming as --ref.
@@ -317,8 +317,13 @@ impl MatchArgs {
         device: Device,
         warn: &mut dyn FnMut(&str),
     ) -> Result<(Matcher, Provenance)> {
+        if self.refs.is_empty() {
+            anyhow::bail!("no reference photos: give --ref PATH... (image files or folders)");
+        }
         let enroll = self.enroll_options(embedder, device);
         let space = embedder.space()?;
+        // The rule first: a bad threshold is an error before any photo is enrolled.
+        let options = self.options(embedder, &space)?;
         let mut gallery = |paths: &[PathBuf]| -> Result<(Gallery, serde_json::Value)> {
             let mut g = Gallery::new(space.clone());
             if paths.is_empty() {
@@ -338,7 +343,6 @@ impl MatchArgs {
         };
         let (positives, described_refs) = gallery(&self.refs)?;
         let (negatives, described_negs) = gallery(&self.negs)?;
-        let options = self.options(embedder, &space)?;
         let provenance = Provenance::new(
             "kao-match",
             env!("CARGO_PKG_VERSION"),
