@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kao needs to build and run, idempotently: Debian packages (FFmpeg libraries and
-# CLI, clang for bindgen), then the model files (python3 models/fetch.py).
+# CLI, clang for bindgen), the model files (python3 models/fetch.py), and ONNX Runtime's library
+# for user-supplied ONNX models (PyPI's onnxruntime wheel in a venv: scripts/onnx_env.sh).
 # `deps.sh --browser` also installs Debian's chromium, for the report's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +23,4 @@ if ((${#missing[@]})); then
 fi
 
 python3 models/fetch.py
+./scripts/onnx_env.sh

@@ -47,7 +47,6 @@ make sample.mp4 eval 'ff -loop 1 -t 2 -i "$out/photos/obama.jpg" -loop 1 -t 2 -i
   -loop 1 -t 2 -i "$out/photos/obama2.jpg" -loop 1 -t 2 -i "$out/photos/astronaut.png" -filter_complex \
   "[0]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[a];[1]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[b];[2]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[c];[3]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[d];[a][b][c][d]concat=n=4:v=1[v]" \
   -map "[v]" -r 25 -c:v libx264 -pix_fmt yuv420p "$tmp"'
-echo "kao: fixtures ready in $out" >&2
 
 # ---- ONNX fixtures (scripts/onnx_env.sh: a venv with numpy, onnx and onnxruntime from PyPI) ----
 # dlib's ResNet as ONNX, malformed models (tests/fixtures/onnx/), and, if missing, the committed
@@ -55,3 +54,4 @@ echo "kao: fixtures ready in $out" >&2
 ./scripts/onnx_env.sh
 "$(./scripts/onnx_env.sh --python)" scripts/onnx_fixtures.py
 "$(./scripts/onnx_env.sh --python)" scripts/yunet_ref.py
+echo "kao: fixtures ready in $out" >&2

@@ -289,8 +289,16 @@ impl RecordWriter {
                 target,
             ),
             Format::Parquet => {
+                // The schema's metadata also as the file's key-value metadata, where readers
+                // that do not decode `ARROW:schema` (pyarrow's ParquetFile.read) look for it.
+                let key_values = schema
+                    .metadata()
+                    .iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                    .collect();
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
+                    .set_key_value_metadata(Some(key_values))
                     .build();
                 Sink::Parquet(
                     ArrowWriter::try_new(tmp, schema.clone(), Some(props))
