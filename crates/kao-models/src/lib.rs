@@ -91,17 +91,29 @@ pub fn manifest() -> Vec<ModelSpec> {
         .collect()
 }
 
-/// The model folder: `$KAO_MODELS`, else the user cache (`$XDG_CACHE_HOME` or `~/.cache`) + `kao/models`.
+/// kao's folder in the user cache: `$XDG_CACHE_HOME/kao`, else `~/.cache/kao`; `None` when
+/// neither variable is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .map(|cache| cache.join("kao"))
+}
+
+/// The model folder: `$KAO_MODELS`, else [`cache_dir`] + `models` (`.cache/kao/models` when
+/// there is no user cache).
 pub fn model_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KAO_MODELS").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("kao").join("models")
+    cache_dir()
+        .unwrap_or_else(|| PathBuf::from(".cache").join("kao"))
+        .join("models")
 }
 
 /// Finds model `name` in the model folder and verifies its sha256.

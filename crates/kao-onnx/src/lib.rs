@@ -82,15 +82,7 @@ fn first_line(message: &str) -> String {
 /// The wheel's library under `$XDG_CACHE_HOME/kao/pyenv` (or `~/.cache/kao/pyenv`), where
 /// `scripts/onnx_env.sh` installs the `onnxruntime` package.
 fn wheel_library() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|d| !d.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
-    let lib = cache.join("kao").join("pyenv").join("lib");
+    let lib = kao_models::cache_dir()?.join("pyenv").join("lib");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
         .ok()?
         .flatten()

@@ -210,15 +210,7 @@ impl Default for EnrollOptions {
 
 /// `$XDG_CACHE_HOME/kao/refs`, else `~/.cache/kao/refs`; `None` when neither variable is set.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|d| !d.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
-        .map(|c| c.join("kao").join("refs"))
+    kao_models::cache_dir().map(|kao| kao.join("refs"))
 }
 
 /// One enrolled reference photo.
