@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, StringArray};
 use kao_dlib::RgbView;
-use kao_pipeline::embedder::{
-    Channels, DlibResnet, Embedder, OnnxEmbedder, Preprocessing,
-};
+use kao_pipeline::embedder::{Channels, DlibResnet, Embedder, OnnxEmbedder, Preprocessing};
 use kao_record::{EmbeddingSpace, Metric};
 use kao_tests::*;
 
@@ -27,10 +25,8 @@ fn onnx_data(name: &str) -> PathBuf {
 /// dlib's ResNet input as kao's generic ONNX options say it (dlib_resnet.json): RGB,
 /// `(v − mean) / 256`, a 150 px chip at padding 0.25, Euclidean.
 fn dlib_preprocessing() -> Preprocessing {
-    let json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(onnx_fixture("dlib_resnet.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(onnx_fixture("dlib_resnet.json")).unwrap()).unwrap();
     let three = |key: &str| {
         let v: Vec<f32> = json[key]
             .as_array()
@@ -92,8 +88,7 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn efficientnet_style_graph_matches_onnx_runtime_at_batch_1_and_3() {
-    let model = kao_onnx::Model::load(&onnx_data("effnet.onnx"), kao_onnx::Device::Cpu, 2)
-        .unwrap();
+    let model = kao_onnx::Model::load(&onnx_data("effnet.onnx"), kao_onnx::Device::Cpu, 2).unwrap();
     for batch in ["b1", "b3"] {
         let (shape, input) = kao_testdata::read_f32(&onnx_data(&format!("effnet_in_{batch}.npy")));
         let (want_shape, want) =
@@ -198,7 +193,14 @@ fn extract_with_the_onnx_embedder_matches_like_the_native_one() {
             .arg(fixture("sample.mp4"))
             .arg("--ref")
             .arg(dir.path().join("refs"))
-            .args(["--ref-jitters", "1", "--every", "5", "--quiet", "--ref-cache"])
+            .args([
+                "--ref-jitters",
+                "1",
+                "--every",
+                "5",
+                "--quiet",
+                "--ref-cache",
+            ])
             .arg(dir.path().join("cache"))
             .arg("--out")
             .arg(&out)

@@ -74,7 +74,12 @@ pub enum Device {
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or("").trim();
     match line.strip_prefix("[ONNXRuntimeError] : ") {
-        Some(rest) => rest.splitn(3, " : ").last().unwrap_or(rest).trim().to_string(),
+        Some(rest) => rest
+            .splitn(3, " : ")
+            .last()
+            .unwrap_or(rest)
+            .trim()
+            .to_string(),
         None => line.to_string(),
     }
 }
@@ -246,7 +251,9 @@ impl Model {
         };
         let mut builder = Session::builder(environment).map_err(ort_error)?;
         if threads > 0 {
-            builder = builder.with_intra_threads(threads).map_err(|e| ort_error(e.into()))?;
+            builder = builder
+                .with_intra_threads(threads)
+                .map_err(|e| ort_error(e.into()))?;
         }
         let mut runs_on = "CPU".to_string();
         if let Device::Cuda(index) = device {
@@ -343,9 +350,9 @@ impl Model {
             .map_err(|e| run_error(first_line(&e.to_string())))?;
         let mut out = Vec::with_capacity(outputs.len());
         for (name, value) in outputs.iter() {
-            let (shape, values) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| run_error(format!("output `{name}`: {}", first_line(&e.to_string()))))?;
+            let (shape, values) = value.try_extract_tensor::<f32>().map_err(|e| {
+                run_error(format!("output `{name}`: {}", first_line(&e.to_string())))
+            })?;
             out.push(Output {
                 name: name.to_string(),
                 shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
@@ -397,7 +404,9 @@ mod tests {
     #[test]
     fn runtime_messages_keep_their_first_line_without_the_prefix() {
         assert_eq!(
-            first_line("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed:Protobuf parsing failed.\nmore"),
+            first_line(
+                "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed:Protobuf parsing failed.\nmore"
+            ),
             "Load model failed:Protobuf parsing failed."
         );
         assert_eq!(first_line("plain"), "plain");
@@ -407,7 +416,10 @@ mod tests {
     fn missing_and_folder_models_are_one_line_errors() {
         let dir = tempfile::tempdir().unwrap();
         let e = Model::load(&dir.path().join("nope.onnx"), Device::Cpu, 1).unwrap_err();
-        assert!(e.to_string().ends_with("nope.onnx: model file not found"), "{e}");
+        assert!(
+            e.to_string().ends_with("nope.onnx: model file not found"),
+            "{e}"
+        );
         let e = Model::load(dir.path(), Device::Cpu, 1).unwrap_err();
         assert!(e.to_string().contains("is a folder"), "{e}");
         let empty = dir.path().join("empty.onnx");

@@ -195,7 +195,11 @@ impl EmbedderArgs {
                 }
             }
             kind if !given.is_empty() => {
-                let name = if *kind == EmbedderKind::Dlib { "dlib" } else { "face01-v1" };
+                let name = if *kind == EmbedderKind::Dlib {
+                    "dlib"
+                } else {
+                    "face01-v1"
+                };
                 anyhow::bail!(
                     "{} only apply to `--embedder onnx:PATH`; {name}'s input is fixed",
                     given.join(", ")

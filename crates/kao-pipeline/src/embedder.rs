@@ -60,7 +60,9 @@ impl std::str::FromStr for EmbedderKind {
     fn from_str(s: &str) -> Result<Self, String> {
         let path = |p: &str, kind: &str| {
             if p.is_empty() {
-                Err(format!("`{kind}:` needs the model file's path, as {kind}:PATH"))
+                Err(format!(
+                    "`{kind}:` needs the model file's path, as {kind}:PATH"
+                ))
             } else {
                 Ok(PathBuf::from(p))
             }
@@ -69,9 +71,9 @@ impl std::str::FromStr for EmbedderKind {
             None if s == "dlib" || s == "dlib-resnet" => Ok(EmbedderKind::Dlib),
             Some(("face01-v1", p)) => path(p, "face01-v1").map(EmbedderKind::Face01V1),
             Some(("onnx", p)) => path(p, "onnx").map(EmbedderKind::Onnx),
-            None if s == "face01-v1" || s == "onnx" => Err(format!(
-                "`{s}` needs the model file's path, as {s}:PATH"
-            )),
+            None if s == "face01-v1" || s == "onnx" => {
+                Err(format!("`{s}` needs the model file's path, as {s}:PATH"))
+            }
             _ => Err(format!(
                 "unknown embedder `{s}` (dlib, face01-v1:PATH or onnx:PATH)"
             )),
@@ -154,7 +156,11 @@ impl Preprocessing {
             self.pixel_scale,
             list(&self.mean),
             list(&self.std),
-            if self.l2_normalize { "; l2-normalized" } else { "" },
+            if self.l2_normalize {
+                "; l2-normalized"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -249,9 +255,12 @@ pub fn load(spec: &EmbedderSpec, device: Device) -> Result<Arc<dyn Embedder>> {
             &Preprocessing::face01_v1(),
             device,
         )?),
-        EmbedderKind::Onnx(path) => {
-            Arc::new(OnnxEmbedder::load(path, "onnx", &spec.preprocessing, device)?)
-        }
+        EmbedderKind::Onnx(path) => Arc::new(OnnxEmbedder::load(
+            path,
+            "onnx",
+            &spec.preprocessing,
+            device,
+        )?),
     })
 }
 
@@ -353,7 +362,10 @@ impl OnnxEmbedder {
                 return Err(shape_error(format!(
                     "a face embedder has one image input; this graph has {}: {}",
                     more.len(),
-                    more.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ")
+                    more.iter()
+                        .map(|t| t.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         };
@@ -363,7 +375,10 @@ impl OnnxEmbedder {
                 return Err(shape_error(format!(
                     "a face embedder has one output [N, D]; this graph has {}: {}",
                     more.len(),
-                    more.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ")
+                    more.iter()
+                        .map(|t| t.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         };
@@ -500,10 +515,12 @@ impl OnnxEmbedder {
             [rows, 3, s, s]
         };
         let outputs = self.model.run(&input, &shape)?;
-        let out = outputs
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("{}: the model returned no output", self.model.path().display()))?;
+        let out = outputs.into_iter().next().ok_or_else(|| {
+            anyhow!(
+                "{}: the model returned no output",
+                self.model.path().display()
+            )
+        })?;
         if out.shape.len() != 2 || out.shape[0] != rows || out.values.is_empty() {
             bail!(
                 "{}: the output has shape {:?} for a batch of {rows}; expected [{rows}, D]",
@@ -575,7 +592,10 @@ mod tests {
             "face01-v1:/m/JAPANESE_FACE_V1.onnx".parse(),
             Ok(EmbedderKind::Face01V1("/m/JAPANESE_FACE_V1.onnx".into()))
         );
-        assert_eq!("onnx:a:b.onnx".parse(), Ok(EmbedderKind::Onnx("a:b.onnx".into())));
+        assert_eq!(
+            "onnx:a:b.onnx".parse(),
+            Ok(EmbedderKind::Onnx("a:b.onnx".into()))
+        );
         for bad in ["onnx", "onnx:", "face01-v1", "arcface:x.onnx", "DLIB"] {
             let e = bad.parse::<EmbedderKind>().unwrap_err();
             assert!(!e.contains('\n'), "{e}");

@@ -521,7 +521,12 @@ mod tests {
     #[test]
     fn galleries_take_their_space_s_dimension_and_metric() {
         let mut g = empty();
-        assert!(g.add("a", vec![0.0; 512]).unwrap_err().to_string().contains("512 values"));
+        assert!(
+            g.add("a", vec![0.0; 512])
+                .unwrap_err()
+                .to_string()
+                .contains("512 values")
+        );
         let mut cosine = EmbeddingSpace::dlib_resnet();
         cosine.embedder = "onnx".into();
         cosine.dim = 2;
@@ -532,7 +537,9 @@ mod tests {
         assert_eq!(name, "a");
         assert!(d.abs() < 1e-6, "{d}");
         // Faces and references of different models are refused, naming both.
-        let e = Matcher::new(gallery(&[("a", 0.0)]), c, options(0.5, 0.0)).err().unwrap();
+        let e = Matcher::new(gallery(&[("a", 0.0)]), c, options(0.5, 0.0))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("onnx"), "{e}");
     }
 
@@ -582,29 +589,8 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         assert!(Matcher::new(empty(), empty(), options(0.5, 0.0)).is_err());
-        assert!(
-            Matcher::new(
-                gallery(&[("a", 0.0)]),
-                empty(),
-                options(0.0, 0.0)
-            )
-            .is_err()
-        );
-        assert!(
-            Matcher::new(
-                gallery(&[("a", 0.0)]),
-                empty(),
-                options(0.5, -1.0)
-            )
-            .is_err()
-        );
-        assert!(
-            Matcher::new(
-                gallery(&[("a", 0.0)]),
-                empty(),
-                options(f32::NAN, 0.0)
-            )
-            .is_err()
-        );
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.0, 0.0)).is_err());
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.5, -1.0)).is_err());
+        assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(f32::NAN, 0.0)).is_err());
     }
 }

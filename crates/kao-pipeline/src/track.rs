@@ -115,12 +115,11 @@ impl TrackStage {
         };
         let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
         let provenance = options.provenance(max_distance);
-        let schema = stage_schema(input, &[], added, &provenance).map_err(|e| {
-            RecordError::Metadata {
+        let schema =
+            stage_schema(input, &[], added, &provenance).map_err(|e| RecordError::Metadata {
                 name: name.to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(TrackStage {
             options,
             max_distance,
