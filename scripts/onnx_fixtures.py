@@ -17,7 +17,6 @@ Writes (tests/fixtures/ is git-ignored; tests/data/onnx/ is committed, regenerat
 """
 import json
 import os
-import shutil
 import sys
 
 import numpy as np

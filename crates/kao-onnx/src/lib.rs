@@ -140,17 +140,6 @@ fn environment() -> Result<&'static Environment, OnnxError> {
         .map_err(|e| OnnxError::Runtime(e.clone()))
 }
 
-/// The version string of the loaded ONNX Runtime (loading it if needed).
-pub fn runtime_version() -> Result<String, OnnxError> {
-    environment()?;
-    Ok(ort::info()
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string())
-}
-
 /// A graph input or output: its name, its shape (`-1` for a symbolic dimension) and whether
 /// it holds float32.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -310,6 +310,15 @@ impl Embedder for DlibResnet {
     }
 }
 
+/// `input [N, 3, 112, 112] float32, ...`: each tensor of a graph's input or output list.
+fn describe_all(tensors: &[kao_onnx::TensorInfo]) -> String {
+    tensors
+        .iter()
+        .map(kao_onnx::TensorInfo::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Chips per ONNX run when the graph's batch is open.
 const ONNX_MAX_BATCH: usize = 32;
 
@@ -346,88 +355,87 @@ impl OnnxEmbedder {
     ) -> Result<OnnxEmbedder> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let model = kao_onnx::Model::load(path, onnx_device(device), threads)?;
-        let model_path = path.to_path_buf();
-        let shape_error = |message: String| {
-            anyhow!(
-                "{}",
-                kao_onnx::OnnxError::Graph {
-                    path: model_path.clone(),
-                    message,
-                }
-            )
-        };
         let input = match model.inputs() {
             [one] => one.clone(),
             more => {
-                return Err(shape_error(format!(
-                    "a face embedder has one image input; this graph has {}: {}",
-                    more.len(),
-                    more.iter()
-                        .map(|t| t.describe())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(model
+                    .graph_error(format!(
+                        "a face embedder has one image input; this graph has {}: {}",
+                        more.len(),
+                        describe_all(more)
+                    ))
+                    .into());
             }
         };
         let output = match model.outputs() {
             [one] => one.clone(),
             more => {
-                return Err(shape_error(format!(
-                    "a face embedder has one output [N, D]; this graph has {}: {}",
-                    more.len(),
-                    more.iter()
-                        .map(|t| t.describe())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(model
+                    .graph_error(format!(
+                        "a face embedder has one output [N, D]; this graph has {}: {}",
+                        more.len(),
+                        describe_all(more)
+                    ))
+                    .into());
             }
         };
         if input.shape.len() != 4 {
-            return Err(shape_error(format!(
-                "the input {} has rank {}; a face embedder reads images [N, 3, H, W] (rank 4)",
-                input.describe(),
-                input.shape.len()
-            )));
+            return Err(model
+                .graph_error(format!(
+                    "the input {} has rank {}; a face embedder reads images [N, 3, H, W] (rank 4)",
+                    input.describe(),
+                    input.shape.len()
+                ))
+                .into());
         }
         if output.shape.len() != 2 {
-            return Err(shape_error(format!(
-                "the output {} has rank {}; a face embedder writes [N, D] (rank 2)",
-                output.describe(),
-                output.shape.len()
-            )));
+            return Err(model
+                .graph_error(format!(
+                    "the output {} has rank {}; a face embedder writes [N, D] (rank 2)",
+                    output.describe(),
+                    output.shape.len()
+                ))
+                .into());
         }
         let s = &input.shape;
         let nhwc = s[1] != 3 && s[3] == 3;
         if s[1] != 3 && !nhwc {
-            return Err(shape_error(format!(
-                "the input {} has no 3-channel axis ([N, 3, H, W] or [N, H, W, 3])",
-                input.describe()
-            )));
+            return Err(model
+                .graph_error(format!(
+                    "the input {} has no 3-channel axis ([N, 3, H, W] or [N, H, W, 3])",
+                    input.describe()
+                ))
+                .into());
         }
         let (h, w) = if nhwc { (s[1], s[2]) } else { (s[2], s[3]) };
-        let size = match (preprocessing.input_size, h, w) {
-            (Some(size), -1, -1) => size,
-            (Some(size), h, w) if h == size as i64 && w == size as i64 => size,
-            (Some(size), h, w) if h > 0 && w > 0 => {
-                return Err(shape_error(format!(
+        let size =
+            match (preprocessing.input_size, h, w) {
+                (Some(size), -1, -1) => size,
+                (Some(size), h, w) if h == size as i64 && w == size as i64 => size,
+                (Some(size), h, w) if h > 0 && w > 0 => {
+                    return Err(model.graph_error(format!(
                     "the input {} is {h}×{w}, not the {size}×{size} that --input-size asks for",
                     input.describe()
-                )));
-            }
-            (None, h, w) if h > 0 && h == w => h as usize,
-            (None, h, w) if h > 0 && w > 0 => {
-                return Err(shape_error(format!(
-                    "the input {} is not square ({h}×{w}); kao's chips are square",
-                    input.describe()
-                )));
-            }
-            _ => {
-                return Err(shape_error(format!(
-                    "the input {} leaves its size open: give --input-size",
-                    input.describe()
-                )));
-            }
-        };
+                )).into());
+                }
+                (None, h, w) if h > 0 && h == w => h as usize,
+                (None, h, w) if h > 0 && w > 0 => {
+                    return Err(model
+                        .graph_error(format!(
+                            "the input {} is not square ({h}×{w}); kao's chips are square",
+                            input.describe()
+                        ))
+                        .into());
+                }
+                _ => {
+                    return Err(model
+                        .graph_error(format!(
+                            "the input {} leaves its size open: give --input-size",
+                            input.describe()
+                        ))
+                        .into());
+                }
+            };
         let fixed_batch = (s[0] > 0).then_some(s[0] as usize);
         let sha256 = kao_models::sha256_file(path)?;
         let mut embedder = OnnxEmbedder {
@@ -459,10 +467,13 @@ impl OnnxEmbedder {
             }
         };
         if embedder.space.dim == 0 {
-            return Err(shape_error(format!(
-                "the output {} has no values per face",
-                output.describe()
-            )));
+            return Err(embedder
+                .model
+                .graph_error(format!(
+                    "the output {} has no values per face",
+                    output.describe()
+                ))
+                .into());
         }
         Ok(embedder)
     }
