@@ -261,3 +261,138 @@ fn faces_and_references_of_different_embedders_are_refused() {
     );
     assert!(!dir.path().join("matched.arrows").exists());
 }
+
+/// OpenCV Zoo's YuNet, committed with its licence (`tests/data/yunet/`).
+fn yunet_model() -> PathBuf {
+    tests_dir().join("data/yunet/face_detection_yunet_2026may.onnx")
+}
+
+#[test]
+fn yunet_matches_an_independent_reference_within_a_pixel() {
+    use kao_pipeline::detector::{Detector, Yunet};
+    // scripts/yunet_ref.py: ONNX Runtime's outputs decoded by numpy on Pillow's pixels.
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tests_dir().join("data/yunet/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let yunet = Yunet::load(&yunet_model(), kao_nn::Device::cpu()).unwrap();
+    assert_eq!(yunet.model().sha256, reference["sha256"].as_str().unwrap());
+    let photos = reference["photos"].as_object().unwrap();
+    assert_eq!(photos.len(), 6);
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    for (name, photo) in photos {
+        let size = floats(&photo["image_size"]);
+        let (w, h) = (size[0] as usize, size[1] as usize);
+        // ffmpeg's JPEG decoder, not Pillow's: pixels may differ by a level or two.
+        let rgb = ffmpeg_rgb(&fixture(&format!("photos/{name}")));
+        let frame = RgbView::new(w, h, &rgb).unwrap();
+        let mut found = yunet.detect(&frame).unwrap();
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let expected = photo["faces"].as_array().unwrap();
+        assert_eq!(found.len(), expected.len(), "{name}: {found:?}");
+        for (face, want) in found.iter().zip(expected) {
+            let [x, y, bw, bh] = floats(&want["box"])[..] else {
+                panic!("{name}: box")
+            };
+            let [l, t, r, b] = face.bbox;
+            for (got, want) in [l, t, r - l, b - t].iter().zip([x, y, bw, bh]) {
+                assert!(
+                    (got - want).abs() <= 1.0,
+                    "{name}: box {:?} vs {x} {y} {bw} {bh}",
+                    face.bbox
+                );
+            }
+            let keypoints = floats(&want["keypoints"]);
+            assert_eq!(face.keypoints.len(), 5);
+            for (k, [kx, ky]) in face.keypoints.iter().enumerate() {
+                assert!(
+                    (kx - keypoints[2 * k]).abs() <= 1.0
+                        && (ky - keypoints[2 * k + 1]).abs() <= 1.0,
+                    "{name}: keypoint {k} ({kx}, {ky}) vs {:?}",
+                    &keypoints[2 * k..2 * k + 2]
+                );
+            }
+            let score = want["score"].as_f64().unwrap() as f32;
+            assert!(
+                (face.score - score).abs() < 0.01,
+                "{name}: score {} vs {score}",
+                face.score
+            );
+        }
+    }
+}
+
+#[test]
+fn yunet_graphs_are_checked_and_named_in_one_line() {
+    use kao_pipeline::detector::Yunet;
+    for (path, expected) in [
+        (
+            onnx_data("effnet.onnx"),
+            "not a YuNet graph: no output cls_8",
+        ),
+        (onnx_fixture("not_onnx.onnx"), "not a valid ONNX model"),
+    ] {
+        let e = Yunet::load(&path, kao_nn::Device::cpu()).err().unwrap();
+        let message = format!("{e:#}");
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+}
+
+#[test]
+fn yunet_finds_the_samples_faces_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs/obama");
+    std::fs::create_dir_all(&refs).unwrap();
+    std::fs::copy(fixture("photos/obama3.jpg"), refs.join("obama3.jpg")).unwrap();
+    let faces_per_frame = |detector: &str| {
+        let out = dir.path().join(detector.split(':').next().unwrap());
+        let result = run(kao("kao-extract")
+            .arg(fixture("sample.mp4"))
+            .arg("--ref")
+            .arg(dir.path().join("refs"))
+            .args([
+                "--ref-jitters",
+                "1",
+                "--every",
+                "5",
+                "--quiet",
+                "--no-ref-cache",
+            ])
+            .args(["--detector", detector])
+            .arg("--out")
+            .arg(&out));
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let manifest = read_file(&out.join("manifest.parquet"));
+        let frames =
+            column::<arrow_array::UInt64Array, _>(&manifest, "frame_index", |a, i| a.value(i));
+        let mut counts = std::collections::BTreeMap::new();
+        for f in frames {
+            *counts.entry(f).or_insert(0) += 1;
+        }
+        let named = identities(&out.join("manifest.parquet"))
+            .iter()
+            .filter(|i| i.as_deref() == Some("obama"))
+            .count();
+        (counts, named)
+    };
+    let yunet = format!("yunet:{}", yunet_model().display());
+    let (with_yunet, obama_yunet) = faces_per_frame(&yunet);
+    let (with_blazeface, obama_blazeface) = faces_per_frame("blazeface-full");
+    assert!(!with_yunet.is_empty());
+    assert_eq!(with_yunet, with_blazeface);
+    assert!(
+        obama_yunet > 0 && obama_yunet == obama_blazeface,
+        "{obama_yunet} vs {obama_blazeface}"
+    );
+}

@@ -7,7 +7,7 @@
 use anyhow::{Result, bail};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use kao_pipeline::cli::DetectorArg;
+use kao_pipeline::detector::DetectorKind;
 use kao_pipeline::embedder::EmbedderKind;
 use kao_pipeline::face01::{self, Detector, EmbedderSetting};
 
@@ -75,9 +75,9 @@ pub fn apply(args: &mut Args, matches: &ArgMatches, say: &mut dyn FnMut(&str)) -
         && !given("detector")
     {
         args.detect.detector = match d {
-            Detector::Blazeface => DetectorArg::Blazeface,
-            Detector::BlazefaceFull => DetectorArg::BlazefaceFull,
-            Detector::Mmod => DetectorArg::Mmod,
+            Detector::Blazeface => DetectorKind::Blazeface,
+            Detector::BlazefaceFull => DetectorKind::BlazefaceFull,
+            Detector::Mmod => DetectorKind::Mmod,
         };
     }
     if let Some(s) = mapping.min_score

@@ -106,7 +106,13 @@ struct Args {
     #[arg(long, value_name = "FILE", help_heading = "FACE01")]
     face01_config: Option<PathBuf>,
     /// The config.ini section to read (FACE01's scripts pick one by name).
-    #[arg(long, value_name = "SECTION", default_value = "DEFAULT", requires = "face01_config", help_heading = "FACE01")]
+    #[arg(
+        long,
+        value_name = "SECTION",
+        default_value = "DEFAULT",
+        requires = "face01_config",
+        help_heading = "FACE01"
+    )]
     face01_section: String,
 }
 
@@ -120,7 +126,10 @@ fn main() -> ExitCode {
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     });
-    kao_record::cli::exit("kao-extract", parse_args().and_then(|args| run(&args, &stop)))
+    kao_record::cli::exit(
+        "kao-extract",
+        parse_args().and_then(|args| run(&args, &stop)),
+    )
 }
 
 /// The command line, with FACE01's config.ini applied under it when one is given.
@@ -245,11 +254,9 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     };
     say("enrolling reference photos");
     let embedder = args.embedder.spec()?;
-    let (matcher, match_entry) = args
-        .matching
-        .matcher(&embedder, args.device, &mut |w| {
-            eprintln!("kao-extract: warning: {w}")
-        })?;
+    let (matcher, match_entry) = args.matching.matcher(&embedder, args.device, &mut |w| {
+        eprintln!("kao-extract: warning: {w}")
+    })?;
     let detect = DetectStage::new(
         Finder::load(args.detect.options(args.device))?,
         &frame_schema,

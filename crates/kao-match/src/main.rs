@@ -46,9 +46,11 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;
     let reader = RecordReader::open(args.input.as_deref())?;
-    let (matcher, provenance) = args
-        .matching
-        .matcher(&args.embedder.spec()?, args.device, &mut |w| eprintln!("kao-match: warning: {w}"))?;
+    let (matcher, provenance) =
+        args.matching
+            .matcher(&args.embedder.spec()?, args.device, &mut |w| {
+                eprintln!("kao-match: warning: {w}")
+            })?;
     let mut stage = MatchStage::new(matcher, &provenance, &reader.schema(), reader.name())?;
     let writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
     kao_pipeline::pump(&mut stage, reader, writer)

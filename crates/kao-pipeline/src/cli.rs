@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use kao_nn::Device;
 use kao_record::{Metric, Provenance};
 
@@ -18,24 +18,14 @@ use crate::refs::{self, EnrollOptions};
 use crate::shot::DEFAULT_CUT_THRESHOLD;
 use crate::track::TrackOptions;
 
-/// Which detector finds faces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DetectorArg {
-    /// MediaPipe BlazeFace short range (faces near the camera).
-    Blazeface,
-    /// MediaPipe BlazeFace full range (faces at any distance).
-    BlazefaceFull,
-    /// dlib's MMOD CNN (slow, dlib's own boxes).
-    Mmod,
-}
-
 /// kao-detect's options.
 #[derive(Args, Clone, Debug)]
 pub struct DetectArgs {
-    /// Which detector: MediaPipe BlazeFace short range (faces near the camera), full range,
-    /// or dlib's MMOD CNN.
-    #[arg(long, value_enum, default_value_t = DetectorArg::BlazefaceFull)]
-    pub detector: DetectorArg,
+    /// Which detector: `blazeface` (MediaPipe BlazeFace short range, faces near the camera),
+    /// `blazeface-full` (full range, faces at any distance), `mmod` (dlib's MMOD CNN: slow,
+    /// dlib's own boxes) or `yunet:PATH` (OpenCV Zoo's YuNet ONNX file, run by ONNX Runtime).
+    #[arg(long, value_name = "NAME", default_value = "blazeface-full")]
+    pub detector: DetectorKind,
     /// Run the detector on the frame scaled down to this width (FACE01's set_width); boxes,
     /// landmarks and patches still come from the native frame.
     #[arg(long, value_name = "W")]
@@ -67,11 +57,7 @@ impl DetectArgs {
     /// The detect stage's options, running on `device`.
     pub fn options(&self, device: Device) -> DetectOptions {
         DetectOptions {
-            detector: match self.detector {
-                DetectorArg::Blazeface => DetectorKind::Blazeface,
-                DetectorArg::BlazefaceFull => DetectorKind::BlazefaceFull,
-                DetectorArg::Mmod => DetectorKind::Mmod,
-            },
+            detector: self.detector.clone(),
             detect_width: self.detect_width.filter(|w| *w > 0),
             min_size: self.min_size,
             min_score: self.min_score,

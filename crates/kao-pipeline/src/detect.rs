@@ -1,67 +1,21 @@
 //! The detect stage: frame records in, one face record per detected face out.
 
-use std::str::FromStr;
-
 use anyhow::{Context, Result, anyhow};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array};
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
-use kao_nn::{Device, FaceDetector, Range};
+use kao_nn::Device;
 use kao_record::schema::{
-    DataType, FaceRow, Field, ModelRef, SchemaRef, col, face_columns, face_fields, stage_schema,
+    DataType, FaceRow, Field, SchemaRef, col, face_columns, face_fields, stage_schema,
 };
 use kao_record::{Provenance, RecordError};
 
 use crate::column;
+pub use crate::detector::DetectorKind;
+use crate::detector::{self, Detector};
 use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
-
-/// Which face detector finds the boxes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DetectorKind {
-    /// MediaPipe BlazeFace short range (128², faces near the camera).
-    Blazeface,
-    /// MediaPipe BlazeFace full range (192², faces at any distance).
-    BlazefaceFull,
-    /// dlib's MMOD CNN face detector.
-    Mmod,
-}
-
-impl DetectorKind {
-    /// The name used on the command line and in provenance.
-    pub fn name(self) -> &'static str {
-        match self {
-            DetectorKind::Blazeface => "blazeface",
-            DetectorKind::BlazefaceFull => "blazeface-full",
-            DetectorKind::Mmod => "mmod",
-        }
-    }
-
-    /// The model in models/manifest.tsv that this detector loads.
-    fn model(self) -> &'static str {
-        match self {
-            DetectorKind::Blazeface => "blazeface-short",
-            DetectorKind::BlazefaceFull => "blazeface-full",
-            DetectorKind::Mmod => "dlib-mmod",
-        }
-    }
-}
-
-impl FromStr for DetectorKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "blazeface" => Ok(DetectorKind::Blazeface),
-            "blazeface-full" => Ok(DetectorKind::BlazefaceFull),
-            "mmod" => Ok(DetectorKind::Mmod),
-            _ => Err(format!(
-                "unknown detector `{s}` (blazeface, blazeface-full or mmod)"
-            )),
-        }
-    }
-}
 
 /// Everything that shapes the detect stage's output.
 #[derive(Clone, Debug)]
@@ -106,7 +60,7 @@ impl Default for DetectOptions {
 
 /// The detector, the landmark model and the options that shape each face record.
 pub struct Finder {
-    detector: FaceDetector,
+    detector: Arc<dyn Detector>,
     landmarks: ShapePredictor,
     options: DetectOptions,
     provenance: Provenance,
@@ -118,16 +72,8 @@ impl Finder {
         if !(options.patch_padding >= 0.0 && options.patch_padding <= 4.0) {
             anyhow::bail!("--patch-padding must be between 0 and 4");
         }
-        let model = kao_models::locate(options.detector.model())?;
-        let path = &model.path;
-        let detector = match options.detector {
-            DetectorKind::Blazeface => FaceDetector::blazeface(path, Range::Short, options.device),
-            DetectorKind::BlazefaceFull => {
-                FaceDetector::blazeface(path, Range::Full, options.device)
-            }
-            DetectorKind::Mmod => FaceDetector::mmod(path, options.device, options.upsample),
-        }
-        .with_context(|| path.display().to_string())?;
+        let detector = detector::load(&options.detector, options.device, options.upsample)?;
+        tracing::debug!("detector {} on {}", options.detector, detector.runs_on());
         let sp5 = kao_models::locate("dlib-sp5")?;
         let landmarks =
             ShapePredictor::load(&sp5.path).with_context(|| sp5.path.display().to_string())?;
@@ -141,10 +87,7 @@ impl Finder {
                 "cut_threshold": options.cut_threshold,
             }),
         );
-        provenance.model = Some(ModelRef {
-            name: model.spec.name.into(),
-            sha256: model.spec.sha256.into(),
-        });
+        provenance.model = Some(detector.model().clone());
         Ok(Finder {
             detector,
             landmarks,
@@ -178,19 +121,10 @@ impl Finder {
             }
             _ => (self.detector.detect(frame)?, 1.0),
         };
-        // Boxes as pixel corners [left, top, right, bottom), in native pixels. MMOD boxes
-        // are dlib's inclusive rectangles; BlazeFace's are pixel corners.
-        let extra = if self.options.detector == DetectorKind::Mmod {
-            1.0
-        } else {
-            0.0
-        };
+        // Boxes as pixel corners [left, top, right, bottom), in native pixels.
         let mut boxes: Vec<(f32, [f32; 4])> = found
             .iter()
-            .map(|f| {
-                let [l, t, r, b] = f.bbox;
-                (f.score, [l, t, r + extra, b + extra].map(|v| v * scale))
-            })
+            .map(|f| (f.score, f.bbox.map(|v| v * scale)))
             .filter(|(score, b)| {
                 b[2] - b[0] >= self.options.min_size
                     && self.options.min_score.is_none_or(|m| *score >= m)

@@ -311,7 +311,7 @@ impl Embedder for DlibResnet {
 }
 
 /// `input [N, 3, 112, 112] float32, ...`: each tensor of a graph's input or output list.
-fn describe_all(tensors: &[kao_onnx::TensorInfo]) -> String {
+pub(crate) fn describe_all(tensors: &[kao_onnx::TensorInfo]) -> String {
     tensors
         .iter()
         .map(kao_onnx::TensorInfo::describe)
@@ -336,7 +336,7 @@ pub struct OnnxEmbedder {
 }
 
 /// The ONNX Runtime device for kao's device.
-fn onnx_device(device: Device) -> kao_onnx::Device {
+pub(crate) fn onnx_device(device: Device) -> kao_onnx::Device {
     match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(index) => kao_onnx::Device::Cuda(index),

@@ -8,6 +8,7 @@ pub mod align;
 pub mod cli;
 pub mod crop;
 pub mod detect;
+pub mod detector;
 pub mod embed;
 pub mod embedder;
 pub mod face01;
