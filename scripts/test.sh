@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README's test command: installs what the tests need (idempotently), builds once in the release
 # profile, runs every test, and checks that the CUDA build compiles (running it needs an NVIDIA
-# GPU: see README, "GPU"). Ends with one line counting every test.
+# GPU: see docs/gpu.md). Ends with one line counting every test.
 #
 # Two steps, so the default build stays lean:
 #   1. the stages: the workspace's default members (no polars), their tests, the CUDA check;

@@ -396,3 +396,40 @@ fn yunet_finds_the_samples_faces_end_to_end() {
         "{obama_yunet} vs {obama_blazeface}"
     );
 }
+
+#[test]
+fn a_chip_wider_than_the_patches_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(kao("kao-decode")
+        .arg(fixture("photos/obama.jpg"))
+        .arg("-o")
+        .arg(dir.path().join("frames.arrows")));
+    assert!(out.status.success());
+    let out = run(kao("kao-detect")
+        .arg(dir.path().join("frames.arrows"))
+        .arg("-o")
+        .arg(dir.path().join("detected.arrows")));
+    assert!(out.status.success());
+    let embed = |padding: &str| {
+        let mut args = onnx_dlib_args()[..10].to_vec(); // --embedder … --std
+        args[3] = padding.into(); // --chip-padding
+        let out = run(kao("kao-embed")
+            .arg(dir.path().join("detected.arrows"))
+            .args(&args)
+            .arg("-o")
+            .arg(dir.path().join("embedded.arrows")));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(!embed("0.25").contains("beyond the face patches"));
+    let stderr = embed("0.4");
+    assert!(
+        stderr.contains("reaches beyond the face patches")
+            && stderr.contains("--patch-padding 0.4"),
+        "{stderr}"
+    );
+}

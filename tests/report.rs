@@ -123,6 +123,8 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
     let people = stdout.split("\n\n").next().unwrap();
     assert!(people.starts_with("People\nidentity"), "{stdout}");
     assert!(people.lines().any(|l| l.starts_with("obama ")), "{stdout}");
+    // FACE01's similar_percentage per identity (dlib's ResNet has FACE01's curve).
+    assert!(people.contains("median_similar_percentage"), "{stdout}");
     assert!(
         people.lines().any(|l| l.starts_with("(no match)")),
         "{stdout}"
@@ -160,6 +162,10 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
         "provenance read"
     );
     assert!(html.contains("threshold 0.48"), "the threshold line");
+    assert!(
+        html.contains("embeddings: dlib-resnet (Euclidean distance)"),
+        "the embedding space read from the field metadata"
+    );
     let loaded = load_in_chromium(&page, &tmp.path().join("chromium"));
     assert_eq!(
         loaded.get("thumbs-loaded").map(String::as_str),

@@ -42,6 +42,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-align");
     kao_record::cli::exit("kao-align", run(&Args::parse()).map(|()| 0))
 }
 

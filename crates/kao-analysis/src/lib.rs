@@ -17,7 +17,7 @@ pub mod pca;
 pub mod summary;
 pub mod threshold;
 
-pub use manifest::{Face, Manifest, label_from_path};
+pub use manifest::{Face, Manifest, Metric, label_from_path};
 /// The polars, plotters and nalgebra this crate is built with, for notebooks and kao-report.
 pub use {nalgebra, plotters, polars};
 

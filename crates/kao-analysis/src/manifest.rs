@@ -12,6 +12,8 @@ use crate::{AnalysisError, Result};
 pub const MANIFEST: &str = "manifest.parquet";
 /// Metadata key naming the frames a run processed (`all` or `every:N`).
 pub const META_FRAMES_PROCESSED: &str = "kao.frames_processed";
+/// Metadata key of the records' provenance (one entry per stage, as JSON).
+pub const META_PROVENANCE: &str = "kao.provenance";
 /// Columns of pixels, left out when loading: a manifest has none, but a face-record file
 /// written by `kao-cat` may carry `patch` (or frame `pixels`), which analysis never needs.
 const PIXEL_COLUMNS: &[&str] = &["patch", "pixels"];
@@ -24,6 +26,42 @@ pub struct Manifest {
     pub frame: DataFrame,
     /// The file's key-value metadata (provenance, `kao.frames_processed`, ...).
     pub metadata: BTreeMap<String, String>,
+    /// The `embedding` column's field metadata (`kao.embedder`, `kao.metric`, `kao.dim`, ...);
+    /// empty when the records carry none (then they are dlib's: 128-d, Euclidean).
+    pub embedding_metadata: BTreeMap<String, String>,
+}
+
+/// How two embeddings are compared, as the records' `kao.metric` says (docs/records.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Euclidean distance (dlib's ResNet).
+    Euclidean,
+    /// Cosine distance, 1 − cos θ (FACE01's JAPANESE FACE V1 and most ONNX embedders).
+    Cosine,
+}
+
+impl Metric {
+    /// The distance between `a` and `b`: smaller is more alike in both metrics.
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Euclidean => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+                .sqrt(),
+            Metric::Cosine => {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let (na, nb) = (norm(a), norm(b));
+                if na == 0.0 || nb == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot / (na * nb)
+                }
+            }
+        }
+    }
 }
 
 impl Manifest {
@@ -58,8 +96,11 @@ impl Manifest {
             .flatten()
             .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
             .collect();
+        let mut embedding_metadata = BTreeMap::new();
         if let Some(encoded) = metadata.remove(ARROW_SCHEMA) {
-            metadata.extend(arrow_schema_metadata(&encoded));
+            let (schema, embedding) = arrow_schema_metadata(&encoded);
+            metadata.extend(schema);
+            embedding_metadata = embedding;
         }
         let columns: Vec<String> = reader
             .schema()
@@ -76,6 +117,7 @@ impl Manifest {
             path,
             frame,
             metadata,
+            embedding_metadata,
         };
         manifest.require(&["source", "frame_index", "pts", "face_index"])?;
         Ok(manifest)
@@ -89,6 +131,41 @@ impl Manifest {
     /// Which frames the run processed (`all` or `every:N`), when the run recorded it.
     pub fn frames_processed(&self) -> Option<&str> {
         self.metadata.get(META_FRAMES_PROCESSED).map(String::as_str)
+    }
+
+    /// How the records' embeddings are compared (`kao.metric`; Euclidean, dlib's, when the
+    /// records do not say).
+    pub fn metric(&self) -> Metric {
+        match self
+            .embedding_metadata
+            .get("kao.metric")
+            .map(String::as_str)
+        {
+            Some("cosine") => Metric::Cosine,
+            _ => Metric::Euclidean,
+        }
+    }
+
+    /// The embedder that made the records' embeddings (`kao.embedder`, e.g. `dlib-resnet`,
+    /// `face01-v1`, `onnx`), when the records say.
+    pub fn embedder(&self) -> Option<&str> {
+        self.embedding_metadata
+            .get("kao.embedder")
+            .map(String::as_str)
+    }
+
+    /// The matching threshold the run used (kao-match's or kao-extract's `threshold` in the
+    /// provenance), when recorded: a distance in [`Manifest::metric`].
+    pub fn match_threshold(&self) -> Option<f32> {
+        let provenance: serde_json::Value =
+            serde_json::from_str(self.metadata.get(META_PROVENANCE)?).ok()?;
+        provenance
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|p| p["stage"] == "kao-match" || p["stage"] == "kao-extract")
+            .and_then(|p| p["options"]["threshold"].as_f64())
+            .map(|t| t as f32)
     }
 
     /// Fails with a one-line error unless every column of `names` is present.
@@ -219,12 +296,17 @@ impl Manifest {
 /// schema, with its own metadata (kao's provenance among it).
 const ARROW_SCHEMA: &str = "ARROW:schema";
 
-/// The schema-level metadata inside an `ARROW:schema` value (base64 of an IPC schema message);
-/// empty when it cannot be read.
-fn arrow_schema_metadata(encoded: &str) -> BTreeMap<String, String> {
+/// The schema-level metadata inside an `ARROW:schema` value (base64 of an IPC schema message)
+/// and the `embedding` field's metadata; empty when they cannot be read.
+fn arrow_schema_metadata(encoded: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     use base64::Engine;
+    let strings = |meta: &polars_arrow::datatypes::Metadata| -> BTreeMap<String, String> {
+        meta.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-        return BTreeMap::new();
+        return Default::default();
     };
     // An encapsulated IPC message: continuation marker and length, then the flatbuffer.
     let message = if bytes.len() >= 8 && bytes[..4] == [0xff; 4] {
@@ -233,11 +315,15 @@ fn arrow_schema_metadata(encoded: &str) -> BTreeMap<String, String> {
         &bytes[..]
     };
     match polars_arrow::io::ipc::read::deserialize_schema(message) {
-        Ok((_, _, Some(meta))) => meta
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        _ => BTreeMap::new(),
+        Ok((schema, _, meta)) => (
+            meta.as_ref().map(strings).unwrap_or_default(),
+            schema
+                .get("embedding")
+                .and_then(|f| f.metadata.as_deref())
+                .map(strings)
+                .unwrap_or_default(),
+        ),
+        Err(_) => Default::default(),
     }
 }
 

@@ -13,20 +13,26 @@ pub const NO_MATCH: &str = "(no match)";
 
 /// Per identity (faces that matched no one last, as [`NO_MATCH`]): `faces`, `tracks`, `crops`
 /// written, `median_distance` to the identity's references (for unmatched faces: to the nearest
-/// reference), and `seconds_on_screen`: the frames the identity appears in, each counted for
-/// its video's frame step (see [`frame_steps`]).
+/// reference), `median_similar_percentage` when the records carry FACE01's
+/// `similar_percentage`, and `seconds_on_screen`: the frames the identity appears in, each
+/// counted for its video's frame step (see [`frame_steps`]).
 pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
     manifest.require(&["identity", "distance", "crop_path", "track_id"])?;
     let steps = frame_steps(manifest)?;
+    let similar = manifest.has("similar_percentage");
     let run = || -> PolarsResult<DataFrame> {
-        let mut frame = manifest.frame.select([
+        let mut columns = vec![
             "identity",
             "source",
             "frame_index",
             "track_id",
             "crop_path",
             "distance",
-        ])?;
+        ];
+        if similar {
+            columns.push("similar_percentage");
+        }
+        let mut frame = manifest.frame.select(columns)?;
         let named: StringChunked = frame
             .column("identity")?
             .str()?
@@ -52,7 +58,7 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
                 .sum();
             let identity = g.column("identity")?.slice(0, 1);
             let unmatched = identity.str()?.get(0) == Some(NO_MATCH);
-            DataFrame::new_infer_height(vec![
+            let mut columns = vec![
                 identity,
                 Column::new("faces".into(), [g.height() as u64]),
                 Column::new(
@@ -64,9 +70,16 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
                     "median_distance".into(),
                     [reduce(g.column("distance")?.median_reduce()?)],
                 ),
-                Column::new("seconds_on_screen".into(), [seconds]),
-                Column::new("unmatched".into(), [unmatched]),
-            ])
+            ];
+            if similar {
+                columns.push(Column::new(
+                    "median_similar_percentage".into(),
+                    [reduce(g.column("similar_percentage")?.median_reduce()?)],
+                ));
+            }
+            columns.push(Column::new("seconds_on_screen".into(), [seconds]));
+            columns.push(Column::new("unmatched".into(), [unmatched]));
+            DataFrame::new_infer_height(columns)
         })?;
         let sorted = table.sort(
             ["unmatched", "faces", "identity"],
@@ -240,6 +253,7 @@ mod tests {
             path: "m.parquet".into(),
             frame,
             metadata: Default::default(),
+            embedding_metadata: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::manifest::{embeddings_of, label_from_path};
+use crate::manifest::{Metric, embeddings_of, label_from_path};
 use crate::{AnalysisError, Manifest, Result};
 
 /// One photo of a labelled face set: its label and the embedding of its largest face.
@@ -61,7 +61,7 @@ pub fn labelled_faces(records: &Manifest, root: &str) -> Result<Vec<LabelledFace
         .collect())
 }
 
-/// Euclidean distances of every pair of faces, split by whether they show the same person.
+/// Distances of every pair of faces, split by whether they show the same person.
 #[derive(Clone, Debug, Default)]
 pub struct PairDistances {
     /// Pairs of photos of the same person.
@@ -70,12 +70,13 @@ pub struct PairDistances {
     pub different: Vec<f32>,
 }
 
-/// The distances of all unordered pairs of `faces`.
-pub fn pair_distances(faces: &[LabelledFace]) -> PairDistances {
+/// The distances of all unordered pairs of `faces`, by `metric` (the records' own:
+/// [`Manifest::metric`]).
+pub fn pair_distances(faces: &[LabelledFace], metric: Metric) -> PairDistances {
     let mut pairs = PairDistances::default();
     for (i, a) in faces.iter().enumerate() {
         for b in &faces[i + 1..] {
-            let d = distance(&a.embedding, &b.embedding);
+            let d = metric.distance(&a.embedding, &b.embedding);
             if a.label == b.label {
                 pairs.same.push(d)
             } else {
@@ -84,15 +85,6 @@ pub fn pair_distances(faces: &[LabelledFace]) -> PairDistances {
         }
     }
     pairs
-}
-
-/// Euclidean distance, the measure kao-match uses for dlib's embeddings.
-pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
 }
 
 /// One operating point: at `threshold`, the share of same-person pairs accepted (within the
@@ -169,7 +161,7 @@ mod tests {
             face("b", 1.0),
             face("b", 1.2),
         ];
-        let pairs = pair_distances(&faces);
+        let pairs = pair_distances(&faces, Metric::Euclidean);
         let mut same = pairs.same.clone();
         same.sort_by(f32::total_cmp);
         assert_eq!(same.len(), 2);
@@ -191,5 +183,25 @@ mod tests {
             ),
             (1.0, 1.0)
         );
+    }
+
+    #[test]
+    fn cosine_pairs_use_the_angle_not_the_length() {
+        let along = |label: &str, v: [f32; 2]| LabelledFace {
+            source: format!("{label}.jpg"),
+            label: label.into(),
+            embedding: v.to_vec(),
+        };
+        // Same direction, different lengths: cosine distance 0, Euclidean 1.
+        let faces = [
+            along("a", [1.0, 0.0]),
+            along("a", [2.0, 0.0]),
+            along("b", [0.0, 3.0]),
+        ];
+        let cosine = pair_distances(&faces, Metric::Cosine);
+        assert!(cosine.same[0].abs() < 1e-6);
+        assert!(cosine.different.iter().all(|d| (d - 1.0).abs() < 1e-6));
+        let euclidean = pair_distances(&faces, Metric::Euclidean);
+        assert!((euclidean.same[0] - 1.0).abs() < 1e-6);
     }
 }

@@ -98,6 +98,7 @@ enum Bench {
 }
 
 fn main() {
+    kao_record::cli::init_logging("kao-bench");
     let args = Args::parse();
     let result = match args.bench {
         Bench::Decode {

@@ -31,6 +31,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-cat");
     kao_record::cli::exit("kao-cat", run(&Args::parse()).map(|()| 0))
 }
 

@@ -71,6 +71,7 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-decode");
     kao_record::cli::exit("kao-decode", run(&Args::parse()))
 }
 

@@ -37,6 +37,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-detect");
     kao_pipeline::memory::cap_malloc_arenas();
     kao_record::cli::exit("kao-detect", run(&Args::parse()).map(|()| 0))
 }

@@ -117,6 +117,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-extract");
     kao_pipeline::memory::cap_malloc_arenas();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

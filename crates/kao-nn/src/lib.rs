@@ -4,7 +4,7 @@
 //! [`Embedder`] and [`FaceDetector`] pick for [`Device::cpu`]. burn-flex spent most of its
 //! time outside its matrix products on these small networks (depthwise convolutions,
 //! element-wise passes, fresh allocations); the native executors are 1.5–4× faster
-//! (README, "Benchmarks") and are held to the same golden outputs.
+//! (docs/benchmarks.md) and are held to the same golden outputs.
 //!
 //! * [`resnet`]: dlib's face-recognition ResNet (128-d embeddings), weights read from
 //!   `dlib_face_recognition_resnet_model_v1.dat` through `kao_dlib::dat`.
@@ -35,7 +35,7 @@
 //! | cuda, H200, autotune | 3.8 | 0.39 |
 //!
 //! For comparison, a hand-written im2col + `gemm` port measured 5.1 ms per face at batch
-//! 32 on an idle machine (`shared/docs/dependencies.md`). burn-flex is slower at batch 1
+//! 32 on an idle machine (measured in an earlier session; git history). burn-flex is slower at batch 1
 //! because it parallelises a convolution over (image, 512-pixel tile) pairs, so the 17×17
 //! and smaller layers of a single image run on one thread.
 //!

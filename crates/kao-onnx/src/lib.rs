@@ -2,7 +2,7 @@
 //!
 //! kao's own networks are native ports; a model a user brings (FACE01's JAPANESE FACE V1, an
 //! ArcFace embedder, OpenCV's YuNet detector) runs here. ONNX Runtime was chosen by
-//! measurement (docs/models/onnx.md): it runs any standard graph at its own speed, where
+//! measurement (docs/embedders.md, "The runtime"): it runs any standard graph at its own speed, where
 //! tract was about 3.5× slower on an EfficientNetV2-style embedder. Its library is loaded at
 //! run time, so nothing is downloaded or linked at build time: [`library_path`] says where it
 //! is looked for (`ORT_DYLIB_PATH`, then the wheel that `scripts/deps.sh` installs, then the

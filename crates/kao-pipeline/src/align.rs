@@ -61,7 +61,7 @@ impl Default for Selection {
     }
 }
 
-/// The default [`Selection::min_hash_bits`] (see README, "Choosing crops").
+/// The default [`Selection::min_hash_bits`] (see docs/stages.md, "Choosing crops").
 pub const DEFAULT_MIN_HASH_BITS: u32 = 8;
 
 /// The crops kept so far for one track.

@@ -187,10 +187,32 @@ pub struct EmbedStage {
     name: String,
 }
 
+/// The `--patch-padding` kao-detect cut the patches of records of `schema` with, from their
+/// provenance.
+fn patch_padding(schema: &SchemaRef) -> Option<f64> {
+    kao_record::schema::provenance(schema)
+        .ok()?
+        .iter()
+        .rev()
+        .find(|p| p.stage == "kao-detect")?
+        .options
+        .get("patch_padding")?
+        .as_f64()
+}
+
 impl EmbedStage {
     /// The stage for face records named `name` with `input` schema (checked here).
     pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
         kao_record::schema::require(input, name, "kao-embed", &Patches::columns())?;
+        let chip_padding = embedder.embedder.chip().padding;
+        if let Some(patch_padding) = patch_padding(input)
+            && chip_padding > patch_padding + 1e-9
+        {
+            tracing::warn!(
+                "{name}: the embedder's chip (padding {chip_padding}) reaches beyond the face patches (cut by kao-detect with --patch-padding {patch_padding}): \
+                 its border is black; cut patches with --patch-padding {chip_padding} or more"
+            );
+        }
         let mut added = vec![embedder.space().field()];
         for name in [
             col::SHARPNESS,

@@ -3,9 +3,10 @@
 //!
 //! An [`Embedder`] knows its [`EmbeddingSpace`] (name, dimension, metric, model sha256), the
 //! geometry of the aligned chip it reads, and embeds a batch of chips. [`EmbedderSpec`] names
-//! one (`dlib`, `face01-v1:PATH`, `onnx:PATH` with its preprocessing) and [`load`] is the
-//! registry that turns a name into a running embedder. Adding a model is one implementation
-//! of [`Embedder`] plus one arm in [`EmbedderKind`] and [`load`] (docs/architecture.md).
+//! one (`dlib`, `face01-v1:PATH`, `onnx:PATH` with its preprocessing) and [`load`] turns a
+//! name into a running embedder, one copy per process. Adding a model is one implementation
+//! of [`Embedder`] plus one arm in [`EmbedderKind`] and in the registry, `load_new`
+//! (docs/architecture.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,8 +223,8 @@ impl EmbedderSpec {
     }
 }
 
-/// The default `--threshold` of an embedding space: dlib's 0.48 (README, "Choosing the
-/// threshold"), JAPANESE FACE V1's FACE01 default (similar_percentage 90, cosine ≥ 0.4036);
+/// The default `--threshold` of an embedding space: dlib's 0.48 (docs/matching.md),
+/// JAPANESE FACE V1's FACE01 default (similar_percentage 90, cosine ≥ 0.4036);
 /// `None` for other models, which have no calibrated threshold.
 pub fn default_threshold(space: &EmbeddingSpace) -> Option<f32> {
     match space.embedder.as_str() {
@@ -245,8 +246,27 @@ pub fn default_link_distance(space: &EmbeddingSpace) -> Option<f32> {
     }
 }
 
-/// Loads the embedder `spec` names, on `device`. The registry: one arm per embedder.
+/// Embedders this process has loaded, so that enrolling references and embedding faces
+/// share one copy of the model (kao-extract would otherwise load it up to three times).
+type Loaded = Vec<((EmbedderSpec, Device), Arc<dyn Embedder>)>;
+static LOADED: std::sync::Mutex<Loaded> = std::sync::Mutex::new(Vec::new());
+
+/// The embedder `spec` names, on `device`: loaded on first use, then shared.
 pub fn load(spec: &EmbedderSpec, device: Device) -> Result<Arc<dyn Embedder>> {
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (spec.clone(), device);
+    if let Some((_, embedder)) = loaded.iter().find(|(k, _)| *k == key) {
+        return Ok(embedder.clone());
+    }
+    let embedder = load_new(spec, device)?;
+    loaded.push((key, embedder.clone()));
+    Ok(embedder)
+}
+
+/// Loads the embedder `spec` names, on `device`. The registry: one arm per embedder.
+fn load_new(spec: &EmbedderSpec, device: Device) -> Result<Arc<dyn Embedder>> {
     Ok(match &spec.kind {
         EmbedderKind::Dlib => Arc::new(DlibResnet::load(device)?),
         EmbedderKind::Face01V1(path) => Arc::new(OnnxEmbedder::load(
@@ -595,6 +615,14 @@ impl Embedder for OnnxEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_model_per_spec_and_device_is_loaded() {
+        let spec = EmbedderSpec::default();
+        let first = load(&spec, Device::cpu()).unwrap();
+        let again = load(&spec, Device::cpu()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
 
     #[test]
     fn embedder_names_parse() {

@@ -12,7 +12,7 @@ use kao_record::{EmbeddingSpace, Provenance, RecordError};
 
 use crate::{HoldingStage, WholeFrames, column};
 
-/// The default `--threshold` (see README, "Choosing the threshold").
+/// The default `--threshold` (see docs/matching.md).
 pub const DEFAULT_THRESHOLD: f32 = 0.48;
 
 /// Embeddings of known people, by name, in one embedding space.

@@ -1,11 +1,53 @@
-//! What every stage binary does the same way: refuse to spill records on a terminal, and turn
-//! the outcome into an exit status (a closed pipe ends quietly).
+//! What every stage binary does the same way: log warnings to stderr, refuse to spill records
+//! on a terminal, and turn the outcome into an exit status (a closed pipe ends quietly).
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::RecordError;
+
+/// Sends the libraries' log events to stderr as `STAGE: warning: message` lines: warnings and
+/// errors by default; `KAO_LOG` takes `tracing` filter directives (`KAO_LOG=debug`,
+/// `KAO_LOG=kao_pipeline=debug`) for more. ONNX Runtime's own log stays at errors unless asked.
+pub fn init_logging(stage: &'static str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("KAO_LOG").unwrap_or_else(|_| EnvFilter::new("warn,ort=error"));
+    // A second call (a test) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(StageLine(stage))
+        .try_init();
+}
+
+/// One log line: `STAGE: level: message key=value…`.
+struct StageLine(&'static str);
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for StageLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "{}: {level}: ", self.0)?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
 
 /// Fails when records would go to stdout and stdout is a terminal.
 pub fn check_stdout(output: Option<&Path>) -> anyhow::Result<()> {

@@ -193,11 +193,16 @@ pub fn render(page: &Page<'_>) -> Result<String> {
         page.faces.iter().map(|f| f.source.as_str()).collect();
     writeln!(
         h,
-        "<p class=\"meta\">{} · {} faces in {} video(s) · frames processed: {} · {}</p>",
+        "<p class=\"meta\">{} · {} faces in {} video(s) · frames processed: {} · embeddings: {} ({} distance) · {}</p>",
         esc(&m.path.display().to_string()),
         page.faces.len(),
         sources.len(),
         esc(m.frames_processed().unwrap_or("not recorded")),
+        esc(m.embedder().unwrap_or("dlib-resnet")),
+        match m.metric() {
+            kao_analysis::Metric::Euclidean => "Euclidean",
+            kao_analysis::Metric::Cosine => "cosine",
+        },
         esc(&stages(m))
     )?;
     writeln!(h, "<h2>People</h2>{}", html_table(page.people))?;
@@ -208,7 +213,7 @@ pub fn render(page: &Page<'_>) -> Result<String> {
         html_table(page.rejected)
     )?;
 
-    let threshold = match_threshold(m);
+    let threshold = m.match_threshold();
     writeln!(h, "<h2>Distances</h2>")?;
     let mut groups: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for f in page.faces {
@@ -432,16 +437,6 @@ fn shot_starts(faces: &[&Face]) -> Vec<f64> {
         }
     }
     starts.into_iter().skip(1).map(|(_, t)| t).collect()
-}
-
-/// kao-match's `--threshold`, from the manifest's provenance.
-fn match_threshold(m: &Manifest) -> Option<f32> {
-    provenance(m)
-        .into_iter()
-        .rev()
-        .find(|p| p.stage == "kao-match" || p.stage == "kao-extract")
-        .and_then(|p| p.options.get("threshold").and_then(|t| t.as_f64()))
-        .map(|t| t as f32)
 }
 
 fn provenance(m: &Manifest) -> Vec<Provenance> {

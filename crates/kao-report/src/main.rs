@@ -52,6 +52,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-report");
     let args = Args::parse();
     kao_record::cli::exit("kao-report", run(&args).map(|()| 0))
 }

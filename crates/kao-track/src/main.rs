@@ -33,6 +33,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_record::cli::init_logging("kao-track");
     kao_record::cli::exit("kao-track", run(&Args::parse()).map(|()| 0))
 }
 

@@ -28,7 +28,7 @@
 //!   for 1×1 and im2col convolutions, channel-vectorised depthwise convolutions). burn-flex
 //!   spent ~26 ms of one core per full-range image, mostly in its depthwise convolutions,
 //!   adds and pools; the native executor does the same graph in a fraction of that
-//!   (README, "Benchmarks"), and the tests hold both to the TFLite runtime's outputs.
+//!   (docs/benchmarks.md), and the tests hold both to the TFLite runtime's outputs.
 
 mod burn;
 mod native;

@@ -1,5 +1,5 @@
 //! dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`), from
-//! `tools/python/src/face_recognition.cpp`; see `shared/docs/models.md` §1.1.
+//! `tools/python/src/face_recognition.cpp`; see docs/models.md §1.1.
 //!
 //! ```text
 //! input 150×150 RGB, x = (pixel − mean)/256, NCHW
