@@ -457,3 +457,113 @@ fn bad_inputs_are_one_line_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts kao-extract into `out_dir` and waits until its first crop is on disk.
+fn start_and_wait_for_a_crop(d: &Path, out_dir: &Path) -> std::process::Child {
+    let mut child = extract(d, out_dir, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out_dir.join("obama").is_dir()
+        || std::fs::read_dir(out_dir.join("obama")).unwrap().count() == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no crop after 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kao-extract ended too early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Hidden temporary files (`.kao-*.part`, `.kao-*.tmp`) anywhere under `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".part") || name.contains(".tmp") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_writer_is_refused_and_sigterm_stops_like_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out_dir = d.join("out");
+    let first = start_and_wait_for_a_crop(d, &out_dir);
+    // A second run into the same folder stops at once, naming the first.
+    let second = run(&mut extract(d, &out_dir, &["-q"]));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("another kao run is writing into this folder")
+            && err.contains(&format!("PID {}", first.id())),
+        "{err}"
+    );
+    // SIGTERM finishes cleanly, as Ctrl-C does.
+    signal(&first, "-TERM");
+    let out = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!frames(&manifest(&out_dir)).is_empty());
+    assert!(!out_dir.join(".kao-lock").exists());
+    assert_eq!(leftovers(&out_dir), Vec::<String>::new());
+}
+
+#[test]
+fn a_rerun_after_sigkill_takes_over_and_leaves_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out_dir = d.join("out");
+    let mut killed = start_and_wait_for_a_crop(d, &out_dir);
+    signal(&killed, "-KILL");
+    killed.wait().unwrap();
+    // The killed run's lock names it; its manifest part is left behind.
+    let lock = std::fs::read_to_string(out_dir.join(".kao-lock")).unwrap();
+    assert!(lock.contains(&format!("PID {}", killed.id())), "{lock}");
+    assert!(!leftovers(&out_dir).is_empty());
+    let out = run(&mut extract(d, &out_dir, &["-q"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("taking over from a run that did not finish"),
+        "{err}"
+    );
+    assert_eq!(leftovers(&out_dir), Vec::<String>::new());
+    let rows = manifest(&out_dir);
+    let crops = strings(&rows, "crop_path").into_iter().flatten().count();
+    assert!(crops > 0);
+    assert_eq!(
+        files(&out_dir.join("obama")).len(),
+        crops,
+        "crops on disk and in the manifest differ"
+    );
+}

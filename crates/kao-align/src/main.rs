@@ -8,6 +8,7 @@ use clap::Parser;
 use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::AlignArgs;
+use kao_pipeline::lock::OutputLock;
 use kao_pipeline::manifest::{
     META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
 };
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-align: warning: {w}"))?;
     let reader = RecordReader::open(args.input.as_deref())?;
     let mut stage = AlignStage::new(
         args.align.options(),
@@ -59,7 +61,7 @@ fn run(args: &Args) -> Result<()> {
     if let Some(spec) = frames_processed(&history) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
-    let mut manifest = ManifestWriter::create(&args.out, &schema)?;
+    let mut manifest = ManifestWriter::create(lock, &schema)?;
     let mut faces = 0u64;
     for batch in reader {
         let batch = batch?;

@@ -25,6 +25,7 @@ use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
 use kao_pipeline::identify::MatchStage;
+use kao_pipeline::lock::OutputLock;
 use kao_pipeline::manifest::{
     META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
 };
@@ -121,7 +122,8 @@ fn main() -> ExitCode {
     kao_pipeline::memory::cap_malloc_arenas();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // The first Ctrl-C finishes cleanly; a second one exits at once.
+    // The first Ctrl-C (or SIGTERM, what timeout, systemd, Slurm and Kubernetes send) finishes
+    // cleanly; a second one exits at once.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(EXIT_INTERRUPTED));
@@ -253,6 +255,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             eprintln!("kao-extract: {s}");
         }
     };
+    let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
     say("enrolling reference photos");
     let embedder = args.embedder.spec()?;
     let (matcher, match_entry) = args.matching.matcher(&embedder, args.device, &mut |w| {
@@ -275,7 +278,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     if let Some(spec) = frames_processed(&provenance(&schema).map_err(anyhow::Error::msg)?) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
-    let mut manifest = ManifestWriter::create(&args.out, &schema)?;
+    let mut manifest = ManifestWriter::create(lock, &schema)?;
 
     // Resume: skip the videos an earlier run into this folder finished.
     let mut state = State::load(&args.out);

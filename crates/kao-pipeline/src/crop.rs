@@ -286,7 +286,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` so that `path` either keeps its old content or holds all of
 /// `bytes`: creates the parent folders, writes a hidden temporary file
-/// (`.<name>.tmp-<pid>-<n>`) in the same folder and renames it over `path`. On error the
+/// (`.kao-<name>.<pid>-<n>.part`, the pattern a later run's [`crate::lock`] sweeps up after a
+/// kill) in the same folder and renames it over `path`. On error the
 /// temporary file is removed. The data is not fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic_inner(path, bytes).with_context(|| format!("writing {}", path.display()))
@@ -310,7 +311,7 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         cut -= 1;
     }
     let temp = dir.join(format!(
-        ".{}.tmp-{}-{}",
+        ".kao-{}.{}-{}.part",
         &name[..cut],
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)

@@ -13,6 +13,7 @@ pub mod embed;
 pub mod embedder;
 pub mod face01;
 pub mod identify;
+pub mod lock;
 pub mod manifest;
 pub mod memory;
 pub mod quality;

@@ -12,6 +12,8 @@ use arrow_array::{BooleanArray, RecordBatch, StringArray};
 use kao_record::schema::{Provenance, Schema, SchemaRef, col, provenance};
 use kao_record::{RecordReader, RecordWriter};
 
+use crate::lock::OutputLock;
+
 /// File name of the manifest inside the output folder.
 pub const MANIFEST: &str = "manifest.parquet";
 /// Schema metadata key naming the frames a run processed, read by devdata's score.py:
@@ -29,15 +31,15 @@ pub struct ManifestWriter {
     /// Sources whose previous rows this run replaces.
     replaced: BTreeSet<String>,
     rows: u64,
+    /// Held until the manifest is finished (or the run ends).
+    _lock: OutputLock,
 }
 
 impl ManifestWriter {
-    /// Opens the manifest of `dir` (created if needed) for rows of `schema`. A previous manifest
-    /// must come from a run with the same columns and options.
-    pub fn create(dir: &Path, schema: &SchemaRef) -> Result<ManifestWriter> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
-        let path = dir.join(MANIFEST);
+    /// Opens the manifest of the folder `lock` holds for rows of `schema`. A previous
+    /// manifest must come from a run with the same columns and options.
+    pub fn create(lock: OutputLock, schema: &SchemaRef) -> Result<ManifestWriter> {
+        let path = lock.dir().join(MANIFEST);
         let previous = if path.exists() {
             read_previous(&path, schema)?
         } else {
@@ -51,6 +53,7 @@ impl ManifestWriter {
             previous,
             replaced: BTreeSet::new(),
             rows: 0,
+            _lock: lock,
         })
     }
 
