@@ -310,6 +310,23 @@ fn truncated_video_keeps_decoded_frames_and_warns() {
 }
 
 #[test]
+fn truncated_video_keeps_every_decodable_frame_with_any_thread_count() {
+    // The frames ffprobe decodes from the same file.
+    let ffmpeg_frames = ffprobe_pts(&fixture("truncated.mp4")).len();
+    let path = fixture("truncated.mp4");
+    for threads in ["1", "2", "4", "8"] {
+        let (b, out) = decode(&[path.to_str().unwrap(), "--threads", threads]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(
+            indices(&b).len(),
+            ffmpeg_frames,
+            "{threads} decoder threads: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn closed_stdout_ends_quietly() {
     let mut child = kao("kao-decode")
         .arg(fixture("sample.mp4"))

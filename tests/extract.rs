@@ -567,3 +567,40 @@ fn a_rerun_after_sigkill_takes_over_and_leaves_no_temporary_files() {
         "crops on disk and in the manifest differ"
     );
 }
+
+#[test]
+fn track_ids_stay_unique_across_runs_into_one_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out_dir = d.join("out");
+    let second = d.join("second.mp4");
+    std::fs::copy(fixture("sample.mp4"), &second).unwrap();
+    let first = run(&mut extract(d, &out_dir, &["-q", "--every", "10"]));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let mut later = extract(d, &out_dir, &["-q", "--every", "10"]);
+    later.arg(&second);
+    let out = run(&mut later);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = manifest(&out_dir);
+    let sources = strings(&rows, "source");
+    let tracks = column::<UInt64Array, _>(&rows, "track_id", |a, i| a.value(i));
+    let of = |name: &str| -> std::collections::BTreeSet<u64> {
+        sources
+            .iter()
+            .zip(&tracks)
+            .filter(|(s, _)| s.as_deref().is_some_and(|s| s.ends_with(name)))
+            .map(|(_, t)| *t)
+            .collect()
+    };
+    let (a, b) = (of("sample.mp4"), of("second.mp4"));
+    assert!(!a.is_empty() && !b.is_empty());
+    assert!(a.is_disjoint(&b), "{a:?} and {b:?} share track ids");
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use arrow_array::{BooleanArray, RecordBatch, StringArray};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use kao_record::schema::{Provenance, Schema, SchemaRef, col, provenance};
 use kao_record::{RecordReader, RecordWriter};
 
@@ -31,6 +31,9 @@ pub struct ManifestWriter {
     /// Sources whose previous rows this run replaces.
     replaced: BTreeSet<String>,
     rows: u64,
+    /// Added to this run's `track_id`s: one more than the previous manifest's largest, so
+    /// that track ids stay unique across the runs that filled the folder.
+    track_offset: u64,
     /// Held until the manifest is finished (or the run ends).
     _lock: OutputLock,
 }
@@ -46,6 +49,13 @@ impl ManifestWriter {
             Vec::new()
         };
         let writer = RecordWriter::create(Some(&path), schema)?;
+        let track_offset = previous
+            .iter()
+            .filter_map(|b| b.column_by_name(col::TRACK_ID))
+            .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .flat_map(|ids| ids.iter().flatten())
+            .max()
+            .map_or(0, |m| m + 1);
         Ok(ManifestWriter {
             path,
             writer,
@@ -53,6 +63,7 @@ impl ManifestWriter {
             previous,
             replaced: BTreeSet::new(),
             rows: 0,
+            track_offset,
             _lock: lock,
         })
     }
@@ -89,7 +100,22 @@ impl ManifestWriter {
             }
         }
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch)?;
+        match batch.schema().index_of(col::TRACK_ID) {
+            Ok(at) if self.track_offset > 0 => {
+                let ids = batch
+                    .column(at)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .context("track_id is not a uint64 column")?;
+                let offset = self.track_offset;
+                let shifted: UInt64Array = ids.iter().map(|id| id.map(|id| id + offset)).collect();
+                let mut columns = batch.columns().to_vec();
+                columns[at] = Arc::new(shifted);
+                self.writer
+                    .write(&RecordBatch::try_new(batch.schema(), columns)?)?;
+            }
+            _ => self.writer.write(batch)?,
+        }
         Ok(())
     }
 

@@ -63,14 +63,44 @@ fn is_hidden(path: &Path) -> bool {
 }
 
 /// FACE01's naming rule: `name_default.png`, `name_1.png` → `name`; `name.png` → `name`.
-fn name_from_file(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match stem.split('_').next() {
+fn name_from_file(path: &Path) -> Result<String> {
+    let stem = utf8(path, path.file_stem())?;
+    let name = match stem.split('_').next() {
         Some(prefix) if !prefix.is_empty() => prefix.to_string(),
-        _ => stem,
+        _ => stem.to_string(),
+    };
+    check_name(&name, path)?;
+    Ok(name)
+}
+
+/// The name part of `path` as text; not valid UTF-8 is an error (two such names would
+/// otherwise read alike and become one person).
+fn utf8<'a>(path: &Path, part: Option<&'a std::ffi::OsStr>) -> Result<&'a str> {
+    part.unwrap_or_default().to_str().ok_or_else(|| {
+        anyhow!(
+            "{}: the name is not valid UTF-8, so it cannot name a person; rename it",
+            path.display()
+        )
+    })
+}
+
+/// Names that would collide with what kao writes into the output folder, or are no folder
+/// name at all, cannot name a person.
+fn check_name(name: &str, path: &Path) -> Result<()> {
+    let taken = match name {
+        "" | "." | ".." => Some("is not a folder name"),
+        crate::manifest::MANIFEST => Some("is the manifest's file name"),
+        crate::align::UNKNOWN_DIR => Some("is the folder of unmatched faces (--all)"),
+        "report.html" => Some("is kao-report's page"),
+        _ if name.starts_with('.') => Some("starts with `.` (kao's hidden files)"),
+        _ => None,
+    };
+    match taken {
+        Some(why) => bail!(
+            "{}: `{name}` cannot name a person: in the output folder it {why}; rename the file or folder",
+            path.display()
+        ),
+        None => Ok(()),
     }
 }
 
@@ -109,16 +139,18 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
         };
         if meta.is_file() && is_image(&path) {
             out.push(Reference {
-                name: name_from_file(&path),
+                name: name_from_file(&path)?,
                 path,
             });
         } else if meta.is_dir() {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = utf8(&path, path.file_name())?.to_string();
+            let mut named = false;
             for inner in entries(&path)? {
                 if is_image(&inner) && std::fs::metadata(&inner).is_ok_and(|m| m.is_file()) {
+                    if !named {
+                        check_name(&name, &path)?;
+                        named = true;
+                    }
                     out.push(Reference {
                         name: name.clone(),
                         path: inner,
@@ -160,7 +192,7 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
             }
         } else if is_image(path) {
             refs.push(Reference {
-                name: name_from_file(path),
+                name: name_from_file(path)?,
                 path: path.clone(),
             });
         } else {
@@ -173,7 +205,27 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
     }
     refs.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
     refs.dedup();
-    Ok(refs)
+    // One photo reached twice (a symbolic link, a folder given twice): once per person, and
+    // never as two people.
+    let mut seen: std::collections::HashMap<PathBuf, (String, PathBuf)> = Default::default();
+    let mut unique = Vec::with_capacity(refs.len());
+    for r in refs {
+        let file = std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone());
+        match seen.get(&file) {
+            Some((name, _)) if *name == r.name => continue,
+            Some((name, first)) => bail!(
+                "{} and {} are the same photo (through a symbolic link?) but name two people, `{name}` and `{}`; remove the link or one of them",
+                first.display(),
+                r.path.display(),
+                r.name
+            ),
+            None => {
+                seen.insert(file, (r.name.clone(), r.path.clone()));
+                unique.push(r);
+            }
+        }
+    }
+    Ok(unique)
 }
 
 /// How references are enrolled.
@@ -794,6 +846,61 @@ mod tests {
             e.starts_with(&text.display().to_string()) && e.contains("not an image"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn refs_names_that_collide_with_the_output_are_refused() {
+        for bad in ["manifest.parquet", "unknown", "report.html", ".kao-lock"] {
+            let dir = tempfile::tempdir().unwrap();
+            let folder = dir.path().join("refs");
+            touch(&folder.join(bad).join("a.jpg"));
+            // Hidden folders are skipped, so `.kao-lock` is checked as a file given directly.
+            let given = if bad.starts_with('.') {
+                let file = dir.path().join(format!("{bad}.jpg"));
+                touch(&file);
+                file
+            } else {
+                folder
+            };
+            let e = collect(&[given]).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{bad}` cannot name a person")),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn refs_one_photo_never_names_two_people() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(&root.join("katy_perry/a.jpg"));
+        std::os::unix::fs::symlink(root.join("katy_perry"), root.join("katy")).unwrap();
+        let e = collect(&[root.to_path_buf()]).unwrap_err().to_string();
+        assert!(
+            e.contains("are the same photo") && e.contains("`katy`") && e.contains("`katy_perry`"),
+            "{e}"
+        );
+        // The same folder given twice, or linked under the same name: one reference.
+        std::fs::remove_file(root.join("katy")).unwrap();
+        let twice = collect(&[
+            root.join("katy_perry/a.jpg"),
+            root.join("katy_perry/./a.jpg"),
+        ]);
+        assert_eq!(twice.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refs_names_must_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for raw in [&b"caf\xe9"[..], &b"caf\xe8"[..]] {
+            touch(&root.join(std::ffi::OsStr::from_bytes(raw)).join("a.jpg"));
+        }
+        let e = collect(&[root.to_path_buf()]).unwrap_err().to_string();
+        assert!(e.contains("not valid UTF-8"), "{e}");
     }
 
     #[test]

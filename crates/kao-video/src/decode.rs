@@ -409,10 +409,37 @@ fn run_decoder(
                 if packet.is_corrupt() {
                     failure.get_or_insert((state.next, "corrupt packet (truncated file?)".into()));
                 }
-                if let Err(e) = decoder.send_packet(&packet) {
+                let mut sent = decoder.send_packet(&packet);
+                if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN)
+                {
+                    // The decoder's output is full: take its frames, then the packet.
+                    if drain(
+                        &mut decoder,
+                        stream,
+                        &mut state,
+                        &mut selector,
+                        &tx,
+                        &mut failure,
+                    )
+                    .is_break()
+                    {
+                        return Ok(());
+                    }
+                    sent = decoder.send_packet(&packet);
+                }
+                if let Err(e) = sent {
                     failure.get_or_insert((state.next, e.to_string()));
                 }
-                if drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break() {
+                if drain(
+                    &mut decoder,
+                    stream,
+                    &mut state,
+                    &mut selector,
+                    &tx,
+                    &mut failure,
+                )
+                .is_break()
+                {
                     return Ok(());
                 }
             }
@@ -438,9 +465,35 @@ fn run_decoder(
             }
         }
     }
-    // Flush the frames the decoder still holds, whatever ended the reading.
-    if decoder.send_eof().is_ok()
-        && drain(&mut decoder, stream, &mut state, &mut selector, &tx).is_break()
+    // Flush the frames the decoder still holds, whatever ended the reading: take what is
+    // ready (the end marker is refused while output waits), then signal the end and take the
+    // rest.
+    for _ in 0..2 {
+        if drain(
+            &mut decoder,
+            stream,
+            &mut state,
+            &mut selector,
+            &tx,
+            &mut failure,
+        )
+        .is_break()
+        {
+            return Ok(());
+        }
+        if decoder.send_eof().is_ok() {
+            break;
+        }
+    }
+    if drain(
+        &mut decoder,
+        stream,
+        &mut state,
+        &mut selector,
+        &tx,
+        &mut failure,
+    )
+    .is_break()
     {
         return Ok(());
     }
@@ -495,15 +548,38 @@ impl Numberer {
     }
 }
 
+/// Errors `receive_frame` may return in a row before [`drain`] stops asking.
+const MAX_DECODE_ERRORS_IN_A_ROW: u32 = 64;
+
+/// Receives every frame the decoder has ready, numbers and selects them, and sends the kept
+/// ones on; decoding errors go to `failure` (the first one is reported).
 fn drain(
     decoder: &mut ff::decoder::Video,
     stream: &Stream,
     state: &mut Numberer,
     selector: &mut Selector,
     tx: &Sender<Decoded>,
+    failure: &mut Option<(u64, String)>,
 ) -> ControlFlow<()> {
     let mut frame = ff::frame::Video::empty();
-    while decoder.receive_frame(&mut frame).is_ok() {
+    // With frame threads, a frame that failed to decode is reported by `receive_frame` while
+    // the frames after it wait behind it: note the error and go on receiving. A decoder that
+    // keeps failing without producing anything is given up on.
+    let mut errors_in_a_row = 0;
+    loop {
+        match decoder.receive_frame(&mut frame) {
+            Ok(()) => errors_in_a_row = 0,
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
+            Err(e) => {
+                failure.get_or_insert((state.next, e.to_string()));
+                errors_in_a_row += 1;
+                if errors_in_a_row > MAX_DECODE_ERRORS_IN_A_ROW {
+                    break;
+                }
+                continue;
+            }
+        }
         let (index, pts) = state.number(frame.timestamp(), stream.time_base);
         match selector.judge(index, pts) {
             Verdict::Skip => {}
