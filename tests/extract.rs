@@ -604,3 +604,71 @@ fn track_ids_stay_unique_across_runs_into_one_folder() {
     assert!(!a.is_empty() && !b.is_empty());
     assert!(a.is_disjoint(&b), "{a:?} and {b:?} share track ids");
 }
+
+#[test]
+fn a_stream_cut_mid_way_fails_every_later_stage_and_writes_no_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stage = |name: &str, input: &Path, output: &str, extra: &[&str]| {
+        let out = run(kao(name)
+            .arg(input)
+            .args(extra)
+            .arg("-o")
+            .arg(d.join(output)));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.join(output)
+    };
+    let out = run(kao("kao-decode")
+        .arg(fixture("photos/obama.jpg"))
+        .arg(fixture("photos/biden.jpg"))
+        .arg("-o")
+        .arg(d.join("frames.arrows")));
+    assert!(out.status.success());
+    let faces = stage("kao-detect", &d.join("frames.arrows"), "faces.arrows", &[]);
+    let faces = stage("kao-embed", &faces, "embedded.arrows", &[]);
+    let faces = stage("kao-track", &faces, "tracked.arrows", &[]);
+    let refs = refs(d);
+    let matched = stage(
+        "kao-match",
+        &faces,
+        "matched.arrows",
+        &[
+            "--ref",
+            refs.to_str().unwrap(),
+            "--ref-jitters",
+            "1",
+            "--no-ref-cache",
+        ],
+    );
+    // What a stage that died after writing some records leaves: no end-of-stream marker.
+    for (stream, next, args) in [
+        (
+            d.join("frames.arrows"),
+            "kao-detect",
+            vec![
+                "-o".to_string(),
+                d.join("next.arrows").display().to_string(),
+            ],
+        ),
+        (
+            matched,
+            "kao-align",
+            vec!["--out".to_string(), d.join("dataset").display().to_string()],
+        ),
+    ] {
+        let bytes = std::fs::read(&stream).unwrap();
+        let cut = d.join("cut.arrows");
+        std::fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
+        let out = run(kao(next).arg(&cut).args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{next}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("ends without its end marker"), "{err}");
+    }
+    assert!(!d.join("next.arrows").exists());
+    assert!(!d.join("dataset/manifest.parquet").exists());
+}

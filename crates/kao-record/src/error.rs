@@ -22,6 +22,22 @@ pub enum RecordError {
         /// The underlying error.
         source: ArrowError,
     },
+    /// Records could not be written (a full disk, a closed pipe, ...).
+    #[error("{name}: cannot write the records: {}", arrow_reason(source))]
+    Write {
+        /// File name or `stdout`.
+        name: String,
+        /// The underlying error.
+        source: ArrowError,
+    },
+    /// A record stream ended without its end-of-stream marker: the stage writing it died.
+    #[error(
+        "{name}: the record stream ends without its end marker: the stage writing it stopped early (see its error)"
+    )]
+    Cut {
+        /// Input name.
+        name: String,
+    },
     /// The Parquet file is invalid or could not be written.
     #[error("{name}: {source}")]
     Parquet {
@@ -74,7 +90,9 @@ impl RecordError {
     pub fn is_broken_pipe(&self) -> bool {
         match self {
             RecordError::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
-            RecordError::Arrow { source, .. } => arrow_is_broken_pipe(source),
+            RecordError::Arrow { source, .. } | RecordError::Write { source, .. } => {
+                arrow_is_broken_pipe(source)
+            }
             RecordError::Parquet {
                 source: ParquetError::External(e),
                 ..
@@ -85,8 +103,20 @@ impl RecordError {
         }
     }
 
+    /// An error reading records: an I/O error as such, anything else as invalid records.
     pub(crate) fn arrow(name: &str, source: ArrowError) -> Self {
-        RecordError::Arrow {
+        match source {
+            ArrowError::IoError(_, io) => RecordError::io(name, io),
+            source => RecordError::Arrow {
+                name: name.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// An error writing records.
+    pub(crate) fn write(name: &str, source: ArrowError) -> Self {
+        RecordError::Write {
             name: name.to_string(),
             source,
         }
@@ -104,6 +134,14 @@ impl RecordError {
             name: name.to_string(),
             source,
         }
+    }
+}
+
+/// An Arrow error in a few words: the I/O error itself when there is one.
+fn arrow_reason(e: &ArrowError) -> String {
+    match e {
+        ArrowError::IoError(_, io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 

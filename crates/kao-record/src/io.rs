@@ -62,6 +62,70 @@ impl Format {
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
+/// The end-of-stream marker of an Arrow IPC stream: a continuation and a zero length.
+const END_OF_STREAM: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+
+/// A reader that remembers the last bytes it read, to tell a finished stream from a cut one.
+struct TailReader<R> {
+    inner: R,
+    tail: [u8; 8],
+}
+
+impl<R: Read> TailReader<R> {
+    fn new(inner: R) -> Self {
+        TailReader {
+            inner,
+            tail: [0; 8],
+        }
+    }
+
+    /// True when the bytes read so far end with [`END_OF_STREAM`].
+    fn ended(&self) -> bool {
+        self.tail == END_OF_STREAM
+    }
+}
+
+impl<R: Read> Read for TailReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n >= 8 {
+            self.tail.copy_from_slice(&buf[n - 8..n]);
+        } else if n > 0 {
+            self.tail.copy_within(n.., 0);
+            self.tail[8 - n..].copy_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// A stream that ended without its end marker (turned into [`RecordError::Cut`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the record stream ends without its end marker")]
+struct StreamCut;
+
+/// An IPC stream's batches, then an error if the stream ended without its end marker: the
+/// stage writing it died mid-stream, and what came through is not the whole result. Arrow
+/// accepts such a stream as complete; kao does not.
+struct Terminated<R: Read> {
+    reader: StreamReader<TailReader<R>>,
+    checked: bool,
+}
+
+impl<R: Read> Iterator for Terminated<R> {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.reader.next() {
+            None if !self.checked => {
+                self.checked = true;
+                (!self.reader.get_ref().ended())
+                    .then(|| Err(ArrowError::ExternalError(Box::new(StreamCut))))
+            }
+            other => other,
+        }
+    }
+}
+
 /// Reads records from stdin or a file, whatever the format (found by magic bytes).
 pub struct RecordReader {
     name: String,
@@ -124,8 +188,17 @@ impl RecordReader {
 
     /// Reads an Arrow IPC stream from any reader, naming it `name` in errors.
     pub fn from_stream(name: &str, input: impl Read + Send + 'static) -> Result<Self, RecordError> {
-        let reader = StreamReader::try_new(input, None).map_err(|e| RecordError::arrow(name, e))?;
-        Ok(Self::new(name, reader.schema(), Box::new(reader)))
+        let reader = StreamReader::try_new(TailReader::new(input), None)
+            .map_err(|e| RecordError::arrow(name, e))?;
+        let schema = reader.schema();
+        Ok(Self::new(
+            name,
+            schema,
+            Box::new(Terminated {
+                reader,
+                checked: false,
+            }),
+        ))
     }
 
     fn from_seekable(name: &str, file: File, format: Format) -> Result<Self, RecordError> {
@@ -191,9 +264,14 @@ impl Iterator for RecordReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let name = &self.name;
-        self.batches
-            .next()
-            .map(|r| r.map_err(|e| RecordError::arrow(name, e)))
+        self.batches.next().map(|r| {
+            r.map_err(|e| match e {
+                ArrowError::ExternalError(inner) if inner.is::<StreamCut>() => {
+                    RecordError::Cut { name: name.clone() }
+                }
+                e => RecordError::arrow(name, e),
+            })
+        })
     }
 }
 
@@ -249,7 +327,7 @@ impl RecordWriter {
         schema: &SchemaRef,
     ) -> Result<Self, RecordError> {
         let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema)
-            .map_err(|e| RecordError::arrow(&name, e))?;
+            .map_err(|e| RecordError::write(&name, e))?;
         Ok(RecordWriter {
             name,
             sink: Sink::Pipe(writer),
@@ -280,12 +358,12 @@ impl RecordWriter {
         let sink = match Format::for_path(path) {
             Format::IpcStream => Sink::Stream(
                 StreamWriter::try_new(BufWriter::new(tmp), schema)
-                    .map_err(|e| RecordError::arrow(&name, e))?,
+                    .map_err(|e| RecordError::write(&name, e))?,
                 target,
             ),
             Format::IpcFile => Sink::File(
                 FileWriter::try_new(BufWriter::new(tmp), schema)
-                    .map_err(|e| RecordError::arrow(&name, e))?,
+                    .map_err(|e| RecordError::write(&name, e))?,
                 target,
             ),
             Format::Parquet => {
@@ -315,11 +393,11 @@ impl RecordWriter {
         let name = &self.name;
         match &mut self.sink {
             Sink::Pipe(w) => {
-                w.write(batch).map_err(|e| RecordError::arrow(name, e))?;
-                w.flush().map_err(|e| RecordError::arrow(name, e))
+                w.write(batch).map_err(|e| RecordError::write(name, e))?;
+                w.flush().map_err(|e| RecordError::write(name, e))
             }
-            Sink::Stream(w, _) => w.write(batch).map_err(|e| RecordError::arrow(name, e)),
-            Sink::File(w, _) => w.write(batch).map_err(|e| RecordError::arrow(name, e)),
+            Sink::Stream(w, _) => w.write(batch).map_err(|e| RecordError::write(name, e)),
+            Sink::File(w, _) => w.write(batch).map_err(|e| RecordError::write(name, e)),
             Sink::Parquet(w, _) => {
                 w.write(batch).map_err(|e| RecordError::parquet(name, e))?;
                 if w.in_progress_size() > PARQUET_ROW_GROUP_BYTES {
@@ -335,24 +413,24 @@ impl RecordWriter {
         let name = self.name;
         let (tmp, target) = match self.sink {
             Sink::Pipe(mut w) => {
-                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
-                return w.flush().map_err(|e| RecordError::arrow(&name, e));
+                w.finish().map_err(|e| RecordError::write(&name, e))?;
+                return w.flush().map_err(|e| RecordError::write(&name, e));
             }
             Sink::Stream(mut w, target) => {
-                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
+                w.finish().map_err(|e| RecordError::write(&name, e))?;
                 (
                     into_file(
-                        w.into_inner().map_err(|e| RecordError::arrow(&name, e))?,
+                        w.into_inner().map_err(|e| RecordError::write(&name, e))?,
                         &name,
                     )?,
                     target,
                 )
             }
             Sink::File(mut w, target) => {
-                w.finish().map_err(|e| RecordError::arrow(&name, e))?;
+                w.finish().map_err(|e| RecordError::write(&name, e))?;
                 (
                     into_file(
-                        w.into_inner().map_err(|e| RecordError::arrow(&name, e))?,
+                        w.into_inner().map_err(|e| RecordError::write(&name, e))?,
                         &name,
                     )?,
                     target,
@@ -401,6 +479,37 @@ mod tests {
             })
             .collect();
         (schema, batches)
+    }
+
+    #[test]
+    fn a_stream_cut_before_its_end_marker_is_an_error() {
+        let (schema, batches) = frames();
+        let mut bytes = Vec::new();
+        {
+            let mut w = StreamWriter::try_new(&mut bytes, &schema).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let read = |bytes: Vec<u8>| -> Vec<Result<RecordBatch, RecordError>> {
+            RecordReader::from_stream("stdin", std::io::Cursor::new(bytes))
+                .unwrap()
+                .collect()
+        };
+        let whole = read(bytes.clone());
+        assert_eq!(whole.len(), 3);
+        assert!(whole.iter().all(Result::is_ok));
+        // A writer that died after its last batch, before the end marker.
+        let cut = read(bytes[..bytes.len() - END_OF_STREAM.len()].to_vec());
+        assert_eq!(cut.len(), 4);
+        assert!(cut[..3].iter().all(Result::is_ok));
+        let e = cut[3].as_ref().unwrap_err();
+        assert!(matches!(e, RecordError::Cut { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("stdin: the record stream ends without its end marker")
+        );
     }
 
     #[test]
