@@ -27,6 +27,11 @@ fn astronaut() -> (u32, u32, Vec<u8>) {
 
 /// Writes face records for the astronaut's face, one row per patch (x, y, w, h) of the frame.
 fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
+    face_records_with(path, patches, |_| {})
+}
+
+/// [`face_records`] with each row changed by `edit` first.
+fn face_records_with(path: &Path, patches: &[(i32, i32, u32, u32)], edit: impl Fn(&mut FaceRow)) {
     let (fw, fh, pixels) = astronaut();
     let schema = face_schema(&Provenance::new(
         "test-detect",
@@ -50,7 +55,7 @@ fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
                 let start = ((row * fw + x as u32) * 3) as usize;
                 patch.extend_from_slice(&pixels[start..start + w as usize * 3]);
             }
-            FaceRow {
+            let mut row = FaceRow {
                 face_index: i as u32,
                 x: 175.0,
                 y: 76.0,
@@ -64,7 +69,9 @@ fn face_records(path: &Path, patches: &[(i32, i32, u32, u32)]) {
                 patch_w: w,
                 patch_h: h,
                 track_id: None,
-            }
+            };
+            edit(&mut row);
+            row
         })
         .collect();
     let mut writer = RecordWriter::create(Some(path), &schema).unwrap();
@@ -226,4 +233,32 @@ fn mmod_box_to_embedding_matches_dlibs_whole_path() {
         .collect();
     let d = l2(&e, &golden_e);
     assert!(d <= 1e-3, "L2 {d} from dlib's embedding on the MMOD path");
+}
+
+#[test]
+fn impossible_boxes_and_landmarks_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faces.arrows");
+    type Edit = fn(&mut FaceRow);
+    let cases: [(&str, Edit, &str); 5] = [
+        ("nan x", |r| r.x = f32::NAN, "face box"),
+        ("infinite w", |r| r.w = f32::INFINITY, "face box"),
+        ("negative h", |r| r.h = -3.0, "face box"),
+        ("nan landmark", |r| r.landmarks[3] = f32::NAN, "landmarks"),
+        ("absurd landmark", |r| r.landmarks[0] = 1e30, "landmarks"),
+    ];
+    for (what, edit, expected) in cases {
+        face_records_with(&path, &[(150, 40, 150, 150)], edit);
+        let out = run(kao("kao-embed")
+            .arg(&path)
+            .arg("-o")
+            .arg(dir.path().join("e.arrows")));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+        assert!(
+            err.contains("row 0") && err.contains(expected),
+            "{what}: {err}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
     UInt32Array,
@@ -243,6 +243,9 @@ impl EmbedStage {
 
     /// Cuts the chips of `batch`, whose first row is row `first_row` of the stream.
     pub fn cut(&self, batch: RecordBatch, first_row: u64) -> Result<Chips> {
+        if batch.schema().index_of(col::X).is_ok() {
+            crate::check_boxes(&batch, &self.name, first_row)?;
+        }
         let patches = Patches::of(&batch, &self.name)?;
         // Faces are cut on rayon's threads (each chip depends on its own row only).
         let cut: Vec<(Vec<RgbImage>, Quality)> = (0..batch.num_rows())
@@ -371,6 +374,23 @@ impl<'a> Patches<'a> {
         let marks = patch_landmarks(self.landmarks, i, (self.x.value(i), self.y.value(i)))
             .ok_or_else(|| anyhow!("{}: row {row}: landmarks are not float32", self.name))?;
         let (w, h) = (self.w.value(i) as usize, self.h.value(i) as usize);
+        // The landmarks lie on the face, inside its patch or (at a frame's edge) near it.
+        let (fw, fh) = (w.max(1) as f32, h.max(1) as f32);
+        if !marks.iter().all(|&(x, y)| {
+            x.is_finite()
+                && y.is_finite()
+                && (-fw..=2.0 * fw).contains(&x)
+                && (-fh..=2.0 * fh).contains(&y)
+        }) {
+            bail!(
+                "{}: row {row}: the landmarks {:?} are not finite or lie far outside the face's {w}×{h} patch",
+                self.name,
+                marks
+                    .iter()
+                    .map(|&(x, y)| (x + self.x.value(i) as f32, y + self.y.value(i) as f32))
+                    .collect::<Vec<_>>()
+            );
+        }
         let bytes = self.patch.value(i);
         let view = RgbView::new(w, h, bytes).ok_or_else(|| {
             anyhow!(

@@ -93,6 +93,25 @@ fn continues(held: &RecordBatch, next: &RecordBatch) -> Result<bool> {
     Ok(a_src.value(last) == b_src.value(0) && a_frame.value(last) == b_frame.value(0))
 }
 
+/// Checks that every face box of `batch` (`x`, `y`, `w`, `h`) is finite with a size of at
+/// least zero: one line naming the records and the row otherwise (`first_row` numbers them).
+pub fn check_boxes(batch: &RecordBatch, name: &str, first_row: u64) -> Result<()> {
+    use arrow_array::Float32Array;
+    use kao_record::schema::col;
+    let [x, y, w, h] = [col::X, col::Y, col::W, col::H].map(|c| column::<Float32Array>(batch, c));
+    let (x, y, w, h) = (x?, y?, w?, h?);
+    for i in 0..batch.num_rows() {
+        let b = [x.value(i), y.value(i), w.value(i), h.value(i)];
+        if !(b.iter().all(|v| v.is_finite()) && b[2] >= 0.0 && b[3] >= 0.0) {
+            anyhow::bail!(
+                "{name}: row {}: the face box (x, y, w, h) = {b:?} is not a box",
+                first_row + i as u64
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A stage that may hold records back (to see whole frames or tracks) before it emits them.
 pub trait HoldingStage {
     /// Takes a batch; returns the records now ready, in input order.

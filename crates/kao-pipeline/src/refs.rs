@@ -516,11 +516,72 @@ fn detect_width(w: usize, h: usize, upsample: u32) -> usize {
     (fit / 32 * 32).max(fit.min(32)).max(1)
 }
 
+/// Whether the bytes of a JPEG or PNG file stop before the image's end (a cut download or
+/// copy: FFmpeg fills the missing part in grey and says nothing). Other formats: `false`.
+fn is_truncated(bytes: &[u8]) -> bool {
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        return !jpeg_reaches_its_end(bytes);
+    }
+    if let Some(mut chunks) = bytes.strip_prefix(b"\x89PNG\r\n\x1a\n") {
+        // Chunks of length, type, data and CRC, up to IEND.
+        while chunks.len() >= 12 {
+            let length = u32::from_be_bytes([chunks[0], chunks[1], chunks[2], chunks[3]]) as usize;
+            if &chunks[4..8] == b"IEND" {
+                return false;
+            }
+            match chunks.get(12 + length..) {
+                Some(rest) => chunks = rest,
+                None => return true,
+            }
+        }
+        return true;
+    }
+    false
+}
+
+/// Walks a JPEG's segments (skipping their lengths, so embedded thumbnails do not count) and
+/// entropy-coded scans to its end-of-image marker.
+fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
+    let mut at = 2;
+    while at + 1 < bytes.len() {
+        if bytes[at] != 0xff {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        at += 2;
+        match marker {
+            0xd9 => return true,
+            0xff => at -= 1, // fill byte
+            0x01 | 0xd0..=0xd7 => {}
+            _ => {
+                let Some(length) = bytes.get(at..at + 2) else {
+                    return false;
+                };
+                at += u16::from_be_bytes([length[0], length[1]]) as usize;
+                if marker == 0xda {
+                    // Entropy-coded data up to the next marker that is not a stuffed zero or
+                    // a restart.
+                    while at + 1 < bytes.len()
+                        && !(bytes[at] == 0xff && !matches!(bytes[at + 1], 0x00 | 0xd0..=0xd7))
+                    {
+                        at += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Decodes the first frame of an image file: (width, height, RGB24 bytes).
 fn read_image(path: &Path) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let input = path
         .to_str()
         .ok_or_else(|| "the path is not valid UTF-8".to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| io_reason(&e))?;
+    if is_truncated(&bytes) {
+        return Err("the file ends before the image does (truncated?)".into());
+    }
     let mut first = None;
     let options = kao_video::DecodeOptions {
         max_frames: Some(1),
@@ -531,6 +592,7 @@ fn read_image(path: &Path) -> std::result::Result<(usize, usize, Vec<u8>), Strin
         ControlFlow::Break(())
     });
     match (first, result) {
+        (Some(f), _) if f.damaged => Err("the image is damaged".into()),
         (Some(f), _) => Ok((f.width as usize, f.height as usize, f.rgb)),
         (None, Err(kao_video::DecodeError::Corrupt { message, .. })) => {
             Err(format!("not a valid image ({message})"))
@@ -1121,6 +1183,23 @@ mod tests {
         );
         // The no-face result is cached too.
         assert_eq!(skipped.from_cache, 1);
+    }
+
+    #[test]
+    fn refs_a_truncated_photo_is_not_enrolled() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = std::fs::read(photo("obama.jpg")).unwrap();
+        let cut = dir.path().join("obama_cut.jpg");
+        std::fs::write(&cut, &whole[..whole.len() * 6 / 10]).unwrap();
+        let opts = EnrollOptions {
+            skip_bad: true,
+            jitters: 1,
+            ..options(&dir.path().join("cache"))
+        };
+        let out = enroll(&collect(std::slice::from_ref(&cut)).unwrap(), &opts).unwrap();
+        assert!(out.faces.is_empty());
+        assert_eq!(out.skipped.len(), 1);
+        assert!(out.skipped[0].1.contains("truncated"), "{:?}", out.skipped);
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct TrackStage {
     frames: WholeFrames,
     open: Vec<Track>,
     next_id: u64,
+    /// Rows linked so far, to number rows in errors.
+    rows_seen: u64,
     name: String,
 }
 
@@ -128,6 +130,7 @@ impl TrackStage {
             frames: WholeFrames::new(input),
             open: Vec::new(),
             next_id: 0,
+            rows_seen: 0,
             name: name.to_string(),
         })
     }
@@ -139,6 +142,8 @@ impl TrackStage {
 
     /// Links the faces of complete frames.
     fn link(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        crate::check_boxes(batch, &self.name, self.rows_seen)?;
+        self.rows_seen += batch.num_rows() as u64;
         let sources = column::<StringArray>(batch, col::SOURCE)?;
         let frames = column::<UInt64Array>(batch, col::FRAME_INDEX)?;
         let pts = column::<Float64Array>(batch, col::PTS)?;

@@ -54,6 +54,8 @@ pub struct Frame {
     pub height: u32,
     /// Pixels, row-major RGB24, `width * height * 3` bytes.
     pub rgb: Vec<u8>,
+    /// The decoder flagged the frame as damaged (missing or invalid data concealed).
+    pub damaged: bool,
 }
 
 /// What a finished decode did.
@@ -653,6 +655,7 @@ impl Converter {
             width: w,
             height: h,
             rgb,
+            damaged: decoded.frame.is_corrupt() || decoded.frame.has_decode_errors(),
         })
     }
 }
