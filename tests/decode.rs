@@ -425,3 +425,33 @@ fn http_input_from_loopback_decodes_like_the_file() {
         url
     );
 }
+
+#[test]
+fn a_full_disk_and_a_wrong_input_are_one_line_errors_said_once() {
+    // /dev/full: every write fails with ENOSPC, as on a full disk.
+    let out = run(kao("kao-decode")
+        .arg(fixture("sample.mp4"))
+        .args(["-o", "/dev/full"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("/dev/full: cannot write the records: No space left"),
+        "{err}"
+    );
+    // A video given where records are expected: said once, not once per error in the chain.
+    let out = run(kao("kao-detect").arg(fixture("not-a-video.mp4")));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("not a valid Arrow record stream"), "{err}");
+    assert_eq!(err.matches("Unexpected end of stream").count(), 1, "{err}");
+    // FFmpeg's own lines (`[mjpeg @ 0x…] …`) stay out of stderr unless --verbose.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let out = run(kao("kao-decode").arg(&broken).args(["-o", "/dev/null"]));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains(" @ 0x"), "{err}");
+}

@@ -278,6 +278,9 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         err.contains("other options") && err.lines().count() == 1,
         "{err}"
     );
+    // It names what differs, not every option.
+    assert!(err.contains("threshold 0.48 instead of 0.3"), "{err}");
+    assert!(!err.contains("track_best"), "{err}");
     assert_eq!(std::fs::read(one.join("manifest.parquet")).unwrap(), before);
 }
 

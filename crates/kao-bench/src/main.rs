@@ -129,7 +129,7 @@ fn main() {
         } => extract::bench_extract(&video, &refs, &case, no_baseline, runs.max(1), &cache),
     };
     if let Err(e) = result {
-        eprintln!("kao-bench: {e:#}");
+        eprintln!("kao-bench: {}", kao_record::cli::one_line(&e));
         std::process::exit(1);
     }
 }

@@ -85,7 +85,7 @@ fn run(args: &Args) -> Result<u8> {
     kao_video::set_ffmpeg_log_level(if args.verbose {
         FfmpegLogLevel::Warning
     } else {
-        FfmpegLogLevel::Fatal
+        FfmpegLogLevel::Quiet
     });
     let entry = Provenance::new(
         "kao-decode",

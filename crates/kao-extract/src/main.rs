@@ -236,7 +236,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             args.detect.patch_padding
         );
     }
-    kao_video::set_ffmpeg_log_level(FfmpegLogLevel::Fatal);
+    kao_video::set_ffmpeg_log_level(FfmpegLogLevel::Quiet);
     let videos = inputs::expand(&args.inputs)?;
 
     // The stages, with the schemas the piped chain would have.

@@ -64,12 +64,12 @@ pub enum ModelError {
         expected: String,
     },
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (shown in the message, so not a `source` that would print it twice).
+        error: std::io::Error,
     },
 }
 
@@ -128,6 +128,12 @@ pub fn locate_in(dir: &Path, name: &str) -> Result<Model, ModelError> {
         .find(|m| m.name == name)
         .ok_or_else(|| ModelError::Unknown(name.into()))?;
     let path = dir.join(spec.file);
+    if path.is_dir() {
+        return Err(ModelError::Io {
+            path,
+            error: std::io::Error::other("is a folder, not the model file"),
+        });
+    }
     if !path.is_file() {
         return Err(ModelError::Missing {
             name: name.into(),
@@ -147,9 +153,9 @@ pub fn locate_in(dir: &Path, name: &str) -> Result<Model, ModelError> {
 
 /// The sha256 of a file, lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let io = |source| ModelError::Io {
+    let io = |error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();

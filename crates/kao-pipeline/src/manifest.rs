@@ -207,13 +207,41 @@ fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
             }
             v
         };
-        if strip(&a.options) != strip(&b.options) {
-            return Some(format!(
-                "{} options {} instead of {}",
-                a.stage,
-                strip(&a.options),
-                strip(&b.options)
-            ));
+        let (was, now) = (strip(&a.options), strip(&b.options));
+        if was != now {
+            // Name the options that differ, not the whole JSON.
+            let null = serde_json::Value::Null;
+            let keys: BTreeSet<&String> = [&was, &now]
+                .iter()
+                .filter_map(|v| v.as_object())
+                .flat_map(|o| o.keys())
+                .collect();
+            let changed: Vec<String> = keys
+                .into_iter()
+                .filter(|k| was.get(k.as_str()) != now.get(k.as_str()))
+                .map(|k| {
+                    let shown = |v: Option<&serde_json::Value>| {
+                        // Options are mostly f32s, written to JSON as f64s: show them as f32.
+                        let text = match v.and_then(serde_json::Value::as_f64) {
+                            Some(x) if v.is_some_and(|v| !v.is_u64() && !v.is_i64()) => {
+                                (x as f32).to_string()
+                            }
+                            _ => v.unwrap_or(&null).to_string(),
+                        };
+                        if text.chars().count() > 40 {
+                            format!("{}…", text.chars().take(40).collect::<String>())
+                        } else {
+                            text
+                        }
+                    };
+                    format!(
+                        "{k} {} instead of {}",
+                        shown(was.get(k.as_str())),
+                        shown(now.get(k.as_str()))
+                    )
+                })
+                .collect();
+            return Some(format!("{}: {}", a.stage, changed.join(", ")));
         }
     }
     None

@@ -431,8 +431,9 @@ impl Cache {
         if let Err(e) = self.write(&path, &entry) {
             self.writable = false;
             warnings.push(format!(
-                "{}: cannot write the reference cache ({e:#}); continuing without it",
-                self.dir.display()
+                "{}: cannot write the reference cache ({}); continuing without it",
+                self.dir.display(),
+                kao_record::cli::one_line(&e)
             ));
         }
     }
@@ -633,7 +634,12 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         let finder = models.finder(detect_width(w, h, upsample), upsample)?;
         faces = match finder.faces(&frame) {
             Ok(faces) => faces,
-            Err(e) => return Ok(Outcome::Bad(format!("face detection failed: {e:#}"))),
+            Err(e) => {
+                return Ok(Outcome::Bad(format!(
+                    "face detection failed: {}",
+                    kao_record::cli::one_line(&e)
+                )));
+            }
         };
     }
     let faces_found = faces.len();
@@ -655,7 +661,12 @@ fn analyse(path: &Path, models: &mut Option<Models>, options: &EnrollOptions) ->
         .collect();
     let chips = match models.embedder.chips(&patch, &marks, 0) {
         Ok(chips) => chips,
-        Err(e) => return Ok(Outcome::Bad(format!("cannot align the face: {e:#}"))),
+        Err(e) => {
+            return Ok(Outcome::Bad(format!(
+                "cannot align the face: {}",
+                kao_record::cli::one_line(&e)
+            )));
+        }
     };
     let embedding = models
         .embedder

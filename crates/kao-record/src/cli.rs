@@ -67,10 +67,32 @@ pub fn exit(stage: &str, result: anyhow::Result<u8>) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{stage}: {e:#}");
+            eprintln!("{stage}: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as one line: `context: cause: cause`, leaving out a cause whose
+/// text the line already holds (an error that shows its source in its own message), and
+/// joining any multi-line message.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// True when the error (or one it wraps) is a write to a closed pipe.
@@ -81,4 +103,20 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("model: {0}")]
+    struct Shows(#[from] std::io::Error);
+
+    #[test]
+    fn causes_shown_by_their_parent_are_not_repeated() {
+        let inner = std::io::Error::other("bad\nbytes");
+        let e = anyhow::Error::from(Shows(inner)).context("net.dat");
+        assert_eq!(one_line(&e), "net.dat: model: bad bytes");
+    }
 }

@@ -7,28 +7,28 @@ use parquet::errors::ParquetError;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The file could not be opened, created, read or written.
-    #[error("{name}: {source}")]
+    #[error("{name}: {error}")]
     Io {
         /// File name, `stdin` or `stdout`.
         name: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid Arrow IPC stream or file.
-    #[error("{name}: not a valid Arrow record stream: {source}")]
+    #[error("{name}: not a valid Arrow record stream: {error}")]
     Arrow {
         /// File name, `stdin` or `stdout`.
         name: String,
         /// The underlying error.
-        source: ArrowError,
+        error: ArrowError,
     },
     /// Records could not be written (a full disk, a closed pipe, ...).
-    #[error("{name}: cannot write the records: {}", arrow_reason(source))]
+    #[error("{name}: cannot write the records: {}", arrow_reason(error))]
     Write {
         /// File name or `stdout`.
         name: String,
         /// The underlying error.
-        source: ArrowError,
+        error: ArrowError,
     },
     /// A record stream ended without its end-of-stream marker: the stage writing it died.
     #[error(
@@ -39,12 +39,12 @@ pub enum RecordError {
         name: String,
     },
     /// The Parquet file is invalid or could not be written.
-    #[error("{name}: {source}")]
+    #[error("{name}: {error}")]
     Parquet {
         /// File name.
         name: String,
         /// The underlying error.
-        source: ParquetError,
+        error: ParquetError,
     },
     /// The records lack a column that this stage needs.
     #[error(
@@ -89,12 +89,12 @@ impl RecordError {
     /// a stage then ends quietly with status 0.
     pub fn is_broken_pipe(&self) -> bool {
         match self {
-            RecordError::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
-            RecordError::Arrow { source, .. } | RecordError::Write { source, .. } => {
-                arrow_is_broken_pipe(source)
+            RecordError::Io { error, .. } => error.kind() == std::io::ErrorKind::BrokenPipe,
+            RecordError::Arrow { error, .. } | RecordError::Write { error, .. } => {
+                arrow_is_broken_pipe(error)
             }
             RecordError::Parquet {
-                source: ParquetError::External(e),
+                error: ParquetError::External(e),
                 ..
             } => e
                 .downcast_ref::<std::io::Error>()
@@ -107,9 +107,9 @@ impl RecordError {
     pub(crate) fn arrow(name: &str, source: ArrowError) -> Self {
         match source {
             ArrowError::IoError(_, io) => RecordError::io(name, io),
-            source => RecordError::Arrow {
+            error => RecordError::Arrow {
                 name: name.to_string(),
-                source,
+                error,
             },
         }
     }
@@ -118,21 +118,21 @@ impl RecordError {
     pub(crate) fn write(name: &str, source: ArrowError) -> Self {
         RecordError::Write {
             name: name.to_string(),
-            source,
+            error: source,
         }
     }
 
     pub(crate) fn io(name: &str, source: std::io::Error) -> Self {
         RecordError::Io {
             name: name.to_string(),
-            source,
+            error: source,
         }
     }
 
     pub(crate) fn parquet(name: &str, source: ParquetError) -> Self {
         RecordError::Parquet {
             name: name.to_string(),
-            source,
+            error: source,
         }
     }
 }

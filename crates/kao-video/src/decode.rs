@@ -113,7 +113,7 @@ fn init() {
         // Initialisation only fails on FFmpeg builds without any formats; opening fails then too.
         let _ = ff::init();
         ff::device::register_all();
-        ff::log::set_level(ff::log::Level::Fatal);
+        ff::log::set_level(ff::log::Level::Quiet);
     });
 }
 
