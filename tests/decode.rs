@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use arrow_array::{BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use kao_tests::*;
@@ -454,4 +454,91 @@ fn a_full_disk_and_a_wrong_input_are_one_line_errors_said_once() {
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!err.contains(" @ 0x"), "{err}");
+}
+
+/// GStreamer's RTSP server (tests/rtsp_server.py, Debian's python3-gi) serving `path` on a
+/// free loopback port: the process and the URL, once it listens.
+fn rtsp_server(path: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(tests_dir().join("rtsp_server.py"))
+        .arg(path)
+        .arg(port.to_string())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect(
+            "/usr/bin/python3 (scripts/deps.sh installs python3-gi and GStreamer's RTSP server)",
+        );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("RTSP server: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[test]
+fn rtsp_streams_are_read_and_a_dying_server_keeps_what_came() {
+    let sample = fixture("sample.mp4");
+    let whole = ffprobe_pts(&sample).len();
+    // The whole clip, in real time.
+    let (mut server, url) = rtsp_server(&sample, &[]);
+    let (b, out) = decode(&[&url]);
+    let _ = server.kill();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // RTP over UDP may drop a packet now and then, even on loopback.
+    let got = indices(&b).len();
+    assert!(
+        got <= whole && got * 100 >= whole * 95,
+        "{got} of {whole} frames"
+    );
+    // A server that dies 3 s into the stream: the frames that came, and the truncation status.
+    let (mut server, url) = rtsp_server(&sample, &["--die-after", "3"]);
+    let (b, out) = decode(&[&url]);
+    let _ = server.kill();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the stream ended after") && err.lines().count() == 1,
+        "{err}"
+    );
+    let got = indices(&b).len();
+    assert!(got > 25 && got < whole, "{got} of {whole} frames");
+    // kao-extract reads the same stream.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("refs/obama")).unwrap();
+    std::fs::copy(
+        fixture("photos/obama3.jpg"),
+        dir.path().join("refs/obama/obama3.jpg"),
+    )
+    .unwrap();
+    let (mut server, url) = rtsp_server(&sample, &[]);
+    let out = run(kao("kao-extract")
+        .arg(&url)
+        .arg("--ref")
+        .arg(dir.path().join("refs"))
+        .args([
+            "--ref-jitters",
+            "1",
+            "--no-ref-cache",
+            "--every",
+            "5",
+            "-q",
+            "--out",
+        ])
+        .arg(dir.path().join("out")));
+    let _ = server.kill();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = read_file(&dir.path().join("out/manifest.parquet"));
+    assert!(rows.iter().map(RecordBatch::num_rows).sum::<usize>() > 0);
 }

@@ -165,8 +165,12 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
     }
     if is_url(input) {
         let mut options = ff::Dictionary::new();
-        // Give up on a silent server after 15 s instead of hanging.
+        // Give up on a silent server after 15 s instead of hanging (RTSP's own socket
+        // timeout as well as the protocols' read/write timeout).
         options.set("rw_timeout", "15000000");
+        if input.starts_with("rtsp") {
+            options.set("timeout", "15000000");
+        }
         return ff::format::input_with_dictionary(input, options).map_err(|e| open_error(input, e));
     }
     match std::fs::metadata(input) {
@@ -395,9 +399,14 @@ fn run_decoder(
         numbering,
         seek_start,
         next: 0,
+        first_pts: None,
         last_pts: None,
         frame_duration: frame_duration(stream),
     };
+    // A network stream that announces its length (a file served over RTSP or HTTP) and ends
+    // well before it lost its connection; a live stream announces none.
+    let announced = (is_url(input) && ictx.duration() > 0)
+        .then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     let mut failure: Option<(u64, String)> = None;
     let mut packets: i64 = 0;
     let mut packet = ff::Packet::empty();
@@ -446,6 +455,20 @@ fn run_decoder(
                 }
             }
             Err(ff::Error::Eof) => {
+                if let (Some(length), Some(first), Some(last)) =
+                    (announced, state.first_pts, state.last_pts)
+                {
+                    let tolerance = (2.0 * state.frame_duration).max(0.5);
+                    if !state.seeked() && last - first + tolerance < length {
+                        failure.get_or_insert((
+                            state.next,
+                            format!(
+                                "the stream ended after {:.1} s of {length:.1} s (connection lost?)",
+                                last - first + state.frame_duration
+                            ),
+                        ));
+                    }
+                }
                 // The container's index promised more packets than the file holds.
                 if stream.packets > 0 && packets < stream.packets && !state.seeked() {
                     failure.get_or_insert((
@@ -522,6 +545,7 @@ struct Numberer {
     numbering: Numbering,
     seek_start: bool,
     next: u64,
+    first_pts: Option<f64>,
     last_pts: Option<f64>,
     frame_duration: f64,
 }
@@ -545,6 +569,7 @@ impl Numberer {
             }
         };
         self.next = index + 1;
+        self.first_pts.get_or_insert(pts);
         self.last_pts = Some(pts);
         (index, pts)
     }
