@@ -97,7 +97,7 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     let chain = d.join("chain");
     let script = format!(
-        "set -eo pipefail; {} {} --every 4 | {} | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {}",
+        "set -eo pipefail; {} {} --every 4 | {} | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {} && {} {}",
         bin("kao-decode").display(),
         fixture("sample.mp4").display(),
         bin("kao-detect").display(),
@@ -108,6 +108,8 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         d.join("cache").display(),
         d.join("matched.arrows").display(),
         bin("kao-align").display(),
+        chain.display(),
+        bin("kao-cluster").display(),
         chain.display(),
     );
     let out = run(Command::new("bash").arg("-c").arg(&script));
@@ -140,7 +142,7 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
             .collect::<Vec<_>>()
     };
     assert_eq!(stages(&one), stages(&chain));
-    assert_eq!(stages(&one).len(), 6);
+    assert_eq!(stages(&one).len(), 7); // decode … align, cluster
     assert_eq!(
         schema(&one)
             .metadata()

@@ -74,7 +74,7 @@ fn run(args: &Args) -> Result<()> {
         manifest.write(&rows)?;
     }
     let crops = stage.crops_written();
-    let path = manifest.finish()?;
+    let (path, _lock) = manifest.finish()?;
     if args.verbose {
         eprintln!(
             "kao-align: {faces} faces, {crops} crops written; manifest {}",

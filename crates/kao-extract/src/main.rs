@@ -21,6 +21,7 @@ use kao_nn::Device;
 use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
+use kao_pipeline::cluster::cluster_folder;
 use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
@@ -98,6 +99,11 @@ struct Args {
     /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
+    /// Faces without an identity are grouped into people (`cluster_id`, crops under
+    /// unknown/<cluster>/ with --all) when their tracks' mean embeddings are nearer than this
+    /// [default: the embedder's matching threshold]. Without --ref every face is clustered.
+    #[arg(long, value_name = "D")]
+    cluster_threshold: Option<f32>,
     /// No progress bar and no summary (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -148,6 +154,15 @@ fn parse_args() -> Result<Args> {
     })?;
     if args.inputs.is_empty() {
         bail!("no video given: name VIDEO... (or a movie in --face01-config)");
+    }
+    if args.matching.refs.is_empty() {
+        // No one to find: every person is a cluster, and their crops are the dataset.
+        args.align.all = true;
+        if !quiet {
+            eprintln!(
+                "kao-extract: no --ref: grouping every face into people (crops under unknown/<cluster>/)"
+            );
+        }
     }
     Ok(args)
 }
@@ -256,11 +271,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         }
     };
     let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
-    say("enrolling reference photos");
+    if !args.matching.refs.is_empty() {
+        say("enrolling reference photos");
+    }
     let embedder = args.embedder.spec()?;
-    let (matcher, match_entry) = args.matching.matcher(&embedder, args.device, &mut |w| {
-        eprintln!("kao-extract: warning: {w}")
-    })?;
+    let (matcher, match_entry) =
+        args.matching
+            .matcher_or_none(&embedder, args.device, true, &mut |w| {
+                eprintln!("kao-extract: warning: {w}")
+            })?;
     let detect = DetectStage::new(
         Finder::load(args.detect.options(args.device))?,
         &frame_schema,
@@ -407,7 +426,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     crops += align.crops_written();
     bar.finish_and_clear();
     let rows = manifest.rows();
-    let path = manifest.finish()?;
+    let (path, lock) = manifest.finish()?;
+    let clustered = cluster_folder(&lock, args.cluster_threshold)?;
     let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
     write_atomic(&args.out.join(STATE_FILE), &state_json)?;
 
@@ -424,6 +444,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         stats.matches.load(Ordering::Relaxed),
         frames as f64 / secs.max(1e-9)
     ));
+    if clustered.tracks > 0 {
+        say(&format!(
+            "{} unmatched tracks grouped into {} people (cluster_id; name one with kao-name)",
+            clustered.tracks, clustered.clusters
+        ));
+    }
     say(&format!("manifest: {}", path.display()));
     Ok(status)
 }

@@ -307,7 +307,19 @@ impl MatchArgs {
         device: Device,
         warn: &mut dyn FnMut(&str),
     ) -> Result<(Matcher, Provenance)> {
-        if self.refs.is_empty() {
+        self.matcher_or_none(embedder, device, false, warn)
+    }
+
+    /// [`MatchArgs::matcher`]; with `allow_none`, no --ref gives a matcher that matches no
+    /// one (kao-extract then clusters every face).
+    pub fn matcher_or_none(
+        &self,
+        embedder: &EmbedderSpec,
+        device: Device,
+        allow_none: bool,
+        warn: &mut dyn FnMut(&str),
+    ) -> Result<(Matcher, Provenance)> {
+        if self.refs.is_empty() && !allow_none {
             anyhow::bail!("no reference photos: give --ref PATH... (image files or folders)");
         }
         let enroll = self.enroll_options(embedder, device);

@@ -138,11 +138,9 @@ pub struct Verdict {
 }
 
 impl Matcher {
-    /// A matcher for `positives`, rejecting faces nearer to `negatives`.
+    /// A matcher for `positives`, rejecting faces nearer to `negatives`. Without positives it
+    /// matches no one (kao-extract without --ref, which then clusters every face).
     pub fn new(positives: Gallery, negatives: Gallery, options: MatchOptions) -> Result<Matcher> {
-        if positives.is_empty() {
-            anyhow::bail!("no reference faces to match against");
-        }
         if !(options.threshold > 0.0 && options.threshold.is_finite()) {
             anyhow::bail!("--threshold must be a positive number");
         }
@@ -162,10 +160,12 @@ impl Matcher {
 
     /// The verdict on one embedding, before the one-face-per-person-per-frame rule.
     pub fn judge(&self, embedding: &[f32]) -> Verdict {
-        let (name, d) = self
-            .positives
-            .nearest(embedding)
-            .expect("the positive gallery is not empty");
+        let Some((name, d)) = self.positives.nearest(embedding) else {
+            return Verdict {
+                identity: None,
+                distance: f32::INFINITY,
+            };
+        };
         let rejected = self
             .negatives
             .nearest(embedding)
@@ -398,14 +398,19 @@ impl MatchStage {
         let distance: ArrayRef = Arc::new(
             verdicts
                 .iter()
-                .map(|v| Some(v.distance))
+                // No reference at all: no distance.
+                .map(|v| v.distance.is_finite().then_some(v.distance))
                 .collect::<Float32Array>(),
         );
         let curve = self.matcher.options.curve;
         let percentage: ArrayRef = Arc::new(
             verdicts
                 .iter()
-                .map(|v| curve.map(|c| c.percentage(v.distance)))
+                .map(|v| {
+                    curve
+                        .filter(|_| v.distance.is_finite())
+                        .map(|c| c.percentage(v.distance))
+                })
                 .collect::<Float32Array>(),
         );
         Ok(pass_through(

@@ -6,6 +6,7 @@
 
 pub mod align;
 pub mod cli;
+pub mod cluster;
 pub mod crop;
 pub mod detect;
 pub mod detector;

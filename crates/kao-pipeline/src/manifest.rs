@@ -34,8 +34,8 @@ pub struct ManifestWriter {
     /// Added to this run's `track_id`s: one more than the previous manifest's largest, so
     /// that track ids stay unique across the runs that filled the folder.
     track_offset: u64,
-    /// Held until the manifest is finished (or the run ends).
-    _lock: OutputLock,
+    /// Held until the manifest is finished (or the run ends), then handed back.
+    lock: OutputLock,
 }
 
 impl ManifestWriter {
@@ -64,7 +64,7 @@ impl ManifestWriter {
             replaced: BTreeSet::new(),
             rows: 0,
             track_offset,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -125,8 +125,8 @@ impl ManifestWriter {
     }
 
     /// Adds the previous rows of the sources not processed again and renames the manifest
-    /// into place. Returns the manifest's path.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    /// into place. Returns the manifest's path and the folder's lock, still held.
+    pub fn finish(mut self) -> Result<(PathBuf, OutputLock)> {
         for batch in std::mem::take(&mut self.previous) {
             let sources = batch
                 .column_by_name(col::SOURCE)
@@ -143,7 +143,7 @@ impl ManifestWriter {
             }
         }
         self.writer.finish()?;
-        Ok(self.path)
+        Ok((self.path, self.lock))
     }
 }
 
@@ -174,16 +174,27 @@ fn read_previous(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let name = path.display();
     let reader = RecordReader::open(Some(path))?;
     let old = reader.schema();
-    if old.fields() != schema.fields() {
+    // The clusters are made again at the end of every run (crate::cluster): the previous
+    // ones, and the steps that made and named them, are not part of the comparison.
+    let kept: Vec<usize> = (0..old.fields().len())
+        .filter(|&i| old.field(i).name() != crate::cluster::CLUSTER_ID)
+        .collect();
+    let old_fields: Vec<_> = kept.iter().map(|&i| old.field(i).clone()).collect();
+    if old_fields.len() != schema.fields().len()
+        || old_fields
+            .iter()
+            .zip(schema.fields())
+            .any(|(a, b)| a != b.as_ref())
+    {
         bail!("{name}: has other columns than this run writes; write to a new output folder");
     }
-    let old_history = provenance(&old).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let mut old_history = provenance(&old).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    old_history.retain(|p| p.stage != "kao-cluster" && p.stage != "kao-name");
     let new_history = provenance(schema).map_err(anyhow::Error::msg)?;
     if let Some(difference) = difference(&old_history, &new_history) {
         bail!("{name}: was made with other options ({difference}); write to a new output folder");
     }
-    let batches: Result<Vec<RecordBatch>, _> = reader.collect();
-    Ok(batches?)
+    reader.map(|batch| Ok(batch?.project(&kept)?)).collect()
 }
 
 /// The first difference between two runs' stage options, ignoring the input names.

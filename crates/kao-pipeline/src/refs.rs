@@ -85,8 +85,8 @@ fn utf8<'a>(path: &Path, part: Option<&'a std::ffi::OsStr>) -> Result<&'a str> {
 }
 
 /// Names that would collide with what kao writes into the output folder, or are no folder
-/// name at all, cannot name a person.
-fn check_name(name: &str, path: &Path) -> Result<()> {
+/// name at all, cannot name a person (`path` names where the name came from).
+pub fn check_name(name: &str, path: &Path) -> Result<()> {
     let taken = match name {
         "" | "." | ".." => Some("is not a folder name"),
         crate::manifest::MANIFEST => Some("is the manifest's file name"),
@@ -167,7 +167,8 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
     Ok(())
 }
 
-/// The reference photos under `paths`, sorted by name then path.
+/// The reference photos under `paths`, sorted by name then path. A path `NAME=PATH` names
+/// every photo under PATH NAME.
 ///
 /// Each path is an image file or a folder. A photo's person is its file name up to the first
 /// `_` (`name_default.png`, `name_1.png`; a name without `_` is its stem); images in a
@@ -178,6 +179,22 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
     let mut refs = Vec::new();
     for path in paths {
+        // `NAME=PATH`: every photo under PATH is NAME (a folder kao-name made, whose crops are
+        // named after their video).
+        if !path.exists()
+            && let Some((name, target)) = path.to_str().and_then(|p| p.split_once('='))
+            && !name.is_empty()
+            && !name.contains('/')
+        {
+            check_name(name, path)?;
+            for found in collect(&[PathBuf::from(target)])? {
+                refs.push(Reference {
+                    name: name.to_string(),
+                    path: found.path,
+                });
+            }
+            continue;
+        }
         let meta = std::fs::metadata(path)
             .map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
         if meta.is_dir() {
