@@ -119,14 +119,16 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
     let stdout = String::from_utf8_lossy(&done.stdout);
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "kao-report: {stderr}");
-    // The tables: one row for Obama, one for unmatched faces, one per video, and reasons.
+    // The tables: one row for Obama, one per cluster of unmatched faces, one per video, and
+    // reasons.
     let people = stdout.split("\n\n").next().unwrap();
     assert!(people.starts_with("People\nidentity"), "{stdout}");
     assert!(people.lines().any(|l| l.starts_with("obama ")), "{stdout}");
     // FACE01's similar_percentage per identity (dlib's ResNet has FACE01's curve).
     assert!(people.contains("median_similar_percentage"), "{stdout}");
+    // The faces that matched no one, grouped into people (Biden, the astronaut).
     assert!(
-        people.lines().any(|l| l.starts_with("(no match)")),
+        people.lines().any(|l| l.starts_with("unknown/0 ")),
         "{stdout}"
     );
     assert!(
@@ -321,4 +323,40 @@ fn bad_inputs_are_one_line_errors() {
         stderr.contains("frames.parquet: no column face_index"),
         "{stderr}"
     );
+}
+
+#[test]
+fn clusters_of_unknown_people_get_a_row_and_a_sheet_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("people");
+    let done = run(kao("kao-extract")
+        .arg(fixture("sample.mp4"))
+        .args(["--every", "5", "-q", "--out"])
+        .arg(&out));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let done = run(kao("kao-report").arg(&out).arg("--no-video"));
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let people = stdout.split("\n\n").next().unwrap();
+    assert!(
+        people.lines().any(|l| l.starts_with("unknown/0 ")),
+        "{stdout}"
+    );
+    assert!(
+        !people.contains("(no match)"),
+        "every face is in a cluster: {stdout}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("unknown/0"), "a sheet per cluster");
+    // Each cluster's crops are shown on its sheet.
+    let crops = std::fs::read_dir(out.join("unknown/0")).unwrap().count();
+    assert!(crops > 0 && html.matches("<img class=\"thumb\"").count() >= crops);
 }

@@ -259,6 +259,7 @@ impl Manifest {
             strings("identity")?,
             floats("distance")?,
         );
+        let cluster_id = integers("cluster_id")?;
         let (crop_path, reject_reason, sharpness, yaw) = (
             strings("crop_path")?,
             strings("reject_reason")?,
@@ -275,6 +276,7 @@ impl Manifest {
                 shot: shot[i].map(|v| v as u32),
                 track_id: track_id[i],
                 identity: identity[i].clone(),
+                cluster_id: cluster_id[i].map(|v| v as u32),
                 distance: distance[i].map(|v| v as f32),
                 crop_path: crop_path[i].clone(),
                 reject_reason: reject_reason[i].clone(),
@@ -346,6 +348,8 @@ pub struct Face {
     pub track_id: Option<u64>,
     /// Matched identity.
     pub identity: Option<String>,
+    /// Cluster of unknown people (kao-cluster), for faces without an identity.
+    pub cluster_id: Option<u32>,
     /// Distance to the nearest reference.
     pub distance: Option<f32>,
     /// The crop written, relative to the manifest's folder.

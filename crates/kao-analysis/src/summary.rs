@@ -10,8 +10,23 @@ use crate::{AnalysisError, Manifest, Result};
 
 /// How the tables name faces that matched no reference.
 pub const NO_MATCH: &str = "(no match)";
+/// The manifest column of a face's cluster of unknown people (kao-cluster).
+pub const CLUSTER_ID: &str = "cluster_id";
+/// How tables name cluster `c` of unknown people: `unknown/c`, its crops' folder.
+const UNKNOWN_PREFIX: &str = "unknown/";
 
-/// Per identity (faces that matched no one last, as [`NO_MATCH`]): `faces`, `tracks`, `crops`
+/// The name a face goes by in the tables: its identity, else its cluster (`unknown/3`), else
+/// [`NO_MATCH`].
+pub fn person(identity: Option<&str>, cluster: Option<u32>) -> String {
+    match (identity, cluster) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(c)) => format!("{UNKNOWN_PREFIX}{c}"),
+        (None, None) => NO_MATCH.to_string(),
+    }
+}
+
+/// Per identity, then per cluster of unknown people (`unknown/3`), then faces in neither as
+/// [`NO_MATCH`]: `faces`, `tracks`, `crops`
 /// written, `median_distance` to the identity's references (for unmatched faces: to the nearest
 /// reference), `median_similar_percentage` when the records carry FACE01's
 /// `similar_percentage`, and `seconds_on_screen`: the frames the identity appears in, each
@@ -33,11 +48,16 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
             columns.push("similar_percentage");
         }
         let mut frame = manifest.frame.select(columns)?;
+        let clusters: Vec<Option<u32>> = match manifest.frame.column(CLUSTER_ID) {
+            Ok(c) => c.cast(&DataType::UInt32)?.u32()?.iter().collect(),
+            Err(_) => vec![None; frame.height()],
+        };
         let named: StringChunked = frame
             .column("identity")?
             .str()?
             .iter()
-            .map(|v| Some(v.unwrap_or(NO_MATCH)))
+            .zip(&clusters)
+            .map(|(v, c)| Some(person(v, *c)))
             .collect();
         frame.with_column(named.with_name("identity".into()).into_column())?;
         let table = frame.group_by(["identity"])?.apply(|g| {
@@ -57,7 +77,12 @@ pub fn by_identity(manifest: &Manifest) -> Result<DataFrame> {
                 .map(|(s, _)| steps.get(*s).copied().unwrap_or(0.0))
                 .sum();
             let identity = g.column("identity")?.slice(0, 1);
-            let unmatched = identity.str()?.get(0) == Some(NO_MATCH);
+            // Order: named people, then clusters of unknown people, then faces in neither.
+            let unmatched = match identity.str()?.get(0) {
+                Some(NO_MATCH) => 2u32,
+                Some(name) if name.starts_with(UNKNOWN_PREFIX) => 1,
+                _ => 0,
+            };
             let mut columns = vec![
                 identity,
                 Column::new("faces".into(), [g.height() as u64]),

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use anyhow::Result;
 use kao_analysis::charts::{self, TimelinePoint};
 use kao_analysis::polars::prelude::{AnyValue, DataFrame, DataType};
-use kao_analysis::summary::NO_MATCH;
+use kao_analysis::summary::{NO_MATCH, person};
 use kao_analysis::{Face, Manifest};
 use kao_record::schema::Provenance;
 
@@ -43,7 +43,7 @@ impl Plan {
         // identity → (video, track) → face indices
         let mut groups: BTreeMap<String, BTreeMap<TrackKey, Vec<usize>>> = BTreeMap::new();
         for (i, f) in faces.iter().enumerate() {
-            let who = f.identity.clone().unwrap_or_else(|| NO_MATCH.to_string());
+            let who = person(f.identity.as_deref(), f.cluster_id);
             groups
                 .entry(who)
                 .or_default()
@@ -100,9 +100,11 @@ impl Plan {
             })
             .collect();
         let size = |t: &[Track]| t.iter().map(|t| t.faces.len()).sum::<usize>();
+        // Named people, then clusters of unknown people, then faces in neither.
+        let rank = |who: &str| (who == NO_MATCH, who.starts_with("unknown/"));
         identities.sort_by(|a, b| {
-            (a.0 == NO_MATCH)
-                .cmp(&(b.0 == NO_MATCH))
+            rank(&a.0)
+                .cmp(&rank(&b.0))
                 .then(size(&b.1).cmp(&size(&a.1)))
                 .then(a.0.cmp(&b.0))
         });
@@ -219,7 +221,7 @@ pub fn render(page: &Page<'_>) -> Result<String> {
     for f in page.faces {
         if let Some(d) = f.distance {
             groups
-                .entry(f.identity.clone().unwrap_or_else(|| NO_MATCH.into()))
+                .entry(person(f.identity.as_deref(), f.cluster_id))
                 .or_default()
                 .push(d);
         }
@@ -243,7 +245,7 @@ pub fn render(page: &Page<'_>) -> Result<String> {
                 Some(TimelinePoint {
                     seconds: f.pts,
                     distance: f.distance?,
-                    label: f.identity.clone().unwrap_or_else(|| NO_MATCH.into()),
+                    label: person(f.identity.as_deref(), f.cluster_id),
                 })
             })
             .collect();
