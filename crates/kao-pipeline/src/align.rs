@@ -39,6 +39,9 @@ pub struct Selection {
     pub min_face: f32,
     /// Largest |yaw| in degrees; 90 or more keeps all.
     pub max_yaw: f32,
+    /// Least `sharpness` relative to the median of the face's track so far (or, early in a
+    /// track, of its video so far); 0 keeps all.
+    pub min_relative_sharpness: f32,
     /// A track's next crop must differ from every crop kept for the track by at least this
     /// many bits of the 64-bit perceptual hash; 0 keeps near-duplicates.
     pub min_hash_bits: u32,
@@ -53,7 +56,8 @@ impl Default for Selection {
         Selection {
             min_sharpness: 0.0,
             min_face: 0.0,
-            max_yaw: 90.0,
+            max_yaw: DEFAULT_MAX_YAW,
+            min_relative_sharpness: DEFAULT_MIN_RELATIVE_SHARPNESS,
             min_hash_bits: DEFAULT_MIN_HASH_BITS,
             min_gap: 0.0,
             max_per_track: 0,
@@ -63,12 +67,76 @@ impl Default for Selection {
 
 /// The default [`Selection::min_hash_bits`] (see docs/stages.md, "Choosing crops").
 pub const DEFAULT_MIN_HASH_BITS: u32 = 8;
+/// The default [`Selection::max_yaw`]: past 60° one eye is hidden and the 5-point alignment,
+/// and every embedder's view of the face, degrade.
+pub const DEFAULT_MAX_YAW: f32 = 60.0;
+/// The default [`Selection::min_relative_sharpness`]: motion-blurred frames of a shot score
+/// a quarter to a half of its median sharpness; focus and light changes stay above half.
+pub const DEFAULT_MIN_RELATIVE_SHARPNESS: f32 = 0.5;
+/// Faces of a track (of a video) seen before the relative sharpness floor applies, and the
+/// most recent ones whose median it compares with.
+const SHARPNESS_HISTORY: (usize, usize) = (5, 50);
+const VIDEO_SHARPNESS_HISTORY: (usize, usize) = (20, 200);
 
 /// The crops kept so far for one track.
 #[derive(Default)]
 struct TrackCrops {
     hashes: Vec<u64>,
     last_pts: f64,
+}
+
+/// The relative sharpness floor: a face is blurred when its sharpness is below a fraction of
+/// the median of the faces before it in its track (once the track has a few), else of those
+/// before it in its video. Judged on what came before only, so the verdict does not depend
+/// on how the stream is batched.
+#[derive(Default)]
+struct RelativeSharpness {
+    tracks: HashMap<u64, Recent>,
+    videos: HashMap<String, Recent>,
+}
+
+impl RelativeSharpness {
+    /// Whether a face of `track` in `video` with `value` is below `fraction` of its reference;
+    /// then remembers it.
+    fn blurred(&mut self, track: Option<u64>, video: &str, value: f32, fraction: f32) -> bool {
+        let by_track = track.and_then(|t| self.tracks.get(&t)?.median(SHARPNESS_HISTORY.0));
+        let reference =
+            by_track.or_else(|| self.videos.get(video)?.median(VIDEO_SHARPNESS_HISTORY.0));
+        if let Some(t) = track {
+            self.tracks
+                .entry(t)
+                .or_default()
+                .push(value, SHARPNESS_HISTORY.1);
+        }
+        self.videos
+            .entry(video.to_string())
+            .or_default()
+            .push(value, VIDEO_SHARPNESS_HISTORY.1);
+        reference.is_some_and(|m| value < fraction * m)
+    }
+}
+
+/// The most recent sharpness values of a track or a video, in stream order.
+#[derive(Default)]
+struct Recent(VecDeque<f32>);
+
+impl Recent {
+    /// The median of the last values, once at least `least` were seen.
+    fn median(&self, least: usize) -> Option<f32> {
+        if self.0.len() < least {
+            return None;
+        }
+        let mut v: Vec<f32> = self.0.iter().copied().collect();
+        v.sort_by(f32::total_cmp);
+        Some(v[v.len() / 2])
+    }
+
+    fn push(&mut self, value: f32, keep: usize) {
+        self.0.push_back(value);
+        while self.0.len() > keep {
+            self.0.pop_front();
+        }
+    }
 }
 
 impl AlignOptions {
@@ -81,6 +149,7 @@ impl AlignOptions {
                 "size": self.crop.size, "padding": self.crop.padding, "format": self.crop.format.extension(),
                 "quality": self.crop.quality, "all": self.all, "min_sharpness": self.select.min_sharpness,
                 "min_face": self.select.min_face, "max_yaw": self.select.max_yaw,
+                "min_relative_sharpness": self.select.min_relative_sharpness,
                 "min_hash_bits": self.select.min_hash_bits, "min_gap": self.select.min_gap,
                 "max_per_track": self.select.max_per_track,
             }),
@@ -129,6 +198,8 @@ pub struct AlignStage {
     name: String,
     crops: u64,
     tracks: HashMap<u64, TrackCrops>,
+    /// Recent sharpness per track and per video, for the relative floor.
+    sharpness: RelativeSharpness,
     held: VecDeque<Held>,
     held_rows: usize,
     next_row: u64,
@@ -149,6 +220,9 @@ impl AlignStage {
         if !(options.crop.padding >= 0.0 && options.crop.padding <= 4.0) {
             anyhow::bail!("--padding must be between 0 and 4");
         }
+        if !(0.0..=1.0).contains(&options.select.min_relative_sharpness) {
+            anyhow::bail!("--min-relative-sharpness must be between 0 and 1");
+        }
         let mut needs = vec![
             (col::SOURCE, DataType::Utf8),
             (col::FRAME_INDEX, DataType::UInt64),
@@ -159,7 +233,7 @@ impl AlignStage {
         kao_record::schema::require(input, name, "kao-align", &needs)?;
         let select = &options.select;
         let mut needs = Vec::new();
-        if select.min_sharpness > 0.0 {
+        if select.min_sharpness > 0.0 || select.min_relative_sharpness > 0.0 {
             needs.push((col::SHARPNESS, DataType::Float32));
         }
         if select.max_yaw < 90.0 {
@@ -188,6 +262,7 @@ impl AlignStage {
             name: name.to_string(),
             crops: 0,
             tracks: HashMap::new(),
+            sharpness: RelativeSharpness::default(),
             held: VecDeque::new(),
             held_rows: 0,
             next_row: 0,
@@ -238,10 +313,19 @@ impl AlignStage {
             let below = |column: Option<&Float32Array>, floor: f32| {
                 column.is_some_and(|c| c.value(i) < floor)
             };
+            let relatively_blurred = match sharpness.map(|c| c.value(i)) {
+                Some(value) if select.min_relative_sharpness > 0.0 => self.sharpness.blurred(
+                    tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i)),
+                    sources.value(i),
+                    value,
+                    select.min_relative_sharpness,
+                ),
+                _ => false,
+            };
             if below(width, select.min_face) {
                 held.push(Err("small"));
                 continue;
-            } else if below(sharpness, select.min_sharpness) {
+            } else if below(sharpness, select.min_sharpness) || relatively_blurred {
                 held.push(Err("blurry"));
                 continue;
             } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
@@ -387,5 +471,42 @@ impl HoldingStage for AlignStage {
     /// Decides every record still held.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         self.emit(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_is_judged_against_the_track_then_the_video() {
+        let mut floor = RelativeSharpness::default();
+        // The first faces of a track and video have nothing to compare with.
+        for _ in 0..SHARPNESS_HISTORY.0 {
+            assert!(!floor.blurred(Some(1), "a.mp4", 40.0, 0.5));
+        }
+        assert!(!floor.blurred(Some(1), "a.mp4", 21.0, 0.5));
+        assert!(
+            floor.blurred(Some(1), "a.mp4", 15.0, 0.5),
+            "motion blur: 15 of a median 40"
+        );
+        // A new track is judged against its video once the video has enough faces.
+        for _ in 0..VIDEO_SHARPNESS_HISTORY.0 {
+            floor.blurred(Some(2), "b.mp4", 50.0, 0.5);
+        }
+        assert!(floor.blurred(Some(3), "b.mp4", 10.0, 0.5));
+        assert!(!floor.blurred(Some(3), "b.mp4", 30.0, 0.5));
+        // Another video's faces do not count.
+        assert!(!floor.blurred(Some(4), "c.mp4", 1.0, 0.5));
+    }
+
+    #[test]
+    fn recent_values_keep_the_last_ones() {
+        let mut r = Recent::default();
+        for v in 0..10 {
+            r.push(v as f32, 3);
+        }
+        assert_eq!(r.median(3), Some(8.0));
+        assert_eq!(r.median(4), None);
     }
 }

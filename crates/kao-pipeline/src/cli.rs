@@ -8,7 +8,9 @@ use clap::Args;
 use kao_nn::Device;
 use kao_record::{Metric, Provenance};
 
-use crate::align::{AlignOptions, DEFAULT_MIN_HASH_BITS, Selection};
+use crate::align::{
+    AlignOptions, DEFAULT_MAX_YAW, DEFAULT_MIN_HASH_BITS, DEFAULT_MIN_RELATIVE_SHARPNESS, Selection,
+};
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
@@ -401,9 +403,14 @@ pub struct AlignArgs {
     /// No crop for faces narrower than this many native pixels.
     #[arg(long, value_name = "PX", default_value_t = 0.0)]
     pub min_face: f32,
-    /// No crop for faces turned further than this many degrees (estimated from the landmarks).
-    #[arg(long, value_name = "DEG", default_value_t = 90.0)]
+    /// No crop for faces turned further than this many degrees (estimated from the landmarks;
+    /// 90 keeps all). The manifest says why: `reject_reason` `turned`.
+    #[arg(long, value_name = "DEG", default_value_t = DEFAULT_MAX_YAW)]
     pub max_yaw: f32,
+    /// No crop for faces blurrier than this fraction of the median sharpness of their track so
+    /// far (early in a track: of their video so far); 0 keeps all. `reject_reason` `blurry`.
+    #[arg(long, value_name = "R", default_value_t = DEFAULT_MIN_RELATIVE_SHARPNESS)]
+    pub min_relative_sharpness: f32,
     /// Within a track, no crop that differs from one already kept by fewer than this many of
     /// the 64 bits of its perceptual hash (near-duplicates); 0 keeps them all.
     #[arg(long, value_name = "BITS", default_value_t = DEFAULT_MIN_HASH_BITS)]
@@ -431,6 +438,7 @@ impl AlignArgs {
                 min_sharpness: self.min_sharpness,
                 min_face: self.min_face,
                 max_yaw: self.max_yaw,
+                min_relative_sharpness: self.min_relative_sharpness,
                 min_hash_bits: self.min_hash_bits,
                 min_gap: self.min_gap,
                 max_per_track: self.max_per_track,

@@ -593,7 +593,10 @@ mod tests {
 
     #[test]
     fn bad_options_are_errors() {
-        assert!(Matcher::new(empty(), empty(), options(0.5, 0.0)).is_err());
+        // No references: a matcher that matches no one (kao-extract without --ref).
+        let none = Matcher::new(empty(), empty(), options(0.5, 0.0)).unwrap();
+        let v = none.judge(&vector(0.0));
+        assert_eq!((v.identity, v.distance), (None, f32::INFINITY));
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.0, 0.0)).is_err());
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.5, -1.0)).is_err());
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(f32::NAN, 0.0)).is_err());

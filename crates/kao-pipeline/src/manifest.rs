@@ -31,9 +31,10 @@ pub struct ManifestWriter {
     /// Sources whose previous rows this run replaces.
     replaced: BTreeSet<String>,
     rows: u64,
-    /// Added to this run's `track_id`s: one more than the previous manifest's largest, so
-    /// that track ids stay unique across the runs that filled the folder.
-    track_offset: u64,
+    /// Added to this run's `track_id`s: one more than the largest of the previous rows this
+    /// run keeps, so that track ids stay unique across the runs that filled the folder. Set at
+    /// the first write, when the sources this run replaces are known.
+    track_offset: Option<u64>,
     /// Held until the manifest is finished (or the run ends), then handed back.
     lock: OutputLock,
 }
@@ -49,13 +50,6 @@ impl ManifestWriter {
             Vec::new()
         };
         let writer = RecordWriter::create(Some(&path), schema)?;
-        let track_offset = previous
-            .iter()
-            .filter_map(|b| b.column_by_name(col::TRACK_ID))
-            .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
-            .flat_map(|ids| ids.iter().flatten())
-            .max()
-            .map_or(0, |m| m + 1);
         Ok(ManifestWriter {
             path,
             writer,
@@ -63,7 +57,7 @@ impl ManifestWriter {
             previous,
             replaced: BTreeSet::new(),
             rows: 0,
-            track_offset,
+            track_offset: None,
             lock,
         })
     }
@@ -100,14 +94,33 @@ impl ManifestWriter {
             }
         }
         self.rows += batch.num_rows() as u64;
+        let replaced = &self.replaced;
+        let offset = *self.track_offset.get_or_insert_with(|| {
+            self.previous
+                .iter()
+                .flat_map(|b| {
+                    let sources = b
+                        .column_by_name(col::SOURCE)
+                        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+                    let ids = b
+                        .column_by_name(col::TRACK_ID)
+                        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+                    (0..b.num_rows()).filter_map(move |i| {
+                        let (sources, ids) = (sources?, ids?);
+                        (!replaced.contains(sources.value(i)) && ids.is_valid(i))
+                            .then(|| ids.value(i))
+                    })
+                })
+                .max()
+                .map_or(0, |m| m + 1)
+        });
         match batch.schema().index_of(col::TRACK_ID) {
-            Ok(at) if self.track_offset > 0 => {
+            Ok(at) if offset > 0 => {
                 let ids = batch
                     .column(at)
                     .as_any()
                     .downcast_ref::<UInt64Array>()
                     .context("track_id is not a uint64 column")?;
-                let offset = self.track_offset;
                 let shifted: UInt64Array = ids.iter().map(|id| id.map(|id| id + offset)).collect();
                 let mut columns = batch.columns().to_vec();
                 columns[at] = Arc::new(shifted);
