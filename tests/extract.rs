@@ -295,34 +295,9 @@ fn ctrl_c_leaves_a_valid_manifest_and_a_rerun_finishes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out_dir = d.join("out");
-    let mut child = extract(d, &out_dir, &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Interrupt once the first crop is on disk.
-    let started = Instant::now();
-    while !out_dir.join("obama").is_dir()
-        || std::fs::read_dir(out_dir.join("obama")).unwrap().count() == 0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no crop after 300 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "kao-extract ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let child = start_and_wait_for_a_crop(d, &out_dir);
+    signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");

@@ -143,6 +143,14 @@ fn typed<'a, T: 'static>(batch: &'a RecordBatch, dir: &Path, name: &str) -> Resu
         })
 }
 
+/// The file name of a crop path.
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Moves a crop to `to` (relative to `dir`) when it is not there yet; returns the new path.
 fn move_crop(dir: &Path, from: &str, to: &str) -> Result<bool> {
     if from == to {
@@ -252,11 +260,7 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         let crop = crops.is_valid(row).then(|| crops.value(row).to_string());
         let crop = match (cluster, crop) {
             (Some(c), Some(path)) if path.starts_with(&format!("{UNKNOWN_DIR}/")) => {
-                let file = Path::new(&path)
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let to = format!("{UNKNOWN_DIR}/{c}/{file}");
+                let to = format!("{UNKNOWN_DIR}/{c}/{}", file_name(&path));
                 if move_crop(dir, &path, &to)? {
                     moved += 1;
                 }
@@ -374,11 +378,7 @@ pub fn name_cluster(lock: &OutputLock, cluster: u32, name: &str) -> Result<Named
         new_clusters.push(None);
         new_crops.push(match crop {
             Some(path) => {
-                let file = Path::new(&path)
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let to = format!("{name}/{file}");
+                let to = format!("{name}/{}", file_name(&path));
                 if move_crop(dir, &path, &to)? {
                     named.crops_moved += 1;
                 }

@@ -391,26 +391,34 @@ fn run_decoder(
     mut decoder: ff::decoder::Video,
     stream: &Stream,
     numbering: Numbering,
-    mut selector: Selector,
+    selector: Selector,
     tx: Sender<Decoded>,
 ) -> Result<(), DecodeError> {
     let seek_start = matches!(numbering, Numbering::FromPts { .. });
-    let mut state = Numberer {
-        numbering,
-        seek_start,
-        next: 0,
-        first_pts: None,
-        last_pts: None,
-        frame_duration: frame_duration(stream),
+    let mut out = Output {
+        stream,
+        state: Numberer {
+            numbering,
+            seek_start,
+            next: 0,
+            first_pts: None,
+            last_pts: None,
+            frame_duration: frame_duration(stream),
+        },
+        selector,
+        tx,
+        failure: None,
     };
     // A network stream that announces its length (a file served over RTSP or HTTP) and ends
     // well before it lost its connection; a live stream announces none.
     let announced = (is_url(input) && ictx.duration() > 0)
         .then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
-    let mut failure: Option<(u64, String)> = None;
     let mut packets: i64 = 0;
-    let mut packet = ff::Packet::empty();
     loop {
+        // A fresh packet for every read: `av_read_frame` fills the packet it is given without
+        // unreferencing what it held, so one packet reused leaked every packet's data (the
+        // whole file over a run; found by the `image` fuzz target's leak check).
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) => {
                 if packet.stream() != stream.index {
@@ -418,61 +426,44 @@ fn run_decoder(
                 }
                 packets += 1;
                 if packet.is_corrupt() {
-                    failure.get_or_insert((state.next, "corrupt packet (truncated file?)".into()));
+                    out.failure
+                        .get_or_insert((out.state.next, "corrupt packet (truncated file?)".into()));
                 }
                 let mut sent = decoder.send_packet(&packet);
                 if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN)
                 {
                     // The decoder's output is full: take its frames, then the packet.
-                    if drain(
-                        &mut decoder,
-                        stream,
-                        &mut state,
-                        &mut selector,
-                        &tx,
-                        &mut failure,
-                    )
-                    .is_break()
-                    {
+                    if out.drain(&mut decoder).is_break() {
                         return Ok(());
                     }
                     sent = decoder.send_packet(&packet);
                 }
                 if let Err(e) = sent {
-                    failure.get_or_insert((state.next, e.to_string()));
+                    out.failure.get_or_insert((out.state.next, e.to_string()));
                 }
-                if drain(
-                    &mut decoder,
-                    stream,
-                    &mut state,
-                    &mut selector,
-                    &tx,
-                    &mut failure,
-                )
-                .is_break()
-                {
+                if out.drain(&mut decoder).is_break() {
                     return Ok(());
                 }
             }
             Err(ff::Error::Eof) => {
                 if let (Some(length), Some(first), Some(last)) =
-                    (announced, state.first_pts, state.last_pts)
+                    (announced, out.state.first_pts, out.state.last_pts)
                 {
-                    let tolerance = (2.0 * state.frame_duration).max(0.5);
-                    if !state.seeked() && last - first + tolerance < length {
-                        failure.get_or_insert((
-                            state.next,
+                    let tolerance = (2.0 * out.state.frame_duration).max(0.5);
+                    if !out.state.seeked() && last - first + tolerance < length {
+                        out.failure.get_or_insert((
+                        out.state.next,
                             format!(
                                 "the stream ended after {:.1} s of {length:.1} s (connection lost?)",
-                                last - first + state.frame_duration
+                                last - first + out.state.frame_duration
                             ),
                         ));
                     }
                 }
                 // The container's index promised more packets than the file holds.
-                if stream.packets > 0 && packets < stream.packets && !state.seeked() {
-                    failure.get_or_insert((
-                        state.next,
+                if stream.packets > 0 && packets < stream.packets && !out.state.seeked() {
+                    out.failure.get_or_insert((
+                        out.state.next,
                         format!(
                             "file ends after {packets} of {} packets (truncated?)",
                             stream.packets
@@ -485,7 +476,7 @@ fn run_decoder(
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => {
-                failure.get_or_insert((state.next, e.to_string()));
+                out.failure.get_or_insert((out.state.next, e.to_string()));
                 break;
             }
         }
@@ -494,35 +485,17 @@ fn run_decoder(
     // ready (the end marker is refused while output waits), then signal the end and take the
     // rest.
     for _ in 0..2 {
-        if drain(
-            &mut decoder,
-            stream,
-            &mut state,
-            &mut selector,
-            &tx,
-            &mut failure,
-        )
-        .is_break()
-        {
+        if out.drain(&mut decoder).is_break() {
             return Ok(());
         }
         if decoder.send_eof().is_ok() {
             break;
         }
     }
-    if drain(
-        &mut decoder,
-        stream,
-        &mut state,
-        &mut selector,
-        &tx,
-        &mut failure,
-    )
-    .is_break()
-    {
+    if out.drain(&mut decoder).is_break() {
         return Ok(());
     }
-    match failure {
+    match out.failure {
         None => Ok(()),
         Some((frame_index, message)) => Err(DecodeError::Corrupt {
             input: input.into(),
@@ -575,55 +548,61 @@ impl Numberer {
     }
 }
 
-/// Errors `receive_frame` may return in a row before [`drain`] stops asking.
+/// Errors `receive_frame` may return in a row before [`Output::drain`] stops asking.
 const MAX_DECODE_ERRORS_IN_A_ROW: u32 = 64;
 
-/// Receives every frame the decoder has ready, numbers and selects them, and sends the kept
-/// ones on; decoding errors go to `failure` (the first one is reported).
-fn drain(
-    decoder: &mut ff::decoder::Video,
-    stream: &Stream,
-    state: &mut Numberer,
-    selector: &mut Selector,
-    tx: &Sender<Decoded>,
-    failure: &mut Option<(u64, String)>,
-) -> ControlFlow<()> {
-    let mut frame = ff::frame::Video::empty();
-    // With frame threads, a frame that failed to decode is reported by `receive_frame` while
-    // the frames after it wait behind it: note the error and go on receiving. A decoder that
-    // keeps failing without producing anything is given up on.
-    let mut errors_in_a_row = 0;
-    loop {
-        match decoder.receive_frame(&mut frame) {
-            Ok(()) => errors_in_a_row = 0,
-            Err(ff::Error::Eof) => break,
-            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
-            Err(e) => {
-                failure.get_or_insert((state.next, e.to_string()));
-                errors_in_a_row += 1;
-                if errors_in_a_row > MAX_DECODE_ERRORS_IN_A_ROW {
-                    break;
-                }
-                continue;
-            }
-        }
-        let (index, pts) = state.number(frame.timestamp(), stream.time_base);
-        match selector.judge(index, pts) {
-            Verdict::Skip => {}
-            Verdict::Stop => return ControlFlow::Break(()),
-            Verdict::Keep => {
-                let decoded = Decoded {
-                    frame: std::mem::replace(&mut frame, ff::frame::Video::empty()),
-                    index,
-                    pts,
-                };
-                if tx.send(decoded).is_err() {
-                    return ControlFlow::Break(());
+/// Where decoded frames go: numbered, selected and sent to the converter; the first decoding
+/// error is kept for the end.
+struct Output<'a> {
+    stream: &'a Stream,
+    state: Numberer,
+    selector: Selector,
+    tx: Sender<Decoded>,
+    /// The first error, with the index of the frame it came at.
+    failure: Option<(u64, String)>,
+}
+
+impl Output<'_> {
+    /// Receives every frame the decoder has ready, numbers and selects them, and sends the
+    /// kept ones on; decoding errors go to `failure`.
+    fn drain(&mut self, decoder: &mut ff::decoder::Video) -> ControlFlow<()> {
+        let mut frame = ff::frame::Video::empty();
+        // With frame threads, a frame that failed to decode is reported by `receive_frame` while
+        // the frames after it wait behind it: note the error and go on receiving. A decoder that
+        // keeps failing without producing anything is given up on.
+        let mut errors_in_a_row = 0;
+        loop {
+            match decoder.receive_frame(&mut frame) {
+                Ok(()) => errors_in_a_row = 0,
+                Err(ff::Error::Eof) => break,
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
+                Err(e) => {
+                    self.failure.get_or_insert((self.state.next, e.to_string()));
+                    errors_in_a_row += 1;
+                    if errors_in_a_row > MAX_DECODE_ERRORS_IN_A_ROW {
+                        break;
+                    }
+                    continue;
                 }
             }
+            let (index, pts) = self.state.number(frame.timestamp(), self.stream.time_base);
+            match self.selector.judge(index, pts) {
+                Verdict::Skip => {}
+                Verdict::Stop => return ControlFlow::Break(()),
+                Verdict::Keep => {
+                    let decoded = Decoded {
+                        frame: std::mem::replace(&mut frame, ff::frame::Video::empty()),
+                        index,
+                        pts,
+                    };
+                    if self.tx.send(decoded).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
         }
+        ControlFlow::Continue(())
     }
-    ControlFlow::Continue(())
 }
 
 /// Converts decoded frames to packed RGB24, rebuilding the scaler when the size or format changes.
