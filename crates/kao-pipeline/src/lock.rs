@@ -38,6 +38,9 @@ impl OutputLock {
     /// Takes the lock of `dir` (created if needed), or fails with one line naming the run
     /// that holds it. `warn` hears about a lock taken over from a run that did not finish.
     pub fn acquire(dir: &Path, warn: &mut dyn FnMut(&str)) -> Result<OutputLock> {
+        if dir.exists() && !dir.is_dir() {
+            bail!("{}: is a file; the output must be a folder", dir.display());
+        }
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
         let path = dir.join(LOCK_FILE);
@@ -178,6 +181,15 @@ mod tests {
         let _again =
             OutputLock::acquire(dir.path(), &mut |w| warnings.push(w.to_string())).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_file_is_no_output_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out");
+        std::fs::write(&file, b"").unwrap();
+        let e = OutputLock::acquire(&file, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.ends_with("is a file; the output must be a folder"), "{e}");
     }
 
     #[test]
