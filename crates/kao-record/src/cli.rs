@@ -14,6 +14,17 @@ pub fn init_logging(stage: &'static str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("KAO_LOG").unwrap_or_else(|_| EnvFilter::new("warn,ort=error"));
+    // A reader's panic on malformed bytes becomes a one-line error (io::guarded): keep the
+    // default hook's report for every other panic only.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !crate::io::panic_is_expected() {
+                default(info)
+            }
+        }));
+    });
     // A second call (a test) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
