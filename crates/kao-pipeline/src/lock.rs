@@ -188,7 +188,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("out");
         std::fs::write(&file, b"").unwrap();
-        let e = OutputLock::acquire(&file, &mut |_| {}).unwrap_err().to_string();
+        let e = OutputLock::acquire(&file, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("is a file; the output must be a folder"), "{e}");
     }
 

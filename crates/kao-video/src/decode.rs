@@ -152,6 +152,14 @@ fn open_error(input: &str, e: ff::Error) -> DecodeError {
 
 fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
     init();
+    // FFmpeg takes C strings, and ffmpeg-next panics on a NUL byte (a list file or a config
+    // value can hold one; found by the `video_list` fuzz target).
+    if input.contains('\0') {
+        return Err(DecodeError::Open {
+            input: input.into(),
+            message: "the name contains a NUL byte".into(),
+        });
+    }
     if is_device(input) {
         let format = ff::device::input::video()
             .find(|f| f.name().contains("v4l2"))
