@@ -427,7 +427,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     bar.finish_and_clear();
     let rows = manifest.rows();
     let (path, lock) = manifest.finish()?;
-    let clustered = cluster_folder(&lock, args.cluster_threshold)?;
+    // The manifest is complete: a failure to group the unknown faces is a warning, not a
+    // failed run.
+    let clustered = cluster_folder(&lock, args.cluster_threshold).unwrap_or_else(|e| {
+        eprintln!(
+            "kao-extract: warning: faces without an identity not grouped: {}",
+            kao_record::cli::one_line(&e)
+        );
+        Default::default()
+    });
     let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
     write_atomic(&args.out.join(STATE_FILE), &state_json)?;
 

@@ -208,7 +208,23 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         &dir.join(MANIFEST).display().to_string(),
         "kao-cluster",
     )?;
-    let threshold = match threshold.or_else(|| default_threshold(&space)) {
+    // The given distance, else the embedder's default, else the threshold the run matched
+    // with (an ONNX embedder has no default, but its run was given one).
+    let matched_with = || {
+        kao_record::schema::provenance(&schema)
+            .ok()?
+            .iter()
+            .rev()
+            .find(|p| p.stage == "kao-match")?
+            .options
+            .get("threshold")?
+            .as_f64()
+            .map(|t| t as f32)
+    };
+    let threshold = match threshold
+        .or_else(|| default_threshold(&space))
+        .or_else(matched_with)
+    {
         Some(t) if t.is_finite() && t > 0.0 => t,
         Some(t) => bail!("--cluster-threshold must be a positive distance, not {t}"),
         None => bail!(
