@@ -225,20 +225,25 @@ fn extract_with_the_onnx_embedder_matches_like_the_native_one() {
     assert_eq!(space.dim, 128);
 }
 
+/// kao-decode and kao-detect on a fixture photo: `dir/detected.arrows`.
+fn detect_photo(dir: &Path) {
+    let out = run(kao("kao-decode")
+        .arg(fixture("photos/obama.jpg"))
+        .arg("-o")
+        .arg(dir.join("frames.arrows")));
+    assert!(out.status.success());
+    let out = run(kao("kao-detect")
+        .arg(dir.join("frames.arrows"))
+        .arg("-o")
+        .arg(dir.join("detected.arrows")));
+    assert!(out.status.success());
+}
+
 #[test]
 fn faces_and_references_of_different_embedders_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let faces = dir.path().join("faces.arrows");
-    let out = run(kao("kao-decode")
-        .arg(fixture("photos/obama.jpg"))
-        .arg("-o")
-        .arg(dir.path().join("frames.arrows")));
-    assert!(out.status.success());
-    let out = run(kao("kao-detect")
-        .arg(dir.path().join("frames.arrows"))
-        .arg("-o")
-        .arg(dir.path().join("detected.arrows")));
-    assert!(out.status.success());
+    detect_photo(dir.path());
     let out = run(kao("kao-embed")
         .arg(dir.path().join("detected.arrows"))
         .arg("-o")
@@ -400,16 +405,7 @@ fn yunet_finds_the_samples_faces_end_to_end() {
 #[test]
 fn a_chip_wider_than_the_patches_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(kao("kao-decode")
-        .arg(fixture("photos/obama.jpg"))
-        .arg("-o")
-        .arg(dir.path().join("frames.arrows")));
-    assert!(out.status.success());
-    let out = run(kao("kao-detect")
-        .arg(dir.path().join("frames.arrows"))
-        .arg("-o")
-        .arg(dir.path().join("detected.arrows")));
-    assert!(out.status.success());
+    detect_photo(dir.path());
     let embed = |padding: &str| {
         let mut args = onnx_dlib_args()[..10].to_vec(); // --embedder … --std
         args[3] = padding.into(); // --chip-padding

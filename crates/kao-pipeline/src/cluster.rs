@@ -122,6 +122,26 @@ fn read_manifest(dir: &Path) -> Result<(SchemaRef, RecordBatch)> {
     Ok((schema, batch))
 }
 
+/// Writes the folder's manifest: `batch` with new `crop_path`s and `cluster_id`s, and the
+/// step's provenance `entry`.
+fn write_with(
+    dir: &Path,
+    batch: &RecordBatch,
+    crops: Vec<Option<String>>,
+    clusters: Vec<Option<u32>>,
+    entry: &Provenance,
+) -> Result<()> {
+    let crop_field = batch.schema().field_with_name(col::CROP_PATH)?.clone();
+    let batch = with_column(batch, crop_field, Arc::new(StringArray::from(crops)), None)?;
+    let batch = with_column(
+        &batch,
+        Field::new(CLUSTER_ID, DataType::UInt32, true),
+        Arc::new(UInt32Array::from(clusters)),
+        Some(entry),
+    )?;
+    write_manifest(dir, &batch)
+}
+
 /// Writes `batch` as the folder's manifest (atomically).
 fn write_manifest(dir: &Path, batch: &RecordBatch) -> Result<()> {
     let mut writer = RecordWriter::create(Some(&dir.join(MANIFEST)), &batch.schema())?;
@@ -294,20 +314,7 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         env!("CARGO_PKG_VERSION"),
         serde_json::json!({ "cluster_threshold": threshold, "method": "chinese-whispers" }),
     );
-    let crop_field = schema.field_with_name(col::CROP_PATH)?.clone();
-    let batch = with_column(
-        &batch,
-        crop_field,
-        Arc::new(StringArray::from(new_crops)),
-        None,
-    )?;
-    let batch = with_column(
-        &batch,
-        Field::new(CLUSTER_ID, DataType::UInt32, true),
-        Arc::new(UInt32Array::from(cluster_ids)),
-        Some(&entry),
-    )?;
-    write_manifest(dir, &batch)?;
+    write_with(dir, &batch, new_crops, cluster_ids, &entry)?;
     Ok(Clustered {
         tracks: means.len(),
         clusters: labels.iter().max().map_or(0, |m| *m as usize + 1),
@@ -419,19 +426,7 @@ pub fn name_cluster(lock: &OutputLock, cluster: u32, name: &str) -> Result<Named
         Arc::new(StringArray::from(identities)),
         None,
     )?;
-    let batch = with_column(
-        &batch,
-        schema.field_with_name(col::CROP_PATH)?.clone(),
-        Arc::new(StringArray::from(new_crops)),
-        None,
-    )?;
-    let batch = with_column(
-        &batch,
-        Field::new(CLUSTER_ID, DataType::UInt32, true),
-        Arc::new(UInt32Array::from(new_clusters)),
-        Some(&entry),
-    )?;
-    write_manifest(dir, &batch)?;
+    write_with(dir, &batch, new_crops, new_clusters, &entry)?;
     Ok(named)
 }
 
