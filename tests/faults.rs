@@ -157,6 +157,33 @@ fn job(pipe: bool, dir: &Path, out: &Path, cache: &Path) -> Command {
     cmd
 }
 
+/// Waits until no live process is left in process group `group` (zombies, which the
+/// container's init may never reap, hold no files and count as gone).
+fn wait_until_gone(group: u32) {
+    let started = Instant::now();
+    loop {
+        let alive: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // `pid (comm) state ppid pgrp …`; comm may hold spaces, so split after `)`.
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
+            })
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "killed processes still alive after 60 s: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn run_to_the_end(mut cmd: Command) -> Duration {
     let started = Instant::now();
     let out = cmd.output().unwrap();
@@ -186,6 +213,9 @@ fn killed_and_rerun_equals_a_clean_run(pipe: bool) {
         let group = format!("-{}", child.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = child.wait();
+        // SIGKILL is delivered asynchronously and `wait` covers bash only: a stage still
+        // dying holds the folder's lock, and the rerun would rightly be refused.
+        wait_until_gone(child.id());
         run_to_the_end(job(pipe, d, &out, &cache));
         assert_eq!(
             outcome(&out),
