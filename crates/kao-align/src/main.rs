@@ -57,7 +57,7 @@ fn run(args: &Args) -> Result<()> {
         &args.out,
     )?;
     let mut schema = stage.schema().clone();
-    let history = provenance(&schema).map_err(anyhow::Error::msg)?;
+    let history = provenance(&schema)?;
     if let Some(spec) = frames_processed(&history) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }

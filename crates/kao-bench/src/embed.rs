@@ -23,16 +23,6 @@ const LANDMARKS: [f32; 10] = [
     255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0,
 ];
 
-/// The payload of a C-order uint8 `.npy` file.
-fn npy_u8(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
-        bail!("{} is not a .npy file", path.display());
-    }
-    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize + 10;
-    Ok(bytes.get(header..).context("truncated .npy")?.to_vec())
-}
-
 /// A Python with dlib-bin and numpy, in a venv under `cache` (made once).
 pub fn dlib_python(cache: &Path) -> Result<PathBuf> {
     let venv = cache.join("venv-dlib");
@@ -76,14 +66,15 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
     std::fs::create_dir_all(cache)?;
     let model = kao_models::locate("dlib-resnet")?;
     let chip_path = Path::new(DATA).join("chip150.npy");
-    let chip = RgbImage {
-        width: 150,
-        height: 150,
-        data: npy_u8(&chip_path)?,
-    };
-    if chip.data.len() != 150 * 150 * 3 {
+    let (width, height, data) = kao_testdata::read_rgb(&chip_path);
+    if (width, height) != (150, 150) {
         bail!("{}: not a 150×150 RGB chip", chip_path.display());
     }
+    let chip = RgbImage {
+        width,
+        height,
+        data,
+    };
     let embedder = Embedder::load(&model.path, Device::cpu())?;
     embedder.embed(&[chip.view()])?;
     let kao = [
@@ -141,7 +132,7 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
 
 /// Peak resident memory (MB) and wall time of kao-embed on `faces` face records piped in.
 fn stream_memory(faces: usize) -> Result<(f64, f64)> {
-    let pixels = npy_u8(&Path::new(DATA).join("astronaut.npy"))?;
+    let (_, _, pixels) = kao_testdata::read_rgb(&Path::new(DATA).join("astronaut.npy"));
     // A 240×250 patch around the face, as kao-detect would cut it.
     let (x0, y0, w, h) = (120usize, 10usize, 240usize, 250usize);
     let mut patch = Vec::with_capacity(w * h * 3);

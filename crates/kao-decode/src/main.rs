@@ -120,9 +120,9 @@ fn run(args: &Args) -> Result<u8> {
                 pixels: frame.rgb,
             };
             let written = frame_batch(&schema, row)
-                .map_err(|e| RecordError::Metadata {
+                .map_err(|error| RecordError::Batch {
                     name: input.clone(),
-                    message: e.to_string(),
+                    error,
                 })
                 .and_then(|batch| writer.write(&batch));
             match written {

@@ -17,7 +17,7 @@
 //! fractional offset; the content here is rounded to whole pixels (at most half a pixel of
 //! aspect change), and [`Letterbox`] maps through exactly what was done.
 
-use crate::DetectorError;
+use crate::{DetectorError, iou};
 use kao_dlib::RgbView;
 
 /// Number of keypoints per detection.
@@ -292,16 +292,6 @@ impl BlazeFace {
             .map(|d| letterbox.detection_to_frame(d))
             .collect())
     }
-}
-
-/// Intersection over union of two `[xmin, ymin, xmax, ymax]` boxes (0 when the union
-/// is empty).
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// MediaPipe's weighted NMS: repeatedly take the best remaining detection, gather every

@@ -17,6 +17,16 @@ pub mod blazeface;
 pub mod mmod;
 pub mod resize;
 
+/// Intersection over union of two `[left, top, right, bottom]` boxes (0 when the union is
+/// empty): the overlap every detector's NMS and the tracker measure.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
 /// Pre- or post-processing error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DetectorError {
@@ -56,4 +66,18 @@ pub enum DetectorError {
     /// The MMOD model has a layout this crate does not handle.
     #[error("unsupported MMOD model: {0}")]
     UnsupportedModel(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_corner_boxes() {
+        let a = [0.0, 0.0, 10.0, 10.0];
+        assert_eq!(iou(&a, &a), 1.0);
+        assert_eq!(iou(&a, &[10.0, 0.0, 20.0, 10.0]), 0.0);
+        assert!((iou(&a, &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(iou(&[0.0; 4], &[0.0; 4]), 0.0);
+    }
 }

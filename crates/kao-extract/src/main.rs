@@ -22,7 +22,6 @@ use kao_pipeline::HoldingStage;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
 use kao_pipeline::cluster::cluster_folder;
-use kao_pipeline::crop::write_atomic;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
 use kao_pipeline::identify::MatchStage;
@@ -36,6 +35,7 @@ use kao_record::Provenance;
 use kao_record::schema::{
     FrameRow, Schema, SchemaRef, frame_batch, frame_fields, provenance, stage_schema,
 };
+use kao_record::write_atomic;
 use kao_video::{DecodeError, DecodeOptions, FfmpegLogLevel};
 use serde::{Deserialize, Serialize};
 
@@ -294,7 +294,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let mut matching = MatchStage::new(matcher, &match_entry, track.schema(), "faces")?;
     let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &args.out)?;
     let mut schema = align.schema().clone();
-    if let Some(spec) = frames_processed(&provenance(&schema).map_err(anyhow::Error::msg)?) {
+    if let Some(spec) = frames_processed(&provenance(&schema)?) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
     let mut manifest = ManifestWriter::create(lock, &schema)?;

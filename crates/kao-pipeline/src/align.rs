@@ -9,9 +9,9 @@ use arrow_array::{
     Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
-use kao_record::{Provenance, RecordError};
+use kao_record::{Provenance, write_atomic};
 
-use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity, write_atomic};
+use crate::crop::{CropSpec, crop_file_name, cut_crop, encode, sanitize_identity};
 use crate::embed::Patches;
 use crate::quality::dhash;
 use crate::{HoldingStage, column};
@@ -244,13 +244,8 @@ impl AlignStage {
             Field::new(col::CROP_PATH, DataType::Utf8, true),
             Field::new(col::REJECT_REASON, DataType::Utf8, true),
         ];
-        let schema =
-            stage_schema(input, &[col::PATCH], added, &options.provenance()).map_err(|e| {
-                RecordError::Metadata {
-                    name: name.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
+        let schema = stage_schema(input, &[col::PATCH], added, &options.provenance())
+            .map_err(|e| e.at(name))?;
         let kept = (0..input.fields().len())
             .filter(|&i| input.field(i).name() != col::PATCH)
             .collect();

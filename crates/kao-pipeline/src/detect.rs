@@ -7,10 +7,10 @@ use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray,
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
 use kao_nn::Device;
+use kao_record::Provenance;
 use kao_record::schema::{
     DataType, FaceRow, Field, SchemaRef, col, face_columns, face_fields, stage_schema,
 };
-use kao_record::{Provenance, RecordError};
 
 use crate::column;
 pub use crate::detector::DetectorKind;
@@ -231,13 +231,8 @@ impl DetectStage {
         )?;
         let mut fields = face_fields();
         fields.push(Field::new(col::SHOT, DataType::UInt32, false));
-        let schema =
-            stage_schema(input, &[col::PIXELS], fields, finder.provenance()).map_err(|e| {
-                RecordError::Metadata {
-                    name: name.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
+        let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
+            .map_err(|e| e.at(name))?;
         let kept = (0..input.fields().len())
             .filter(|&i| input.field(i).name() != col::PIXELS)
             .collect();

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use kao_detector::iou;
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::RgbView;
 use kao_nn::{Device, FaceDetector, Range};
@@ -266,15 +267,6 @@ impl Yunet {
     }
 }
 
-/// Intersection over union of two `[left, top, right, bottom)` boxes.
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
-}
-
 impl Detector for Yunet {
     fn detect(&self, frame: &RgbView<'_>) -> Result<Vec<Detection>> {
         if frame.width() == 0 || frame.height() == 0 {
@@ -380,14 +372,6 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown detector `hog`")
         );
-    }
-
-    #[test]
-    fn iou_of_corner_boxes() {
-        let a = [0.0, 0.0, 10.0, 10.0];
-        assert_eq!(iou(&a, &a), 1.0);
-        assert_eq!(iou(&a, &[10.0, 0.0, 20.0, 10.0]), 0.0);
-        assert!((iou(&a, &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kao_nn::Device;
 use kao_record::schema::{
     DataType, Field, ModelRef, SchemaRef, col, fixed_f32_list, pass_through, stage_schema,
 };
-use kao_record::{EmbeddingSpace, Provenance, RecordError};
+use kao_record::{EmbeddingSpace, Provenance};
 use rayon::prelude::*;
 
 use crate::column;
@@ -223,12 +223,8 @@ impl EmbedStage {
         ] {
             added.push(Field::new(name, DataType::Float32, false));
         }
-        let schema = stage_schema(input, &[], added, embedder.provenance()).map_err(|e| {
-            RecordError::Metadata {
-                name: name.to_string(),
-                message: e.to_string(),
-            }
-        })?;
+        let schema =
+            stage_schema(input, &[], added, embedder.provenance()).map_err(|e| e.at(name))?;
         Ok(EmbedStage {
             embedder,
             schema,

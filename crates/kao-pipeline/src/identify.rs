@@ -8,7 +8,7 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array,
 };
 use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
-use kao_record::{EmbeddingSpace, Provenance, RecordError};
+use kao_record::{EmbeddingSpace, Provenance};
 
 use crate::{HoldingStage, WholeFrames, column};
 
@@ -149,8 +149,7 @@ impl Matcher {
         }
         positives
             .space
-            .check_same("the references", &negatives.space, "the --neg photos")
-            .map_err(|e| anyhow!(e))?;
+            .check_same("the references", &negatives.space, "the --neg photos")?;
         Ok(Matcher {
             positives,
             negatives,
@@ -251,11 +250,7 @@ impl MatchStage {
             Field::new(col::DISTANCE, DataType::Float32, true),
             Field::new(col::SIMILAR_PERCENTAGE, DataType::Float32, true),
         ];
-        let schema =
-            stage_schema(input, &[], added, provenance).map_err(|e| RecordError::Metadata {
-                name: name.to_string(),
-                message: e.to_string(),
-            })?;
+        let schema = stage_schema(input, &[], added, provenance).map_err(|e| e.at(name))?;
         Ok(MatchStage {
             matcher,
             schema,

@@ -7,7 +7,6 @@
 //! cached per photo content and model set, so a second run over the same references loads no
 //! model at all. User files are only ever read.
 
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -457,15 +456,7 @@ impl Cache {
 
     /// Writes `entry` to a temporary file in the cache folder and renames it to `path`.
     fn write(&self, path: &Path, entry: &Entry) -> Result<()> {
-        let bytes = serde_json::to_vec(entry)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .suffix(".json")
-            .tempfile_in(&self.dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        kao_record::write_atomic(path, &serde_json::to_vec(entry)?)
     }
 }
 
@@ -1081,11 +1072,7 @@ mod tests {
     }
 
     fn distance(a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f32>()
-            .sqrt()
+        kao_record::Metric::Euclidean.distance(a, b)
     }
 
     /// A flat grey PNG (no face).

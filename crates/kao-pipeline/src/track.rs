@@ -13,7 +13,9 @@ use arrow_array::{
     UInt32Array, UInt64Array,
 };
 use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
-use kao_record::{EmbeddingSpace, Metric, Provenance, RecordError};
+use kao_record::{EmbeddingSpace, Metric, Provenance};
+
+use kao_detector::iou;
 
 use crate::{HoldingStage, WholeFrames, column};
 
@@ -58,15 +60,6 @@ struct Track {
     pts: f64,
     bbox: [f32; 4],
     embedding: Vec<f32>,
-}
-
-/// Intersection over union of two `[left, top, right, bottom]` boxes.
-pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// The track stage over record batches. Faces of one frame are linked together, so the last
@@ -117,11 +110,7 @@ impl TrackStage {
         };
         let added = vec![Field::new(col::TRACK_ID, DataType::UInt64, true)];
         let provenance = options.provenance(max_distance);
-        let schema =
-            stage_schema(input, &[], added, &provenance).map_err(|e| RecordError::Metadata {
-                name: name.to_string(),
-                message: e.to_string(),
-            })?;
+        let schema = stage_schema(input, &[], added, &provenance).map_err(|e| e.at(name))?;
         Ok(TrackStage {
             options,
             max_distance,
@@ -194,7 +183,7 @@ impl TrackStage {
             let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
             for (t, track) in self.open.iter().enumerate() {
                 for i in start..end {
-                    let overlap = iou(track.bbox, bbox(i));
+                    let overlap = iou(&track.bbox, &bbox(i));
                     let d = self.metric.distance(&track.embedding, embedding(i));
                     if overlap >= self.options.min_iou && d <= self.max_distance {
                         pairs.push(((1.0 - overlap) + d, t, i));
@@ -254,18 +243,5 @@ impl HoldingStage for TrackStage {
             .iter()
             .map(|batch| self.link(batch))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlap() {
-        assert_eq!(iou([0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]), 1.0);
-        assert_eq!(iou([0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]), 0.0);
-        assert!((iou([0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(iou([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]), 0.0);
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema};
 
+use crate::SchemaError;
 use crate::schema::col;
 
 /// Field metadata key: the embedder's name (`dlib-resnet`, `face01-v1`, `onnx`).
@@ -70,13 +71,13 @@ impl Metric {
 }
 
 impl std::str::FromStr for Metric {
-    type Err = String;
+    type Err = SchemaError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, SchemaError> {
         match s.to_ascii_lowercase().as_str() {
             "euclidean" | "l2" => Ok(Metric::Euclidean),
             "cosine" | "cos" => Ok(Metric::Cosine),
-            _ => Err(format!("unknown metric `{s}` (euclidean or cosine)")),
+            _ => Err(SchemaError::UnknownMetric(s.to_string())),
         }
     }
 }
@@ -151,7 +152,8 @@ impl EmbeddingSpace {
 
     /// The space of an `embedding` field: from its metadata, or dlib's ResNet for a 128-d
     /// field without metadata (records from before embedders were a choice).
-    pub fn of_field(field: &Field) -> Result<EmbeddingSpace, String> {
+    pub fn of_field(field: &Field) -> Result<EmbeddingSpace, SchemaError> {
+        let column = || field.name().to_string();
         let dim = match field.data_type() {
             DataType::FixedSizeList(item, n)
                 if *item.data_type() == DataType::Float32 && *n > 0 =>
@@ -159,10 +161,10 @@ impl EmbeddingSpace {
                 *n as usize
             }
             other => {
-                return Err(format!(
-                    "column `{}` is {other}, expected a fixed-size list of float32",
-                    field.name()
-                ));
+                return Err(SchemaError::NotAnEmbedding {
+                    column: column(),
+                    found: other.to_string(),
+                });
             }
         };
         let meta = field.metadata();
@@ -170,24 +172,30 @@ impl EmbeddingSpace {
             if dim == 128 {
                 return Ok(EmbeddingSpace::dlib_resnet());
             }
-            return Err(format!(
-                "column `{}` ({dim} floats) does not say which model made it (no `{META_EMBEDDER}` metadata)",
-                field.name()
-            ));
+            return Err(SchemaError::UnknownModel {
+                column: column(),
+                dim,
+            });
+        };
+        let bad = |key: &str, problem: String| SchemaError::BadKey {
+            column: column(),
+            key: key.to_string(),
+            problem,
         };
         let get = |key: &str| {
             meta.get(key)
                 .cloned()
-                .ok_or_else(|| format!("column `{}`: metadata `{key}` is missing", field.name()))
+                .ok_or_else(|| bad(key, "missing".into()))
         };
         let declared: usize = get(META_DIM)?
             .parse()
-            .map_err(|_| format!("column `{}`: `{META_DIM}` is not a number", field.name()))?;
+            .map_err(|_| bad(META_DIM, "not a number".into()))?;
         if declared != dim {
-            return Err(format!(
-                "column `{}` holds {dim} floats but its metadata says {declared}",
-                field.name()
-            ));
+            return Err(SchemaError::DimMismatch {
+                column: column(),
+                dim,
+                declared,
+            });
         }
         Ok(EmbeddingSpace {
             embedder: embedder.clone(),
@@ -196,17 +204,17 @@ impl EmbeddingSpace {
             dim,
             metric: get(META_METRIC)?
                 .parse()
-                .map_err(|e| format!("column `{}`: {e}", field.name()))?,
+                .map_err(|e: SchemaError| bad(META_METRIC, e.to_string()))?,
             normalized: get(META_NORMALIZED)? == "true",
             preprocessing: get(META_PREPROCESSING)?,
         })
     }
 
     /// The space of `schema`'s `embedding` column.
-    pub fn of_schema(schema: &Schema) -> Result<EmbeddingSpace, String> {
+    pub fn of_schema(schema: &Schema) -> Result<EmbeddingSpace, SchemaError> {
         let field = schema
             .field_with_name(col::EMBEDDING)
-            .map_err(|_| format!("no `{}` column", col::EMBEDDING))?;
+            .map_err(|_| SchemaError::NoEmbedding(col::EMBEDDING.into()))?;
         Self::of_field(field)
     }
 
@@ -225,10 +233,7 @@ impl EmbeddingSpace {
                 producer: crate::schema::producer_of(col::EMBEDDING).into(),
             }
         })?;
-        Self::of_field(field).map_err(|message| crate::RecordError::Metadata {
-            name: name.into(),
-            message,
-        })
+        Self::of_field(field).map_err(|e| e.at(name))
     }
 
     /// True when embeddings of the two spaces can be compared: same embedder, model file,
@@ -248,13 +253,16 @@ impl EmbeddingSpace {
         what: &str,
         other: &EmbeddingSpace,
         other_what: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SchemaError> {
         if self.same_as(other) {
             return Ok(());
         }
-        Err(format!(
-            "{what} were embedded with {self} but {other_what} with {other}; embed both with the same --embedder"
-        ))
+        Err(SchemaError::DifferentSpaces {
+            what: what.into(),
+            ours: self.to_string(),
+            other_what: other_what.into(),
+            theirs: other.to_string(),
+        })
     }
 }
 
@@ -322,6 +330,7 @@ mod tests {
         assert!(
             EmbeddingSpace::of_field(&plain)
                 .unwrap_err()
+                .to_string()
                 .contains("does not say which model")
         );
         let wrong = Field::new(col::EMBEDDING, DataType::Float32, false);
@@ -337,6 +346,7 @@ mod tests {
         assert!(
             EmbeddingSpace::of_field(&field)
                 .unwrap_err()
+                .to_string()
                 .contains("512 floats")
         );
     }
@@ -347,7 +357,8 @@ mod tests {
         let other = onnx(512);
         let e = dlib
             .check_same("the faces", &other, "the references")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dlib-resnet") && e.contains("arc.onnx"), "{e}");
         assert!(!e.contains('\n'));
         let mut moved = other.clone();

@@ -74,14 +74,106 @@ pub enum RecordError {
         /// The type the contract gives it.
         expected: String,
     },
-    /// The schema metadata is not what kao writes (e.g. unreadable provenance).
-    #[error("{name}: {message}")]
+    /// The schema or its metadata is not what kao writes (e.g. unreadable provenance).
+    #[error("{name}: {error}")]
     Metadata {
         /// Input name.
         name: String,
         /// What is wrong.
-        message: String,
+        error: SchemaError,
     },
+    /// The input holds no records at all.
+    #[error("{name}: no records: the {what} is empty")]
+    Empty {
+        /// Input name.
+        name: String,
+        /// `input` or `file`.
+        what: &'static str,
+    },
+    /// A batch of records could not be put together (a column longer than Arrow allows).
+    #[error("{name}: cannot assemble the records: {error}")]
+    Batch {
+        /// Input name.
+        name: String,
+        /// The underlying error.
+        error: ArrowError,
+    },
+}
+
+/// A schema, its kao metadata or its `embedding` column that is not what kao writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// A metric name other than `euclidean` or `cosine`.
+    #[error("unknown metric `{0}` (euclidean or cosine)")]
+    UnknownMetric(String),
+    /// The records have no `embedding` column.
+    #[error("no `{0}` column")]
+    NoEmbedding(String),
+    /// The `embedding` column is not a fixed-size list of float32.
+    #[error("column `{column}` is {found}, expected a fixed-size list of float32")]
+    NotAnEmbedding {
+        /// The column.
+        column: String,
+        /// Its Arrow type.
+        found: String,
+    },
+    /// An embedding column that is not dlib's size and does not name its model.
+    #[error(
+        "column `{column}` ({dim} floats) does not say which model made it (no `kao.embedder` metadata)"
+    )]
+    UnknownModel {
+        /// The column.
+        column: String,
+        /// Floats per embedding.
+        dim: usize,
+    },
+    /// An embedding metadata key is missing or unreadable.
+    #[error("column `{column}`: metadata `{key}` is {problem}")]
+    BadKey {
+        /// The column.
+        column: String,
+        /// The metadata key.
+        key: String,
+        /// `missing`, `not a number`, or what is wrong with the value.
+        problem: String,
+    },
+    /// The column's size and its metadata disagree.
+    #[error("column `{column}` holds {dim} floats but its metadata says {declared}")]
+    DimMismatch {
+        /// The column.
+        column: String,
+        /// Floats per embedding in the data.
+        dim: usize,
+        /// Floats per embedding in the metadata.
+        declared: usize,
+    },
+    /// Two sets of embeddings from different models.
+    #[error(
+        "{what} were embedded with {ours} but {other_what} with {theirs}; embed both with the same --embedder"
+    )]
+    DifferentSpaces {
+        /// Where the first set comes from ("the faces").
+        what: String,
+        /// Its embedding space.
+        ours: String,
+        /// Where the second set comes from ("the references").
+        other_what: String,
+        /// Its embedding space.
+        theirs: String,
+    },
+    /// The `kao.provenance` metadata is not the JSON kao writes.
+    #[error("unreadable kao.provenance metadata: {0}")]
+    Provenance(String),
+}
+
+impl SchemaError {
+    /// The error as a record error of the input or output `name`.
+    pub fn at(self, name: &str) -> RecordError {
+        RecordError::Metadata {
+            name: name.to_string(),
+            error: self,
+        }
+    }
 }
 
 impl RecordError {

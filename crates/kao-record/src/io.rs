@@ -148,9 +148,9 @@ impl RecordReader {
         let mut input = BufReader::with_capacity(1 << 20, std::io::stdin());
         let head = input.fill_buf().map_err(|e| RecordError::io(name, e))?;
         if head.is_empty() {
-            return Err(RecordError::Metadata {
+            return Err(RecordError::Empty {
                 name: name.into(),
-                message: "no records: the input is empty".into(),
+                what: "input",
             });
         }
         match Format::sniff(head) {
@@ -173,10 +173,7 @@ impl RecordReader {
         let mut head = [0u8; 6];
         let n = read_up_to(&mut file, &mut head).map_err(|e| RecordError::io(&name, e))?;
         if n == 0 {
-            return Err(RecordError::Metadata {
-                name,
-                message: "no records: the file is empty".into(),
-            });
+            return Err(RecordError::Empty { name, what: "file" });
         }
         file.seek(SeekFrom::Start(0))
             .map_err(|e| RecordError::io(&name, e))?;
@@ -247,10 +244,7 @@ impl RecordReader {
 
     /// The provenance entries of the input, oldest first.
     pub fn provenance(&self) -> Result<Vec<Provenance>, RecordError> {
-        schema::provenance(&self.schema).map_err(|message| RecordError::Metadata {
-            name: self.name.clone(),
-            message,
-        })
+        schema::provenance(&self.schema).map_err(|e| e.at(&self.name))
     }
 
     /// Fails with a one-line error unless every column in `needs` is present with its type.

@@ -5,13 +5,15 @@
 //! writers for every format, the `kao.schema` / `kao.provenance` metadata, and the helpers a
 //! stage uses to pass through the columns it does not own.
 
+mod atomic;
 pub mod cli;
 pub mod embedding;
 mod error;
 mod io;
 pub mod schema;
 
+pub use atomic::write_atomic;
 pub use embedding::{EmbeddingSpace, Metric};
-pub use error::RecordError;
+pub use error::{RecordError, SchemaError};
 pub use io::{Format, RecordReader, RecordWriter};
 pub use schema::{Provenance, SCHEMA_VERSION};

@@ -12,7 +12,7 @@ use arrow_schema::ArrowError;
 pub use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-use crate::RecordError;
+use crate::{RecordError, SchemaError};
 
 /// Version of the record contract, stored under [`META_SCHEMA`] in every stream kao writes.
 pub const SCHEMA_VERSION: &str = "1";
@@ -174,11 +174,12 @@ impl Provenance {
 }
 
 /// The provenance entries recorded in `schema`, oldest first (empty when there are none).
-pub fn provenance(schema: &Schema) -> Result<Vec<Provenance>, String> {
+pub fn provenance(schema: &Schema) -> Result<Vec<Provenance>, SchemaError> {
     match schema.metadata().get(META_PROVENANCE) {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| format!("unreadable {META_PROVENANCE} metadata: {e}")),
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| SchemaError::Provenance(e.to_string()))
+        }
     }
 }
 
@@ -190,7 +191,7 @@ pub fn stage_schema(
     drop: &[&str],
     add: Vec<Field>,
     entry: &Provenance,
-) -> Result<SchemaRef, String> {
+) -> Result<SchemaRef, SchemaError> {
     let replaced = |name: &str| drop.contains(&name) || add.iter().any(|f| f.name() == name);
     let mut fields: Vec<Field> = input
         .fields()
@@ -205,7 +206,7 @@ pub fn stage_schema(
     metadata.insert(META_SCHEMA.into(), SCHEMA_VERSION.into());
     metadata.insert(
         META_PROVENANCE.into(),
-        serde_json::to_string(&history).map_err(|e| e.to_string())?,
+        serde_json::to_string(&history).map_err(|e| SchemaError::Provenance(e.to_string()))?,
     );
     Ok(Arc::new(Schema::new_with_metadata(fields, metadata)))
 }
@@ -398,7 +399,7 @@ pub struct FrameMeta {
 
 /// The schema of face records made without an input stream: the frame fields but `pixels`,
 /// then [`face_fields`], with `entry` as the first provenance.
-pub fn face_schema(entry: &Provenance) -> Result<SchemaRef, String> {
+pub fn face_schema(entry: &Provenance) -> Result<SchemaRef, SchemaError> {
     let mut fields = frame_fields();
     fields.retain(|f| f.name() != col::PIXELS);
     fields.extend(face_fields());

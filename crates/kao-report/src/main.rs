@@ -9,9 +9,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use kao_analysis::{Manifest, summary};
+use kao_record::write_atomic;
 
 /// Summarise a kao output folder: tables on stdout, a self-contained HTML page.
 ///
@@ -108,22 +109,5 @@ fn run(args: &Args) -> Result<()> {
         thumbs.crops,
         thumbs.rejected
     );
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".report-")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot write here", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
