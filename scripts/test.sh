@@ -37,6 +37,11 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
+# Habits (docs/testing.md): formatting, clippy's lints as errors, and docs without broken links.
+step "stages: fmt, clippy, doc"
+cargo fmt --all --check
+cargo clippy --release --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 # Fuzzing (docs/fuzzing.md): each target for KAO_FUZZ_SECONDS on nightly, but not a target whose
 # known crash awaits a fix (fuzz/regressions-open/). Off unless KAO_FUZZ_SECONDS is set: the
 # sanitizer build of the targets takes 17 minutes on 2 cores, which would put CI near its
@@ -92,6 +97,8 @@ if [ "$steps" != stages ]; then
   cargo build --release --locked "${unoptimised[@]}" -p kao-report
   step "analysis: tests"
   cargo test --release --locked "${unoptimised[@]}" -p kao-analysis -p kao-report 2>&1 | tee -a "$log"
+  cargo clippy --release --locked "${unoptimised[@]}" -p kao-analysis -p kao-report --all-targets -- -D warnings
+  RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps "${unoptimised[@]}" -p kao-analysis -p kao-report
   # The default members with kao-tests' (empty) feature: the features the stage build resolved,
   # so nothing but the test itself compiles (`-p kao-tests` alone resolved fewer and rebuilt
   # ~70 crates).

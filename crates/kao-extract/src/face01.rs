@@ -44,11 +44,14 @@ pub fn apply(args: &mut Args, matches: &ArgMatches, say: &mut dyn FnMut(&str)) -
         };
     }
     // The percentage is on the config's embedder's curve: it holds only for that embedder.
-    let same_embedder = match (&mapping.embedder, &args.embedder.embedder) {
-        (None | Some(EmbedderSetting::Dlib), EmbedderKind::Dlib) => true,
-        (Some(EmbedderSetting::Face01V1 { .. }), EmbedderKind::Face01V1(_)) => true,
-        _ => false,
-    };
+    let same_embedder = matches!(
+        (&mapping.embedder, &args.embedder.embedder),
+        (None | Some(EmbedderSetting::Dlib), EmbedderKind::Dlib)
+            | (
+                Some(EmbedderSetting::Face01V1 { .. }),
+                EmbedderKind::Face01V1(_)
+            )
+    );
     if let Some(p) = mapping.similar_percentage
         && !given("threshold")
         && !given("similar_percentage")

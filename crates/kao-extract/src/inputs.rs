@@ -16,7 +16,8 @@ const LIST_EXTENSIONS: &[&str] = &["txt", "list"];
 /// Expands the command line's inputs: a folder gives its videos (sorted, not recursive), a
 /// `.txt` or `.list` file gives the videos it lists (one per line, `#` comments, relative paths
 /// from the list's folder); anything else (a video file, URL or device) is taken as is.
-pub fn expand(inputs: &[String]) -> Result<Vec<String>> {
+/// `lists` are files listing videos whatever their names, read after `inputs`.
+pub fn expand(inputs: &[String], lists: &[PathBuf]) -> Result<Vec<String>> {
     let mut videos = Vec::new();
     for input in inputs {
         let path = Path::new(input);
@@ -35,6 +36,9 @@ pub fn expand(inputs: &[String]) -> Result<Vec<String>> {
         } else {
             bail!("{input}: no such file or folder");
         }
+    }
+    for path in lists {
+        videos.extend(list(path)?);
     }
     // A video named twice is processed once.
     let mut seen = std::collections::HashSet::new();
@@ -119,18 +123,21 @@ mod tests {
         std::fs::create_dir(d.join("sub")).unwrap();
         std::fs::write(d.join("sub/c.mp4"), b"x").unwrap();
         let s = |p: &str| d.join(p).to_string_lossy().into_owned();
-        assert_eq!(expand(&[s("")]).unwrap(), vec![s("a.MKV"), s("b.mp4")]);
+        assert_eq!(expand(&[s("")], &[]).unwrap(), vec![s("a.MKV"), s("b.mp4")]);
         std::fs::write(
             d.join("videos.txt"),
             "# talks\nsub/c.mp4\n\n  b.mp4  \nhttp://host/x.mp4\n",
         )
         .unwrap();
         assert_eq!(
-            expand(&[s("videos.txt")]).unwrap(),
+            expand(&[s("videos.txt")], &[]).unwrap(),
             vec![s("sub/c.mp4"), s("b.mp4"), "http://host/x.mp4".to_string()]
         );
         // Named twice, processed once.
-        assert_eq!(expand(&[s("b.mp4"), s("b.mp4")]).unwrap(), vec![s("b.mp4")]);
+        assert_eq!(
+            expand(&[s("b.mp4"), s("b.mp4")], &[]).unwrap(),
+            vec![s("b.mp4")]
+        );
     }
 
     #[test]
@@ -139,23 +146,23 @@ mod tests {
         let d = dir.path();
         let s = |p: &str| d.join(p).to_string_lossy().into_owned();
         assert!(
-            expand(&[s("missing.mp4")])
+            expand(&[s("missing.mp4")], &[])
                 .unwrap_err()
                 .to_string()
                 .contains("no such file")
         );
         assert!(
-            expand(&[s("")])
+            expand(&[s("")], &[])
                 .unwrap_err()
                 .to_string()
                 .contains("no video files")
         );
         std::fs::write(d.join("l.txt"), "gone.mp4\n").unwrap();
-        let e = expand(&[s("l.txt")]).unwrap_err().to_string();
+        let e = expand(&[s("l.txt")], &[]).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("gone.mp4"), "{e}");
         std::fs::write(d.join("empty.txt"), "# nothing\n").unwrap();
         assert!(
-            expand(&[s("empty.txt")])
+            expand(&[s("empty.txt")], &[])
                 .unwrap_err()
                 .to_string()
                 .contains("lists no videos")

@@ -1,4 +1,6 @@
 //! kao-extract: interview videos in; aligned crops of the chosen people and a manifest out.
+// The option docs are clap's --help text, where `<name>` placeholders read as they should.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod face01;
 mod inputs;
@@ -27,8 +29,10 @@ use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
 use kao_pipeline::identify::MatchStage;
 use kao_pipeline::lock::OutputLock;
 use kao_pipeline::manifest::{
-    META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
+    MANIFEST, META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
 };
+use kao_pipeline::parts::{PARTS_DIR, PartWriter, SHARD_OPTION, part_dir, part_path};
+use kao_pipeline::shard::Shard;
 use kao_pipeline::shot::ShotDetector;
 use kao_pipeline::track::TrackStage;
 use kao_record::Provenance;
@@ -66,6 +70,19 @@ struct Args {
     /// Videos, folders of videos, or .txt files listing videos (one per line).
     #[arg(value_name = "VIDEO")]
     inputs: Vec<String>,
+    /// A file listing videos, one per line (any name; after the VIDEOs).
+    #[arg(long, value_name = "FILE", help_heading = "Scale-out")]
+    list: Vec<PathBuf>,
+    /// Process shard I of N: the videos at positions p of the list with p mod N = I (from 0).
+    /// Without it, a Slurm array task or a Kubernetes Indexed Job pod takes its own shard.
+    /// Sharded runs write one manifest part per video (manifest/video=KEY/part-0.parquet);
+    /// kao-merge DIR joins them. See docs/scale-out.md.
+    #[arg(long, value_name = "I/N", help_heading = "Scale-out")]
+    shard: Option<Shard>,
+    /// The number of shards when a Kubernetes Indexed Job gives the index
+    /// (JOB_COMPLETION_INDEX): the Job's completions.
+    #[arg(long, value_name = "N", help_heading = "Scale-out", value_parser = clap::value_parser!(u32).range(1..))]
+    shard_count: Option<u32>,
     /// Output folder: crops by identity and manifest.parquet.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -152,8 +169,8 @@ fn parse_args() -> Result<Args> {
             eprintln!("kao-extract: {s}");
         }
     })?;
-    if args.inputs.is_empty() {
-        bail!("no video given: name VIDEO... (or a movie in --face01-config)");
+    if args.inputs.is_empty() && args.list.is_empty() {
+        bail!("no video given: name VIDEO... or --list FILE (or a movie in --face01-config)");
     }
     if args.matching.refs.is_empty() {
         // No one to find: every person is a cluster, and their crops are the dataset.
@@ -252,7 +269,16 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         );
     }
     kao_video::set_ffmpeg_log_level(FfmpegLogLevel::Quiet);
-    let videos = inputs::expand(&args.inputs)?;
+    let videos = inputs::expand(&args.inputs, &args.list)?;
+    let shard = match args.shard {
+        Some(shard) => Some((shard, "--shard")),
+        None => Shard::from_scheduler(&|name| std::env::var(name).ok(), args.shard_count)?,
+    };
+    if shard.is_none() && args.shard_count.is_some() {
+        bail!(
+            "--shard-count goes with a Kubernetes Indexed Job (JOB_COMPLETION_INDEX), which is not set; give --shard I/N"
+        );
+    }
 
     // The stages, with the schemas the piped chain would have.
     let decode_entry = Provenance::new(
@@ -263,6 +289,17 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             "end": args.end, "max_frames": args.max_frames,
         }),
     );
+    // A sharded run records its shard; kao-merge leaves it out again.
+    let decode_entry = match shard {
+        Some((shard, _)) => {
+            let mut entry = decode_entry;
+            if let Some(o) = entry.options.as_object_mut() {
+                o.insert(SHARD_OPTION.into(), shard.to_string().into());
+            }
+            entry
+        }
+        None => decode_entry,
+    };
     let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry)
         .map_err(anyhow::Error::msg)?;
     let say = |s: &str| {
@@ -270,7 +307,48 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             eprintln!("kao-extract: {s}");
         }
     };
-    let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+    // The whole folder for a single run; for a shard, the folder shared with the other shards
+    // and each of its own unfinished videos' partition folders.
+    let (lock, shard_todo) = match shard {
+        None => {
+            if args.out.join(PARTS_DIR).is_dir() {
+                bail!(
+                    "{}: holds a sharded run's manifest parts ({PARTS_DIR}/); run with --shard, or write to another --out",
+                    args.out.display()
+                );
+            }
+            let warn = &mut |w: &str| eprintln!("kao-extract: warning: {w}");
+            (OutputLock::acquire(&args.out, warn)?, None)
+        }
+        Some((shard, by)) => {
+            if args.out.join(MANIFEST).is_file() && !args.out.join(PARTS_DIR).is_dir() {
+                bail!(
+                    "{}: holds the manifest of a run without shards; write a sharded run to another --out",
+                    args.out.display()
+                );
+            }
+            let lock = OutputLock::acquire_shared(&args.out)?;
+            let mine = shard.select(&videos);
+            let mut todo = Vec::new();
+            let mut held = Vec::new();
+            for video in &mine {
+                if part_path(&args.out, video).is_file() {
+                    say(&format!("{video}: finished in an earlier run, skipped"));
+                    continue;
+                }
+                let warn = &mut |w: &str| eprintln!("kao-extract: warning: {video}: {w}");
+                held.push(OutputLock::acquire(&part_dir(&args.out, video), warn)?);
+                todo.push(video.clone());
+            }
+            eprintln!(
+                "kao-extract: shard {shard} (from {by}): {} of {} videos, {} to do",
+                mine.len(),
+                videos.len(),
+                todo.len()
+            );
+            (lock, Some((todo, held)))
+        }
+    };
     if !args.matching.refs.is_empty() {
         say("enrolling reference photos");
     }
@@ -297,24 +375,33 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     if let Some(spec) = frames_processed(&provenance(&schema)?) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
-    let mut manifest = ManifestWriter::create(lock, &schema)?;
-
-    // Resume: skip the videos an earlier run into this folder finished.
     let mut state = State::load(&args.out);
-    let previous = manifest.previous_sources();
-    let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
-        state.finished(v)
-            && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
-    });
-    for video in &done {
-        say(&format!("{video}: finished in an earlier run, skipped"));
-    }
-    state
-        .videos
-        .retain(|v, _| previous.contains(v) || done.contains(v));
-    for video in &todo {
-        manifest.replace(video);
-    }
+    let (mut sink, todo, _held) = match shard_todo {
+        None => {
+            let mut manifest = ManifestWriter::create(lock, &schema)?;
+            // Resume: skip the videos an earlier run into this folder finished.
+            let previous = manifest.previous_sources();
+            let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
+                state.finished(v)
+                    && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
+            });
+            for video in &done {
+                say(&format!("{video}: finished in an earlier run, skipped"));
+            }
+            state
+                .videos
+                .retain(|v, _| previous.contains(v) || done.contains(v));
+            for video in &todo {
+                manifest.replace(video);
+            }
+            (Sink::Manifest(manifest), todo, Vec::new())
+        }
+        Some((todo, held)) => (
+            Sink::Parts(PartWriter::new(&args.out, &schema), lock),
+            todo,
+            held,
+        ),
+    };
 
     let decode_options = DecodeOptions {
         every: args.every,
@@ -350,24 +437,27 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         let mut faces_in_video = 0u64;
         // Matched records to the align stage and the manifest; at a video's end the align
         // stage decides what it still holds.
-        let mut write =
-            |judged: Vec<RecordBatch>, faces_in_video: &mut u64, video_end: bool| -> Result<()> {
-                for batch in judged {
-                    stats
-                        .matches
-                        .fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
-                    *faces_in_video += batch.num_rows() as u64;
-                    for rows in align.push(batch)? {
-                        manifest.write(&rows)?;
-                    }
+        let mut write = |sink: &mut Sink,
+                         judged: Vec<RecordBatch>,
+                         faces_in_video: &mut u64,
+                         video_end: bool|
+         -> Result<()> {
+            for batch in judged {
+                stats
+                    .matches
+                    .fetch_add(count_matches(&batch) as u64, Ordering::Relaxed);
+                *faces_in_video += batch.num_rows() as u64;
+                for rows in align.push(batch)? {
+                    sink.write(&rows)?;
                 }
-                if video_end {
-                    for rows in align.finish()? {
-                        manifest.write(&rows)?;
-                    }
+            }
+            if video_end {
+                for rows in align.finish()? {
+                    sink.write(&rows)?;
                 }
-                Ok(())
-            };
+            }
+            Ok(())
+        };
         for msg in embedded_rx {
             match msg {
                 Err(e) => {
@@ -377,7 +467,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                 Ok(Msg::Frame(..)) => bail!("a frame record reached the matcher"),
                 Ok(Msg::Records(batch)) => {
                     for tracked in track.push(batch)? {
-                        write(matching.push(tracked)?, &mut faces_in_video, false)?;
+                        write(
+                            &mut sink,
+                            matching.push(tracked)?,
+                            &mut faces_in_video,
+                            false,
+                        )?;
                     }
                     bar.set_message(message(stats));
                 }
@@ -388,9 +483,20 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                     message: text,
                 }) => {
                     for tracked in track.finish()? {
-                        write(matching.push(tracked)?, &mut faces_in_video, false)?;
+                        write(
+                            &mut sink,
+                            matching.push(tracked)?,
+                            &mut faces_in_video,
+                            false,
+                        )?;
                     }
-                    write(matching.finish()?, &mut faces_in_video, true)?;
+                    write(&mut sink, matching.finish()?, &mut faces_in_video, true)?;
+                    if let Sink::Parts(parts, _) = &mut sink {
+                        match outcome {
+                            Outcome::Complete | Outcome::Truncated => parts.finish_video(&video)?,
+                            Outcome::Failed | Outcome::Interrupted => parts.abandon_video(&video),
+                        }
+                    }
                     match &outcome {
                         Outcome::Failed => {
                             bar.suspend(|| {
@@ -425,19 +531,26 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     })?;
     crops += align.crops_written();
     bar.finish_and_clear();
-    let rows = manifest.rows();
-    let (path, lock) = manifest.finish()?;
-    // The manifest is complete: a failure to group the unknown faces is a warning, not a
-    // failed run.
-    let clustered = cluster_folder(&lock, args.cluster_threshold).unwrap_or_else(|e| {
-        eprintln!(
-            "kao-extract: warning: faces without an identity not grouped: {}",
-            kao_record::cli::one_line(&e)
-        );
-        Default::default()
-    });
-    let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
-    write_atomic(&args.out.join(STATE_FILE), &state_json)?;
+    let (rows, path, clustered) = match sink {
+        Sink::Manifest(manifest) => {
+            let rows = manifest.rows();
+            let (path, lock) = manifest.finish()?;
+            // The manifest is complete: a failure to group the unknown faces is a warning,
+            // not a failed run.
+            let clustered = cluster_folder(&lock, args.cluster_threshold).unwrap_or_else(|e| {
+                eprintln!(
+                    "kao-extract: warning: faces without an identity not grouped: {}",
+                    kao_record::cli::one_line(&e)
+                );
+                Default::default()
+            });
+            let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
+            write_atomic(&args.out.join(STATE_FILE), &state_json)?;
+            (rows, path, clustered)
+        }
+        // kao-merge groups the unknown faces of all shards together.
+        Sink::Parts(parts, _lock) => (parts.rows(), args.out.join(PARTS_DIR), Default::default()),
+    };
 
     let secs = started.elapsed().as_secs_f64();
     let frames = stats.frames.load(Ordering::Relaxed);
@@ -458,8 +571,32 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             clustered.tracks, clustered.clusters
         ));
     }
-    say(&format!("manifest: {}", path.display()));
+    if shard.is_some() {
+        say(&format!(
+            "manifest parts: {}; when every shard has ended: kao-merge {}",
+            path.display(),
+            args.out.display()
+        ));
+    } else {
+        say(&format!("manifest: {}", path.display()));
+    }
     Ok(status)
+}
+
+/// Where manifest rows go: the folder's manifest, or one part per video for a shard (with the
+/// folder's lock, shared with the other shards).
+enum Sink {
+    Manifest(ManifestWriter),
+    Parts(PartWriter, OutputLock),
+}
+
+impl Sink {
+    fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        match self {
+            Sink::Manifest(manifest) => manifest.write(rows),
+            Sink::Parts(parts, _) => parts.write(rows),
+        }
+    }
 }
 
 /// Decodes the videos in order and sends their frame records, then an end marker per video.

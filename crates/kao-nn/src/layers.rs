@@ -92,7 +92,7 @@ impl ConvSpec {
 
 impl<B: Backend> Conv2d<B> {
     /// Builds the convolution from a dlib `con` record and the `affine` record that may
-    /// follow it (see [`ConvSpec::from_dlib`] for what is checked).
+    /// follow it (see `ConvSpec::from_dlib` for what is checked).
     pub fn from_dlib(
         c: &dat::Conv,
         affine: Option<&dat::Affine>,

@@ -355,6 +355,7 @@ impl Model {
 /// The builder with ONNX Runtime's CUDA provider on GPU `index`, or the builder back with the
 /// reason it could not be had.
 #[cfg(feature = "cuda")]
+#[allow(clippy::result_large_err)] // The builder comes back to the caller, which goes on with the CPU.
 fn cuda_provider(
     builder: ort::session::builder::SessionBuilder,
     index: usize,
@@ -375,6 +376,7 @@ fn cuda_provider(
 
 /// Without the `cuda` feature there is no CUDA provider to ask for.
 #[cfg(not(feature = "cuda"))]
+#[allow(clippy::result_large_err)] // The builder comes back to the caller, which goes on with the CPU.
 fn cuda_provider(
     builder: ort::session::builder::SessionBuilder,
     _index: usize,

@@ -267,7 +267,7 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
     let mut index: HashMap<(&str, u64), usize> = HashMap::new();
     let mut sums: Vec<(Vec<f32>, usize)> = Vec::new();
     let mut row_track: Vec<Option<usize>> = vec![None; batch.num_rows()];
-    for row in 0..batch.num_rows() {
+    for (row, slot) in row_track.iter_mut().enumerate() {
         if identity.is_valid(row) || tracks.is_null(row) || embeddings.is_null(row) {
             continue;
         }
@@ -281,7 +281,7 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
             *s += v;
         }
         sums[t].1 += 1;
-        row_track[row] = Some(t);
+        *slot = Some(t);
     }
     let means: Vec<Vec<f32>> = sums
         .into_iter()
@@ -291,8 +291,8 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
     let mut moved = 0;
     let mut new_crops: Vec<Option<String>> = Vec::with_capacity(batch.num_rows());
     let mut cluster_ids: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        let cluster = row_track[row].map(|t| labels[t]);
+    for (row, track) in row_track.iter().enumerate() {
+        let cluster = track.map(|t| labels[t]);
         let crop = crops.is_valid(row).then(|| crops.value(row).to_string());
         let crop = match (cluster, crop) {
             (Some(c), Some(path)) if path.starts_with(&format!("{UNKNOWN_DIR}/")) => {

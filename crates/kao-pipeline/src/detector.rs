@@ -302,7 +302,8 @@ impl Detector for Yunet {
             let s = stride as f32;
             for cell in 0..cells {
                 let score = (cls[cell].clamp(0.0, 1.0) * obj[cell].clamp(0.0, 1.0)).sqrt();
-                if !(score > Self::SCORE_THRESHOLD) {
+                // NaN scores (from NaN outputs) are no faces either.
+                if score.is_nan() || score <= Self::SCORE_THRESHOLD {
                     continue;
                 }
                 let (row, col) = ((cell / cols) as f32, (cell % cols) as f32);

@@ -16,12 +16,15 @@ use anyhow::{Context, Result, bail};
 /// File name of the lock inside the output folder.
 pub const LOCK_FILE: &str = ".kao-lock";
 
-/// The held lock of an output folder; released (and its file removed) when dropped.
+/// The held lock of an output folder; released (and, held alone, its file removed) when
+/// dropped.
 #[derive(Debug)]
 pub struct OutputLock {
     file: File,
     path: PathBuf,
     dir: PathBuf,
+    /// Held with other shards of one run ([`OutputLock::acquire_shared`]).
+    shared: bool,
 }
 
 /// This machine's host name, for the lock file.
@@ -44,7 +47,7 @@ impl OutputLock {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
         let path = dir.join(LOCK_FILE);
-        let mut file = Self::lock_file(dir, &path)?;
+        let mut file = Self::lock_file(dir, &path, false)?;
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         if !holder.trim().is_empty() {
@@ -64,14 +67,37 @@ impl OutputLock {
             file,
             path,
             dir: dir.to_path_buf(),
+            shared: false,
         };
         lock.remove_leftovers();
         Ok(lock)
     }
 
+    /// Takes the lock of `dir` (created if needed) together with the other shards of a
+    /// sharded run: any number of shards hold it at once, while a run that writes the whole
+    /// folder (kao-extract without shards, kao-align, kao-merge, kao-cluster) holds it alone,
+    /// so neither starts while the other runs. Shards exclude each other per video, with the
+    /// exclusive lock of the video's partition folder; this lock sweeps nothing, as other
+    /// shards' temporary files are in use.
+    pub fn acquire_shared(dir: &Path) -> Result<OutputLock> {
+        if dir.exists() && !dir.is_dir() {
+            bail!("{}: is a file; the output must be a folder", dir.display());
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let file = Self::lock_file(dir, &path, true)?;
+        Ok(OutputLock {
+            file,
+            path,
+            dir: dir.to_path_buf(),
+            shared: true,
+        })
+    }
+
     /// Opens and locks `path`, or fails naming the holder. Retries when the file was replaced
     /// between opening and locking (a run that finished removes it).
-    fn lock_file(dir: &Path, path: &Path) -> Result<File> {
+    fn lock_file(dir: &Path, path: &Path, shared: bool) -> Result<File> {
         use std::os::unix::fs::MetadataExt;
         for _ in 0..8 {
             let mut file = OpenOptions::new()
@@ -83,7 +109,12 @@ impl OutputLock {
                 .with_context(|| {
                     format!("{}: cannot open the output folder's lock", path.display())
                 })?;
-            match file.try_lock() {
+            let locked = if shared {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match locked {
                 Ok(()) => {
                     let same = match (file.metadata(), std::fs::metadata(path)) {
                         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -97,14 +128,16 @@ impl OutputLock {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
                     let holder = holder.trim();
+                    if holder.is_empty() {
+                        bail!(
+                            "{}: the shards of a sharded run are writing into this folder; wait for every task to end (then kao-merge it) or choose another --out",
+                            dir.display()
+                        );
+                    }
                     bail!(
                         "{}: another kao run is writing into this folder ({}); wait for it to finish or choose another --out",
                         dir.display(),
-                        if holder.is_empty() {
-                            "its PID is not recorded yet"
-                        } else {
-                            holder
-                        }
+                        holder
                     );
                 }
                 Err(TryLockError::Error(e)) => {
@@ -151,6 +184,11 @@ impl OutputLock {
 
 impl Drop for OutputLock {
     fn drop(&mut self) {
+        if self.shared {
+            // Other shards may hold it still; the file stays (empty: it names nobody).
+            let _ = self.file.unlock();
+            return;
+        }
         // Empty first: a run that cannot remove the file still leaves no holder named.
         let _ = self.file.set_len(0);
         let _ = std::fs::remove_file(&self.path);

@@ -211,7 +211,7 @@ fn read_previous(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
 }
 
 /// The first difference between two runs' stage options, ignoring the input names.
-fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
+pub(crate) fn difference(old: &[Provenance], new: &[Provenance]) -> Option<String> {
     let stages = |h: &[Provenance]| h.iter().map(|p| p.stage.clone()).collect::<Vec<_>>();
     if stages(old) != stages(new) {
         return Some(format!(

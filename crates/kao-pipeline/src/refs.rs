@@ -571,7 +571,7 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
                     // Entropy-coded data up to the next marker that is not a stuffed zero or
                     // a restart.
                     while at + 1 < bytes.len()
-                        && !(bytes[at] == 0xff && !matches!(bytes[at + 1], 0x00 | 0xd0..=0xd7))
+                        && (bytes[at] != 0xff || matches!(bytes[at + 1], 0x00 | 0xd0..=0xd7))
                     {
                         at += 1;
                     }

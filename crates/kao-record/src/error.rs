@@ -80,7 +80,7 @@ pub enum RecordError {
         /// Input name.
         name: String,
         /// What is wrong.
-        error: SchemaError,
+        error: Box<SchemaError>,
     },
     /// The input holds no records at all.
     #[error("{name}: no records: the {what} is empty")]
@@ -171,7 +171,7 @@ impl SchemaError {
     pub fn at(self, name: &str) -> RecordError {
         RecordError::Metadata {
             name: name.to_string(),
-            error: self,
+            error: Box::new(self),
         }
     }
 }

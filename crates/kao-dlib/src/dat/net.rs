@@ -5,7 +5,7 @@
 //! wrapper writes its version, then its sub-network, then its own details. So the file
 //! holds the loss record, a prefix of wrapper versions (outermost first), the input
 //! record, and then the layer details from the input side to the output side. The
-//! nesting is fixed by the C++ net type, so each model has a [`Spec`] list that the
+//! nesting is fixed by the C++ net type, so each model has a `Spec` list that the
 //! parser checks the file against, record by record.
 
 use std::path::Path;

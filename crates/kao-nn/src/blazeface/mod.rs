@@ -1,7 +1,7 @@
 //! MediaPipe BlazeFace (`face_detection_{short,full}_range.tflite`, `models.md` §3),
 //! built from the tflite graph itself and run by two executors of that one graph.
 //!
-//! [`Graph`] walks the model's compute ops in order (the fp16 weights' DEQUANTIZE ops are
+//! `Graph` walks the model's compute ops in order (the fp16 weights' DEQUANTIZE ops are
 //! resolved by `kao_tflite`), checks each, and keeps it with its constants:
 //!
 //! | tflite op | graph op |

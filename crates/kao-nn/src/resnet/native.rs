@@ -371,7 +371,7 @@ impl Block {
     }
 }
 
-/// dlib's face-recognition ResNet on the CPU without burn: the same [`ResnetSpec`] as
+/// dlib's face-recognition ResNet on the CPU without burn: the same `ResnetSpec` as
 /// [`super::ResNet`]. Embeddings agree with dlib's as closely as burn's (the tests).
 #[derive(Debug, Clone)]
 pub struct NativeResNet {
