@@ -65,15 +65,38 @@ impl Metric {
 }
 
 impl Manifest {
-    /// Loads `path`: a kao output folder (its `manifest.parquet`) or a Parquet file of face
-    /// records.
+    /// Loads `path`: a kao output folder (its `manifest.parquet`, or, for a sharded run not
+    /// merged yet, its parts `manifest/video=*/part-0.parquet` one after the other), or a
+    /// Parquet file of face records.
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest> {
         let given = path.as_ref();
-        let path = if given.is_dir() {
-            given.join(MANIFEST)
-        } else {
-            given.to_path_buf()
-        };
+        if !given.is_dir() {
+            return Self::load_file(given.to_path_buf());
+        }
+        let path = given.join(MANIFEST);
+        let parts = parts(given);
+        if path.exists() || parts.is_empty() {
+            return Self::load_file(path);
+        }
+        let mut loaded = parts.into_iter().map(Self::load_file);
+        let mut manifest = loaded.next().expect("at least one part")?;
+        for part in loaded {
+            let part = part?;
+            manifest
+                .frame
+                .vstack_mut(&part.frame)
+                .map_err(|source| AnalysisError::Polars {
+                    path: part.path.display().to_string(),
+                    source,
+                })?;
+        }
+        // Crop paths are relative to the run folder, as in a merged manifest.
+        manifest.path = path;
+        Ok(manifest)
+    }
+
+    /// Loads one Parquet file of face records.
+    fn load_file(path: PathBuf) -> Result<Manifest> {
         let name = path.display().to_string();
         let file = File::open(&path).map_err(|e| AnalysisError::Io {
             path: name.clone(),
@@ -421,9 +444,49 @@ pub fn label_from_path(path: &str, root: &str) -> String {
     }
 }
 
+/// The manifest parts of a sharded run folder (`manifest/video=*/part-0.parquet`), sorted.
+fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.join("manifest"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("video="))
+        .map(|e| e.path().join("part-0.parquet"))
+        .filter(|p| p.is_file())
+        .collect();
+    parts.sort();
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sharded_runs_parts_load_as_one_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        for (video, faces) in [("a", 2u32), ("b", 3)] {
+            let part = dir.path().join(format!("manifest/video={video}"));
+            std::fs::create_dir_all(&part).unwrap();
+            let n = faces as usize;
+            let mut frame = df!(
+                "source" => vec![format!("{video}.mp4"); n],
+                "frame_index" => (0..faces as u64).collect::<Vec<_>>(),
+                "pts" => vec![0.0f64; n],
+                "face_index" => vec![0u32; n],
+            )
+            .unwrap();
+            let file = File::create(part.join("part-0.parquet")).unwrap();
+            ParquetWriter::new(file).finish(&mut frame).unwrap();
+        }
+        let manifest = Manifest::load(dir.path()).unwrap();
+        assert_eq!(manifest.frame.height(), 5);
+        assert_eq!(manifest.dir(), dir.path());
+        // A folder with neither is a one-line error naming the manifest.
+        let empty = tempfile::tempdir().unwrap();
+        let e = Manifest::load(empty.path()).err().unwrap().to_string();
+        assert!(e.contains("manifest.parquet") && !e.contains('\n'), "{e}");
+    }
 
     #[test]
     fn labels_follow_the_reference_naming_rule() {

@@ -27,7 +27,8 @@ use kao_record::write_atomic;
 #[derive(Parser, Debug)]
 #[command(name = "kao-report", version)]
 struct Args {
-    /// A kao output folder (holding manifest.parquet), or a manifest file.
+    /// A kao output folder (manifest.parquet, or a sharded run's parts before kao-merge), or
+    /// a manifest file.
     dir: PathBuf,
     /// Where to write the page [default: report.html beside the manifest].
     #[arg(long, short, value_name = "FILE")]
