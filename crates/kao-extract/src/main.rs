@@ -104,6 +104,11 @@ struct Args {
     /// [default: the embedder's matching threshold]. Without --ref every face is clustered.
     #[arg(long, value_name = "D")]
     cluster_threshold: Option<f32>,
+    /// After the run, draw every face on the videos (box, name or cluster, similarity, track)
+    /// and write them to FILE as an H.264 video, as kao-preview does; kao-report links
+    /// DIR/preview.mp4.
+    #[arg(long, value_name = "FILE")]
+    preview: Option<PathBuf>,
     /// No progress bar and no summary (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -271,6 +276,10 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         }
     };
     let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+    // A preview that cannot be written is refused now, not after the run.
+    if let Some(preview) = &args.preview {
+        kao_preview::check_output(preview)?;
+    }
     if !args.matching.refs.is_empty() {
         say("enrolling reference photos");
     }
@@ -302,6 +311,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     // Resume: skip the videos an earlier run into this folder finished.
     let mut state = State::load(&args.out);
     let previous = manifest.previous_sources();
+    let all_videos = videos.clone();
     let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
         state.finished(v)
             && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
@@ -459,7 +469,84 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         ));
     }
     say(&format!("manifest: {}", path.display()));
+    if let Some(preview) = &args.preview {
+        status = status.max(make_preview(
+            args,
+            preview,
+            &all_videos,
+            &state,
+            status,
+            stop,
+        ));
+    }
+    drop(lock);
     Ok(status)
+}
+
+/// Draws the run's videos (those that could be read) with their faces into `out`, holding
+/// the folder's lock; returns the exit status it adds (1 when it failed).
+fn make_preview(
+    args: &Args,
+    out: &Path,
+    videos: &[String],
+    state: &State,
+    status: u8,
+    stop: &AtomicBool,
+) -> u8 {
+    if status == EXIT_INTERRUPTED || stop.load(Ordering::SeqCst) {
+        eprintln!("kao-extract: no preview: the run was interrupted");
+        return 0;
+    }
+    let readable: Vec<String> = videos
+        .iter()
+        .filter(|v| {
+            state
+                .videos
+                .get(*v)
+                .is_some_and(|s| s.outcome != Outcome::Failed)
+        })
+        .cloned()
+        .collect();
+    if readable.is_empty() {
+        eprintln!("kao-extract: no preview: no video could be read");
+        return 1;
+    }
+    if !args.quiet {
+        eprintln!("kao-extract: drawing the preview");
+    }
+    let result = kao_preview::render(
+        &kao_preview::Preview {
+            manifest: &args.out,
+            videos: &readable,
+            video_dir: None,
+            out,
+            progress: !args.quiet,
+            stop: Some(stop),
+            crf: kao_preview::DEFAULT_CRF,
+        },
+        &mut |_| {},
+    );
+    match result {
+        Ok(r) => {
+            if !args.quiet {
+                eprintln!(
+                    "kao-extract: preview: {} ({} frames in {:.1} s)",
+                    r.path.display(),
+                    r.frames,
+                    r.seconds
+                );
+            }
+            0
+        }
+        Err(e) if stop.load(Ordering::SeqCst) => {
+            eprintln!("kao-extract: no preview: {}", kao_record::cli::one_line(&e));
+            EXIT_INTERRUPTED
+        }
+        Err(e) => {
+            eprintln!("kao-extract: preview: {}", kao_record::cli::one_line(&e));
+            1
+        }
+    }
 }
 
 /// Decodes the videos in order and sends their frame records, then an end marker per video.

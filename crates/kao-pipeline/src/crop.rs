@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -295,27 +295,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// [`write_atomic`] without the path in the error context.
 fn write_atomic_inner(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .context("the path does not end in a file name")?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_folder(path);
     fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
-
-    // Keep the temporary name within common file-name limits for long final names.
-    let name = name.to_string_lossy();
-    let mut cut = name.len().min(200);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let temp = dir.join(format!(
-        ".kao-{}.{}-{}.part",
-        &name[..cut],
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temp = temp_path(path)?;
     let result = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -331,6 +313,36 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// The folder `path` is in (`.` for a bare file name).
+fn parent_folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A fresh temporary name beside `path` for writing it atomically:
+/// `.kao-<name>.<pid>-<n>.part` in the same folder (the pattern [`crate::lock`] sweeps up
+/// after a kill), for writers that need a file name rather than bytes (an FFmpeg muxer).
+/// The caller renames it over `path` when complete, and removes it on failure.
+pub fn temp_path(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .context("the path does not end in a file name")?;
+    // Keep the temporary name within common file-name limits for long final names.
+    let name = name.to_string_lossy();
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Ok(parent_folder(path).join(format!(
+        ".kao-{}.{}-{}.part",
+        &name[..cut],
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )))
 }
 
 #[cfg(test)]
