@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's libavcodec comes with libx264, the H.264 encoder kao-preview writes with.
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
           libavdevice-dev libavfilter-dev pkg-config clang libclang-dev ffmpeg
           # The RTSP tests' server (tests/rtsp_server.py): GStreamer's RTSP server from Python.

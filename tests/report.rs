@@ -199,6 +199,10 @@ fn the_report_summarises_the_run_and_loads_in_chromium() {
     );
     let html = std::fs::read_to_string(&other).unwrap();
     assert_eq!(html.matches("<img class=\"thumb\"").count(), crops);
+    assert!(
+        !html.contains("<video"),
+        "no preview in the folder, none linked"
+    );
     assert_eq!(html.matches("class=\"nothumb\"").count(), rejected);
 }
 
@@ -332,7 +336,9 @@ fn clusters_of_unknown_people_get_a_row_and_a_sheet_each() {
     let done = run(kao("kao-extract")
         .arg(fixture("sample.mp4"))
         .args(["--every", "5", "-q", "--out"])
-        .arg(&out));
+        .arg(&out)
+        .arg("--preview")
+        .arg(out.join("preview.mp4")));
     assert!(
         done.status.success(),
         "{}",
@@ -356,6 +362,11 @@ fn clusters_of_unknown_people_get_a_row_and_a_sheet_each() {
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("unknown/0"), "a sheet per cluster");
+    // The folder's preview (kao-extract --preview) is linked and shown.
+    assert!(
+        html.contains("<a href=\"preview.mp4\">") && html.contains("src=\"preview.mp4\""),
+        "the preview is linked"
+    );
     // Each cluster's crops are shown on its sheet.
     let crops = std::fs::read_dir(out.join("unknown/0")).unwrap().count();
     assert!(crops > 0 && html.matches("<img class=\"thumb\"").count() >= crops);

@@ -121,6 +121,11 @@ struct Args {
     /// [default: the embedder's matching threshold]. Without --ref every face is clustered.
     #[arg(long, value_name = "D")]
     cluster_threshold: Option<f32>,
+    /// After the run, draw every face on the videos (box, name or cluster, similarity, track)
+    /// and write them to FILE as an H.264 video, as kao-preview does; kao-report links
+    /// DIR/preview.mp4.
+    #[arg(long, value_name = "FILE")]
+    preview: Option<PathBuf>,
     /// No progress bar and no summary (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -349,6 +354,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             (lock, Some((todo, held)))
         }
     };
+    // A preview that cannot be written is refused now, not after the run.
+    if let Some(preview) = &args.preview {
+        if shard.is_some() {
+            bail!(
+                "--preview draws a whole run: after kao-merge, run kao-preview on the folder instead"
+            );
+        }
+        kao_preview::check_output(preview)?;
+    }
     if !args.matching.refs.is_empty() {
         say("enrolling reference photos");
     }
@@ -376,6 +390,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
     let mut state = State::load(&args.out);
+    let all_videos = videos.clone();
     let (mut sink, todo, _held) = match shard_todo {
         None => {
             let mut manifest = ManifestWriter::create(lock, &schema)?;
@@ -531,7 +546,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     })?;
     crops += align.crops_written();
     bar.finish_and_clear();
-    let (rows, path, clustered) = match sink {
+    // The folder stays locked until the preview is drawn.
+    let (rows, path, clustered, lock) = match sink {
         Sink::Manifest(manifest) => {
             let rows = manifest.rows();
             let (path, lock) = manifest.finish()?;
@@ -546,10 +562,15 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             });
             let state_json = serde_json::to_vec_pretty(&state).context("encoding the run state")?;
             write_atomic(&args.out.join(STATE_FILE), &state_json)?;
-            (rows, path, clustered)
+            (rows, path, clustered, lock)
         }
         // kao-merge groups the unknown faces of all shards together.
-        Sink::Parts(parts, _lock) => (parts.rows(), args.out.join(PARTS_DIR), Default::default()),
+        Sink::Parts(parts, lock) => (
+            parts.rows(),
+            args.out.join(PARTS_DIR),
+            Default::default(),
+            lock,
+        ),
     };
 
     let secs = started.elapsed().as_secs_f64();
@@ -580,6 +601,17 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     } else {
         say(&format!("manifest: {}", path.display()));
     }
+    if let Some(preview) = &args.preview {
+        status = status.max(make_preview(
+            args,
+            preview,
+            &all_videos,
+            &state,
+            status,
+            stop,
+        ));
+    }
+    drop(lock);
     Ok(status)
 }
 
@@ -595,6 +627,72 @@ impl Sink {
         match self {
             Sink::Manifest(manifest) => manifest.write(rows),
             Sink::Parts(parts, _) => parts.write(rows),
+        }
+    }
+}
+
+/// Draws the run's videos (those that could be read) with their faces into `out`, holding
+/// the folder's lock; returns the exit status it adds (1 when it failed).
+fn make_preview(
+    args: &Args,
+    out: &Path,
+    videos: &[String],
+    state: &State,
+    status: u8,
+    stop: &AtomicBool,
+) -> u8 {
+    if status == EXIT_INTERRUPTED || stop.load(Ordering::SeqCst) {
+        eprintln!("kao-extract: no preview: the run was interrupted");
+        return 0;
+    }
+    let readable: Vec<String> = videos
+        .iter()
+        .filter(|v| {
+            state
+                .videos
+                .get(*v)
+                .is_some_and(|s| s.outcome != Outcome::Failed)
+        })
+        .cloned()
+        .collect();
+    if readable.is_empty() {
+        eprintln!("kao-extract: no preview: no video could be read");
+        return 1;
+    }
+    if !args.quiet {
+        eprintln!("kao-extract: drawing the preview");
+    }
+    let result = kao_preview::render(
+        &kao_preview::Preview {
+            manifest: &args.out,
+            videos: &readable,
+            video_dir: None,
+            out,
+            progress: !args.quiet,
+            stop: Some(stop),
+            crf: kao_preview::DEFAULT_CRF,
+        },
+        &mut |_| {},
+    );
+    match result {
+        Ok(r) => {
+            if !args.quiet {
+                eprintln!(
+                    "kao-extract: preview: {} ({} frames in {:.1} s)",
+                    r.path.display(),
+                    r.frames,
+                    r.seconds
+                );
+            }
+            0
+        }
+        Err(e) if stop.load(Ordering::SeqCst) => {
+            eprintln!("kao-extract: no preview: {}", kao_record::cli::one_line(&e));
+            EXIT_INTERRUPTED
+        }
+        Err(e) => {
+            eprintln!("kao-extract: preview: {}", kao_record::cli::one_line(&e));
+            1
         }
     }
 }

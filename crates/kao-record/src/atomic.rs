@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
@@ -12,8 +12,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` so that `path` either keeps its old content or holds all of
 /// `bytes`: creates the parent folders, writes a hidden temporary file
-/// (`.kao-<name>.<pid>-<n>.part`, the pattern a later run's kao-pipeline's output lock sweeps up after a
-/// kill) in the same folder and renames it over `path`. On error the
+/// (`.kao-<name>.<pid>-<n>.part`, the pattern kao-pipeline's output lock sweeps up after
+/// a kill) in the same folder and renames it over `path`. On error the
 /// temporary file is removed. The data is not fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic_inner(path, bytes).with_context(|| format!("writing {}", path.display()))
@@ -21,27 +21,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// [`write_atomic`] without the path in the error context.
 fn write_atomic_inner(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .context("the path does not end in a file name")?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let temp = temp_path(path)?;
+    let dir = temp.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
-
-    // Keep the temporary name within common file-name limits for long final names.
-    let name = name.to_string_lossy();
-    let mut cut = name.len().min(200);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let temp = dir.join(format!(
-        ".kao-{}.{}-{}.part",
-        &name[..cut],
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
     let result = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -57,6 +39,32 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// A fresh temporary name beside `path` for writing it atomically:
+/// `.kao-<name>.<pid>-<n>.part` in the same folder (the pattern kao-pipeline's output lock
+/// sweeps up after a kill), for writers that need a file name rather than bytes (an FFmpeg
+/// muxer). The caller renames it over `path` when complete, and removes it on failure.
+pub fn temp_path(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .context("the path does not end in a file name")?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Keep the temporary name within common file-name limits for long final names.
+    let name = name.to_string_lossy();
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Ok(dir.join(format!(
+        ".kao-{}.{}-{}.part",
+        &name[..cut],
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )))
 }
 
 #[cfg(test)]

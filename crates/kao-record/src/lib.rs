@@ -12,7 +12,7 @@ mod error;
 mod io;
 pub mod schema;
 
-pub use atomic::write_atomic;
+pub use atomic::{temp_path, write_atomic};
 pub use embedding::{EmbeddingSpace, Metric};
 pub use error::{RecordError, SchemaError};
 pub use io::{Format, RecordReader, RecordWriter};

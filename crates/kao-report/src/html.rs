@@ -151,6 +151,8 @@ pub struct Page<'a> {
     pub rejected: &'a DataFrame,
     pub plan: &'a Plan,
     pub thumbs: &'a Thumbs,
+    /// The link to the run's preview video (kao-preview), when there is one.
+    pub preview: Option<&'a str>,
 }
 
 const STYLE: &str = "
@@ -167,7 +169,7 @@ figure img{display:block;border:2px solid #4a4;border-radius:3px}
 figure.rejected img{border-color:#c66;opacity:.85}
 figure.rejected .nothumb{display:flex;align-items:center;justify-content:center;border:2px dashed #c66;color:#c66}
 .reason{font-weight:bold;color:#a33}.more{color:#666;margin:4px 0 0}
-svg{max-width:100%;height:auto}";
+svg{max-width:100%;height:auto}video.preview{max-width:100%;max-height:480px}";
 
 /// Counts what loaded, for a browser test: `data-thumbs-loaded`, `data-thumbs-broken` and
 /// `data-errors` on `<body>`.
@@ -207,6 +209,16 @@ pub fn render(page: &Page<'_>) -> Result<String> {
         },
         esc(&stages(m))
     )?;
+    if let Some(href) = page.preview {
+        writeln!(
+            h,
+            "<h2>Preview</h2><p><a href=\"{0}\">{0}</a>: every face drawn on the video \
+             (kao-preview): solid green boxes for matched faces, dashed orange for the others, \
+             with name or cluster, similarity and track.</p>\
+             <video class=\"preview\" controls preload=\"metadata\" src=\"{0}\"></video>",
+            esc(href)
+        )?;
+    }
     writeln!(h, "<h2>People</h2>{}", html_table(page.people))?;
     writeln!(h, "<h2>Videos</h2>{}", html_table(page.videos))?;
     writeln!(

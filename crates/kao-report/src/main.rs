@@ -95,6 +95,7 @@ fn run(args: &Args) -> Result<()> {
         thumbs::Videos::Open(args.videos.as_deref())
     };
     let thumbs = thumbs::make(&manifest, &faces, &plan, args.thumb, open);
+    let preview = preview_link(manifest.dir(), &page_path);
     let page = html::render(&html::Page {
         manifest: &manifest,
         faces: &faces,
@@ -103,6 +104,7 @@ fn run(args: &Args) -> Result<()> {
         rejected: &rejected,
         plan: &plan,
         thumbs: &thumbs,
+        preview: preview.as_deref(),
     })?;
     write_atomic(&page_path, page.as_bytes())?;
     eprintln!(
@@ -113,4 +115,32 @@ fn run(args: &Args) -> Result<()> {
         thumbs.rejected
     );
     Ok(())
+}
+
+/// The preview video's name in an output folder (`kao_preview::PREVIEW`: kao-preview's and
+/// `kao-extract --preview`'s conventional file).
+const PREVIEW: &str = "preview.mp4";
+
+/// The link from the page at `page` to `DIR/preview.mp4`, when that file exists: its name
+/// when the page is in the same folder, else its absolute path.
+fn preview_link(dir: &std::path::Path, page: &std::path::Path) -> Option<String> {
+    let video = dir.join(PREVIEW);
+    if !video.is_file() {
+        return None;
+    }
+    let page_dir = match page.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let same = match (page_dir.canonicalize(), dir.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Some(PREVIEW.to_string());
+    }
+    video
+        .canonicalize()
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }

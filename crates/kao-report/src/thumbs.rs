@@ -94,7 +94,7 @@ pub fn make(
     }
     for (source, frames) in wanted {
         let last = frames.keys().next_back().copied().unwrap_or(0);
-        let found = locate(source, manifest.dir(), video_dir);
+        let found = kao_video::locate(source, manifest.dir(), video_dir);
         if found != source {
             eprintln!("kao-report: {source} not found as recorded; reading {found}");
         }
@@ -121,30 +121,6 @@ pub fn make(
         }
     }
     thumbs
-}
-
-/// Where to read a video recorded as `source` (the input as given to kao-extract or
-/// kao-decode, often relative to a folder the report does not run in): as recorded if
-/// that exists (or is not a local path), else the first existing of `DIR/source` and
-/// `DIR/<file name>` for `video_dir`, the manifest's folder and the folder above it; else
-/// as recorded (so the error names it).
-fn locate(source: &str, manifest_dir: &Path, video_dir: Option<&Path>) -> String {
-    let recorded = Path::new(source);
-    if source.contains("://") || recorded.exists() {
-        return source.to_string();
-    }
-    let name = recorded.file_name().map(Path::new);
-    let bases = video_dir
-        .into_iter()
-        .chain([manifest_dir])
-        .chain(manifest_dir.parent());
-    bases
-        .flat_map(|base| {
-            let relative = recorded.is_relative().then(|| base.join(recorded));
-            relative.into_iter().chain(name.map(|n| base.join(n)))
-        })
-        .find(|candidate| candidate.is_file())
-        .map_or_else(|| source.to_string(), |p| p.to_string_lossy().into_owned())
 }
 
 /// Decodes an image file (PNG or JPEG crop) to RGB.

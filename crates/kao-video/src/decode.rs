@@ -108,7 +108,7 @@ pub enum DecodeError {
 
 static INIT: Once = Once::new();
 
-fn init() {
+pub(crate) fn init() {
     INIT.call_once(|| {
         // Initialisation only fails on FFmpeg builds without any formats; opening fails then too.
         let _ = ff::init();
@@ -731,6 +731,10 @@ pub struct Probe {
     pub duration: Option<f64>,
     /// Average frame rate, when known.
     pub rate: Option<f64>,
+    /// Average frame rate as a fraction (numerator, denominator), when known.
+    pub frame_rate: Option<(i32, i32)>,
+    /// The video stream's time base (numerator, denominator), when known.
+    pub time_base: Option<(i32, i32)>,
 }
 
 impl Probe {
@@ -752,11 +756,17 @@ pub fn probe(input: &str) -> Result<Probe, DecodeError> {
             input: input.into(),
         })?;
     let avg = st.avg_frame_rate();
+    let tb = st.time_base();
     let duration = ictx.duration();
+    let positive = |r: ff::Rational| {
+        (r.numerator() > 0 && r.denominator() > 0).then(|| (r.numerator(), r.denominator()))
+    };
     Ok(Probe {
         frames: (st.frames() > 0).then_some(st.frames() as u64),
         duration: (duration > 0).then(|| duration as f64 / f64::from(ff::ffi::AV_TIME_BASE)),
         rate: (avg.numerator() > 0 && avg.denominator() > 0).then(|| f64::from(avg)),
+        frame_rate: positive(avg),
+        time_base: positive(tb),
     })
 }
 

@@ -5,11 +5,18 @@
 //! Frames stream out as they decode: a decoder thread (with FFmpeg's frame threads) feeds the
 //! caller's thread, which converts to RGB and hands each frame to a sink. Memory stays bounded
 //! whatever the length of the input.
+//!
+//! The other way, [`Encoder`] writes RGB frames as an H.264 video (kao-preview).
 
 mod decode;
+mod encode;
+mod locate;
 mod select;
 
 pub use decode::{
     DecodeError, DecodeOptions, Frame, Probe, Summary, decode, probe, set_ffmpeg_log_level,
 };
+pub use encode::{EncodeError, EncodeOptions, Encoder, container_for};
 pub use ffmpeg_next::log::Level as FfmpegLogLevel;
+pub use locate::locate;
+pub use select::{Selector, Verdict};
