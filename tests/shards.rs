@@ -291,3 +291,249 @@ fn bad_shards_and_layouts_are_one_line_errors() {
     ));
     one_line_error(kao("kao-merge").arg(&sharded), "made with other options");
 }
+
+/// A single-node Slurm (Debian's munged, slurmctld and slurmd, as scripts/deps.sh installs
+/// them) in a folder of its own, stopped when dropped.
+struct Slurm {
+    conf: PathBuf,
+    daemons: Vec<std::process::Child>,
+}
+
+impl Slurm {
+    fn start(dir: &Path) -> Slurm {
+        let have = |name: &str| {
+            ["/usr/sbin", "/usr/bin"]
+                .iter()
+                .any(|d| Path::new(d).join(name).exists())
+        };
+        for name in ["munged", "slurmctld", "slurmd", "sbatch"] {
+            assert!(
+                have(name),
+                "{name} is missing: scripts/deps.sh installs Slurm"
+            );
+        }
+        let d = dir.join("slurm");
+        std::fs::create_dir_all(d.join("state")).unwrap();
+        std::fs::create_dir_all(d.join("spool")).unwrap();
+        // munge: a key of our own, a socket of our own.
+        use std::os::unix::fs::PermissionsExt;
+        let key: Vec<u8> = (0..1024).map(|_| fastrand_byte()).collect();
+        std::fs::write(d.join("munge.key"), key).unwrap();
+        std::fs::set_permissions(d.join("munge.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let socket = d.join("munge.socket");
+        let mut daemons = vec![
+            Command::new("munged")
+                .args(["--foreground", "--force", "--num-threads=2"])
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--key-file={}", d.join("munge.key").display()))
+                .arg(format!("--pid-file={}", d.join("munged.pid").display()))
+                .arg(format!("--log-file={}", d.join("munged.log").display()))
+                .arg(format!("--seed-file={}", d.join("munged.seed").display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("munged"),
+        ];
+        let host = String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        // Ports of this process, so that a leftover of another run does not answer.
+        let port = 20000 + (std::process::id() % 20000) as u16;
+        let conf = d.join("slurm.conf");
+        let dd = d.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "ClusterName=kao\nSlurmctldHost={host}(127.0.0.1)\nSlurmUser=root\nSlurmdUser=root\n\
+                 AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={}\n\
+                 StateSaveLocation={dd}/state\nSlurmdSpoolDir={dd}/spool\n\
+                 SlurmctldPidFile={dd}/slurmctld.pid\nSlurmdPidFile={dd}/slurmd.pid\n\
+                 SlurmctldPort={port}\nSlurmdPort={}\nProctrackType=proctrack/linuxproc\n\
+                 TaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+                 AccountingStorageType=accounting_storage/none\nSelectType=select/cons_tres\n\
+                 SelectTypeParameters=CR_Core\nMpiDefault=none\nReturnToService=2\n\
+                 SlurmdParameters=config_overrides\nKillWait=5\n\
+                 SlurmctldLogFile={dd}/slurmctld.log\nSlurmdLogFile={dd}/slurmd.log\n\
+                 NodeName={host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=8000 State=UNKNOWN\n\
+                 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
+                socket.display(),
+                port + 1
+            ),
+        )
+        .unwrap();
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "munged did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for daemon in ["slurmctld", "slurmd"] {
+            daemons.push(
+                Command::new(daemon)
+                    .arg("-D")
+                    .arg("-f")
+                    .arg(&conf)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect(daemon),
+            );
+        }
+        let slurm = Slurm { conf, daemons };
+        let started = Instant::now();
+        loop {
+            let out = slurm
+                .command("sinfo")
+                .args(["-h", "-o", "%T"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim() == "idle" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the Slurm node is not idle: {}",
+                std::fs::read_to_string(d.join("slurmctld.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        slurm
+    }
+
+    /// A Slurm client command for this cluster, with the kao binaries on its PATH.
+    fn command(&self, name: &str) -> Command {
+        let mut cmd = Command::new(name);
+        let bins = bin("kao-extract").parent().unwrap().to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bins.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("SLURM_CONF", &self.conf).env("PATH", path);
+        cmd
+    }
+
+    /// Waits until the queue is empty.
+    fn drain(&self) {
+        let started = Instant::now();
+        loop {
+            let out = self.command("squeue").arg("-h").output().unwrap();
+            if out.status.success() && out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "jobs still queued"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        for daemon in self.daemons.iter_mut().rev() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+}
+
+/// A random byte from the clock and a counter (a munge key needs no more for a test).
+fn fastrand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u8
+}
+
+#[test]
+fn a_slurm_array_and_its_merge_job_equal_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (list, refs) = inputs(d);
+    let single = d.join("single");
+    succeed(&mut extract(&list, &refs, &single, &[]));
+    let expected = outcome(&single);
+    let slurm = Slurm::start(d);
+    let run_dir = d.join("run");
+    let submit = tests_dir().join("../deploy/slurm/submit.sh");
+    // A 4-task array over the 6 videos and the merge job depending on it; one task is
+    // cancelled inside its video (Slurm's SIGTERM).
+    let out = slurm
+        .command(submit.to_str().unwrap())
+        .arg(&list)
+        .arg(&refs)
+        .arg(&run_dir)
+        .args(["4", "--every", "3", "--all"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let array = said.lines().next().unwrap().trim().to_string();
+    // Task 3's one video is the long clip: cancelled once it has started on it.
+    let started_on = kao_pipeline::parts::part_dir(
+        &run_dir,
+        &list.with_file_name("clip3.mp4").to_string_lossy(),
+    )
+    .join(".kao-lock");
+    let started = Instant::now();
+    while !started_on.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "task 3 did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let cancel = slurm
+        .command("scancel")
+        .arg(format!("{array}_3"))
+        .status()
+        .unwrap();
+    assert!(cancel.success());
+    slurm.drain();
+    let merge_log = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("kao-merge-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .expect("the merge job's log");
+    let task3 = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("_3.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap_or_default();
+    assert!(
+        merge_log.contains("clip3.mp4: no part yet"),
+        "{merge_log}\ntask 3: {task3}"
+    );
+    // Submitted again: only the cancelled video is done again, and the merge completes.
+    let again = slurm
+        .command(submit.to_str().unwrap())
+        .arg(&list)
+        .arg(&refs)
+        .arg(&run_dir)
+        .args(["4", "--every", "3", "--all"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    slurm.drain();
+    let got = outcome(&run_dir);
+    assert_eq!(got.1, expected.1, "crops");
+    for (name, (a, b)) in COLUMNS.iter().zip(got.0.iter().zip(&expected.0)) {
+        assert_eq!(a.as_ref(), b.as_ref(), "column {name}");
+    }
+}

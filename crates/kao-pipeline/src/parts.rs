@@ -206,26 +206,34 @@ pub struct Merged {
     pub missing: Vec<String>,
 }
 
+/// A part as the merge's first pass saw it.
+struct Part {
+    path: PathBuf,
+    /// Its smallest and largest `track_id`, if any.
+    tracks: Option<(u64, u64)>,
+}
+
 /// Merges the parts of run folder `lock.dir()` into `manifest.parquet`: checks that every part
 /// has one schema and options, one video and no duplicate rows; orders the videos as the run's
 /// list does and numbers their tracks on from the previous video's, as a single run would; and
 /// reports the listed videos without a part. The folder's lock, held exclusively, tells that no
 /// shard is still running (each holds it shared). Crops that an earlier merge moved into a
-/// cluster's folder keep their new place.
+/// cluster's folder keep their new place. Parts are streamed (read twice: checked, then
+/// written), so memory does not grow with the run.
 pub fn merge(lock: &OutputLock) -> Result<Merged> {
     let run = lock.dir();
-    let parts = list_parts(run)?;
-    if parts.is_empty() {
+    let paths = list_parts(run)?;
+    if paths.is_empty() {
         bail!(
             "{}: no manifest parts ({PARTS_DIR}/video=*/{PART_FILE}); kao-merge reads the folder of a sharded run (kao-extract --shard)",
             run.display()
         );
     }
 
-    // Read every part; one schema, one set of options.
+    // First pass: one schema, one set of options, one video per part, its track ids.
     let mut first: Option<(SchemaRef, Vec<Provenance>)> = None;
-    let mut by_source: BTreeMap<String, (PathBuf, Vec<RecordBatch>)> = BTreeMap::new();
-    for path in &parts {
+    let mut by_source: BTreeMap<String, Part> = BTreeMap::new();
+    for path in &paths {
         let name = path.display().to_string();
         let reader = RecordReader::open(Some(path))?;
         let schema = reader.schema();
@@ -236,44 +244,51 @@ pub fn merge(lock: &OutputLock) -> Result<Merged> {
                 if schema.fields() != schema0.fields() {
                     bail!(
                         "{name}: has other columns than {}; its shard ran another kao or other options",
-                        parts[0].display()
+                        paths[0].display()
                     );
                 }
                 if let Some(d) = difference(history0, &history) {
                     bail!(
                         "{name}: made with other options than {} ({d})",
-                        parts[0].display()
+                        paths[0].display()
                     );
                 }
             }
         }
-        let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
         let mut sources = HashSet::new();
-        for b in &batches {
+        let mut tracks: Option<(u64, u64)> = None;
+        for b in reader {
+            let b = b?;
             sources.extend(
-                strings(b, col::SOURCE, &name)?
+                strings(&b, col::SOURCE, &name)?
                     .iter()
                     .flatten()
                     .map(str::to_string),
             );
+            for t in u64s(&b, col::TRACK_ID, &name)?.iter().flatten() {
+                tracks = Some(tracks.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+            }
         }
+        let history = &first.as_ref().expect("set above").1;
         let source = match sources.len() {
-            0 => None,
-            1 => sources.into_iter().next(),
-            n => bail!("{name}: holds {n} videos; a part holds one"),
-        };
-        // An empty part (a video without faces) says which video it is by its folder.
-        let source = match source {
-            Some(s) => s,
-            None => match find_source(path, run, &first.as_ref().expect("set above").1) {
+            0 => match find_source(path, run, history) {
+                // An empty part (a video without faces) says which video it is by its folder.
                 Some(s) => s,
                 None => continue,
             },
+            1 => sources.into_iter().next().expect("one"),
+            n => bail!("{name}: holds {n} videos; a part holds one"),
         };
         if part_path(run, &source) != *path {
             bail!("{name}: holds the rows of {source}, whose part is elsewhere");
         }
-        by_source.insert(source, (path.clone(), batches));
+        by_source.insert(
+            source,
+            Part {
+                path: path.clone(),
+                tracks,
+            },
+        );
     }
     let (schema, history) = first.expect("at least one part");
 
@@ -292,36 +307,26 @@ pub fn merge(lock: &OutputLock) -> Result<Merged> {
         .cloned()
         .collect();
 
-    // Crop paths an earlier merge's clustering moved, by row.
-    let moved = previous_crops(run)?;
+    // Second pass: each part in list order, tracks numbered on.
+    let moved = moved_crops(run)?;
     let out_schema = with_provenance(&schema, &history)?;
     let mut writer = RecordWriter::create(Some(&run.join(MANIFEST)), &out_schema)?;
-    let mut seen: HashSet<(String, u64, u32)> = HashSet::new();
     let mut next_track = 0u64;
     let mut rows = 0;
     for source in order {
-        let (path, batches) = &by_source[source];
-        let name = path.display().to_string();
-        let ids: Vec<u64> = batches
-            .iter()
-            .map(|b| {
-                Ok(u64s(b, col::TRACK_ID, &name)?
-                    .iter()
-                    .flatten()
-                    .collect::<Vec<_>>())
-            })
-            .collect::<Result<Vec<_>>>()?
-            .concat();
-        let first_id = ids.iter().min().copied().unwrap_or(0);
-        let last_id = ids.iter().max().copied();
-        for b in batches {
-            let frames = u64s(b, col::FRAME_INDEX, &name)?;
+        let part = &by_source[source];
+        let name = part.path.display().to_string();
+        let first_id = part.tracks.map_or(0, |(lo, _)| lo);
+        let mut seen: HashSet<(u64, u32)> = HashSet::new();
+        for b in RecordReader::open(Some(&part.path))? {
+            let b = b?;
+            let frames = u64s(&b, col::FRAME_INDEX, &name)?;
             let faces = b
                 .column_by_name(col::FACE_INDEX)
                 .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
                 .with_context(|| format!("{name}: no uint32 {} column", col::FACE_INDEX))?;
             for i in 0..b.num_rows() {
-                if !seen.insert((source.clone(), frames.value(i), faces.value(i))) {
+                if !seen.insert((frames.value(i), faces.value(i))) {
                     bail!(
                         "{name}: frame {} face {} of {source} appears twice",
                         frames.value(i),
@@ -331,35 +336,33 @@ pub fn merge(lock: &OutputLock) -> Result<Merged> {
             }
             let mut columns = b.columns().to_vec();
             let at = b.schema().index_of(col::TRACK_ID)?;
-            let tracks: UInt64Array = u64s(b, col::TRACK_ID, &name)?
+            let tracks: UInt64Array = u64s(&b, col::TRACK_ID, &name)?
                 .iter()
                 .map(|t| t.map(|t| t - first_id + next_track))
                 .collect();
             columns[at] = Arc::new(tracks);
             let at = b.schema().index_of(col::CROP_PATH)?;
-            let crops: StringArray = strings(b, col::CROP_PATH, &name)?
+            let crops: StringArray = strings(&b, col::CROP_PATH, &name)?
                 .iter()
-                .enumerate()
-                .map(|(i, crop)| {
+                .map(|crop| {
                     let crop = crop?;
                     if run.join(crop).is_file() {
                         return Some(crop.to_string());
                     }
-                    let key = (source.clone(), frames.value(i), faces.value(i));
-                    Some(moved.get(&key).cloned().unwrap_or_else(|| crop.to_string()))
+                    Some(moved.get(crop).cloned().unwrap_or_else(|| crop.to_string()))
                 })
                 .collect();
             columns[at] = Arc::new(crops);
             writer.write(&RecordBatch::try_new(out_schema.clone(), columns)?)?;
             rows += b.num_rows();
         }
-        if let Some(last) = last_id {
-            next_track += last - first_id + 1;
+        if let Some((lo, hi)) = part.tracks {
+            next_track += hi - lo + 1;
         }
     }
     writer.finish()?;
     Ok(Merged {
-        parts: parts.len(),
+        parts: paths.len(),
         rows,
         missing,
     })
@@ -372,37 +375,25 @@ fn find_source(path: &Path, run: &Path, history: &[Provenance]) -> Option<String
         .find(|v| part_path(run, v) == path)
 }
 
-/// The crop path of each row of the folder's current manifest, if there is one.
-fn previous_crops(run: &Path) -> Result<HashMap<(String, u64, u32), String>> {
-    let path = run.join(MANIFEST);
-    let mut crops = HashMap::new();
-    if !path.exists() {
-        return Ok(crops);
-    }
-    let name = path.display().to_string();
-    for b in RecordReader::open(Some(&path))? {
-        let b = b?;
-        let sources = strings(&b, col::SOURCE, &name)?;
-        let frames = u64s(&b, col::FRAME_INDEX, &name)?;
-        let faces = b
-            .column_by_name(col::FACE_INDEX)
-            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
-            .with_context(|| format!("{name}: no uint32 {} column", col::FACE_INDEX))?;
-        let paths = strings(&b, col::CROP_PATH, &name)?;
-        for i in 0..b.num_rows() {
-            if paths.is_valid(i) && sources.is_valid(i) {
-                crops.insert(
-                    (
-                        sources.value(i).to_string(),
-                        frames.value(i),
-                        faces.value(i),
-                    ),
-                    paths.value(i).to_string(),
-                );
-            }
+/// Where an earlier merge's clustering moved crops of unknown people: `unknown/NAME` to
+/// `unknown/CLUSTER/NAME`, by the crops now under `unknown/`'s cluster folders.
+fn moved_crops(run: &Path) -> Result<HashMap<String, String>> {
+    let mut moved = HashMap::new();
+    let Ok(clusters) = std::fs::read_dir(run.join(crate::align::UNKNOWN_DIR)) else {
+        return Ok(moved);
+    };
+    for cluster in clusters.flatten().filter(|e| e.path().is_dir()) {
+        let folder = cluster.file_name().to_string_lossy().into_owned();
+        for crop in std::fs::read_dir(cluster.path())?.flatten() {
+            let file = crop.file_name().to_string_lossy().into_owned();
+            let unknown = crate::align::UNKNOWN_DIR;
+            moved.insert(
+                format!("{unknown}/{file}"),
+                format!("{unknown}/{folder}/{file}"),
+            );
         }
     }
-    Ok(crops)
+    Ok(moved)
 }
 
 fn strings<'a>(b: &'a RecordBatch, column: &str, name: &str) -> Result<&'a StringArray> {
