@@ -1,5 +1,7 @@
 //! kao-merge: the manifest parts of a sharded run joined into one manifest.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -7,6 +7,8 @@
 //! only on the frames the run processed (`--every`, `--fps`): its box stays on the frames
 //! after it until the next processed frame, which shows its own faces (or none).
 
+#![forbid(unsafe_code)]
+
 pub mod draw;
 pub mod faces;
 

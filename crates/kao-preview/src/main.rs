@@ -1,5 +1,7 @@
 //! kao-preview: a kao run's faces drawn on its videos, as an H.264 video to watch.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
