@@ -37,11 +37,6 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
-# Habits (docs/testing.md): formatting, clippy's lints as errors, and docs without broken links.
-step "stages: fmt, clippy, doc"
-cargo fmt --all --check
-cargo clippy --release --locked --all-targets -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 # Fuzzing (docs/fuzzing.md): each target for KAO_FUZZ_SECONDS on nightly, but not a target whose
 # known crash awaits a fix (fuzz/regressions-open/). Off unless KAO_FUZZ_SECONDS is set: the
 # sanitizer build of the targets takes 17 minutes on 2 cores, which would put CI near its
@@ -82,6 +77,12 @@ if [ "$steps" != stages ]; then
 fi
 step "stages: CUDA build check"
 cargo check --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
+# Habits (docs/testing.md): formatting, clippy's lints as errors, and docs without broken links;
+# after the CUDA check, whose check-mode dependencies clippy and rustdoc mostly reuse.
+step "stages: fmt, clippy, doc"
+cargo fmt --all --check
+cargo clippy --release --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 
 if [ "$steps" != stages ]; then
   # polars at opt-level 0 here: its optimised build was the longest step of the run, and the
