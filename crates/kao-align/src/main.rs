@@ -1,5 +1,7 @@
 //! kao-align: matched face records in; aligned crops and `DIR/manifest.parquet` out.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! kao-cluster: the unmatched faces of an output folder grouped into people.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! kao-extract: interview videos in; aligned crops of the chosen people and a manifest out.
 
+#![forbid(unsafe_code)]
+
 mod face01;
 mod inputs;
 

@@ -1,5 +1,7 @@
 //! kao-name: a cluster of unknown faces becomes a named identity.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -2,6 +2,8 @@
 //! `report.html` (crop thumbnails by identity and track, rejected faces with their reason, a
 //! distance histogram and a timeline).
 
+#![forbid(unsafe_code)]
+
 mod html;
 mod thumbs;
 

@@ -6,6 +6,9 @@
 //! caller's thread, which converts to RGB and hands each frame to a sink. Memory stays bounded
 //! whatever the length of the input.
 
+// One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+#![deny(unsafe_code)]
+
 mod decode;
 mod select;
 
