@@ -106,26 +106,37 @@ fn embedding_from_native_patches_matches_dlib() {
     let faces = dir.path().join("faces.arrows");
     // The whole frame, and a patch around the face that covers dlib's 150-px chip at padding 0.25.
     face_records(&faces, &[(0, 0, 512, 512), (120, 10, 240, 250)]);
-    let out = run(kao("kao-embed").arg(&faces));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let b = batches(&out.stdout);
     let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
-    for (i, e) in embeddings(&b).iter().enumerate() {
-        assert_eq!(e.len(), 128);
-        let max = e
-            .iter()
-            .zip(&golden)
-            .map(|(x, y)| (*x as f64 - y).abs())
-            .fold(0.0, f64::max);
+    // Every CPU level this machine has (KAO_CPU), scalar included, then the default.
+    let levels = kao_nn::CpuLevel::available();
+    for level in levels.iter().map(|l| Some(l.name())).chain([None]) {
+        let mut cmd = kao("kao-embed");
+        if let Some(level) = level {
+            cmd.env("KAO_CPU", level);
+        } else {
+            cmd.env_remove("KAO_CPU");
+        }
+        let out = run(cmd.arg(&faces));
         assert!(
-            max <= 1e-4,
-            "face {i}: max |Δ| {max} from dlib's descriptor"
+            out.status.success(),
+            "{level:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        for (i, e) in embeddings(&batches(&out.stdout)).iter().enumerate() {
+            assert_eq!(e.len(), 128);
+            let max = e
+                .iter()
+                .zip(&golden)
+                .map(|(x, y)| (*x as f64 - y).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                max <= 1e-4,
+                "KAO_CPU={level:?}, face {i}: max |Δ| {max} from dlib's descriptor"
+            );
+        }
     }
+    let out = run(kao("kao-embed").arg(&faces));
+    let b = batches(&out.stdout);
     // Every input column passes through; provenance names the model.
     let schema = b[0].schema();
     assert!(schema.field_with_name("patch").is_ok() && schema.field_with_name("landmarks").is_ok());
@@ -191,6 +202,36 @@ fn wrong_input_and_missing_model_are_one_line_errors() {
         err.contains("python3 models/fetch.py") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+#[test]
+fn an_unknown_or_missing_cpu_level_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces.arrows");
+    face_records(&faces, &[(0, 0, 512, 512)]);
+    let png = tests_dir().join("data/astronaut.png");
+    let frames = dir.path().join("frames.arrows");
+    std::fs::write(&frames, run(kao("kao-decode").arg(&png)).stdout).unwrap();
+    // A level no x86-64 CPU lacks entirely is not testable; one past what this CPU has is.
+    let missing = ["avx2", "avx512"]
+        .into_iter()
+        .find(|&name| kao_nn::CpuLevel::named(name).is_err());
+    for value in ["bogus"].into_iter().chain(missing) {
+        for (stage, input, args) in [
+            ("kao-embed", &faces, &[][..]),
+            ("kao-detect", &frames, &[][..]),
+            ("kao-detect", &frames, &["--detector", "mmod"][..]),
+        ] {
+            let out = run(kao(stage).arg(input).args(args).env("KAO_CPU", value));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stage} {value}: {err}");
+            assert!(
+                err.contains(&format!("KAO_CPU={value}: ")) && err.lines().count() == 1,
+                "{stage} {value}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Helpers for kao's end-to-end tests: where the binaries and fixtures are, and running them.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -11,6 +11,8 @@
 //!
 //! polars is a heavy dependency, so no stage binary depends on this crate.
 
+#![forbid(unsafe_code)]
+
 pub mod charts;
 pub mod manifest;
 pub mod pca;

@@ -1,6 +1,8 @@
 //! kao-bench: each benchmark runs a kao stage and its anchor on the same input in one run and
 //! prints a table with the ratio.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;

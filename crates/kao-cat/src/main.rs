@@ -1,5 +1,7 @@
 //! kao-cat: copy kao records between stdin/stdout and files, or summarise them.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;

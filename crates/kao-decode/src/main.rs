@@ -1,5 +1,7 @@
 //! kao-decode: videos, images, URLs and cameras in; frame records (Arrow IPC) out.
 
+#![forbid(unsafe_code)]
+
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,7 @@
 //! kao-detect: frame records in; one face record per detected face out.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! kao-embed: face records in; the same records with dlib ResNet embeddings out.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

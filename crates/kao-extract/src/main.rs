@@ -2,6 +2,8 @@
 // The option docs are clap's --help text, where `<name>` placeholders read as they should.
 #![allow(rustdoc::invalid_html_tags)]
 
+#![forbid(unsafe_code)]
+
 mod face01;
 mod inputs;
 

@@ -1,5 +1,7 @@
 //! kao-match: face records with embeddings in; the same records with `identity` and `distance` out.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

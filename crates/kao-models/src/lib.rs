@@ -3,6 +3,8 @@
 //! The folder is `$KAO_MODELS`, else `$XDG_CACHE_HOME/kao/models`, else
 //! `~/.cache/kao/models` — the same rule as `models/fetch.py`, which fills it.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 // The option docs are clap's --help text, where `<name>` placeholders read as they should.
 #![allow(rustdoc::invalid_html_tags)]
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -17,13 +17,13 @@ use kao_dlib::{RgbImage, RgbView};
 use crate::CandleBackend;
 #[cfg(feature = "cuda")]
 use crate::CudaBackend;
-use crate::Device;
 #[cfg(feature = "flex")]
 use crate::FlexBackend;
 #[cfg(feature = "ndarray")]
 use crate::NdArrayBackend;
 use crate::blazeface::{BlazeFaceError, BlazeFaceNet, NativeBlazeFace};
 use crate::mmod::MmodNet;
+use crate::{CpuLevel, Device};
 
 /// Errors from loading or running a [`FaceDetector`].
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum DetectError {
     /// above `kao_detector::mmod::MAX_PIXELS`).
     #[error(transparent)]
     Frame(#[from] DetectorError),
+    /// `KAO_CPU` names no CPU level, or one this CPU cannot run.
+    #[error(transparent)]
+    Cpu(#[from] kao_kernels::CpuLevelError),
     /// The `.tflite` model's input size does not match the chosen BlazeFace variant.
     #[error(
         "the model's input is {found:?}, the {range:?} configuration needs {expected}x{expected}"
@@ -179,7 +182,24 @@ impl FaceDetector {
         range: Range,
         device: Device,
     ) -> Result<Self, DetectError> {
-        Self::blazeface_on(path, range, device, false)
+        let level = if device.runs_native() {
+            Some(CpuLevel::from_env()?)
+        } else {
+            None
+        };
+        Self::blazeface_on(path, range, device, level)
+    }
+
+    /// [`FaceDetector::blazeface`] on the CPU with [`NativeBlazeFace`]'s kernels at
+    /// `level` (rather than the level `KAO_CPU` names or the widest): for tests that run
+    /// every level side by side.
+    #[cfg(feature = "flex")]
+    pub fn blazeface_at(
+        path: impl AsRef<Path>,
+        range: Range,
+        level: CpuLevel,
+    ) -> Result<Self, DetectError> {
+        Self::blazeface_on(path, range, Device::Flex, Some(level))
     }
 
     /// [`FaceDetector::blazeface`] with the network on burn on every device (the CPU
@@ -189,18 +209,19 @@ impl FaceDetector {
         range: Range,
         device: Device,
     ) -> Result<Self, DetectError> {
-        Self::blazeface_on(path, range, device, true)
+        Self::blazeface_on(path, range, device, None)
     }
 
+    /// BlazeFace on [`NativeBlazeFace`] at `native`'s level if given, else on burn.
     fn blazeface_on(
         path: impl AsRef<Path>,
         range: Range,
         device: Device,
-        burn: bool,
+        native: Option<CpuLevel>,
     ) -> Result<Self, DetectError> {
         let model = kao_tflite::Model::load(path).map_err(BlazeFaceError::from)?;
-        let net = if !burn && device.runs_native() {
-            BlazeNets::Native(NativeBlazeFace::from_model(&model)?)
+        let net = if let Some(level) = native {
+            BlazeNets::Native(NativeBlazeFace::from_model_at(&model, level)?)
         } else {
             BlazeNets::Burn(build_on!(device, BurnBlazeNets, |dev| {
                 BlazeFaceNet::from_model(&model, dev)?
@@ -235,11 +256,18 @@ impl FaceDetector {
     /// ~35 px per step) and the boxes mapped back with `rect_down`, as dlib's
     /// `upsample_num_times`. Frames (after upsampling) above
     /// `kao_detector::mmod::MAX_PIXELS` are refused.
+    ///
+    /// The MMOD network runs on burn (on the CPU burn-flex, whose `gemm` picks its own
+    /// instructions), not on kao's kernels; on the CPU a wrong `KAO_CPU` is still refused
+    /// here, as for the other networks.
     pub fn mmod(
         path: impl AsRef<Path>,
         device: Device,
         upsample: u32,
     ) -> Result<Self, DetectError> {
+        if device.runs_native() {
+            CpuLevel::from_env()?;
+        }
         let model = MmodModel::load(path)?;
         let net = build_on!(device, MmodNets, |dev| MmodNet::from_model(&model, dev)?);
         Ok(Self {

@@ -1,7 +1,9 @@
 //! kao's neural networks: each read and checked once from its model file, then run in
 //! burn 0.21 (generic over burn's `Backend`; feature `cuda` for NVIDIA GPUs) or, on the
-//! CPU, by kao's own kernels ([`NativeResNet`], [`NativeBlazeFace`], `cpu.rs`), which
-//! [`Embedder`] and [`FaceDetector`] pick for [`Device::cpu`]. burn-flex spent most of its
+//! CPU, by kao's own kernels ([`NativeResNet`], [`NativeBlazeFace`], on the `kao-kernels`
+//! crate), which [`Embedder`] and [`FaceDetector`] pick for [`Device::cpu`]. The native
+//! executors choose their [`CpuLevel`] (`scalar`, `avx2`, `avx512`) once, at load: the
+//! one `KAO_CPU` names, or the widest this CPU has. burn-flex spent most of its
 //! time outside its matrix products on these small networks (depthwise convolutions,
 //! element-wise passes, fresh allocations); the native executors are 1.5–4× faster
 //! (docs/benchmarks.md) and are held to the same golden outputs.
@@ -44,6 +46,9 @@
 //! flex: burn's autotune may pick tensor-core kernels, which run f32 as TF32. That is
 //! inside the ~1e-3 that `models.md` §6 allows on a GPU.
 
+// Every SIMD and unsafe line is in kao-kernels.
+#![forbid(unsafe_code)]
+
 #[cfg(not(any(
     feature = "flex",
     feature = "ndarray",
@@ -53,9 +58,7 @@
 compile_error!("kao-nn needs at least one backend feature: flex, ndarray, candle or cuda");
 
 pub mod blazeface;
-mod cpu;
 pub mod detector;
-mod direct;
 pub mod layers;
 pub mod mmod;
 pub mod resnet;
@@ -67,6 +70,7 @@ use kao_dlib::image::RgbView;
 
 pub use blazeface::{BlazeFaceError, BlazeFaceNet, NativeBlazeFace};
 pub use detector::{DetectError, Face, FaceDetector, Range};
+pub use kao_kernels::{CpuLevel, CpuLevelError};
 pub use mmod::MmodNet;
 pub use resnet::{EMBEDDING_LEN, INPUT_SIZE, NativeResNet, ResNet, Stages};
 
@@ -132,6 +136,9 @@ pub enum Error {
         /// The error.
         source: Box<Error>,
     },
+    /// `KAO_CPU` names no CPU level, or one this CPU cannot run.
+    #[error(transparent)]
+    Cpu(#[from] CpuLevelError),
     /// An input chip has the wrong size.
     #[error("image {index} is {width}x{height}; the network needs {INPUT_SIZE}x{INPUT_SIZE}")]
     ImageSize {
@@ -297,6 +304,17 @@ impl Embedder {
     /// ([`Device::cpu`]) the network runs on [`NativeResNet`], elsewhere on burn.
     pub fn from_model(model: &ResnetModel, device: Device) -> Result<Self, Error> {
         Self::build(model, device, false)
+    }
+
+    /// [`Embedder::from_model`] on the CPU with [`NativeResNet`]'s kernels at `level`
+    /// (rather than the level `KAO_CPU` names or the widest): for tests that run every
+    /// level side by side.
+    #[cfg(feature = "flex")]
+    pub fn from_model_at(model: &ResnetModel, level: CpuLevel) -> Result<Self, Error> {
+        Ok(Self {
+            net: Net::Native(Box::new(NativeResNet::from_model_at(model, level)?)),
+            device: Device::Flex,
+        })
     }
 
     /// [`Embedder::load`] with the network on burn on every device (the CPU too), to

@@ -2,13 +2,15 @@
 //! (`tests/data/`, copied from `shared/golden/astronaut/`, made by
 //! `reference/blazeface_ref.py`): raw outputs on the golden input tensors, the end-to-end
 //! detections on the astronaut, batches, and load-time errors for graphs the port does
-//! not support.
+//! not support. The native executor's golden tests run at every [`CpuLevel`] this CPU
+//! has, scalar included.
 
 mod support;
 
 use kao_dlib::RgbImage;
 use kao_nn::{
-    BlazeFaceError, BlazeFaceNet, CpuBackend, Device, FaceDetector, NativeBlazeFace, Range,
+    BlazeFaceError, BlazeFaceNet, CpuBackend, CpuLevel, Device, FaceDetector, NativeBlazeFace,
+    Range,
 };
 use kao_tflite::{Model, OpKind, OpOptions};
 use support::{max_abs_diff, model_path, read_f32, read_rgb};
@@ -30,12 +32,13 @@ fn max_scaled_diff(got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Runs the net (burn, or the native executor) on the golden input and compares both
-/// raw outputs; returns the diffs.
-fn check_raw(key: &str, anchors: usize, native: bool) -> (f32, f32) {
+/// Runs the net (burn, or the native executor at `native`'s level) on the golden input
+/// and compares both raw outputs; returns the diffs.
+fn check_raw(key: &str, anchors: usize, native: Option<CpuLevel>) -> (f32, f32) {
     let (shape, input) = read_f32(&format!("{key}_input.npy"));
-    let (reg, cls) = if native {
-        let net = NativeBlazeFace::from_model(&model(key)).unwrap();
+    let (reg, cls) = if let Some(level) = native {
+        let net = NativeBlazeFace::from_model_at(&model(key), level).unwrap();
+        assert_eq!(net.cpu_level(), level);
         assert_eq!(net.anchors(), anchors);
         let [h, w] = net.input_size();
         assert_eq!(shape, [h, w, 3]);
@@ -55,7 +58,7 @@ fn check_raw(key: &str, anchors: usize, native: bool) -> (f32, f32) {
     let d_cls = max_scaled_diff(&cls, &want_cls);
     eprintln!(
         "{key} ({}): max scaled |diff| regressors {d_reg:.2e} (abs {:.2e}), classificators {d_cls:.2e} (abs {:.2e})",
-        if native { "native" } else { "burn" },
+        native.map_or("burn".to_string(), |l| format!("native {l}")),
         max_abs_diff(&reg, &want_reg),
         max_abs_diff(&cls, &want_cls)
     );
@@ -66,22 +69,26 @@ fn check_raw(key: &str, anchors: usize, native: bool) -> (f32, f32) {
 
 #[test]
 fn short_range_raw_outputs_match_tflite() {
-    check_raw(SHORT, 896, false);
+    check_raw(SHORT, 896, None);
 }
 
 #[test]
 fn full_range_raw_outputs_match_tflite() {
-    check_raw(FULL, 2304, false);
+    check_raw(FULL, 2304, None);
 }
 
 #[test]
 fn native_short_range_raw_outputs_match_tflite() {
-    check_raw(SHORT, 896, true);
+    for level in CpuLevel::available() {
+        check_raw(SHORT, 896, Some(level));
+    }
 }
 
 #[test]
 fn native_full_range_raw_outputs_match_tflite() {
-    check_raw(FULL, 2304, true);
+    for level in CpuLevel::available() {
+        check_raw(FULL, 2304, Some(level));
+    }
 }
 
 /// Each image of a batch of two (the golden input and its negation) gets the outputs it
@@ -106,8 +113,10 @@ fn check_batch(run: impl Fn(&[f32]) -> Result<(Vec<f32>, Vec<f32>), BlazeFaceErr
 fn a_batch_gives_each_image_its_own_outputs() {
     let net = BlazeFaceNet::<CpuBackend>::from_model(&model(SHORT), &Default::default()).unwrap();
     check_batch(|x| net.run(x));
-    let native = NativeBlazeFace::from_model(&model(SHORT)).unwrap();
-    check_batch(|x| native.run(x));
+    for level in CpuLevel::available() {
+        let native = NativeBlazeFace::from_model_at(&model(SHORT), level).unwrap();
+        check_batch(|x| native.run(x));
+    }
 }
 
 #[test]
@@ -163,7 +172,7 @@ const FULL_REF: Reference = (
     ],
 );
 
-fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
+fn check_detector(key: &str, range: Range, reference: Reference) {
     let (w, h, data) = read_rgb("astronaut.npy");
     let image = RgbImage {
         width: w,
@@ -171,10 +180,32 @@ fn check_detector(key: &str, range: Range, (score, bbox, kps): Reference) {
         data,
     };
     let path = model_path(&format!("{key}.tflite"));
-    let native = FaceDetector::blazeface(&path, range, Device::cpu()).unwrap();
     let burn = FaceDetector::blazeface_on_burn(&path, range, Device::cpu()).unwrap();
-    let faces = native.detect(&image.view()).unwrap();
     let on_burn = burn.detect(&image.view()).unwrap();
+    for level in CpuLevel::available() {
+        let native = FaceDetector::blazeface_at(&path, range, level).unwrap();
+        check_faces(
+            key,
+            level,
+            &native.detect(&image.view()).unwrap(),
+            &on_burn,
+            reference,
+        );
+    }
+    let native = FaceDetector::blazeface(&path, range, Device::cpu()).unwrap();
+    let faces = native.detect(&image.view()).unwrap();
+    check_faces(key, CpuLevel::detect(), &faces, &on_burn, reference);
+}
+
+/// The native detector's faces (at `level`) against the reference and burn's.
+fn check_faces(
+    key: &str,
+    level: CpuLevel,
+    faces: &[kao_nn::Face],
+    on_burn: &[kao_nn::Face],
+    (score, bbox, kps): Reference,
+) {
+    let key = format!("{key} ({level})");
     assert_eq!(on_burn.len(), faces.len(), "{key}: {on_burn:?}");
     assert_eq!(faces.len(), 1, "{key}: {faces:?}");
     let f = &faces[0];

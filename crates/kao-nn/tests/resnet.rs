@@ -1,6 +1,8 @@
 //! The ResNet embedder against dlib's own outputs (`tests/data/`, copied from
 //! `shared/golden/astronaut/`): every intermediate tensor on the astronaut chip and the
 //! final embeddings, plus load-time errors for files that do not match the architecture.
+//! The native executor's golden tests run at every [`CpuLevel`] this CPU has, scalar
+//! included.
 
 mod support;
 
@@ -9,7 +11,7 @@ use std::sync::OnceLock;
 use burn_tensor::{Tensor, TensorData};
 use kao_dlib::dat::{Layer, ResnetModel};
 use kao_dlib::{RgbImage, get_face_chip};
-use kao_nn::{CpuBackend, Device, EMBEDDING_LEN, Embedder, Error, ResNet};
+use kao_nn::{CpuBackend, CpuLevel, Device, EMBEDDING_LEN, Embedder, Error, ResNet};
 use support::{golden_landmarks, max_abs_diff, model_path, read_f32, read_rgb};
 
 const MODEL: &str = "dlib_face_recognition_resnet_model_v1.dat";
@@ -82,24 +84,65 @@ fn embedder() -> Embedder {
     Embedder::from_model(model(), Device::cpu()).unwrap()
 }
 
+/// The native embedder at each CPU level this machine has (built at that level, not
+/// through `KAO_CPU`: the tests run side by side in one process).
+fn embedders_at_every_level() -> Vec<(CpuLevel, Embedder)> {
+    CpuLevel::available()
+        .into_iter()
+        .map(|level| (level, Embedder::from_model_at(model(), level).unwrap()))
+        .collect()
+}
+
 #[test]
 fn chip_embedding_matches_dlib() {
     let chip = rgb("chip150.npy");
-    let got = embedder().embed(&[chip.view()]).unwrap();
     let (_, want) = read_f32("embedding128_from_chip.npy");
-    assert_eq!(got.len(), 1);
-    let diff = max_abs_diff(&got[0], &want);
-    assert!(diff <= TOL, "max |diff| {diff}");
+    for (level, embedder) in embedders_at_every_level() {
+        let got = embedder.embed(&[chip.view()]).unwrap();
+        assert_eq!(got.len(), 1);
+        let diff = max_abs_diff(&got[0], &want);
+        eprintln!("{level}: max |diff| {diff:.2e}");
+        assert!(diff <= TOL, "{level}: max |diff| {diff}");
+    }
 }
 
 #[test]
 fn image_and_landmarks_embedding_matches_dlib() {
     let image = rgb("astronaut.npy");
     let chip = get_face_chip(&image.view(), &golden_landmarks(), 150, 0.25).unwrap();
-    let got = embedder().embed(&[chip.view()]).unwrap();
     let (_, want) = read_f32("embedding128.npy");
-    let diff = max_abs_diff(&got[0], &want);
-    assert!(diff <= TOL, "max |diff| {diff}");
+    for (level, embedder) in embedders_at_every_level() {
+        let got = embedder.embed(&[chip.view()]).unwrap();
+        let diff = max_abs_diff(&got[0], &want);
+        eprintln!("{level}: max |diff| {diff:.2e}");
+        assert!(diff <= TOL, "{level}: max |diff| {diff}");
+    }
+}
+
+#[test]
+fn every_level_gives_the_batch_results() {
+    // A batch takes other paths than one chip at the scalar level (im2col over several
+    // images): every level must give each chip what the widest gives it alone.
+    let chip = rgb("chip150.npy");
+    let mut chips = vec![chip.clone()];
+    for k in 1..4u8 {
+        let mut c = chip.clone();
+        c.data.iter_mut().for_each(|p| *p = p.wrapping_add(k * 37));
+        chips.push(c);
+    }
+    let views: Vec<_> = chips.iter().map(|c| c.view()).collect();
+    let widest = Embedder::from_model_at(model(), CpuLevel::detect()).unwrap();
+    let alone: Vec<_> = views
+        .iter()
+        .map(|v| widest.embed(std::slice::from_ref(v)).unwrap()[0])
+        .collect();
+    for (level, embedder) in embedders_at_every_level() {
+        let batch = embedder.embed(&views).unwrap();
+        for (i, (a, b)) in batch.iter().zip(&alone).enumerate() {
+            let diff = max_abs_diff(a, b);
+            assert!(diff <= 1e-5, "{level}, chip {i}: max |diff| {diff}");
+        }
+    }
 }
 
 #[test]

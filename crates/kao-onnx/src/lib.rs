@@ -11,6 +11,8 @@
 //! [`Model::load`] opens a graph, checks its inputs and outputs are float tensors, and
 //! explains a bad file in one line; callers check the shapes their use needs.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 

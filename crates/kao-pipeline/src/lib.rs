@@ -4,6 +4,9 @@
 //! Each stage turns record batches into record batches with the same schema rules as the
 //! pipe (records.md), so the one-process run and the piped chain write the same manifest.
 
+// One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+#![deny(unsafe_code)]
+
 pub mod align;
 pub mod cli;
 pub mod cluster;

@@ -7,6 +7,11 @@
 /// 450 MB with two arenas, measured with `kao-bench extract`), at the same speed. Call it
 /// first thing in `main`; other C libraries do nothing, and so does a `MALLOC_ARENA_MAX`
 /// set in the environment (glibc's own setting wins).
+///
+/// The crate's one `unsafe` (docs/architecture.md, "Unsafe code"): glibc has no other way
+/// to set this from inside the process, and `libc` exposes `mallopt` only as the raw C
+/// function.
+#[allow(unsafe_code)]
 pub fn cap_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;

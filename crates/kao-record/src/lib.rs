@@ -5,6 +5,8 @@
 //! writers for every format, the `kao.schema` / `kao.provenance` metadata, and the helpers a
 //! stage uses to pass through the columns it does not own.
 
+#![forbid(unsafe_code)]
+
 mod atomic;
 pub mod cli;
 pub mod embedding;

@@ -2,6 +2,8 @@
 //! `models/fetch.py` fills) and a reader of the small `.npy` golden files in each crate's
 //! `tests/data/`. Tests fail, never skip, when a model is missing.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 /// Path of model file `file` in the model folder; panics with the fetch command when missing.

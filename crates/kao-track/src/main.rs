@@ -1,5 +1,7 @@
 //! kao-track: face records with embeddings in; the same records with `track_id` out.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

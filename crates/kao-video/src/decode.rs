@@ -682,6 +682,12 @@ const FRAME_SLACK: usize = 64;
 /// `src` converted by `scaler` straight into a packed RGB24 buffer of `height` rows of
 /// `row` bytes (the frame's own layout when `row` is a multiple of [`FRAME_ALIGN`]),
 /// without the copy out of an FFmpeg frame.
+///
+/// The crate's one `unsafe` (docs/architecture.md, "Unsafe code"): ffmpeg-next's safe
+/// `scaling::Context::run` only writes into an FFmpeg frame, which then costs a copy of
+/// every frame into the `Vec` the pipeline passes on; calling `sws_scale` with our own
+/// buffer skips it.
+#[allow(unsafe_code)]
 fn scale_into_vec(
     scaler: &mut scaling::Context,
     src: &ff::frame::Video,

@@ -8,6 +8,9 @@
 //!
 //! The other way, [`Encoder`] writes RGB frames as an H.264 video (kao-preview).
 
+// One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+#![deny(unsafe_code)]
+
 mod decode;
 mod encode;
 mod locate;

@@ -59,6 +59,9 @@ pub enum BlazeFaceError {
     /// The graph's inputs or outputs are not BlazeFace's.
     #[error("model graph: {0}")]
     Graph(String),
+    /// `KAO_CPU` names no CPU level, or one this CPU cannot run.
+    #[error(transparent)]
+    Cpu(#[from] kao_kernels::CpuLevelError),
     /// An input tensor of the wrong size.
     #[error("input has {found} values; expected a multiple of {per_image} (N×{height}×{width}×3)")]
     InputSize {

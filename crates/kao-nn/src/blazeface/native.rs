@@ -5,8 +5,9 @@
 //! * 1×1 convolutions are one matrix product per image, `[O, I] × [I, H·W]` (the `gemm`
 //!   crate), starting from the bias; other dense convolutions first gather im2col rows.
 //!   The fused relu runs on the result.
-//! * Depthwise convolutions add each filter tap's shifted input row to the output row,
-//!   with fused multiply-adds where the CPU has AVX2 and FMA (checked at run time).
+//! * Depthwise convolutions add each filter tap's shifted input row to the output row
+//!   ([`Depthwise`] in kao-kernels), with fused multiply-adds at the `avx2` and `avx512`
+//!   [`CpuLevel`]s (chosen when the model is loaded).
 //! * Adds and relus work in place when the operand is not used again.
 //! * At load, a relu that is the only reader of a convolution's or add's output folds into
 //!   it, and a pad that only appends zero channels to a residual shortcut is dropped: the
@@ -17,29 +18,18 @@
 //! hand-offs than it saved (11.7 ms per full-range image on 2 threads against 6.5 ms on
 //! one), so callers run frames side by side instead (kao-extract's detection workers).
 
-use super::{BlazeFaceError, Graph, Io, Op};
-use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
-use crate::direct::{After, Direct, Planes};
+use kao_kernels::{
+    After, CpuLevel, Depthwise, Direct, POOL, Planes, Pool, Window, add, inside, matmul_add,
+    max_pool, relu_in_place, source,
+};
 
-/// Outputs per register block of a stride-1 depthwise convolution (4 AVX registers).
-const BLOCK: usize = 32;
+use super::{BlazeFaceError, Graph, Io, Op};
 
 /// A tensor: values in row-major order of `shape` (NCHW images, or `[N, rows, cols]`).
 #[derive(Debug, Clone)]
 struct Buf {
     data: Vec<f32>,
     shape: Vec<usize>,
-}
-
-/// A depthwise convolution with channel multiplier `multiplier`: output channel `c·m + j`
-/// reads input channel `c`; weights `[C·m, kh·kw]`.
-#[derive(Debug, Clone)]
-struct Depthwise {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    window: Window,
-    multiplier: usize,
-    relu: bool,
 }
 
 /// One op, with its constants in the layout its kernel reads.
@@ -99,6 +89,8 @@ struct Node {
 pub struct NativeBlazeFace {
     nodes: Vec<Node>,
     io: Io,
+    /// The kernels' instructions, chosen at load.
+    level: CpuLevel,
 }
 
 /// The non-zero entries of each row of a dense `[rows, cols]` matrix.
@@ -313,17 +305,33 @@ impl Kernel {
 }
 
 impl NativeBlazeFace {
-    /// Loads a `.tflite` BlazeFace model.
+    /// Loads a `.tflite` BlazeFace model, for the [`CpuLevel`] `KAO_CPU` names or this
+    /// CPU's widest.
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, BlazeFaceError> {
-        Ok(Self::from_graph(Graph::load(path)?))
+        let level = CpuLevel::from_env()?;
+        Ok(Self::from_graph(Graph::load(path)?, level))
     }
 
-    /// Builds the executor from a parsed model (see [`super::BlazeFaceNet::from_model`]).
+    /// Builds the executor from a parsed model (see [`super::BlazeFaceNet::from_model`]),
+    /// for the [`CpuLevel`] `KAO_CPU` names or this CPU's widest.
     pub fn from_model(model: &kao_tflite::Model) -> Result<Self, BlazeFaceError> {
-        Ok(Self::from_graph(Graph::from_model(model)?))
+        Self::from_model_at(model, CpuLevel::from_env()?)
     }
 
-    pub(crate) fn from_graph(graph: Graph) -> Self {
+    /// [`NativeBlazeFace::from_model`] with the kernels at `level`.
+    pub fn from_model_at(
+        model: &kao_tflite::Model,
+        level: CpuLevel,
+    ) -> Result<Self, BlazeFaceError> {
+        Ok(Self::from_graph(Graph::from_model(model)?, level))
+    }
+
+    /// The instructions the kernels run on.
+    pub fn cpu_level(&self) -> CpuLevel {
+        self.level
+    }
+
+    pub(crate) fn from_graph(graph: Graph, level: CpuLevel) -> Self {
         let nodes = graph
             .nodes
             .into_iter()
@@ -339,6 +347,7 @@ impl NativeBlazeFace {
         Self {
             nodes,
             io: graph.io,
+            level,
         }
     }
 
@@ -367,7 +376,7 @@ impl NativeBlazeFace {
         for node in &self.nodes {
             let mut shape = node.shape.clone();
             shape[0] = n;
-            let out = node.compute(&mut values, shape, &mut pool);
+            let out = node.compute(self.level, &mut values, shape, &mut pool);
             values[node.output] = Some(out);
         }
         let mut take = |t: usize| {
@@ -385,7 +394,13 @@ impl NativeBlazeFace {
 impl Node {
     /// Runs this node on its operands in `values` (taking those at their last use), giving
     /// a tensor of `shape`.
-    fn compute(&self, values: &mut [Option<Buf>], shape: Vec<usize>, pool: &mut Pool) -> Buf {
+    fn compute(
+        &self,
+        level: CpuLevel,
+        values: &mut [Option<Buf>],
+        shape: Vec<usize>,
+        pool: &mut Pool,
+    ) -> Buf {
         const COMPUTED: &str = "operands are computed before use (checked at load time)";
         let (first, last) = self.inputs[0];
         // Ops that may reuse their first operand's storage.
@@ -437,7 +452,7 @@ impl Node {
                 direct,
             } => direct
                 .as_ref()
-                .and_then(|d| pointwise_direct(d, x, bias, *relu, &shape, pool))
+                .and_then(|d| pointwise_direct(d, level, x, bias, *relu, &shape, pool))
                 .unwrap_or_else(|| {
                     conv_matmul(&x.data, x.shape[1], weight, bias, *relu, &shape, pool)
                 }),
@@ -449,7 +464,7 @@ impl Node {
                 direct,
             } => direct
                 .as_ref()
-                .and_then(|d| dense_direct(d, x, window, bias, *relu, &shape, pool))
+                .and_then(|d| dense_direct(d, level, x, window, bias, *relu, &shape, pool))
                 .unwrap_or_else(|| {
                     let cols = im2col(x, window, &shape, pool);
                     let k = cols.len() / (shape[0] * shape[2] * shape[3]);
@@ -457,7 +472,7 @@ impl Node {
                     pool.recycle(cols);
                     data
                 }),
-            Kernel::Depthwise(dw) => depthwise(x, dw, &shape, pool),
+            Kernel::Depthwise(dw) => depthwise(level, x, dw, &shape, pool),
             Kernel::MaxPool(window) => max_pool(
                 &x.data,
                 [x.shape[2], x.shape[3]],
@@ -528,6 +543,7 @@ fn nchw_to_nhwc(v: &[f32], [n, c, h, w]: [usize; 4], pool: &mut Pool) -> Vec<f32
 /// kernels do not run.
 fn pointwise_direct(
     direct: &Direct,
+    level: CpuLevel,
     x: &Buf,
     bias: &[f32],
     relu: bool,
@@ -537,7 +553,7 @@ fn pointwise_direct(
     let positions = out[2] * out[3];
     let mut data = pool.empty(out.iter().product());
     for image in x.data.chunks_exact(x.shape[1] * positions) {
-        if !direct.pointwise(image, positions, bias, relu, &mut data, pool) {
+        if !direct.pointwise(level, image, positions, bias, relu, &mut data, pool) {
             pool.recycle(data);
             return None;
         }
@@ -547,8 +563,10 @@ fn pointwise_direct(
 
 /// A dense convolution of `x` by [`Direct::forward`], image by image; `None` where its
 /// kernels do not run.
+#[allow(clippy::too_many_arguments)]
 fn dense_direct(
     direct: &Direct,
+    level: CpuLevel,
     x: &Buf,
     window: &Window,
     bias: &[f32],
@@ -571,7 +589,7 @@ fn dense_direct(
             images: 1,
             size: [h, w],
         };
-        direct.forward(window, bias, planes, after, pool)
+        direct.forward(level, window, bias, planes, after, pool)
     };
     let mut images = x.data.chunks_exact(c * h * w);
     // The first image's output is the start of the whole.
@@ -644,356 +662,12 @@ fn im2col(x: &Buf, window: &Window, out: &[usize], pool: &mut Pool) -> Vec<f32> 
     cols
 }
 
-/// A depthwise convolution of `x`, plane by plane.
-fn depthwise(x: &Buf, dw: &Depthwise, out: &[usize], pool: &mut Pool) -> Vec<f32> {
-    let Depthwise {
-        weight,
-        bias,
-        window,
-        multiplier,
-        relu,
-    } = dw;
-    let [n, oc, oh, ow] = out[..] else {
+/// A depthwise convolution of `x` to the NCHW shape `out` (kao-kernels' [`Depthwise`]).
+fn depthwise(level: CpuLevel, x: &Buf, dw: &Depthwise, out: &[usize], pool: &mut Pool) -> Vec<f32> {
+    let ([n, c, h, w], [_, oc, oh, ow]) = (&x.shape[..], out) else {
         unreachable!("rank checked at load time")
     };
-    let [_, c, h, w] = x.shape[..] else {
-        unreachable!("rank checked at load time")
-    };
-    let layout = Layout::new(window, [h, w], [oh, ow]);
-    // Each channel's taps, zero-padded to whole passes like the offsets.
-    let (taps, padded_taps) = (window.kernel[0] * window.kernel[1], layout.offsets.len());
-    let mut weights = pool.empty(oc * padded_taps);
-    for t in weight.chunks_exact(taps) {
-        weights.extend_from_slice(t);
-        weights.resize(weights.len() + padded_taps - taps, 0.0);
-    }
-    let mut scratch = Scratch {
-        // Zero borders (and phase ends): planes overwrite only the interior.
-        padded: pool.filled(layout.rows * layout.columns, 0.0),
-        phases: pool.filled(layout.phases_len(), 0.0),
-        flat: pool.empty(layout.flat_len()),
-    };
-    let mut data = pool.empty(out.iter().product());
-    for i in 0..n * oc {
-        let (b, ch) = (i / oc, i % oc);
-        let src = &x.data[(b * c + ch / multiplier) * h * w..][..h * w];
-        let taps = &weights[ch * padded_taps..][..padded_taps];
-        let plane = Plane {
-            layout: &layout,
-            src,
-            taps,
-            bias: bias[ch],
-            relu: *relu,
-        };
-        depthwise_plane(plane, &mut scratch, &mut data);
-    }
-    let Scratch {
-        padded,
-        phases,
-        flat,
-    } = scratch;
-    for v in [weights, padded, phases, flat] {
-        pool.recycle(v);
-    }
-    data
-}
-
-/// Where a depthwise convolution's taps read, shared by all its planes. The input plane is
-/// copied into a zero-bordered one of `rows × columns`, so every tap of every output pixel
-/// reads inside it; a column stride `S` > 1 then splits each padded row into its `S`
-/// phases (columns `p, p + S, …`, `pitch` each), after which every tap reads a contiguous
-/// run for a run of outputs, as with stride 1: output `(y, x)` is
-/// `bias + Σ weight · phase[kx mod S][y·Sy + ky][x + kx div S]`.
-struct Layout {
-    /// Input plane `[rows, columns]`.
-    input: [usize; 2],
-    /// Output plane `[rows, columns]`.
-    output: [usize; 2],
-    /// Zero-bordered plane size.
-    rows: usize,
-    columns: usize,
-    /// Where the input goes in it.
-    top: usize,
-    left: usize,
-    /// `[row, column]` stride.
-    stride: [usize; 2],
-    /// Columns per phase (`columns` for stride 1).
-    pitch: usize,
-    /// Offset of each tap from an output's first tap in the phases (or the padded plane),
-    /// padded with zeros to whole passes of [`TAPS_PER_PASS`].
-    offsets: Vec<usize>,
-}
-
-impl Layout {
-    fn new(window: &Window, input: [usize; 2], output: [usize; 2]) -> Self {
-        let ([kh, kw], [sy, sx]) = (window.kernel, window.stride);
-        let [[top, _], [left, _]] = window.pad;
-        let rows = ((output[0] - 1) * sy + kh).max(top + input[0]);
-        let columns = ((output[1] - 1) * sx + kw).max(left + input[1]);
-        let pitch = columns.div_ceil(sx);
-        let mut offsets: Vec<usize> = (0..kh)
-            .flat_map(|ky| (0..kw).map(move |kx| ((kx % sx) * rows + ky) * pitch + kx / sx))
-            .collect();
-        offsets.resize(offsets.len().div_ceil(TAPS_PER_PASS) * TAPS_PER_PASS, 0);
-        Self {
-            input,
-            output,
-            rows,
-            columns,
-            top,
-            left,
-            stride: [sy, sx],
-            pitch,
-            offsets,
-        }
-    }
-
-    /// Values of the column phases (none for stride 1).
-    fn phases_len(&self) -> usize {
-        if self.stride[1] > 1 {
-            self.stride[1] * self.rows * self.pitch
-        } else {
-            0
-        }
-    }
-
-    /// Whether the outputs are summed as one long row (see [`depthwise_plane_generic`]).
-    fn flat(&self) -> bool {
-        self.stride == [1, 1] && self.output[1] < BLOCK
-    }
-
-    /// Values of the flat outputs (none unless [`Layout::flat`]).
-    fn flat_len(&self) -> usize {
-        let [oh, ow] = self.output;
-        if self.flat() {
-            (oh - 1) * self.columns + ow
-        } else {
-            0
-        }
-    }
-}
-
-/// Working memory of [`depthwise_plane`], kept from plane to plane of one convolution.
-struct Scratch {
-    /// The zero-bordered input plane.
-    padded: Vec<f32>,
-    /// The column phases of `padded` for a column stride above 1.
-    phases: Vec<f32>,
-    /// Stride-1 outputs of a narrow plane at flat positions, with the columns between rows.
-    flat: Vec<f32>,
-}
-
-/// One plane of a depthwise convolution: the input, the filter and what follows it.
-#[derive(Clone, Copy)]
-struct Plane<'a> {
-    layout: &'a Layout,
-    /// The input plane.
-    src: &'a [f32],
-    /// The filter's taps, padded like [`Layout::offsets`].
-    taps: &'a [f32],
-    bias: f32,
-    relu: bool,
-}
-
-/// One output plane of [`depthwise`], appended to `dst`, with AVX-512 or FMA where the CPU
-/// has them.
-fn depthwise_plane(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_avx512(plane, scratch, dst) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { depthwise_plane_fma(plane, scratch, dst) };
-        return;
-    }
-    depthwise_plane_generic::<false>(plane, scratch, dst);
-}
-
-/// [`depthwise_plane_generic`] compiled for AVX-512 (16-lane fused multiply-adds).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn depthwise_plane_avx512(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
-    depthwise_plane_generic::<true>(plane, scratch, dst);
-}
-
-/// [`depthwise_plane_generic`] compiled for AVX2 with fused multiply-adds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn depthwise_plane_fma(plane: Plane<'_>, scratch: &mut Scratch, dst: &mut Vec<f32>) {
-    depthwise_plane_generic::<true>(plane, scratch, dst);
-}
-
-/// One output plane (see [`Layout`]): each output row is summed in registers over the
-/// taps, in blocks of 32 and 8 columns; a stride-1 plane narrower than a block is treated
-/// as one long row instead (output `(y, x)` at flat index `y·columns + x`, the columns
-/// between rows computed and dropped).
-#[inline(always)]
-fn depthwise_plane_generic<const FMA: bool>(
-    plane: Plane<'_>,
-    scratch: &mut Scratch,
-    dst: &mut Vec<f32>,
-) {
-    let Plane {
-        layout,
-        src,
-        taps,
-        bias,
-        relu,
-    } = plane;
-    let Layout {
-        input: [_, w],
-        output: [oh, ow],
-        columns,
-        top,
-        left,
-        stride: [sy, sx],
-        pitch,
-        ref offsets,
-        ..
-    } = *layout;
-    let Scratch {
-        padded,
-        phases,
-        flat,
-    } = scratch;
-    for (y, row) in src.chunks_exact(w).enumerate() {
-        padded[(y + top) * columns + left..][..w].copy_from_slice(row);
-    }
-    let source: &[f32] = if sx > 1 {
-        split_columns(padded, columns, sx, phases, pitch);
-        phases
-    } else {
-        padded
-    };
-    let start = dst.len();
-    if layout.flat() {
-        flat.clear();
-        flat.resize(layout.flat_len(), 0.0);
-        sum_taps::<FMA>(flat, bias, source, offsets, taps);
-        for row in flat.chunks(columns) {
-            dst.extend_from_slice(&row[..ow]);
-        }
-    } else {
-        for y in 0..oh {
-            let at = dst.len();
-            dst.resize(at + ow, 0.0);
-            let from = &source[y * sy * pitch..];
-            sum_taps::<FMA>(&mut dst[at..], bias, from, offsets, taps);
-        }
-    }
-    if relu {
-        relu_in_place(&mut dst[start..]);
-    }
-}
-
-/// The `stride` column phases of the rows of `padded` (`columns` wide) into `phases`: phase
-/// `p` holds columns `p, p + stride, …` of each row, `pitch` values per row (those past
-/// the phase's end are left as they are).
-#[inline(always)]
-fn split_columns(padded: &[f32], columns: usize, stride: usize, phases: &mut [f32], pitch: usize) {
-    let rows = padded.len() / columns;
-    if stride == 2 {
-        let (even, odd) = phases.split_at_mut(rows * pitch);
-        for ((row, e), o) in padded
-            .chunks_exact(columns)
-            .zip(even.chunks_exact_mut(pitch))
-            .zip(odd.chunks_exact_mut(pitch))
-        {
-            // Pairs, so that the compiler vectorises the split.
-            for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
-                (*e, *o) = (pair[0], pair[1]);
-            }
-            if columns % 2 == 1 {
-                e[columns / 2] = row[columns - 1];
-            }
-        }
-        return;
-    }
-    for (p, phase) in phases.chunks_exact_mut(rows * pitch).enumerate() {
-        for (row, to) in padded
-            .chunks_exact(columns)
-            .zip(phase.chunks_exact_mut(pitch))
-        {
-            for (d, &v) in to.iter_mut().zip(row[p..].iter().step_by(stride)) {
-                *d = v;
-            }
-        }
-    }
-}
-
-/// Taps summed in registers per pass over a run of outputs (a 3×3 window in one pass).
-const TAPS_PER_PASS: usize = 9;
-
-/// `out[q] = bias + Σ taps[k] · source[q + offsets[k]]` for every `q` of `out`, with the
-/// taps (and their offsets) zero-padded to a multiple of [`TAPS_PER_PASS`]: blocks of
-/// outputs small enough to stay in registers across a pass, then smaller blocks, then
-/// single values.
-#[inline(always)]
-fn sum_taps<const FMA: bool>(
-    out: &mut [f32],
-    bias: f32,
-    source: &[f32],
-    offsets: &[usize],
-    taps: &[f32],
-) {
-    for (pass, (offsets, taps)) in offsets
-        .chunks_exact(TAPS_PER_PASS)
-        .zip(taps.chunks_exact(TAPS_PER_PASS))
-        .enumerate()
-    {
-        let offsets: &[usize; TAPS_PER_PASS] = offsets.try_into().expect("a pass of taps");
-        let taps: &[f32; TAPS_PER_PASS] = taps.try_into().expect("a pass of taps");
-        let init = (pass == 0).then_some(bias);
-        let mut q = blocks::<FMA, BLOCK>(out, 0, init, source, offsets, taps);
-        q = blocks::<FMA, 8>(out, q, init, source, offsets, taps);
-        for (a, q) in out[q..].iter_mut().zip(q..) {
-            let mut acc = init.unwrap_or(*a);
-            for (&off, &t) in offsets.iter().zip(taps) {
-                let x = source[q + off];
-                acc = if FMA { x.mul_add(t, acc) } else { acc + x * t };
-            }
-            *a = acc;
-        }
-    }
-}
-
-/// Outputs `out[q..]` in whole blocks of `B`, each summed in registers over one pass of
-/// taps, starting from `init` (or from `out`'s values): `out[q] = init + Σ taps[k] ·
-/// source[q + offsets[k]]`. Returns where the blocks end.
-#[inline(always)]
-fn blocks<const FMA: bool, const B: usize>(
-    out: &mut [f32],
-    q: usize,
-    init: Option<f32>,
-    source: &[f32],
-    offsets: &[usize; TAPS_PER_PASS],
-    taps: &[f32; TAPS_PER_PASS],
-) -> usize {
-    let whole = (out.len() - q) / B * B;
-    // Copies, so that the taps stay in registers across the blocks.
-    let (offsets, taps) = (*offsets, *taps);
-    for (b, out) in out[q..q + whole].chunks_exact_mut(B).enumerate() {
-        let at = q + b * B;
-        let mut acc: [f32; B] = match init {
-            Some(v) => [v; B],
-            None => out.try_into().expect("B values"),
-        };
-        for (off, t) in offsets.into_iter().zip(taps) {
-            let from: &[f32; B] = source[at + off..][..B].try_into().expect("B values");
-            for (a, &x) in acc.iter_mut().zip(from) {
-                *a = if FMA { x.mul_add(t, *a) } else { *a + x * t };
-            }
-        }
-        out.copy_from_slice(&acc);
-    }
-    q + whole
+    dw.forward(level, &x.data, [*n, *c, *h, *w], [*n, *oc, *oh, *ow], pool)
 }
 
 /// Zero padding of each NCHW dim.
@@ -1171,8 +845,10 @@ mod tests {
                 multiplier,
                 relu: true,
             };
-            let got = depthwise(&x, &dw, &shape, &mut Pool::default());
-            close(&got, &want);
+            for level in CpuLevel::available() {
+                let got = depthwise(level, &x, &dw, &shape, &mut Pool::default());
+                close(&got, &want);
+            }
         }
     }
 

@@ -6,14 +6,17 @@
 //! get wide products. im2col goes a few images at a time, so its buffer stays under
 //! [`COLS_BUDGET`] values whatever the batch. The wide early layers (the stem and the
 //! 35×35 and 17×17 blocks) are instead summed directly from their input ([`Direct`],
-//! AVX2 or AVX-512), which skips im2col's nine-fold copy.
+//! AVX2 or AVX-512), which skips im2col's nine-fold copy. At the scalar [`CpuLevel`]
+//! every convolution goes through im2col and gemm.
 
 use kao_dlib::image::RgbView;
+use kao_kernels::{
+    After, CpuLevel, Direct, POOL, Planes, Pool, Window, add, inside, matmul_add, max_pool,
+    relu_in_place, source,
+};
 
 use super::{BlockSpec, EMBEDDING_LEN, INPUT_SIZE, ResnetSpec, normalise};
 use crate::Error;
-use crate::cpu::{POOL, Pool, Window, add, inside, matmul_add, max_pool, relu_in_place, source};
-use crate::direct::{After, Direct, Planes};
 use crate::layers::{ConvSpec, Pool2d};
 
 /// Most im2col values held at once (4 MB): one or two images for the large layers,
@@ -74,7 +77,7 @@ impl Conv {
     }
 
     /// The convolution of `x`, then the relu if asked.
-    fn forward(&self, x: &Act, relu: bool, pool: &mut Pool) -> Act {
+    fn forward(&self, level: CpuLevel, x: &Act, relu: bool, pool: &mut Pool) -> Act {
         let (o, n) = (self.bias.len(), x.images);
         let size = [
             self.window.out_size(x.size[0], 0),
@@ -88,6 +91,7 @@ impl Conv {
         );
         if size[1] >= DIRECT_MIN_WIDTH
             && let Some(y) = self.direct(
+                level,
                 x,
                 After {
                     relu,
@@ -131,33 +135,39 @@ impl Conv {
 
     /// The convolution of `x` with its relu, then the max pool `window` (the stem): in one
     /// pass where [`Direct`] runs, which pools each image's output before writing it.
-    fn forward_max_pooled(&self, x: &Act, window: &Window, pool: &mut Pool) -> Act {
+    fn forward_max_pooled(
+        &self,
+        level: CpuLevel,
+        x: &Act,
+        window: &Window,
+        pool: &mut Pool,
+    ) -> Act {
         let after = After {
             relu: true,
             max_pool: Some(*window),
         };
-        if let Some(y) = self.direct(x, after, pool) {
+        if let Some(y) = self.direct(level, x, after, pool) {
             return y;
         }
-        let y = self.forward(x, true, pool);
+        let y = self.forward(level, x, true, pool);
         let size = [window.out_size(y.size[0], 0), window.out_size(y.size[1], 1)];
         let data = max_pool(&y.data, y.size, window, size, pool);
         pool.recycle(y.data);
         Act { data, size, ..y }
     }
 
-    /// The convolution of `x` by [`Direct`] and then `after`, if it runs here.
-    fn direct(&self, x: &Act, after: After, pool: &mut Pool) -> Option<Act> {
+    /// The convolution of `x` by [`Direct`] and then `after`, if it runs at `level`.
+    fn direct(&self, level: CpuLevel, x: &Act, after: After, pool: &mut Pool) -> Option<Act> {
         let planes = Planes {
             data: &x.data,
             channels: x.channels,
             images: x.images,
             size: x.size,
         };
-        let data = self
-            .direct
-            .as_ref()?
-            .forward(&self.window, &self.bias, planes, after, pool)?;
+        let data =
+            self.direct
+                .as_ref()?
+                .forward(level, &self.window, &self.bias, planes, after, pool)?;
         let mut size = [
             self.window.out_size(x.size[0], 0),
             self.window.out_size(x.size[1], 1),
@@ -346,9 +356,9 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: Act, pool: &mut Pool) -> Act {
-        let hidden = self.conv1.forward(&x, true, pool);
-        let mut y = self.conv2.forward(&hidden, false, pool);
+    fn forward(&self, level: CpuLevel, x: Act, pool: &mut Pool) -> Act {
+        let hidden = self.conv1.forward(level, &x, true, pool);
+        let mut y = self.conv2.forward(level, &hidden, false, pool);
         pool.recycle(hidden.data);
         let mut out = match &self.shortcut {
             None => {
@@ -381,6 +391,8 @@ pub struct NativeResNet {
     blocks: Vec<Block>,
     /// `[256, 128]`.
     fc: Vec<f32>,
+    /// The kernels' instructions, chosen at load.
+    level: CpuLevel,
 }
 
 /// A pool's window as [`Window`] (its padding is the same before and after).
@@ -396,12 +408,26 @@ fn window(p: &Pool2d) -> Window {
 }
 
 impl NativeResNet {
-    /// Builds the network from a parsed model file, checking every layer record.
+    /// Builds the network from a parsed model file, checking every layer record, for the
+    /// [`CpuLevel`] `KAO_CPU` names or this CPU's widest.
     pub fn from_model(model: &kao_dlib::dat::ResnetModel) -> Result<Self, Error> {
-        Ok(Self::from_spec(&ResnetSpec::from_model(model)?))
+        Self::from_model_at(model, CpuLevel::from_env()?)
     }
 
-    pub(crate) fn from_spec(spec: &ResnetSpec) -> Self {
+    /// [`NativeResNet::from_model`] with the kernels at `level`.
+    pub fn from_model_at(
+        model: &kao_dlib::dat::ResnetModel,
+        level: CpuLevel,
+    ) -> Result<Self, Error> {
+        Ok(Self::from_spec(&ResnetSpec::from_model(model)?, level))
+    }
+
+    /// The instructions the kernels run on.
+    pub fn cpu_level(&self) -> CpuLevel {
+        self.level
+    }
+
+    pub(crate) fn from_spec(spec: &ResnetSpec, level: CpuLevel) -> Self {
         let block = |b: &BlockSpec| Block {
             conv1: Conv::new(&b.conv1),
             conv2: Conv::new(&b.conv2),
@@ -413,6 +439,7 @@ impl NativeResNet {
             stem_pool: window(&spec.stem_pool),
             blocks: spec.blocks.iter().map(block).collect(),
             fc: spec.fc.clone(),
+            level,
         }
     }
 
@@ -426,7 +453,7 @@ impl NativeResNet {
             if block.conv1.window.out_size(x.size[1], 1) < DIRECT_MIN_WIDTH {
                 break;
             }
-            x = block.forward(x, pool);
+            x = block.forward(self.level, x, pool);
             end += 1;
         }
         (x, end)
@@ -456,7 +483,9 @@ impl NativeResNet {
             images: n,
             size: [INPUT_SIZE; 2],
         };
-        let x = self.stem.forward_max_pooled(&input, &self.stem_pool, pool);
+        let x = self
+            .stem
+            .forward_max_pooled(self.level, &input, &self.stem_pool, pool);
         pool.recycle(input.data);
         x
     }
@@ -471,7 +500,7 @@ impl NativeResNet {
         let n = chips.len();
         // The wide early layers one image at a time where the direct kernels run (each
         // image's activations then stay in the core's cache), the deep ones over the batch.
-        let (mut x, first_batched) = if crate::direct::available() {
+        let (mut x, first_batched) = if !self.level.is_scalar() {
             let mut early = Vec::with_capacity(n);
             let mut end = 0;
             for chip in chips {
@@ -484,7 +513,7 @@ impl NativeResNet {
             (self.stem_input(chips, &mut pool), 0)
         };
         for block in &self.blocks[first_batched..] {
-            x = block.forward(x, &mut pool);
+            x = block.forward(self.level, x, &mut pool);
         }
         // Global average pool, then fc_no_bias (its `[256, 128]` size checked on reading).
         let mut out = vec![[0f32; EMBEDDING_LEN]; n];

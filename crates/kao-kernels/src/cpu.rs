@@ -1,12 +1,12 @@
-//! kao's own CPU kernels, shared by the native executors ([`crate::NativeBlazeFace`],
-//! [`crate::NativeResNet`]): planar `f32` tensors, buffers reused per thread, window
+//! kao's own CPU kernels, shared by the native executors (`kao_nn::NativeBlazeFace`,
+//! `kao_nn::NativeResNet`): planar `f32` tensors, buffers reused per thread, window
 //! geometry, and the element-wise and pooling loops.
 
 /// Buffers kept between layers and between runs, per thread. A fresh large `Vec` per
 /// layer costs more than the layer itself: glibc maps it anew, and the page faults and
 /// the TLB shootdowns when it is unmapped again took a third of the time.
 #[derive(Debug, Default)]
-pub(crate) struct Pool(Vec<Vec<f32>>);
+pub struct Pool(Vec<Vec<f32>>);
 
 /// Values a [`Pool`] keeps at most, 8 MB (the oldest buffers go first).
 const POOL_VALUES: usize = 2 << 20;
@@ -15,7 +15,7 @@ impl Pool {
     /// An empty buffer with room for `len` values: the smallest kept buffer that holds
     /// them without being more than twice too large (so a large buffer is not spent on a
     /// small tensor), or a new one.
-    pub(crate) fn empty(&mut self, len: usize) -> Vec<f32> {
+    pub fn empty(&mut self, len: usize) -> Vec<f32> {
         let fits = |c: usize| c >= len && c <= 2 * len.max(1 << 10);
         let best = (0..self.0.len())
             .filter(|&i| fits(self.0[i].capacity()))
@@ -26,14 +26,14 @@ impl Pool {
     }
 
     /// `len` values, all `fill` (see [`Pool::empty`]).
-    pub(crate) fn filled(&mut self, len: usize, fill: f32) -> Vec<f32> {
+    pub fn filled(&mut self, len: usize, fill: f32) -> Vec<f32> {
         let mut v = self.empty(len);
         v.resize(len, fill);
         v
     }
 
     /// Keeps `v` for later, dropping the oldest buffers beyond [`POOL_VALUES`].
-    pub(crate) fn recycle(&mut self, v: Vec<f32>) {
+    pub fn recycle(&mut self, v: Vec<f32>) {
         if v.capacity() > POOL_VALUES {
             return;
         }
@@ -47,17 +47,17 @@ impl Pool {
 
 /// Window geometry of a convolution or pool.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Window {
-    pub(crate) kernel: [usize; 2],
-    pub(crate) stride: [usize; 2],
+pub struct Window {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
     /// `[before, after]` padding of the height and width axes.
-    pub(crate) pad: [[usize; 2]; 2],
+    pub pad: [[usize; 2]; 2],
 }
 
 impl Window {
     /// The output side for an input side on `axis` (0 rows, 1 columns); the window must
     /// fit the padded input.
-    pub(crate) fn out_size(&self, input: usize, axis: usize) -> usize {
+    pub fn out_size(&self, input: usize, axis: usize) -> usize {
         let [before, after] = self.pad[axis];
         (input + before + after - self.kernel[axis]) / self.stride[axis] + 1
     }
@@ -65,16 +65,16 @@ impl Window {
 
 thread_local! {
     /// Each thread's buffers, kept between runs (of any network).
-    pub(crate) static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
+    pub static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
 }
 
 /// `max(v, 0)` for every value.
-pub(crate) fn relu_in_place(v: &mut [f32]) {
+pub fn relu_in_place(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = x.max(0.0));
 }
 
 /// `a += b`, then the relu if asked.
-pub(crate) fn add(a: &mut [f32], b: &[f32], relu: bool) {
+pub fn add(a: &mut [f32], b: &[f32], relu: bool) {
     if relu {
         a.iter_mut()
             .zip(b)
@@ -85,18 +85,12 @@ pub(crate) fn add(a: &mut [f32], b: &[f32], relu: bool) {
 }
 
 /// The input row or column a window tap reads for output row or column `o`, if inside.
-pub(crate) fn source(
-    o: usize,
-    tap: usize,
-    stride: usize,
-    before: usize,
-    size: usize,
-) -> Option<usize> {
+pub fn source(o: usize, tap: usize, stride: usize, before: usize, size: usize) -> Option<usize> {
     (o * stride + tap).checked_sub(before).filter(|&i| i < size)
 }
 
 /// The output columns `first..end` whose tap `k` falls inside an input row of `w`.
-pub(crate) fn inside(
+pub fn inside(
     k: usize,
     stride: usize,
     before: usize,
@@ -109,7 +103,7 @@ pub(crate) fn inside(
 }
 
 /// Max pooling of each `h×w` plane of `x` to `oh×ow`; cells outside the input never win.
-pub(crate) fn max_pool(
+pub fn max_pool(
     x: &[f32],
     [h, w]: [usize; 2],
     window: &Window,
@@ -167,7 +161,7 @@ pub(crate) fn max_pool(
 /// Unpadded max pooling of one `h×w` plane whose rows start `pitch` values apart,
 /// appended to `out` (`oh×ow` values): the maxima across each row's windows (kept in
 /// `across`), then down each column of those.
-pub(crate) fn max_pool_plane(
+pub fn max_pool_plane(
     src: &[f32],
     pitch: usize,
     [h, w]: [usize; 2],
@@ -215,7 +209,7 @@ pub(crate) fn max_pool_plane(
 ///
 /// # Panics
 /// If a slice is too short for its matrix or a stride is shorter than a row.
-pub(crate) fn matmul_add(
+pub fn matmul_add(
     dst: &mut [f32],
     dst_stride: usize,
     lhs: &[f32],

@@ -14,76 +14,36 @@
 //!
 //! The kernels sum [`GROUP`] output channels over a block of positions at once (AVX-512:
 //! 8 channels × 48 positions in 24 registers; AVX2: two halves of 4 channels × 24 in 12,
-//! the tap loop in assembly, as the compiler spills a sum there). Without AVX2 and FMA,
+//! the tap loop in assembly, as the compiler spills a sum there). At
+//! [`CpuLevel::SCALAR`] (a CPU without AVX2 and FMA, or `KAO_CPU=scalar`),
 //! [`Direct::forward`] and [`Direct::pointwise`] decline and the caller uses im2col or
 //! gemm.
 
 use crate::cpu::{Pool, Window, max_pool_plane};
+use crate::level::{CpuLevel, Level};
 
 /// Output channels whose weights are packed together, one broadcast each per tap.
 const GROUP: usize = 8;
 
-/// Whether the direct kernels run on this CPU (AVX2 and FMA, or AVX-512).
-pub(crate) fn available() -> bool {
-    Isa::detect().is_some()
-}
-
 /// A convolution's weights for the direct kernels: `[O / GROUP][K][GROUP]`, taps in OIHW
 /// order (channel, row, column).
 #[derive(Debug, Clone)]
-pub(crate) struct Direct {
+pub struct Direct {
     weights: Vec<f32>,
 }
 
-/// The vector instructions a direct convolution runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-}
-
-impl Isa {
-    /// What this CPU has, if any of them (the widest).
-    fn detect() -> Option<Self> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx512f") {
-                return Some(Isa::Avx512);
-            }
-            if has!("avx2") && has!("fma") {
-                return Some(Isa::Avx2);
-            }
-        }
-        None
-    }
-
-    /// Every kind this CPU can run, widest first.
-    #[cfg(test)]
-    fn available() -> Vec<Self> {
-        let mut found: Vec<Self> = Self::detect().into_iter().collect();
-        #[cfg(target_arch = "x86_64")]
-        if found == [Isa::Avx512]
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            found.push(Isa::Avx2);
-        }
-        found
-    }
-
-    /// Positions summed together by one kernel call.
-    fn block(self) -> usize {
-        match self {
-            Isa::Avx512 => 48,
-            Isa::Avx2 => 24,
-        }
+/// Positions summed together by one kernel call at `level` (`None`: no kernels there).
+fn block(level: CpuLevel) -> Option<usize> {
+    match level.level() {
+        Level::Scalar => None,
+        Level::Avx2 => Some(24),
+        Level::Avx512 => Some(48),
     }
 }
 
 impl Direct {
     /// Packs OIHW weights `[o][k]`; `None` when `o` is not a whole number of groups.
-    pub(crate) fn new(weight: &[f32], o: usize, k: usize) -> Option<Self> {
+    pub fn new(weight: &[f32], o: usize, k: usize) -> Option<Self> {
         if !o.is_multiple_of(GROUP) || weight.len() != o * k {
             return None;
         }
@@ -97,28 +57,32 @@ impl Direct {
     }
 
     /// The convolution of `x` with `bias`, then what `after` asks, as `[O][N][H·W]` (the
-    /// convolution's output size, or the pool's); `None` on a CPU without the kernels'
-    /// instructions, for unequal strides or for a padded pool.
-    pub(crate) fn forward(
+    /// convolution's output size, or the pool's); `None` at [`CpuLevel::SCALAR`], for
+    /// unequal strides or for a padded pool.
+    pub fn forward(
         &self,
+        level: CpuLevel,
         window: &Window,
         bias: &[f32],
         x: Planes<'_>,
         after: After,
         pool: &mut Pool,
     ) -> Option<Vec<f32>> {
-        let isa = Isa::detect()?;
+        let block = block(level)?;
         let padded_pool = after.max_pool.is_some_and(|w| w.pad != [[0, 0], [0, 0]]);
         if padded_pool || window.stride[0] != window.stride[1] {
             return None;
         }
-        Some(self.forward_on(isa, window, bias, x, after, pool))
+        Some(self.forward_on(level, block, window, bias, x, after, pool))
     }
 
-    /// [`Direct::forward`] with the kernels for `isa`, which the CPU must have.
+    /// [`Direct::forward`] with the kernels for `level` (not scalar), whose blocks are
+    /// `block` positions.
+    #[allow(clippy::too_many_arguments)]
     fn forward_on(
         &self,
-        isa: Isa,
+        level: CpuLevel,
+        block: usize,
         window: &Window,
         bias: &[f32],
         x: Planes<'_>,
@@ -132,7 +96,7 @@ impl Direct {
             size,
         } = x;
         let o = bias.len();
-        let layout = Layout::new(window, channels, images, size, isa.block());
+        let layout = Layout::new(window, channels, images, size, block);
         let k = layout.offsets.len();
         assert!(
             self.weights.len() == o * k && x.len() == channels * images * size[0] * size[1],
@@ -165,10 +129,11 @@ impl Direct {
                 positions: grid,
                 relu: after.relu,
             };
-            // SAFETY: the CPU has the instructions (`Isa::detect`), and the asserts above
-            // bound every address the kernels form (see `Job` and `Layout::source_len`).
+            // SAFETY: the CPU has the level's instructions (a `CpuLevel` is checked when
+            // made), and the asserts above bound every address the kernels form (see `Job`
+            // and `Layout::source_len`).
             unsafe {
-                job.run(isa);
+                job.run(level);
                 // The kernels wrote every value: every channel (runs of whole groups) at
                 // every grid position (whole blocks).
                 sums.set_len(o * grid);
@@ -212,12 +177,14 @@ impl Direct {
     }
 
     /// The 1×1 convolution of one image `x` (`[C][P]`, `positions` = P) with `bias`, then
-    /// the relu if asked, appended to `out` as `[O][P]`; `false`, with nothing appended, on
-    /// a CPU without the kernels' instructions. The planes are read where they are: no
+    /// the relu if asked, appended to `out` as `[O][P]`; `false`, with nothing appended, at
+    /// [`CpuLevel::SCALAR`]. The planes are read where they are: no
     /// padding, no copy, except the last few positions when P is not a whole number of
     /// blocks.
-    pub(crate) fn pointwise(
+    #[allow(clippy::too_many_arguments)]
+    pub fn pointwise(
         &self,
+        level: CpuLevel,
         x: &[f32],
         positions: usize,
         bias: &[f32],
@@ -225,7 +192,7 @@ impl Direct {
         out: &mut Vec<f32>,
         pool: &mut Pool,
     ) -> bool {
-        let Some(isa) = Isa::detect() else {
+        let Some(block) = block(level) else {
             return false;
         };
         let o = bias.len();
@@ -237,7 +204,6 @@ impl Direct {
                 && o.is_multiple_of(GROUP),
             "shapes checked when the network was read"
         );
-        let block = isa.block();
         let whole = positions / block * block;
         let start = out.len();
         out.reserve(o * positions);
@@ -254,10 +220,11 @@ impl Direct {
                 positions: whole,
                 relu,
             };
-            // SAFETY: the CPU has the instructions (`Isa::detect`). The kernels read
+            // SAFETY: the CPU has the level's instructions (checked when the `CpuLevel` was
+            // made). The kernels read
             // `x[i·P + q]` for positions q < whole ≤ P, inside `x`'s C planes, and write
             // `sums[o·P + q]` for q < whole, inside its O planes (asserts above).
-            unsafe { job.run(isa) };
+            unsafe { job.run(level) };
         }
         if whole < positions {
             // The last positions, through a zero-padded copy a block wide.
@@ -281,10 +248,10 @@ impl Direct {
                 positions: block,
                 relu,
             };
-            // SAFETY: the CPU has the instructions; the job reads `source`'s C planes of
+            // SAFETY: the CPU has the level's instructions; the job reads `source`'s C planes of
             // one block and writes O planes of one block, all inside the two buffers.
             unsafe {
-                job.run(isa);
+                job.run(level);
                 // The kernels wrote every value of the O planes.
                 tail_sums.set_len(o * block);
             }
@@ -305,21 +272,25 @@ impl Direct {
 
 /// What follows a direct convolution, done before its output is written.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct After {
+pub struct After {
     /// The relu.
-    pub(crate) relu: bool,
+    pub relu: bool,
     /// An unpadded max pool.
-    pub(crate) max_pool: Option<Window>,
+    pub max_pool: Option<Window>,
 }
 
 /// A convolution's input: `images` images of `channels` planes of `size` (`[H, W]`), laid
 /// out `[C][N][H·W]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Planes<'a> {
-    pub(crate) data: &'a [f32],
-    pub(crate) channels: usize,
-    pub(crate) images: usize,
-    pub(crate) size: [usize; 2],
+pub struct Planes<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// `C`.
+    pub channels: usize,
+    /// `N`.
+    pub images: usize,
+    /// `[H, W]`.
+    pub size: [usize; 2],
 }
 
 /// Where a convolution's taps read (see the module docs).
@@ -458,20 +429,20 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Runs the kernels for `isa`.
+    /// Runs the kernels for `level` (the CPU has its instructions: a [`CpuLevel`] is
+    /// checked when made).
     ///
     /// # Safety
-    /// The CPU has `isa`'s instructions, and the job keeps the bounds documented on [`Job`].
-    unsafe fn run(self, isa: Isa) {
-        // SAFETY: as the caller guarantees.
+    /// The job keeps the bounds documented on [`Job`].
+    unsafe fn run(self, level: CpuLevel) {
+        // SAFETY: the bounds as the caller guarantees; the instructions as `level` proves.
         unsafe {
-            match isa {
+            match level.level() {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => x86::run_avx512(self),
+                Level::Avx512 => x86::run_avx512(self),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => x86::run_avx2(self),
-                #[cfg(not(target_arch = "x86_64"))]
-                _ => unreachable!("no kernels detected off x86-64"),
+                Level::Avx2 => x86::run_avx2(self),
+                _ => unreachable!("the callers decline the scalar level"),
             }
         }
     }
@@ -655,7 +626,7 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The textbook convolution: `[O][N][OH·OW]`.
@@ -702,11 +673,7 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_textbook_convolution() {
-        let isas = Isa::available();
-        if isas.is_empty() {
-            eprintln!("no AVX2/AVX-512 on this CPU: the direct kernels are not used here");
-            return;
-        }
+        let levels = simd_levels();
         let mut pool = Pool::default();
         // (out channels, in channels, kernel, stride, [pad before, after], input size,
         // images): the ResNet's stem, same-size and strided 3×3 layers, BlazeFace's first
@@ -747,7 +714,7 @@ mod tests {
                 if let Some(p) = &max_pool {
                     expected = textbook_max_pool(&expected, [oh, ow], p);
                 }
-                for &isa in &isas {
+                for &level in &levels {
                     let planes = Planes {
                         data: &x,
                         channels: c,
@@ -755,7 +722,9 @@ mod tests {
                         size,
                     };
                     let after = After { relu, max_pool };
-                    let got = direct.forward_on(isa, &window, &bias, planes, after, &mut pool);
+                    let got = direct
+                        .forward(level, &window, &bias, planes, after, &mut pool)
+                        .expect("runs at every SIMD level");
                     assert_eq!(got.len(), expected.len());
                     let worst = got
                         .iter()
@@ -764,7 +733,7 @@ mod tests {
                         .fold(0.0, f32::max);
                     assert!(
                         worst < 1e-4,
-                        "{isa:?} {o}×{c}×{k}² stride {s} pad {p} on {size:?}, pooled \
+                        "{level} {o}×{c}×{k}² stride {s} pad {p} on {size:?}, pooled \
                          {}: off by {worst}",
                         max_pool.is_some()
                     );
@@ -796,11 +765,6 @@ mod tests {
 
     #[test]
     fn pointwise_matches_the_textbook_convolution() {
-        let isas = Isa::available();
-        let Some(&isa) = isas.first() else {
-            eprintln!("no AVX2/AVX-512 on this CPU: the direct kernels are not used here");
-            return;
-        };
         let mut pool = Pool::default();
         // Positions: whole blocks only, whole blocks and a tail, a tail only (AVX-512
         // blocks are 48, AVX2's 24).
@@ -815,10 +779,13 @@ mod tests {
                 pad: [[0, 0], [0, 0]],
             };
             let direct = Direct::new(&weight, o, c).expect("whole groups");
-            for relu in [false, true] {
+            for (relu, level) in [false, true]
+                .into_iter()
+                .flat_map(|r| simd_levels().into_iter().map(move |l| (r, l)))
+            {
                 let expected = textbook(&weight, &bias, &window, &x, [c, 1], [1, positions], relu);
                 let mut got = vec![7.0];
-                assert!(direct.pointwise(&x, positions, &bias, relu, &mut got, &mut pool));
+                assert!(direct.pointwise(level, &x, positions, &bias, relu, &mut got, &mut pool));
                 assert_eq!(got[0], 7.0, "appended after what was there");
                 let worst = got[1..]
                     .iter()
@@ -827,9 +794,135 @@ mod tests {
                     .fold(0.0, f32::max);
                 assert!(
                     got.len() == expected.len() + 1 && worst < 1e-4,
-                    "{isa:?} {o}×{c} on {positions} positions: off by {worst}"
+                    "{level} {o}×{c} on {positions} positions: off by {worst}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_scalar_level_declines() {
+        let mut pool = Pool::default();
+        let direct = Direct::new(&[0.5; 8 * 3], 8, 3).unwrap();
+        let mut out = vec![1.0];
+        let (x, bias) = ([1.0; 3 * 5], [0.0; 8]);
+        assert!(!direct.pointwise(CpuLevel::SCALAR, &x, 5, &bias, false, &mut out, &mut pool));
+        assert_eq!(out, [1.0], "nothing appended");
+        let window = Window {
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: [[0, 0], [0, 0]],
+        };
+        let planes = Planes {
+            data: &x,
+            channels: 3,
+            images: 1,
+            size: [1, 5],
+        };
+        let after = After {
+            relu: false,
+            max_pool: None,
+        };
+        let got = direct.forward(CpuLevel::SCALAR, &window, &bias, planes, after, &mut pool);
+        assert!(got.is_none());
+    }
+
+    #[test]
+    fn every_level_matches_the_textbook_on_random_shapes() {
+        let levels = simd_levels();
+        let mut pool = Pool::default();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for case in 0..60 {
+            // Edge sizes often: a single row or column, one position past a block.
+            let o = GROUP * (1 + rng.below(4));
+            let c = 1 + rng.below(6);
+            let k = [1, 2, 3, 5, 7][rng.below(5)];
+            let s = 1 + rng.below(3);
+            let (before, after) = (rng.below(k), rng.below(k));
+            let side = |rng: &mut Rng| match rng.below(4) {
+                0 => k.saturating_sub(before + after).max(1),
+                1 => 1 + rng.below(3) + k,
+                _ => 1 + rng.below(50),
+            };
+            let size = [side(&mut rng), side(&mut rng)];
+            // Inputs narrower than the stride are out of the kernels' domain (the phase
+            // split slices past such a row): no network has them.
+            if size[0] + before + after < k || size[1] + before + after < k || size[1] < s {
+                continue;
+            }
+            let n = 1 + rng.below(3);
+            let weight = rng.values(o * c * k * k);
+            let bias = rng.values(o);
+            let x = rng.values(c * n * size[0] * size[1]);
+            let window = Window {
+                kernel: [k, k],
+                stride: [s, s],
+                pad: [[before, after], [before, after]],
+            };
+            let relu = rng.below(2) == 1;
+            let expected = textbook(&weight, &bias, &window, &x, [c, n], size, relu);
+            let direct = Direct::new(&weight, o, c * k * k).expect("whole groups");
+            for &level in &levels {
+                let planes = Planes {
+                    data: &x,
+                    channels: c,
+                    images: n,
+                    size,
+                };
+                let after_conv = After {
+                    relu,
+                    max_pool: None,
+                };
+                let got = direct
+                    .forward(level, &window, &bias, planes, after_conv, &mut pool)
+                    .expect("runs at every SIMD level");
+                let worst = got
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    got.len() == expected.len() && worst < 1e-4,
+                    "case {case}, {level}: {o}×{c}×{k}² stride {s} pad [{before}, {after}] \
+                     on {n}×{size:?}: off by {worst}"
+                );
+            }
+        }
+    }
+
+    /// The levels with kernels of their own (none on a CPU without AVX2 and FMA).
+    fn simd_levels() -> Vec<CpuLevel> {
+        let levels: Vec<CpuLevel> = CpuLevel::available()
+            .into_iter()
+            .filter(|l| !l.is_scalar())
+            .collect();
+        if levels.is_empty() {
+            eprintln!("no AVX2/AVX-512 on this CPU: the direct kernels are not used here");
+        }
+        levels
+    }
+
+    /// xorshift64*: reproducible test values without a dependency.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        /// A number in `0..n`.
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// `n` values in [-1, 1).
+        pub(crate) fn values(&mut self, n: usize) -> Vec<f32> {
+            (0..n)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                .collect()
         }
     }
 
