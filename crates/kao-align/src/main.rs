@@ -1,7 +1,6 @@
 //! kao-align: matched face records in; aligned crops and `DIR/manifest.parquet` out.
 // The option docs are clap's --help text, where `<name>` placeholders read as they should.
 #![allow(rustdoc::invalid_html_tags)]
-
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;

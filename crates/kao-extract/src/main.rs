@@ -1,7 +1,6 @@
 //! kao-extract: interview videos in; aligned crops of the chosen people and a manifest out.
 // The option docs are clap's --help text, where `<name>` placeholders read as they should.
 #![allow(rustdoc::invalid_html_tags)]
-
 #![forbid(unsafe_code)]
 
 mod face01;

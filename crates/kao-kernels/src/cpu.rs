@@ -32,7 +32,7 @@ impl Pool {
         v
     }
 
-    /// Keeps `v` for later, dropping the oldest buffers beyond [`POOL_VALUES`].
+    /// Keeps `v` for later, dropping the oldest buffers beyond `POOL_VALUES`.
     pub fn recycle(&mut self, v: Vec<f32>) {
         if v.capacity() > POOL_VALUES {
             return;

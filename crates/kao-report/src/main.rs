@@ -3,7 +3,6 @@
 //! distance histogram and a timeline).
 // The option docs are clap's --help text, where `<name>` placeholders read as they should.
 #![allow(rustdoc::invalid_html_tags)]
-
 #![forbid(unsafe_code)]
 
 mod html;
