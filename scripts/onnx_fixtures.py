@@ -7,7 +7,7 @@ Writes (tests/fixtures/ is git-ignored; tests/data/onnx/ is committed, regenerat
                                          .dat from $KAO_MODELS or ~/.cache/kao/models) as an ONNX graph:
                                          input `chip` float32 [N,3,150,150] (already normalised), output
                                          `embedding` [N,128]; checked with ONNX Runtime against dlib's own
-                                         descriptor of crates/kao-nn/tests/data/chip150.npy (tests/data/embedding128.npy)
+                                         descriptor of crates/kao-testdata/golden/chip150.npy (crates/kao-testdata/golden/embedding128.npy)
   tests/fixtures/onnx/dlib_resnet.json   its preprocessing: x = (pixel * pixel_scale - mean) / std, RGB
   tests/data/onnx/effnet.onnx            a small generated EfficientNetV2-style net, input `input`
                                          [N,3,112,112], output `features` [N,512]
@@ -197,7 +197,7 @@ def export_dlib(dat):
 
 def make_dlib():
     onnx_path, json_path = os.path.join(FIX, "dlib_resnet.onnx"), os.path.join(FIX, "dlib_resnet.json")
-    chip_path = os.path.join(ROOT, "crates", "kao-nn", "tests", "data", "chip150.npy")
+    chip_path = os.path.join(ROOT, "crates", "kao-testdata", "golden", "chip150.npy")
     if os.path.exists(onnx_path) and os.path.exists(json_path):
         return
     dat = os.path.join(models_dir(), "dlib_face_recognition_resnet_model_v1.dat")
@@ -208,7 +208,7 @@ def make_dlib():
     # Check before saving: dlib's own descriptor of the same chip, and batch independence.
     chip = np.load(chip_path)
     assert chip.dtype == np.uint8 and chip.shape == (150, 150, 3), (chip.dtype, chip.shape)
-    want = np.load(os.path.join(ROOT, "tests", "data", "embedding128.npy"))  # dlib's, float64
+    want = np.load(os.path.join(ROOT, "crates", "kao-testdata", "golden", "embedding128.npy"))  # dlib's, float64
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = normalise(chip, pre)
     got = sess.run(None, {"chip": x})[0]

@@ -106,7 +106,7 @@ fn embedding_from_native_patches_matches_dlib() {
     let faces = dir.path().join("faces.arrows");
     // The whole frame, and a patch around the face that covers dlib's 150-px chip at padding 0.25.
     face_records(&faces, &[(0, 0, 512, 512), (120, 10, 240, 250)]);
-    let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
+    let golden = npy_f64(&kao_testdata::golden("embedding128.npy"));
     // Every CPU level this machine has (KAO_CPU), scalar included, then the default.
     let levels = kao_nn::CpuLevel::available();
     for level in levels.iter().map(|l| Some(l.name())).chain([None]) {
@@ -171,7 +171,7 @@ fn jitters_are_deterministic_and_close_to_the_plain_chip() {
     let (a, b, c) = (jittered("1"), jittered("1"), jittered("2"));
     assert_eq!(a, b);
     assert_ne!(a, c);
-    let golden = npy_f64(&tests_dir().join("data/embedding128.npy"));
+    let golden = npy_f64(&kao_testdata::golden("embedding128.npy"));
     let d = l2(&a, &golden);
     assert!(
         d > 1e-4 && d < 0.15,

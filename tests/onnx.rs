@@ -51,7 +51,7 @@ fn dlib_preprocessing() -> Preprocessing {
 
 /// The golden 150×150 chip of the astronaut (kao-nn's test data).
 fn golden_chip() -> (usize, usize, Vec<u8>) {
-    kao_testdata::read_rgb(&tests_dir().join("../crates/kao-nn/tests/data/chip150.npy"))
+    kao_testdata::read_rgb(&kao_testdata::golden("chip150.npy"))
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn dlib_resnet_as_onnx_matches_dlib_and_the_native_port() {
     assert_eq!(onnx.space().dim, 128);
     assert_eq!(onnx.chip().size, 150);
     let from_onnx = onnx.embed(&[chip, chip, chip]).unwrap();
-    let (_, dlib) = kao_testdata::read_f32(&tests_dir().join("data/embedding128.npy"));
+    let (_, dlib) = kao_testdata::read_f32(&kao_testdata::golden("embedding128.npy"));
     let diff = kao_testdata::max_abs_diff(&from_onnx[0], &dlib);
     assert!(diff < 1e-4, "ONNX vs dlib: max |Δ| {diff}");
     // Batching does not change a face's vector.

@@ -17,7 +17,6 @@ const DLIB_BIN: &str = "dlib-bin==20.0.1.post1";
 /// The anchor script.
 const ANCHOR: &str = include_str!("../anchors/dlib_embed.py");
 /// Our golden data: dlib's astronaut photo and its 150×150 chip (uint8 .npy).
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../kao-dlib/tests/data");
 /// dlib's 5 landmarks on the astronaut.
 const LANDMARKS: [f32; 10] = [
     255.0, 104.0, 238.0, 105.0, 195.0, 101.0, 212.0, 103.0, 224.0, 135.0,
@@ -65,7 +64,7 @@ fn kao_ms(embedder: &Embedder, chip: &RgbImage, faces: usize, batch: usize) -> R
 pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()> {
     std::fs::create_dir_all(cache)?;
     let model = kao_models::locate("dlib-resnet")?;
-    let chip_path = Path::new(DATA).join("chip150.npy");
+    let chip_path = kao_testdata::golden("chip150.npy");
     let (width, height, data) = kao_testdata::read_rgb(&chip_path);
     if (width, height) != (150, 150) {
         bail!("{}: not a 150×150 RGB chip", chip_path.display());
@@ -132,7 +131,7 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
 
 /// Peak resident memory (MB) and wall time of kao-embed on `faces` face records piped in.
 fn stream_memory(faces: usize) -> Result<(f64, f64)> {
-    let (_, _, pixels) = kao_testdata::read_rgb(&Path::new(DATA).join("astronaut.npy"));
+    let (_, _, pixels) = kao_testdata::read_rgb(&kao_testdata::golden("astronaut.npy"));
     // A 240×250 patch around the face, as kao-detect would cut it.
     let (x0, y0, w, h) = (120usize, 10usize, 240usize, 250usize);
     let mut patch = Vec::with_capacity(w * h * 3);

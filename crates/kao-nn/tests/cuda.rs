@@ -25,7 +25,7 @@ fn rgb(name: &str) -> RgbImage {
 fn resnet_on_cuda_matches_dlib() {
     let model = model_path("dlib_face_recognition_resnet_model_v1.dat");
     let chip = rgb("chip150.npy");
-    let (_, want) = read_f32("embedding128_from_chip.npy");
+    let (_, want) = read_f32("embedding128.npy");
     let gpu = Embedder::load(&model, Device::Cuda(0)).unwrap();
     let views = vec![chip.view(); 40];
     for (i, got) in gpu.embed(&views).unwrap().iter().enumerate() {

@@ -96,7 +96,7 @@ fn embedders_at_every_level() -> Vec<(CpuLevel, Embedder)> {
 #[test]
 fn chip_embedding_matches_dlib() {
     let chip = rgb("chip150.npy");
-    let (_, want) = read_f32("embedding128_from_chip.npy");
+    let (_, want) = read_f32("embedding128.npy");
     for (level, embedder) in embedders_at_every_level() {
         let got = embedder.embed(&[chip.view()]).unwrap();
         assert_eq!(got.len(), 1);

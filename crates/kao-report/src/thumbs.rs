@@ -40,7 +40,7 @@ impl Thumbs {
 pub enum Videos<'a> {
     /// Do not open videos.
     Skip,
-    /// Open each video where [`locate`] finds it, also trying this folder.
+    /// Open each video where [`kao_video::locate`] finds it, also trying this folder.
     Open(Option<&'a Path>),
 }
 

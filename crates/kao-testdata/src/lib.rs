@@ -1,6 +1,6 @@
 //! Test helpers shared by kao's crates: model files by name (from the model folder that
-//! `models/fetch.py` fills) and a reader of the small `.npy` golden files in each crate's
-//! `tests/data/`. Tests fail, never skip, when a model is missing.
+//! `models/fetch.py` fills) and the small golden files every crate's tests compare with
+//! (`golden/`), with a reader of their `.npy` format. Tests fail, never skip, when a model is missing.
 
 #![forbid(unsafe_code)]
 
@@ -155,16 +155,22 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Defines a test crate's helpers over its own `tests/data/`: `data_path`, `read_rgb`,
-/// `read_f32`, `golden_landmarks` (dlib's `landmarks5.npy`) and `model_bytes`.
+/// Path of a golden file: dlib's and TFLite's outputs on the public-domain astronaut photo and
+/// the scripts that made them, in this crate's `golden/` (one copy for every crate's tests).
+pub fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(name)
+}
+
+/// Defines a test crate's helpers over the golden files ([`golden`]): `data_path`,
+/// `read_rgb`, `read_f32`, `golden_landmarks` (dlib's `landmarks5.npy`) and `model_bytes`.
 #[macro_export]
 macro_rules! data_helpers {
     () => {
-        /// Path of a file in `tests/data/`.
+        /// Path of a golden file (`kao_testdata::golden`).
         pub fn data_path(name: &str) -> std::path::PathBuf {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data")
-                .join(name)
+            $crate::golden(name)
         }
 
         /// Bytes of a model file (see `model_path`).
@@ -172,17 +178,17 @@ macro_rules! data_helpers {
             std::fs::read($crate::model_path(name)).unwrap()
         }
 
-        /// An `(height, width, 3)` u8 `.npy` image in `tests/data/` as (width, height, bytes).
+        /// An `(height, width, 3)` u8 `.npy` golden image as (width, height, bytes).
         pub fn read_rgb(name: &str) -> (usize, usize, Vec<u8>) {
             $crate::read_rgb(&data_path(name))
         }
 
-        /// A float `.npy` file in `tests/data/` as (shape, f32 values).
+        /// A float `.npy` golden file as (shape, f32 values).
         pub fn read_f32(name: &str) -> (Vec<usize>, Vec<f32>) {
             $crate::read_f32(&data_path(name))
         }
 
-        /// dlib's golden 5 landmarks (`tests/data/landmarks5.npy`).
+        /// dlib's golden 5 landmarks (`landmarks5.npy`).
         pub fn golden_landmarks() -> Vec<(f32, f32)> {
             $crate::read_points(&data_path("landmarks5.npy"))
         }

@@ -1,11 +1,11 @@
-//! Test helpers for kao-detector: the shared ones from kao-testdata, over this crate's `tests/data/`.
+//! Test helpers for kao-detector: the shared ones from kao-testdata, over the golden files of `kao-testdata/golden/`.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub use kao_testdata::model_path;
 
 kao_testdata::data_helpers!();
 
-/// A JSON file in `tests/data/`.
+/// A golden JSON file.
 pub fn read_json(name: &str) -> serde_json::Value {
     let path = data_path(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
