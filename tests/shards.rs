@@ -465,15 +465,18 @@ fn a_slurm_array_and_its_merge_job_equal_one_machine() {
     let submit = tests_dir().join("../deploy/slurm/submit.sh");
     // A 4-task array over the 6 videos and the merge job depending on it; one task is
     // cancelled inside its video (Slurm's SIGTERM).
-    let out = slurm
-        .command(submit.to_str().unwrap())
-        .arg(&list)
-        .arg(&refs)
-        .arg(&run_dir)
-        .args(["4", "--every", "3", "--all"])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let submit = || {
+        slurm
+            .command(submit.to_str().unwrap())
+            .arg(&list)
+            .arg(&refs)
+            .arg(&run_dir)
+            .args(["4", "--every", "3", "--all"])
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let out = submit();
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -520,15 +523,7 @@ fn a_slurm_array_and_its_merge_job_equal_one_machine() {
         "{merge_log}\ntask 3: {task3}"
     );
     // Submitted again: only the cancelled video is done again, and the merge completes.
-    let again = slurm
-        .command(submit.to_str().unwrap())
-        .arg(&list)
-        .arg(&refs)
-        .arg(&run_dir)
-        .args(["4", "--every", "3", "--all"])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let again = submit();
     assert!(again.status.success());
     slurm.drain();
     let got = outcome(&run_dir);
