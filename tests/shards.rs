@@ -340,6 +340,10 @@ impl Slurm {
             .unwrap()
             .trim()
             .to_string();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
         // Ports of this process, so that a leftover of another run does not answer.
         let port = 20000 + (std::process::id() % 20000) as u16;
         let conf = d.join("slurm.conf");
@@ -347,7 +351,7 @@ impl Slurm {
         std::fs::write(
             &conf,
             format!(
-                "ClusterName=kao\nSlurmctldHost={host}(127.0.0.1)\nSlurmUser=root\nSlurmdUser=root\n\
+                "ClusterName=kao\nSlurmctldHost={host}(127.0.0.1)\nSlurmUser={user}\nSlurmdUser={user}\n\
                  AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket={}\n\
                  StateSaveLocation={dd}/state\nSlurmdSpoolDir={dd}/spool\n\
                  SlurmctldPidFile={dd}/slurmctld.pid\nSlurmdPidFile={dd}/slurmd.pid\n\
