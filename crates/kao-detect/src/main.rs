@@ -10,6 +10,7 @@ use clap::Parser;
 use kao_nn::Device;
 use kao_pipeline::cli::DetectArgs;
 use kao_pipeline::detect::{DetectStage, Finder};
+use kao_pipeline::follow::Follower;
 use kao_record::{RecordReader, RecordWriter};
 
 /// Detect faces in kao frame records and write one face record per face.
@@ -40,7 +41,7 @@ struct Args {
 
 fn main() -> ExitCode {
     kao_record::cli::init_logging("kao-detect");
-    kao_pipeline::memory::cap_malloc_arenas();
+    kao_pipeline::memory::tune_malloc();
     kao_record::cli::exit("kao-detect", run(&Args::parse()).map(|()| 0))
 }
 
@@ -51,11 +52,12 @@ fn run(args: &Args) -> Result<()> {
     let stage = DetectStage::new(finder, &reader.schema(), reader.name())?;
     let mut writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
     let mut shots = stage.finder().shots();
+    let mut follower = Follower::new();
     let mut row = 0u64;
     for batch in reader {
         let batch = batch?;
         let frame_shots = stage.observe_shots(&batch, &mut shots)?;
-        for faces in stage.process(&batch, row, &frame_shots)? {
+        for faces in stage.process(&batch, row, &frame_shots, &mut follower)? {
             writer.write(&faces)?;
         }
         row += batch.num_rows() as u64;

@@ -27,6 +27,7 @@ use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArg
 use kao_pipeline::cluster::cluster_folder;
 use kao_pipeline::detect::{DetectStage, Finder};
 use kao_pipeline::embed::{EmbedStage, FaceEmbedder};
+use kao_pipeline::follow::Follower;
 use kao_pipeline::identify::MatchStage;
 use kao_pipeline::lock::OutputLock;
 use kao_pipeline::manifest::{
@@ -48,8 +49,9 @@ use serde::{Deserialize, Serialize};
 const EXIT_PARTIAL: u8 = 3;
 /// Exit status after Ctrl-C.
 const EXIT_INTERRUPTED: u8 = 130;
-/// Frames detected at once (the detector's network runs mostly on one core).
-const DETECT_WORKERS: usize = 2;
+/// Frames detected at once with `--exact` (the detector's network runs mostly on one core).
+/// Following faces needs the frames in order, on one worker.
+const EXACT_DETECT_WORKERS: usize = 2;
 /// What kao-extract remembers in the output folder between runs.
 const STATE_FILE: &str = ".kao-extract.json";
 
@@ -117,6 +119,11 @@ struct Args {
     /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
+    /// Run the detector on every frame (--follow-interval 0) instead of following faces
+    /// between detector passes: slower, and finds a face entering the picture in its first
+    /// frame. See docs/stages.md, "Following faces".
+    #[arg(long)]
+    exact: bool,
     /// Faces without an identity are grouped into people (`cluster_id`, crops under
     /// unknown/<cluster>/ with --all) when their tracks' mean embeddings are nearer than this
     /// [default: the embedder's matching threshold]. Without --ref every face is clustered.
@@ -148,7 +155,7 @@ struct Args {
 
 fn main() -> ExitCode {
     kao_record::cli::init_logging("kao-extract");
-    kao_pipeline::memory::cap_malloc_arenas();
+    kao_pipeline::memory::tune_malloc();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // The first Ctrl-C (or SIGTERM, what timeout, systemd, Slurm and Kubernetes send) finishes
@@ -177,6 +184,9 @@ fn parse_args() -> Result<Args> {
     })?;
     if args.inputs.is_empty() && args.list.is_empty() {
         bail!("no video given: name VIDEO... or --list FILE (or a movie in --face01-config)");
+    }
+    if args.exact {
+        args.detect.follow_interval = 0.0;
     }
     if args.matching.refs.is_empty() {
         // No one to find: every person is a cluster, and their crops are the dataset.
@@ -444,7 +454,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         let (todo, frame_schema, decode_options) = (&todo, &frame_schema, &decode_options);
         let shots = detect.finder().shots();
         scope.spawn(move || decode_all(todo, decode_options, frame_schema, shots, stop, frames_tx));
-        for _ in 0..DETECT_WORKERS {
+        let workers = if detect.follows() {
+            1
+        } else {
+            EXACT_DETECT_WORKERS
+        };
+        for _ in 0..workers {
             let (rx, tx) = (frames_rx.clone(), faces_tx.clone());
             scope.spawn(move || detect_all(detect, rx, tx, stats, bar));
         }
@@ -771,8 +786,9 @@ fn decode_all(
     }
 }
 
-/// Finds the faces in each frame record. Several workers share the input; each message keeps
-/// its sequence number so the next stage can restore the order.
+/// Finds the faces in each frame record. With `--exact` several workers share the input;
+/// following faces takes one worker, which sees the frames in order. Each message keeps its
+/// sequence number so the next stage can restore the order.
 fn detect_all(
     stage: &DetectStage,
     rx: Receiver<(u64, Result<Msg>)>,
@@ -780,10 +796,11 @@ fn detect_all(
     stats: &Stats,
     bar: &ProgressBar,
 ) {
+    let mut follower = Follower::new();
     for (seq, msg) in rx {
         let out = match msg {
             Ok(Msg::Frame(frames, shot)) => {
-                let faces = stage.process(&frames, seq, &[shot]);
+                let faces = stage.process(&frames, seq, &[shot], &mut follower);
                 stats
                     .frames
                     .fetch_add(frames.num_rows() as u64, Ordering::Relaxed);

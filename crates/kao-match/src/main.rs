@@ -42,7 +42,7 @@ struct Args {
 
 fn main() -> ExitCode {
     kao_record::cli::init_logging("kao-match");
-    kao_pipeline::memory::cap_malloc_arenas();
+    kao_pipeline::memory::tune_malloc();
     kao_record::cli::exit("kao-match", run(&Args::parse()).map(|()| 0))
 }
 

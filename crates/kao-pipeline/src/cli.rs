@@ -14,6 +14,7 @@ use crate::align::{
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
+use crate::follow::{self, FollowOptions};
 use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
 use crate::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
 use crate::refs::{self, EnrollOptions};
@@ -53,6 +54,16 @@ pub struct DetectArgs {
     /// seventh of it, starts a new shot (the `shot` column; tracks end at cuts).
     #[arg(long, value_name = "D", default_value_t = DEFAULT_CUT_THRESHOLD)]
     pub cut_threshold: f32,
+    /// Run the detector at most this many seconds of video apart, at shot cuts and where a
+    /// face moves fast or stops looking like itself; between passes each face is followed by
+    /// its landmarks (the `detected` column says which). A face entering the picture is found
+    /// at the next pass. 0 runs the detector on every frame (kao-extract --exact).
+    #[arg(long, value_name = "S", default_value_t = follow::DEFAULT_INTERVAL)]
+    pub follow_interval: f64,
+    /// A followed face whose aligned grey chip correlates less than this with its chip at the
+    /// last detector pass sends the frame to the detector.
+    #[arg(long, value_name = "C", default_value_t = follow::DEFAULT_MIN_FIT)]
+    pub min_fit: f32,
 }
 
 impl DetectArgs {
@@ -68,6 +79,10 @@ impl DetectArgs {
             patch_padding: self.patch_padding,
             device,
             cut_threshold: self.cut_threshold,
+            follow: (self.follow_interval != 0.0).then_some(FollowOptions {
+                interval: self.follow_interval,
+                min_fit: self.min_fit,
+            }),
         }
     }
 }

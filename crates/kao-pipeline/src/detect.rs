@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, anyhow};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+};
 use kao_detector::resize::resize_bilinear;
 use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
 use kao_nn::Device;
@@ -15,6 +17,7 @@ use kao_record::schema::{
 use crate::column;
 pub use crate::detector::DetectorKind;
 use crate::detector::{self, Detector};
+use crate::follow::{FollowOptions, Follower};
 use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
 
 /// Everything that shapes the detect stage's output.
@@ -40,6 +43,9 @@ pub struct DetectOptions {
     /// A frame whose colour histogram differs from the previous frame's by more than this
     /// starts a new shot (see [`crate::shot`]).
     pub cut_threshold: f32,
+    /// Follow faces between detector passes ([`crate::follow`]); `None` (`--exact`) runs
+    /// the detector on every frame.
+    pub follow: Option<FollowOptions>,
 }
 
 impl Default for DetectOptions {
@@ -54,6 +60,7 @@ impl Default for DetectOptions {
             patch_padding: 0.25,
             device: Device::cpu(),
             cut_threshold: DEFAULT_CUT_THRESHOLD,
+            follow: Some(FollowOptions::default()),
         }
     }
 }
@@ -72,6 +79,13 @@ impl Finder {
         if !(options.patch_padding >= 0.0 && options.patch_padding <= 4.0) {
             anyhow::bail!("--patch-padding must be between 0 and 4");
         }
+        if let Some(f) = options.follow
+            && !(f.interval.is_finite() && f.interval > 0.0 && (-1.0..=1.0).contains(&f.min_fit))
+        {
+            anyhow::bail!(
+                "--follow-interval must be a number of seconds (0: every frame) and --min-fit between -1 and 1"
+            );
+        }
         let detector = detector::load(&options.detector, options.device, options.upsample)?;
         tracing::debug!("detector {} on {}", options.detector, detector.runs_on());
         let sp5 = kao_models::locate("dlib-sp5")?;
@@ -85,6 +99,7 @@ impl Finder {
                 "min_size": options.min_size, "min_score": options.min_score, "max_faces": options.max_faces,
                 "upsample": options.upsample, "patch_padding": options.patch_padding, "landmarks": sp5.spec.name,
                 "cut_threshold": options.cut_threshold,
+                "follow": options.follow.map(|f| serde_json::json!({"interval": f.interval, "min_fit": f.min_fit})),
             }),
         );
         provenance.model = Some(detector.model().clone());
@@ -106,8 +121,75 @@ impl Finder {
         ShotDetector::new(self.options.cut_threshold)
     }
 
-    /// The face records of one frame, best score first.
+    /// The face records of one frame, best score first, from a detector pass.
     pub fn faces(&self, frame: &RgbView<'_>) -> Result<Vec<FaceRow>> {
+        Ok(self
+            .detect(frame)?
+            .into_iter()
+            .filter_map(|(score, bbox, marks)| self.record(frame, score, bbox, &marks))
+            .enumerate()
+            .map(|(i, mut row)| {
+                row.face_index = i as u32;
+                row
+            })
+            .collect())
+    }
+
+    /// The faces of one frame of `source` at `pts` in `shot`, following the faces of the
+    /// previous frames where [`DetectOptions::follow`] allows (see [`crate::follow`]), and
+    /// whether the detector ran on it. Frames must come in stream order.
+    pub fn faces_following(
+        &self,
+        frame: &RgbView<'_>,
+        source: &str,
+        shot: u32,
+        pts: f64,
+        follower: &mut Follower,
+    ) -> Result<(Vec<FaceRow>, bool)> {
+        let Some(options) = self.options.follow else {
+            return Ok((self.faces(frame)?, true));
+        };
+        if !follower.due(&options, source, shot, pts) {
+            let steps: Vec<_> = follower
+                .faces()
+                .iter()
+                .map_while(|face| {
+                    // Twice: from last frame's box, then from the box the landmarks moved.
+                    let first = face.step(frame, self.landmarks_in(frame, face.bbox))?;
+                    face.step(frame, self.landmarks_in(frame, first.bbox))
+                })
+                .collect();
+            if follower.advance(&options, &steps) {
+                let rows: Vec<FaceRow> = follower
+                    .faces()
+                    .iter()
+                    .filter_map(|f| self.record(frame, f.score, f.bbox, &f.marks))
+                    .enumerate()
+                    .map(|(i, mut row)| {
+                        row.face_index = i as u32;
+                        row
+                    })
+                    .collect();
+                return Ok((rows, false));
+            }
+        }
+        let found = self.detect(frame)?;
+        follower.detected(frame, source, shot, pts, found.iter().copied());
+        let rows = found
+            .into_iter()
+            .filter_map(|(score, bbox, marks)| self.record(frame, score, bbox, &marks))
+            .enumerate()
+            .map(|(i, mut row)| {
+                row.face_index = i as u32;
+                row
+            })
+            .collect();
+        Ok((rows, true))
+    }
+
+    /// The detector's faces of one frame as (score, box `[left, top, right, bottom)` in
+    /// native pixels, 5 landmarks), best score first, after the size, score and count limits.
+    fn detect(&self, frame: &RgbView<'_>) -> Result<Vec<(f32, [f32; 4], [(f32, f32); 5])>> {
         let (w, h) = (frame.width(), frame.height());
         if w == 0 || h == 0 {
             return Ok(Vec::new());
@@ -121,7 +203,6 @@ impl Finder {
             }
             _ => (self.detector.detect(frame)?, 1.0),
         };
-        // Boxes as pixel corners [left, top, right, bottom), in native pixels.
         let mut boxes: Vec<(f32, [f32; 4])> = found
             .iter()
             .map(|f| (f.score, f.bbox.map(|v| v * scale)))
@@ -132,46 +213,64 @@ impl Finder {
             .collect();
         boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
         boxes.truncate(self.options.max_faces.unwrap_or(usize::MAX));
-        let mut rows = Vec::with_capacity(boxes.len());
-        for (score, [l, t, r, b]) in boxes {
-            let rect = Rect::new(
-                l.round() as i64,
-                t.round() as i64,
-                r.round() as i64 - 1,
-                b.round() as i64 - 1,
-            );
-            let marks = self.landmarks.predict(frame, rect);
-            let mut landmarks = [0f32; 10];
-            for (k, (x, y)) in marks.iter().take(5).enumerate() {
-                landmarks[2 * k] = *x;
-                landmarks[2 * k + 1] = *y;
-            }
-            // Landmarks that collapse onto one point (a box of a pixel or two) define no
-            // alignment: such a face cannot be cropped or embedded, so it is not a face record.
-            let Ok((px, py, pw, ph)) = self.patch_rect(&marks, [l, t, r, b], w, h) else {
-                continue;
-            };
-            let mut patch = Vec::with_capacity(pw * ph * 3);
-            for y in py..py + ph {
-                patch.extend_from_slice(&frame.row(y)[px * 3..(px + pw) * 3]);
-            }
-            rows.push(FaceRow {
-                face_index: rows.len() as u32,
-                x: l,
-                y: t,
-                w: r - l,
-                h: b - t,
-                score,
-                landmarks,
-                patch,
-                patch_x: px as i32,
-                patch_y: py as i32,
-                patch_w: pw as u32,
-                patch_h: ph as u32,
-                track_id: None,
-            });
+        Ok(boxes
+            .into_iter()
+            .map(|(score, bbox)| (score, bbox, self.landmarks_in(frame, bbox)))
+            .collect())
+    }
+
+    /// dlib's 5 landmarks of the face in `bbox` (`[left, top, right, bottom)`).
+    fn landmarks_in(&self, frame: &RgbView<'_>, [l, t, r, b]: [f32; 4]) -> [(f32, f32); 5] {
+        let rect = Rect::new(
+            l.round() as i64,
+            t.round() as i64,
+            r.round() as i64 - 1,
+            b.round() as i64 - 1,
+        );
+        let marks = self.landmarks.predict(frame, rect);
+        std::array::from_fn(|k| marks.get(k).copied().unwrap_or((f32::NAN, f32::NAN)))
+    }
+
+    /// The face record of one face (its `face_index` still 0). Landmarks that collapse onto
+    /// one point (a box of a pixel or two) define no alignment: such a face cannot be cropped
+    /// or embedded, so it is not a face record, and neither is a followed face narrower than
+    /// `min_size`.
+    fn record(
+        &self,
+        frame: &RgbView<'_>,
+        score: f32,
+        [l, t, r, b]: [f32; 4],
+        marks: &[(f32, f32); 5],
+    ) -> Option<FaceRow> {
+        let (w, h) = (frame.width(), frame.height());
+        if !(r - l >= self.options.min_size) {
+            return None;
         }
-        Ok(rows)
+        let mut landmarks = [0f32; 10];
+        for (k, (x, y)) in marks.iter().enumerate() {
+            landmarks[2 * k] = *x;
+            landmarks[2 * k + 1] = *y;
+        }
+        let (px, py, pw, ph) = self.patch_rect(marks, [l, t, r, b], w, h).ok()?;
+        let mut patch = Vec::with_capacity(pw * ph * 3);
+        for y in py..py + ph {
+            patch.extend_from_slice(&frame.row(y)[px * 3..(px + pw) * 3]);
+        }
+        Some(FaceRow {
+            face_index: 0,
+            x: l,
+            y: t,
+            w: r - l,
+            h: b - t,
+            score,
+            landmarks,
+            patch,
+            patch_x: px as i32,
+            patch_y: py as i32,
+            patch_w: pw as u32,
+            patch_h: ph as u32,
+            track_id: None,
+        })
     }
 
     /// The frame region (x, y, w, h) holding the face box and dlib's aligned crop at the
@@ -231,6 +330,7 @@ impl DetectStage {
         )?;
         let mut fields = face_fields();
         fields.push(Field::new(col::SHOT, DataType::UInt32, false));
+        fields.push(Field::new(col::DETECTED, DataType::Boolean, false));
         let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
             .map_err(|e| e.at(name))?;
         let kept = (0..input.fields().len())
@@ -278,15 +378,26 @@ impl DetectStage {
             .collect()
     }
 
+    /// True when frames must reach [`DetectStage::process`] in stream order, through one
+    /// [`Follower`] (faces are followed between detector passes); false when every frame
+    /// stands alone (`--exact`), so several workers may share the frames.
+    pub fn follows(&self) -> bool {
+        self.finder.options.follow.is_some()
+    }
+
     /// The face records of a batch of frame records: one batch per frame that has faces.
     /// `first_row` numbers the batch's rows in error messages; `shots` are the frames' shots
-    /// ([`DetectStage::observe_shots`]).
+    /// ([`DetectStage::observe_shots`]); `follower` carries the faces from frame to frame
+    /// when [`DetectStage::follows`].
     pub fn process(
         &self,
         batch: &RecordBatch,
         first_row: u64,
         shots: &[u32],
+        follower: &mut Follower,
     ) -> Result<Vec<RecordBatch>> {
+        let sources = column::<StringArray>(batch, col::SOURCE)?;
+        let pts = column::<Float64Array>(batch, col::PTS)?;
         let width = column::<UInt32Array>(batch, col::WIDTH)?;
         let height = column::<UInt32Array>(batch, col::HEIGHT)?;
         let pixels = column::<BinaryArray>(batch, col::PIXELS)?;
@@ -310,9 +421,15 @@ impl DetectStage {
                     pixels.value(row).len()
                 )
             })?;
-            let faces = self
+            let (faces, detected) = self
                 .finder
-                .faces(&frame)
+                .faces_following(
+                    &frame,
+                    sources.value(row),
+                    shot,
+                    pts.value(row),
+                    follower,
+                )
                 .with_context(|| format!("{}: row {at}", self.name))?;
             if faces.is_empty() {
                 continue;
@@ -323,6 +440,7 @@ impl DetectStage {
                 .to_vec();
             columns.extend(face_columns(&faces)?);
             columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
+            columns.push(Arc::new(BooleanArray::from(vec![detected; faces.len()])) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(out)

@@ -16,6 +16,7 @@ pub mod detector;
 pub mod embed;
 pub mod embedder;
 pub mod face01;
+pub mod follow;
 pub mod identify;
 pub mod lock;
 pub mod manifest;

@@ -495,6 +495,8 @@ impl Models {
                     detect_width: Some(width as u32),
                     upsample,
                     device: self.device,
+                    // Photos, not frames: nothing to follow.
+                    follow: None,
                     ..DetectOptions::default()
                 })?;
                 self.finders.push((key, finder));

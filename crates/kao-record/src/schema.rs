@@ -63,6 +63,9 @@ pub mod col {
     pub const TRACK_ID: &str = "track_id";
     /// Index of the shot within its source (a cut starts the next).
     pub const SHOT: &str = "shot";
+    /// True when the detector found the face in this frame; false when it was followed
+    /// from the previous frame by its landmarks (kao-detect).
+    pub const DETECTED: &str = "detected";
     /// Face embedding.
     pub const EMBEDDING: &str = "embedding";
     /// Variance of the Laplacian of the aligned chip (higher is sharper).
