@@ -119,9 +119,10 @@ struct Args {
     /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
-    /// Run the detector on every frame (--follow-interval 0) instead of following faces
-    /// between detector passes: slower, and finds a face entering the picture in its first
-    /// frame. See docs/stages.md, "Following faces".
+    /// Run every network on every frame and face (--follow-interval 0 --embed-interval 0):
+    /// an embedding for every face and a detector pass on every frame, about twice as slow.
+    /// By default faces are followed between detector passes and a face is embedded when it
+    /// says something new. See docs/stages.md, "The fast path".
     #[arg(long)]
     exact: bool,
     /// Faces without an identity are grouped into people (`cluster_id`, crops under
@@ -187,6 +188,7 @@ fn parse_args() -> Result<Args> {
     }
     if args.exact {
         args.detect.follow_interval = 0.0;
+        args.embed.embed_interval = 0.0;
     }
     if args.matching.refs.is_empty() {
         // No one to find: every person is a cluster, and their crops are the dataset.

@@ -293,6 +293,8 @@ impl AlignStage {
         let tracks = batch
             .column_by_name(col::TRACK_ID)
             .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        // A crop keeps its face's embedding: faces kao-embed did not embed get none.
+        let embedded = batch.column_by_name(col::EMBEDDING);
         let select = self.options.select;
         let mut held = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
@@ -325,6 +327,9 @@ impl AlignStage {
                 continue;
             } else if yaw.is_some_and(|c| c.value(i).abs() > select.max_yaw) {
                 held.push(Err("turned"));
+                continue;
+            } else if embedded.is_some_and(|c| c.is_null(i)) {
+                held.push(Err("not_embedded"));
                 continue;
             }
             let (view, marks) = patches.face(i, row)?;

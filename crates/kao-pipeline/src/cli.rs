@@ -18,6 +18,7 @@ use crate::follow::{self, FollowOptions};
 use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
 use crate::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
 use crate::refs::{self, EnrollOptions};
+use crate::sample::{self, SampleOptions};
 use crate::shot::DEFAULT_CUT_THRESHOLD;
 use crate::track::TrackOptions;
 
@@ -100,6 +101,12 @@ pub struct EmbedArgs {
     /// Faces per network batch (16 is as fast as 32 on CPU and needs ~80 MB less memory).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
+    /// Embed the first faces of each face followed from frame to frame, then one every S
+    /// seconds and every face that looks unlike those embedded before it; the others keep a
+    /// null embedding and take their track's identity. 0 embeds every face (kao-extract
+    /// --exact).
+    #[arg(long, value_name = "S", default_value_t = sample::DEFAULT_EMBED_INTERVAL)]
+    pub embed_interval: f64,
 }
 
 /// Three comma-separated numbers, as `--mean` and `--std` take them.
@@ -226,6 +233,10 @@ impl EmbedArgs {
             seed: self.seed,
             batch: self.batch as usize,
             device,
+            sample: (self.embed_interval != 0.0).then_some(SampleOptions {
+                interval: self.embed_interval,
+                ..SampleOptions::default()
+            }),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The embed stage: face records in, the same records with embeddings out (any
 //! [`Embedder`]: dlib's ResNet by default, FACE01's JAPANESE FACE V1 or an ONNX model).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
-    UInt32Array,
+    Array, ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
+    RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
+use arrow_buffer::NullBuffer;
 use kao_dlib::{Jitter, RgbImage, RgbView, get_face_chip};
 use kao_nn::Device;
 use kao_record::schema::{
@@ -18,7 +19,8 @@ use rayon::prelude::*;
 
 use crate::column;
 use crate::embedder::{DLIB_CHIP, Embedder, EmbedderSpec};
-use crate::quality::{Quality, measure};
+use crate::quality::{Quality, dhash, measure};
+use crate::sample::{SampleOptions, Sampler, Seen};
 
 /// Everything that shapes the embed stage's output.
 #[derive(Clone, Debug)]
@@ -33,6 +35,8 @@ pub struct EmbedOptions {
     pub batch: usize,
     /// Where the network runs.
     pub device: Device,
+    /// Embed only the faces [`crate::sample`] chooses; `None` (`--exact`) embeds every face.
+    pub sample: Option<SampleOptions>,
 }
 
 impl Default for EmbedOptions {
@@ -43,6 +47,7 @@ impl Default for EmbedOptions {
             seed: 0,
             batch: 16,
             device: Device::cpu(),
+            sample: Some(SampleOptions::default()),
         }
     }
 }
@@ -52,6 +57,7 @@ pub struct FaceEmbedder {
     embedder: Arc<dyn Embedder>,
     copies: usize,
     seed: u64,
+    sample: Option<SampleOptions>,
     provenance: Provenance,
 }
 
@@ -65,6 +71,11 @@ impl FaceEmbedder {
             embedder.runs_on()
         );
         let copies = options.jitters.max(1) as usize;
+        if let Some(sample) = options.sample
+            && !(sample.interval.is_finite() && sample.interval > 0.0)
+        {
+            bail!("--embed-interval must be a number of seconds (0: every face)");
+        }
         let chip = embedder.chip();
         let space = embedder.space();
         let mut provenance = Provenance::new(
@@ -74,6 +85,7 @@ impl FaceEmbedder {
                 "embedder": space.embedder, "jitters": copies, "seed": options.seed,
                 "batch": options.batch, "chip_size": chip.size, "chip_padding": chip.padding,
                 "preprocessing": space.preprocessing, "metric": space.metric.name(),
+                "sample": options.sample.map(|s| serde_json::json!({"interval": s.interval, "min_hash_bits": s.min_hash_bits})),
             }),
         );
         provenance.model = Some(ModelRef {
@@ -87,6 +99,7 @@ impl FaceEmbedder {
             embedder,
             copies,
             seed: options.seed,
+            sample: options.sample,
             provenance,
         })
     }
@@ -107,19 +120,20 @@ impl FaceEmbedder {
         Ok(get_face_chip(patch, marks, g.size, g.padding)?)
     }
 
-    /// The quality measures of a face: from dlib's 150 px chip whatever the embedder, so the
-    /// floors on them mean the same for every model (`chip` is reused when it is that chip).
+    /// The quality measures of a face and the perceptual hash of its look: from dlib's
+    /// 150 px chip whatever the embedder, so the floors on them mean the same for every model
+    /// (`chip` is reused when it is that chip).
     fn quality(
         &self,
         chip: &RgbImage,
         patch: &RgbView<'_>,
         marks: &[(f32, f32)],
-    ) -> Result<Quality> {
+    ) -> Result<(Quality, u64)> {
         if self.embedder.chip() == DLIB_CHIP {
-            return Ok(measure(chip, marks));
+            return Ok((measure(chip, marks), dhash(chip)));
         }
         let dlib = get_face_chip(patch, marks, DLIB_CHIP.size, DLIB_CHIP.padding)?;
-        Ok(measure(&dlib, marks))
+        Ok((measure(&dlib, marks), dhash(&dlib)))
     }
 
     /// The chips to embed for one face: its aligned chip, or `jitters` jittered copies of it.
@@ -176,14 +190,18 @@ impl FaceEmbedder {
 /// A batch of face records with the chips cut for it, ready for the network.
 pub struct Chips {
     batch: RecordBatch,
-    chips: Vec<RgbImage>,
+    /// Each face's chips (one, or its jittered copies).
+    chips: Vec<Vec<RgbImage>>,
     quality: Vec<Quality>,
+    hashes: Vec<u64>,
 }
 
 /// The embed stage over record batches.
 pub struct EmbedStage {
     embedder: FaceEmbedder,
     schema: SchemaRef,
+    /// Chooses the faces to embed, in stream order ([`crate::sample`]).
+    sampler: Option<Mutex<Sampler>>,
     name: String,
 }
 
@@ -204,6 +222,17 @@ impl EmbedStage {
     /// The stage for face records named `name` with `input` schema (checked here).
     pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
         kao_record::schema::require(input, name, "kao-embed", &Patches::columns())?;
+        if embedder.sample.is_some() {
+            kao_record::schema::require(input, name, "kao-embed (choosing the faces to embed; --embed-interval 0 embeds every face)", &[
+                (col::SOURCE, DataType::Utf8),
+                (col::PTS, DataType::Float64),
+                (col::SHOT, DataType::UInt32),
+                (col::X, DataType::Float32),
+                (col::Y, DataType::Float32),
+                (col::W, DataType::Float32),
+                (col::H, DataType::Float32),
+            ])?;
+        }
         let chip_padding = embedder.embedder.chip().padding;
         if let Some(patch_padding) = patch_padding(input)
             && chip_padding > patch_padding + 1e-9
@@ -226,6 +255,7 @@ impl EmbedStage {
         let schema =
             stage_schema(input, &[], added, embedder.provenance()).map_err(|e| e.at(name))?;
         Ok(EmbedStage {
+            sampler: embedder.sample.map(|_| Mutex::new(Sampler::new())),
             embedder,
             schema,
             name: name.to_string(),
@@ -244,7 +274,7 @@ impl EmbedStage {
         }
         let patches = Patches::of(&batch, &self.name)?;
         // Faces are cut on rayon's threads (each chip depends on its own row only).
-        let cut: Vec<(Vec<RgbImage>, Quality)> = (0..batch.num_rows())
+        let cut: Vec<(Vec<RgbImage>, (Quality, u64))> = (0..batch.num_rows())
             .into_par_iter()
             .map(|i| {
                 let row = first_row + i as u64;
@@ -260,12 +290,14 @@ impl EmbedStage {
                 Ok((self.embedder.copies_of(chip, row)?, quality))
             })
             .collect::<Result<_>>()?;
-        let (copies, quality): (Vec<Vec<RgbImage>>, Vec<Quality>) = cut.into_iter().unzip();
-        let chips = copies.into_iter().flatten().collect();
+        let (chips, measured): (Vec<Vec<RgbImage>>, Vec<(Quality, u64)>) =
+            cut.into_iter().unzip();
+        let (quality, hashes) = measured.into_iter().unzip();
         Ok(Chips {
             batch,
             chips,
             quality,
+            hashes,
         })
     }
 
@@ -285,33 +317,105 @@ impl EmbedStage {
     }
 
     /// Embeds the chips of several batches in one network pass and returns each batch's
-    /// records with `embedding` added (no batch is copied into a larger one first).
+    /// records with `embedding` added (no batch is copied into a larger one first). Batches
+    /// must come in stream order: the faces to embed are chosen here ([`crate::sample`]).
     pub fn embed_parts(&self, parts: Vec<Chips>) -> Result<Vec<RecordBatch>> {
+        let chosen = parts
+            .iter()
+            .map(|part| self.choose(part))
+            .collect::<Result<Vec<_>>>()?;
         let views: Vec<RgbView<'_>> = parts
             .iter()
-            .flat_map(|p| p.chips.iter().map(RgbImage::view))
+            .zip(&chosen)
+            .flat_map(|(p, chosen)| {
+                p.chips
+                    .iter()
+                    .zip(chosen)
+                    .filter(|(_, c)| **c)
+                    .flat_map(|(copies, _)| copies.iter().map(RgbImage::view))
+            })
             .collect();
         let vectors = self.embedder.embed_views(&views)?;
         let mut vectors = vectors.into_iter();
         parts
             .into_iter()
-            .map(|part| {
-                let rows = part.batch.num_rows();
-                let mine: Vec<_> = vectors.by_ref().take(rows).collect();
+            .zip(chosen)
+            .map(|(part, chosen)| {
+                let mine: Vec<Option<Vec<f32>>> = chosen
+                    .iter()
+                    .map(|&c| if c { vectors.next() } else { None })
+                    .collect();
                 self.records(part, &mine)
             })
             .collect()
     }
 
-    /// `part`'s records with its embeddings and quality measures added.
-    fn records(&self, chips: Chips, vectors: &[Vec<f32>]) -> Result<RecordBatch> {
-        let values: Vec<f32> = vectors.iter().flatten().copied().collect();
+    /// Which faces of `part` to embed: all of them, or those the sampler chooses.
+    fn choose(&self, part: &Chips) -> Result<Vec<bool>> {
+        let batch = &part.batch;
+        let Some(sampler) = &self.sampler else {
+            return Ok(vec![true; batch.num_rows()]);
+        };
+        let options = self.embedder.sample.unwrap_or_default();
+        let mut sampler = sampler
+            .lock()
+            .map_err(|_| anyhow!("{}: the face sampler failed earlier", self.name))?;
+        let sources = column::<StringArray>(batch, col::SOURCE)?;
+        let pts = column::<Float64Array>(batch, col::PTS)?;
+        let shots = column::<UInt32Array>(batch, col::SHOT)?;
+        let [x, y, w, h] = [col::X, col::Y, col::W, col::H].map(|c| column::<Float32Array>(batch, c));
+        let (x, y, w, h) = (x?, y?, w?, h?);
+        let frames = batch
+            .column_by_name(col::FRAME_INDEX)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let seen = |i: usize| Seen {
+            source: sources.value(i),
+            shot: shots.value(i),
+            pts: pts.value(i),
+            bbox: [x.value(i), y.value(i), x.value(i) + w.value(i), y.value(i) + h.value(i)],
+            hash: part.hashes[i],
+        };
+        // The faces of one frame are chosen together.
+        let same_frame = |a: usize, b: usize| {
+            sources.value(a) == sources.value(b)
+                && pts.value(a) == pts.value(b)
+                && frames.is_none_or(|f| f.value(a) == f.value(b))
+        };
+        let mut chosen = Vec::with_capacity(batch.num_rows());
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let mut end = start + 1;
+            while end < batch.num_rows() && same_frame(start, end) {
+                end += 1;
+            }
+            let faces: Vec<Seen<'_>> = (start..end).map(seen).collect();
+            chosen.extend(sampler.choose(&options, &faces));
+            start = end;
+        }
+        Ok(chosen)
+    }
+
+    /// `part`'s records with its embeddings (null where a face was not embedded) and quality
+    /// measures added.
+    fn records(&self, chips: Chips, vectors: &[Option<Vec<f32>>]) -> Result<RecordBatch> {
+        let dim = self.embedder.space().dim;
+        let mut values: Vec<f32> = Vec::with_capacity(vectors.len() * dim);
+        for v in vectors {
+            match v {
+                Some(v) => values.extend_from_slice(v),
+                None => values.extend(std::iter::repeat_n(0.0, dim)),
+            }
+        }
+        let nulls = vectors
+            .iter()
+            .any(Option::is_none)
+            .then(|| NullBuffer::from_iter(vectors.iter().map(Option::is_some)));
         let item = Arc::new(Field::new("item", DataType::Float32, false));
         let column: ArrayRef = Arc::new(FixedSizeListArray::try_new(
             item,
-            self.embedder.space().dim as i32,
+            dim as i32,
             Arc::new(Float32Array::from(values)),
-            None,
+            nulls,
         )?);
         let measure = |f: fn(&Quality) -> f32| {
             Arc::new(chips.quality.iter().map(f).collect::<Float32Array>()) as ArrayRef

@@ -188,6 +188,9 @@ pub struct MatchStage {
     pending: VecDeque<(RecordBatch, Vec<Evidence>)>,
     pending_rows: usize,
     tracks: HashMap<u64, TrackEvidence>,
+    /// Each track's latest embedded face's distances (to each person, to the negatives), for
+    /// the faces of the track that kao-embed did not embed.
+    latest: HashMap<u64, (Vec<f32>, Option<f32>)>,
     name: String,
 }
 
@@ -258,6 +261,7 @@ impl MatchStage {
             pending: VecDeque::new(),
             pending_rows: 0,
             tracks: HashMap::new(),
+            latest: HashMap::new(),
             name: name.to_string(),
         })
     }
@@ -282,13 +286,28 @@ impl MatchStage {
         let threshold = self.matcher.options.threshold;
         let mut evidence = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
+            let track_id = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i));
+            let track = track_id.filter(|_| k > 0);
+            if embeddings.is_null(i) {
+                // Not embedded (kao-embed's sampler): the latest embedded face of its track
+                // speaks for it; its track's evidence comes from the embedded faces only.
+                let (distances, negative) = track_id
+                    .and_then(|id| self.latest.get(&id).cloned())
+                    .unwrap_or_default();
+                evidence.push(Evidence {
+                    track,
+                    distances,
+                    negative,
+                });
+                continue;
+            }
             let at = embeddings.value_offset_at(i);
             let embedding = &values.values()[at..at + embeddings.value_length() as usize];
             let distances = self.matcher.positives.distances(embedding);
             let negative = self.matcher.negatives.nearest(embedding).map(|(_, d)| d);
-            let track = tracks
-                .filter(|t| k > 0 && t.is_valid(i))
-                .map(|t| t.value(i));
+            if let Some(id) = track_id {
+                self.latest.insert(id, (distances.clone(), negative));
+            }
             if let Some(id) = track {
                 let t = self.tracks.entry(id).or_default();
                 t.best.resize_with(distances.len(), Vec::new);
@@ -368,7 +387,8 @@ impl MatchStage {
                 .unwrap_or_default();
             Verdict {
                 identity: Some(name.to_string()),
-                distance: face.distances[person],
+                // A face without an embedding of its own: its track's.
+                distance: face.distances.get(person).copied().unwrap_or(score),
             }
         } else {
             Verdict {
@@ -439,6 +459,7 @@ impl HoldingStage for MatchStage {
         }
         let out = self.emit(0);
         self.tracks.clear();
+        self.latest.clear();
         out
     }
 }

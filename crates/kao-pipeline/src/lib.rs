@@ -24,6 +24,7 @@ pub mod memory;
 pub mod parts;
 pub mod quality;
 pub mod refs;
+pub mod sample;
 pub mod shard;
 pub mod shot;
 pub mod similar;

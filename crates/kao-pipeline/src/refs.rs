@@ -475,6 +475,8 @@ impl Models {
             jitters: options.jitters,
             seed: options.seed,
             device: options.device,
+            // Photos are embedded one by one.
+            sample: None,
             ..EmbedOptions::default()
         })?;
         Ok(Models {

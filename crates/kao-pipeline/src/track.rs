@@ -2,7 +2,8 @@
 //!
 //! A face continues a track of the same source and shot when the track was seen at most
 //! `max_gap` seconds earlier, their boxes overlap (IoU ≥ `min_iou`) and their embeddings are
-//! within `max_distance`; the best pairs are linked first. Other faces start new tracks. A shot
+//! within `max_distance` (the face's and the track's latest; a face kao-embed did not embed
+//! links by its box alone); the best pairs are linked first. Other faces start new tracks. A shot
 //! cut (the `shot` column) ends every track.
 
 use std::sync::Arc;
@@ -59,7 +60,8 @@ struct Track {
     shot: u32,
     pts: f64,
     bbox: [f32; 4],
-    embedding: Vec<f32>,
+    /// Its latest embedded face's embedding, if any.
+    embedding: Option<Vec<f32>>,
 }
 
 /// The track stage over record batches. Faces of one frame are linked together, so the last
@@ -154,7 +156,9 @@ impl TrackStage {
         let dim = embeddings.value_length() as usize;
         let embedding = |i: usize| {
             let at = embeddings.value_offset_at(i);
-            &values.values()[at..at + dim]
+            embeddings
+                .is_valid(i)
+                .then(|| &values.values()[at..at + dim])
         };
         let bbox = |i: usize| {
             [
@@ -184,7 +188,10 @@ impl TrackStage {
             for (t, track) in self.open.iter().enumerate() {
                 for i in start..end {
                     let overlap = iou(&track.bbox, &bbox(i));
-                    let d = self.metric.distance(&track.embedding, embedding(i));
+                    let d = match (&track.embedding, embedding(i)) {
+                        (Some(a), Some(b)) => self.metric.distance(a, b),
+                        _ => 0.0,
+                    };
                     if overlap >= self.options.min_iou && d <= self.max_distance {
                         pairs.push(((1.0 - overlap) + d, t, i));
                     }
@@ -203,7 +210,9 @@ impl TrackStage {
                 let track = &mut self.open[t];
                 track.pts = now;
                 track.bbox = bbox(i);
-                track.embedding = embedding(i).to_vec();
+                if let Some(e) = embedding(i) {
+                    track.embedding = Some(e.to_vec());
+                }
             }
             for i in start..end {
                 if !face_linked[i - start] {
@@ -214,7 +223,7 @@ impl TrackStage {
                         shot,
                         pts: now,
                         bbox: bbox(i),
-                        embedding: embedding(i).to_vec(),
+                        embedding: embedding(i).map(<[f32]>::to_vec),
                     });
                     self.next_id += 1;
                 }

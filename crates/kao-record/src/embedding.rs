@@ -139,7 +139,8 @@ impl EmbeddingSpace {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Field::new(col::EMBEDDING, self.data_type(), false).with_metadata(metadata)
+        // Nullable: kao-embed leaves out faces its sampler skips (docs/records.md).
+        Field::new(col::EMBEDDING, self.data_type(), true).with_metadata(metadata)
     }
 
     /// The column's type: a fixed-size list of `dim` float32.
