@@ -48,6 +48,13 @@ make sample.mp4 eval 'ff -loop 1 -t 2 -i "$out/photos/obama.jpg" -loop 1 -t 2 -i
   "[0]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[a];[1]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[b];[2]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[c];[3]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[d];[a][b][c][d]concat=n=4:v=1[v]" \
   -map "[v]" -r 25 -c:v libx264 -pix_fmt yuv420p "$tmp"'
 
+# A moving face (tests/fast.rs): Obama crosses a 640x360 picture in 5 s, bobbing, and Biden's
+# face, hidden under a patch of the background until 1.5 s, appears mid-shot (too small a change
+# for the shot detector to call it a cut).
+make moving.mp4 eval 'ff -f lavfi -i "color=c=0x3a5a70:s=640x360:r=25:d=5" -i "$out/photos/obama.jpg" -i "$out/photos/biden.jpg" \
+  -filter_complex "[1]scale=170:-2[a];[2]scale=150:-2[b];[0][a]overlay=x='"'"'20+t*70'"'"':y='"'"'50+20*sin(t*4)'"'"'[v];[v][b]overlay=x=440:y=120,drawbox=x=485:y=120:w=85:h=100:color=0x3a5a70:t=fill:enable='"'"'lt(t,1.5)'"'"',format=yuv420p" \
+  -r 25 -c:v libx264 -pix_fmt yuv420p "$tmp"'
+
 # ---- ONNX fixtures (scripts/onnx_env.sh: a venv with numpy, onnx and onnxruntime from PyPI) ----
 # dlib's ResNet as ONNX, malformed models (tests/fixtures/onnx/), and, if missing, the committed
 # tests/data/onnx/ and tests/data/yunet/reference.json.
