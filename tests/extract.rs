@@ -181,7 +181,8 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         );
     }
     // Each of his two shots is one track of a still photo: one crop each, the other frames are
-    // near-duplicates; unmatched faces get no crop. The manifest says why.
+    // near-duplicates or were not embedded (the fast path); unmatched faces get no crop. The
+    // manifest says why.
     let reasons = strings(&rows, "reject_reason");
     for ((id, path), reason) in ids.iter().zip(&crop_paths).zip(&reasons) {
         match (id, path) {
@@ -192,7 +193,10 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
                 );
                 assert_eq!(png_size(&one.join(p)), (400, 400));
             }
-            (Some(_), None) => assert_eq!(reason.as_deref(), Some("duplicate")),
+            (Some(_), None) => assert!(
+                matches!(reason.as_deref(), Some("duplicate" | "not_embedded")),
+                "{reason:?}"
+            ),
             (None, path) => assert!(path.is_none() && reason.as_deref() == Some("unmatched")),
         }
     }
@@ -222,12 +226,21 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every embedded face gets its crop (crops come from embedded faces only).
+    let embedded =
+        column::<arrow_array::FixedSizeListArray, _>(&rows, "embedding", |a, i| a.is_valid(i));
     let written = files(&all);
     let unknown = written.iter().filter(|f| f.starts_with("unknown/")).count();
-    assert_eq!(unknown, ids.iter().filter(|i| i.is_none()).count());
+    assert_eq!(
+        unknown,
+        ids.iter()
+            .zip(&embedded)
+            .filter(|(i, e)| i.is_none() && **e)
+            .count()
+    );
     assert_eq!(
         written.iter().filter(|f| f.ends_with(".jpg")).count(),
-        ids.len()
+        embedded.iter().filter(|e| **e).count()
     );
     let jpg =
         std::fs::read(all.join(written.iter().find(|f| f.ends_with(".jpg")).unwrap())).unwrap();

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow_array::{Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, UInt64Array};
+use arrow_array::{
+    Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, UInt64Array,
+};
 use kao_tests::*;
 
 /// The default interval between detector passes, in seconds.
@@ -71,8 +73,16 @@ fn check(video: &str, min_tracks: usize) {
     assert_eq!(exact_detected, exact.len());
     assert_eq!(exact_embedded, exact.len());
     // The fast path did follow and sample (or this test would prove nothing).
-    assert!(fast_detected < fast.len() / 2, "{fast_detected} of {} detected", fast.len());
-    assert!(fast_embedded < fast.len() / 2, "{fast_embedded} of {} embedded", fast.len());
+    assert!(
+        fast_detected < fast.len() / 2,
+        "{fast_detected} of {} detected",
+        fast.len()
+    );
+    assert!(
+        fast_embedded < fast.len() / 2,
+        "{fast_embedded} of {} embedded",
+        fast.len()
+    );
 
     let mut tracks: HashMap<u64, Vec<&Face>> = HashMap::new();
     for face in &exact {
@@ -81,7 +91,10 @@ fn check(video: &str, min_tracks: usize) {
     let mut long = 0;
     for faces in tracks.values() {
         let start = faces.iter().map(|f| f.pts).fold(f64::INFINITY, f64::min);
-        let end = faces.iter().map(|f| f.pts).fold(f64::NEG_INFINITY, f64::max);
+        let end = faces
+            .iter()
+            .map(|f| f.pts)
+            .fold(f64::NEG_INFINITY, f64::max);
         if end - start <= 1.0 {
             continue;
         }

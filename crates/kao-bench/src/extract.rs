@@ -191,27 +191,34 @@ pub fn bench_extract(
             .args(["--max-frames", "1", "-q", "--out"])
             .arg(&warm),
     )?;
+    // kao-extract on `video` with `extra` options: (median wall s, every run's, peak MB).
+    let kao_run = |video: &Path, out: &Path, extra: &[&str]| {
+        median_of_runs(
+            Command::new(&kao_extract)
+                .arg(video)
+                .arg("--ref")
+                .arg(refs)
+                .arg("--ref-cache")
+                .arg(&ref_cache)
+                .arg("-q")
+                .args(extra)
+                .arg("--out")
+                .arg(out),
+            out,
+            runs,
+        )
+    };
     let kao_out = out.join("kao");
-    let (kao_secs, kao_runs, kao_mb) = median_of_runs(
-        Command::new(&kao_extract)
-            .arg(video)
-            .arg("--ref")
-            .arg(refs)
-            .arg("--ref-cache")
-            .arg(&ref_cache)
-            .arg("-q")
-            .arg("--out")
-            .arg(&kao_out),
-        &kao_out,
-        runs,
-    )?;
+    let (kao_secs, kao_runs, kao_mb) = kao_run(video, &kao_out, &[])?;
+    let exact_out = out.join("kao-exact");
+    let (exact_secs, exact_runs, exact_mb) = kao_run(video, &exact_out, &["--exact"])?;
     let fr_python = if skip_fr {
         None
     } else {
         Some(fr_python(cache)?)
     };
-    let kao_score = match (&scorer, &fr_python) {
-        (Some(s), Some(py)) => score(py, s, case, &kao_out.join("manifest.parquet")),
+    let kao_score = |out: &Path| match (&scorer, &fr_python) {
+        (Some(s), Some(py)) => score(py, s, case, &out.join("manifest.parquet")),
         _ => "-".into(),
     };
     let row = |name: &str, secs: f64, mb: f64, scored: &str| {
@@ -225,7 +232,13 @@ pub fn bench_extract(
             scored
         );
     };
-    row("kao-extract", kao_secs, kao_mb, &kao_score);
+    row("kao-extract", kao_secs, kao_mb, &kao_score(&kao_out));
+    row(
+        "kao-extract --exact",
+        exact_secs,
+        exact_mb,
+        &kao_score(&exact_out),
+    );
     if let Some(python) = &fr_python {
         let baseline = video
             .parent()
@@ -284,24 +297,27 @@ pub fn bench_extract(
         std::fs::rename(&tmp, &hd)?;
     }
     let hd_out = out.join("kao-1080p");
-    let (hd_secs, hd_runs, hd_mb) = median_of_runs(
-        Command::new(&kao_extract)
-            .arg(&hd)
-            .arg("--ref")
-            .arg(refs)
-            .arg("--ref-cache")
-            .arg(&ref_cache)
-            .arg("-q")
-            .arg("--out")
-            .arg(&hd_out),
-        &hd_out,
-        runs,
-    )?;
+    let (hd_secs, hd_runs, hd_mb) = kao_run(&hd, &hd_out, &[])?;
     row("kao-extract, 1080p copy", hd_secs, hd_mb, "-");
+    let hd_exact_out = out.join("kao-1080p-exact");
+    let (hd_exact_secs, hd_exact_runs, hd_exact_mb) = kao_run(&hd, &hd_exact_out, &["--exact"])?;
+    row(
+        "kao-extract --exact, 1080p",
+        hd_exact_secs,
+        hd_exact_mb,
+        "-",
+    );
     println!(
-        "kao-extract: median of {runs} runs (wall s: {}; 1080p: {})",
+        "kao-extract is {:.2}× faster than --exact (1080p: {:.2}×)",
+        exact_secs / kao_secs,
+        hd_exact_secs / hd_secs
+    );
+    println!(
+        "kao-extract: median of {runs} runs (wall s: {}; --exact: {}; 1080p: {}; 1080p --exact: {})",
         run_times(&kao_runs),
-        run_times(&hd_runs)
+        run_times(&exact_runs),
+        run_times(&hd_runs),
+        run_times(&hd_exact_runs)
     );
     Ok(())
 }

@@ -75,7 +75,8 @@ enum Bench {
     },
     /// The main job end to end: kao-extract against the face_recognition pipeline (devdata's
     /// baseline_fr.py in a venv this benchmark makes) on the same clip, every frame, with
-    /// both scored by devdata's score.py; then kao-extract's peak memory on a 1080p copy.
+    /// both scored by devdata's score.py, and kao-extract --exact (every network on every
+    /// frame and face) in the same run; then the same two on a 1080p copy.
     Extract {
         /// The clip.
         #[arg(long, default_value = "../shared/devdata/video/dev_interview.mp4")]

@@ -14,8 +14,8 @@ use crate::align::{
 use crate::crop::{CropSpec, ImageFormat};
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
-use crate::follow::{self, FollowOptions};
 use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
+use crate::follow::{self, FollowOptions};
 use crate::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
 use crate::refs::{self, EnrollOptions};
 use crate::sample::{self, SampleOptions};

@@ -263,12 +263,13 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         .downcast_ref::<Float32Array>()
         .context("embedding values are not float32")?;
     let dim = embeddings.value_length() as usize;
-    // Unmatched tracks: their faces' mean embedding.
+    // Unmatched tracks: the mean embedding of their embedded faces (every face of the track
+    // takes the track's cluster, embedded or not).
     let mut index: HashMap<(&str, u64), usize> = HashMap::new();
     let mut sums: Vec<(Vec<f32>, usize)> = Vec::new();
     let mut row_track: Vec<Option<usize>> = vec![None; batch.num_rows()];
     for (row, slot) in row_track.iter_mut().enumerate() {
-        if identity.is_valid(row) || tracks.is_null(row) || embeddings.is_null(row) {
+        if identity.is_valid(row) || tracks.is_null(row) {
             continue;
         }
         let key = (sources.value(row), tracks.value(row));
@@ -276,13 +277,26 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
             sums.push((vec![0.0; dim], 0));
             sums.len() - 1
         });
+        *slot = Some(t);
+        if embeddings.is_null(row) {
+            continue;
+        }
         let at = embeddings.value_offset_at(row);
         for (s, v) in sums[t].0.iter_mut().zip(&values.values()[at..at + dim]) {
             *s += v;
         }
         sums[t].1 += 1;
-        *slot = Some(t);
     }
+    // A track none of whose faces was embedded has nothing to be grouped by.
+    let embedded: Vec<usize> = (0..sums.len()).filter(|&t| sums[t].1 > 0).collect();
+    let mut slot_of = vec![None; sums.len()];
+    for (k, &t) in embedded.iter().enumerate() {
+        slot_of[t] = Some(k);
+    }
+    for track in row_track.iter_mut() {
+        *track = track.and_then(|t| slot_of[t]);
+    }
+    let sums: Vec<(Vec<f32>, usize)> = embedded.iter().map(|&t| sums[t].clone()).collect();
     let means: Vec<Vec<f32>> = sums
         .into_iter()
         .map(|(sum, n)| sum.into_iter().map(|v| v / n as f32).collect())

@@ -423,13 +423,7 @@ impl DetectStage {
             })?;
             let (faces, detected) = self
                 .finder
-                .faces_following(
-                    &frame,
-                    sources.value(row),
-                    shot,
-                    pts.value(row),
-                    follower,
-                )
+                .faces_following(&frame, sources.value(row), shot, pts.value(row), follower)
                 .with_context(|| format!("{}: row {at}", self.name))?;
             if faces.is_empty() {
                 continue;

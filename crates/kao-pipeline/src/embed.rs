@@ -222,16 +222,28 @@ impl EmbedStage {
     /// The stage for face records named `name` with `input` schema (checked here).
     pub fn new(embedder: FaceEmbedder, input: &SchemaRef, name: &str) -> Result<EmbedStage> {
         kao_record::schema::require(input, name, "kao-embed", &Patches::columns())?;
-        if embedder.sample.is_some() {
-            kao_record::schema::require(input, name, "kao-embed (choosing the faces to embed; --embed-interval 0 embeds every face)", &[
-                (col::SOURCE, DataType::Utf8),
-                (col::PTS, DataType::Float64),
-                (col::SHOT, DataType::UInt32),
-                (col::X, DataType::Float32),
-                (col::Y, DataType::Float32),
-                (col::W, DataType::Float32),
-                (col::H, DataType::Float32),
-            ])?;
+        // Choosing faces follows them by video, shot and box: records without those columns
+        // (not made by kao-detect) have every face embedded, and the provenance says so.
+        let followable = [
+            (col::SOURCE, DataType::Utf8),
+            (col::PTS, DataType::Float64),
+            (col::SHOT, DataType::UInt32),
+            (col::X, DataType::Float32),
+            (col::Y, DataType::Float32),
+            (col::W, DataType::Float32),
+            (col::H, DataType::Float32),
+        ]
+        .iter()
+        .all(|(c, t)| input.field_with_name(c).is_ok_and(|f| f.data_type() == t));
+        let mut embedder = embedder;
+        if embedder.sample.is_some() && !followable {
+            tracing::info!(
+                "{name}: no shot and box columns to follow faces by: embedding every face"
+            );
+            embedder.sample = None;
+            if let Some(o) = embedder.provenance.options.as_object_mut() {
+                o.insert("sample".into(), serde_json::Value::Null);
+            }
         }
         let chip_padding = embedder.embedder.chip().padding;
         if let Some(patch_padding) = patch_padding(input)
@@ -290,8 +302,7 @@ impl EmbedStage {
                 Ok((self.embedder.copies_of(chip, row)?, quality))
             })
             .collect::<Result<_>>()?;
-        let (chips, measured): (Vec<Vec<RgbImage>>, Vec<(Quality, u64)>) =
-            cut.into_iter().unzip();
+        let (chips, measured): (Vec<Vec<RgbImage>>, Vec<(Quality, u64)>) = cut.into_iter().unzip();
         let (quality, hashes) = measured.into_iter().unzip();
         Ok(Chips {
             batch,
@@ -363,7 +374,8 @@ impl EmbedStage {
         let sources = column::<StringArray>(batch, col::SOURCE)?;
         let pts = column::<Float64Array>(batch, col::PTS)?;
         let shots = column::<UInt32Array>(batch, col::SHOT)?;
-        let [x, y, w, h] = [col::X, col::Y, col::W, col::H].map(|c| column::<Float32Array>(batch, c));
+        let [x, y, w, h] =
+            [col::X, col::Y, col::W, col::H].map(|c| column::<Float32Array>(batch, c));
         let (x, y, w, h) = (x?, y?, w?, h?);
         let frames = batch
             .column_by_name(col::FRAME_INDEX)
@@ -372,7 +384,12 @@ impl EmbedStage {
             source: sources.value(i),
             shot: shots.value(i),
             pts: pts.value(i),
-            bbox: [x.value(i), y.value(i), x.value(i) + w.value(i), y.value(i) + h.value(i)],
+            bbox: [
+                x.value(i),
+                y.value(i),
+                x.value(i) + w.value(i),
+                y.value(i) + h.value(i),
+            ],
             hash: part.hashes[i],
         };
         // The faces of one frame are chosen together.

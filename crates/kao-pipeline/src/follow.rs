@@ -307,7 +307,10 @@ mod tests {
             similarity(&marks_at(0.0, 0.0, 1.0), &marks_at(5.0, -3.0, 1.2)).unwrap();
         assert!((s - 1.2).abs() < 1e-4 && (c - 1.0).abs() < 1e-4 && sn.abs() < 1e-4);
         let p = apply(s, (c, sn), (tx, ty), (100.0, 100.0));
-        assert!((p.0 - 125.0).abs() < 1e-3 && (p.1 - 117.0).abs() < 1e-3, "{p:?}");
+        assert!(
+            (p.0 - 125.0).abs() < 1e-3 && (p.1 - 117.0).abs() < 1e-3,
+            "{p:?}"
+        );
         assert!(similarity(&[(1.0, 1.0); 5], &marks_at(0.0, 0.0, 1.0)).is_none());
     }
 
@@ -317,7 +320,13 @@ mod tests {
         let view = RgbView::new(320, 240, &first).unwrap();
         let marks = marks_at(0.0, 0.0, 1.0);
         let mut follower = Follower::new();
-        follower.detected(&view, "a", 0, 0.0, [(0.9, [60.0, 70.0, 140.0, 150.0], marks)]);
+        follower.detected(
+            &view,
+            "a",
+            0,
+            0.0,
+            [(0.9, [60.0, 70.0, 140.0, 150.0], marks)],
+        );
         let options = FollowOptions::default();
         let next = frame(6.0, 4.0);
         let view = RgbView::new(320, 240, &next).unwrap();
@@ -341,7 +350,7 @@ mod tests {
         assert!(follower.due(&options, "a", 0, 0.0));
         follower.detected(&view, "a", 0, 1.0, []);
         assert!(!follower.due(&options, "a", 0, 1.2));
-        assert!(follower.due(&options, "a", 0, 1.0 + options.interval));
+        assert!(follower.due(&options, "a", 0, 1.0 + options.interval + 1e-9));
         assert!(follower.due(&options, "a", 1, 1.2));
         assert!(follower.due(&options, "b", 0, 1.2));
         assert!(follower.due(&options, "a", 0, 0.5));

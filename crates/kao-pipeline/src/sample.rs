@@ -76,6 +76,10 @@ struct Chain {
 #[derive(Default)]
 pub struct Sampler {
     chains: Vec<Chain>,
+    /// The latest frame (source, time) and the chains its faces continued or started: a
+    /// frame whose faces arrive in two calls (split across batches) goes on from there.
+    frame: Option<(String, f64)>,
+    taken: Vec<bool>,
 }
 
 impl Sampler {
@@ -90,15 +94,23 @@ impl Sampler {
             return Vec::new();
         };
         let now = first.pts;
-        self.chains.retain(|c| {
-            c.source == first.source
-                && now >= c.pts
-                && now - c.pts <= MAX_GAP
-                && faces.iter().any(|f| f.shot == c.shot)
-        });
+        let same_frame = self
+            .frame
+            .as_ref()
+            .is_some_and(|(source, pts)| source == first.source && *pts == now);
+        if !same_frame {
+            self.chains.retain(|c| {
+                c.source == first.source
+                    && now >= c.pts
+                    && now - c.pts <= MAX_GAP
+                    && faces.iter().any(|f| f.shot == c.shot)
+            });
+            self.frame = Some((first.source.to_string(), now));
+            self.taken = vec![false; self.chains.len()];
+        }
         // Each face continues the chain it overlaps most (one face per chain).
-        let mut taken = vec![false; self.chains.len()];
-        faces
+        let mut taken = std::mem::take(&mut self.taken);
+        let chosen = faces
             .iter()
             .map(|face| {
                 let best = self
@@ -144,7 +156,9 @@ impl Sampler {
                 }
                 embed
             })
-            .collect()
+            .collect();
+        self.taken = taken;
+        chosen
     }
 }
 
@@ -183,9 +197,15 @@ mod tests {
         let options = SampleOptions::default();
         let mut sampler = Sampler::new();
         assert_eq!(sampler.choose(&options, &[face(0.0, 100.0, 0)]), [true]);
-        assert_eq!(sampler.choose(&options, &[face(0.04, 101.0, 0b111)]), [false]);
+        assert_eq!(
+            sampler.choose(&options, &[face(0.04, 101.0, 0b111)]),
+            [false]
+        );
         // A hash 8 bits away from every embedded one.
-        assert_eq!(sampler.choose(&options, &[face(0.08, 102.0, 0xFF00)]), [true]);
+        assert_eq!(
+            sampler.choose(&options, &[face(0.08, 102.0, 0xFF00)]),
+            [true]
+        );
         // A second face elsewhere in the picture starts its own chain.
         assert_eq!(
             sampler.choose(&options, &[face(0.12, 103.0, 0), face(0.12, 400.0, 0)]),
@@ -197,5 +217,21 @@ mod tests {
         let mut later = face(0.16 + MAX_GAP + 0.1, 103.0, 0);
         later.shot = 1;
         assert_eq!(sampler.choose(&options, &[later]), [true]);
+    }
+
+    #[test]
+    fn a_frame_split_across_batches_is_chosen_as_one() {
+        let options = SampleOptions::default();
+        let (mut whole, mut split) = (Sampler::new(), Sampler::new());
+        let two = |t: f64| [face(t, 100.0, 0), face(t, 104.0, 0)];
+        assert_eq!(whole.choose(&options, &two(0.0)), [true, true]);
+        assert_eq!(split.choose(&options, &two(0.0)[..1]), [true]);
+        assert_eq!(split.choose(&options, &two(0.0)[1..]), [true]);
+        for t in [0.04, 0.08, 0.3] {
+            let once = whole.choose(&options, &two(t));
+            let mut parts = split.choose(&options, &two(t)[..1]);
+            parts.extend(split.choose(&options, &two(t)[1..]));
+            assert_eq!(once, parts, "at {t}");
+        }
     }
 }
