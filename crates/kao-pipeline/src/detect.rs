@@ -154,8 +154,12 @@ impl Finder {
                 .faces()
                 .iter()
                 .map_while(|face| {
-                    // Twice: from last frame's box, then from the box the landmarks moved.
+                    // From last frame's box; again from the box the landmarks moved to when
+                    // that is more than a twentieth of the face's width away.
                     let first = face.step(frame, self.landmarks_in(frame, face.bbox))?;
+                    if first.moved(&face.bbox) <= 0.05 {
+                        return Some(first);
+                    }
                     face.step(frame, self.landmarks_in(frame, first.bbox))
                 })
                 .collect();

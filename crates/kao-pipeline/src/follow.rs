@@ -4,8 +4,9 @@
 //! frame now and then (every [`FollowOptions::interval`] seconds of video, at a shot cut, at a
 //! new source, and sooner when faces move fast), and on the frames between, each face of the
 //! last detector pass is carried forward by its landmarks: dlib's 5-point shape predictor,
-//! started from the face's box in the previous frame, finds the landmarks in this frame, and the
-//! box follows them (the similarity transform from the landmarks at the detector's pass to these
+//! started from the face's box in the previous frame (and once more from the box they moved to,
+//! when that is more than a twentieth of the face's width away), finds the landmarks in this
+//! frame, and the box follows them (the similarity transform from the landmarks at the detector's pass to these
 //! moves the detector's box). A followed face must still look like the face the detector found:
 //! its aligned grey-level chip is compared with the chip at the detector's pass (normalised
 //! cross-correlation). When one face of a frame fails that test (it turned away, a hand covers
@@ -76,6 +77,19 @@ pub(crate) struct Step {
     pub marks: [(f32, f32); 5],
     fit: f32,
     motion: f32,
+}
+
+impl Step {
+    /// How far this step's box lies from `bbox`: the largest edge shift over `bbox`'s width.
+    pub(crate) fn moved(&self, bbox: &[f32; 4]) -> f32 {
+        let width = (bbox[2] - bbox[0]).max(1.0);
+        self.bbox
+            .iter()
+            .zip(bbox)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+            / width
+    }
 }
 
 impl Follower {
