@@ -190,6 +190,10 @@ fn parse_args() -> Result<Args> {
         args.detect.follow_interval = 0.0;
         args.embed.embed_interval = 0.0;
     }
+    // Deciding every face on its own needs every face's embedding.
+    if args.matching.track_best == 0 {
+        args.embed.embed_interval = 0.0;
+    }
     if args.matching.refs.is_empty() {
         // No one to find: every person is a cluster, and their crops are the dataset.
         args.align.all = true;

@@ -270,7 +270,9 @@ pub struct MatchArgs {
     pub allow_repeats: bool,
     /// Decide per face track (from kao-track): a track matches when the median of its K
     /// nearest faces is within --threshold, and all its faces take that identity. 0 decides
-    /// every face on its own.
+    /// every face on its own (kao-extract then embeds every face; in a pipe, give kao-embed
+    /// --embed-interval 0, or a face kao-embed skipped takes the verdict of the latest
+    /// embedded face of its track).
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TRACK_BEST)]
     pub track_best: usize,
     /// Jittered copies averaged per reference photo (default: 100 for dlib, as FACE01's
