@@ -17,7 +17,7 @@ use kao_record::schema::{
 use crate::column;
 pub use crate::detector::DetectorKind;
 use crate::detector::{self, Detector};
-use crate::follow::{FollowOptions, Follower};
+use crate::follow::{FollowOptions, Follower, Found};
 use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
 
 /// Everything that shapes the detect stage's output.
@@ -193,7 +193,7 @@ impl Finder {
 
     /// The detector's faces of one frame as (score, box `[left, top, right, bottom)` in
     /// native pixels, 5 landmarks), best score first, after the size, score and count limits.
-    fn detect(&self, frame: &RgbView<'_>) -> Result<Vec<(f32, [f32; 4], [(f32, f32); 5])>> {
+    fn detect(&self, frame: &RgbView<'_>) -> Result<Vec<Found>> {
         let (w, h) = (frame.width(), frame.height());
         if w == 0 || h == 0 {
             return Ok(Vec::new());
@@ -247,7 +247,7 @@ impl Finder {
         marks: &[(f32, f32); 5],
     ) -> Option<FaceRow> {
         let (w, h) = (frame.width(), frame.height());
-        if !(r - l >= self.options.min_size) {
+        if (r - l).is_nan() || r - l < self.options.min_size {
             return None;
         }
         let mut landmarks = [0f32; 10];

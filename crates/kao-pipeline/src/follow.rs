@@ -16,7 +16,15 @@
 //! A face that enters the picture between two passes is found at the next pass, at most
 //! `interval` seconds later. `--exact` (no [`FollowOptions`]) runs the detector on every frame.
 
+use std::cmp::Ordering;
+
 use kao_dlib::{RgbView, get_face_chip_details};
+
+/// A face a detector pass found: score, box `[left, top, right, bottom)`, 5 landmarks.
+pub(crate) type Found = (f32, [f32; 4], [(f32, f32); 5]);
+
+/// A 2-D similarity transform: scale, rotation as (cos, sin), shift.
+type Similarity = (f32, (f32, f32), (f32, f32));
 
 /// Side of the grey-level chip that checks a followed face.
 const TEMPLATE: usize = 24;
@@ -103,7 +111,7 @@ impl Follower {
         self.detect_next
             || self.source.as_deref() != Some(source)
             || self.shot != shot
-            || !(pts - self.last_pass < options.interval)
+            || (pts - self.last_pass).partial_cmp(&options.interval) != Some(Ordering::Less)
             // A stream running backwards (seeks, concatenated clips) starts over.
             || pts < self.last_pass
     }
@@ -120,7 +128,7 @@ impl Follower {
         source: &str,
         shot: u32,
         pts: f64,
-        faces: impl IntoIterator<Item = (f32, [f32; 4], [(f32, f32); 5])>,
+        faces: impl IntoIterator<Item = Found>,
     ) {
         self.source = Some(source.to_string());
         self.shot = shot;
@@ -144,7 +152,11 @@ impl Follower {
     /// Takes the faces followed into a frame; false (and nothing changes) when one of them
     /// no longer fits, so the frame needs the detector.
     pub(crate) fn advance(&mut self, options: &FollowOptions, steps: &[Step]) -> bool {
-        if steps.len() != self.faces.len() || steps.iter().any(|s| !(s.fit >= options.min_fit)) {
+        if steps.len() != self.faces.len()
+            || steps
+                .iter()
+                .any(|s| s.fit.is_nan() || s.fit < options.min_fit)
+        {
             return false;
         }
         // Fast motion (a tenth of the face's width in one frame) brings the next pass forward.
@@ -190,10 +202,7 @@ impl Followed {
 /// The similarity transform (scale, rotation as (cos, sin), shift) taking `from` onto `to` in
 /// the least-squares sense; `None` when `from` collapses onto a point or the result is not
 /// finite.
-fn similarity(
-    from: &[(f32, f32); 5],
-    to: &[(f32, f32); 5],
-) -> Option<(f32, (f32, f32), (f32, f32))> {
+fn similarity(from: &[(f32, f32); 5], to: &[(f32, f32); 5]) -> Option<Similarity> {
     let mean = |p: &[(f32, f32); 5]| {
         let (sx, sy) = p.iter().fold((0.0, 0.0), |a, q| (a.0 + q.0, a.1 + q.1));
         (sx / 5.0, sy / 5.0)
@@ -207,7 +216,7 @@ fn similarity(
         b += x * v - y * u;
         norm += x * x + y * y;
     }
-    if !(norm > 1e-3) {
+    if norm.is_nan() || norm <= 1e-3 {
         return None;
     }
     let (a, b) = (a / norm, b / norm);
