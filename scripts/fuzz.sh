@@ -12,7 +12,7 @@
 #   scripts/fuzz.sh dat tflite       these targets
 #   KAO_FUZZ_SECONDS=300 scripts/fuzz.sh onnx
 #
-# No cargo-fuzz needed (it builds ~4 times slower: AddressSanitizer and one codegen unit on
+# No cargo-fuzz needed (its build takes 2.5 times the CPU: AddressSanitizer and one codegen unit on
 # every crate; `cargo +nightly fuzz run` stays the tool for digging into one target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
