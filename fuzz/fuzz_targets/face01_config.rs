@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kao_fuzz::face01_config(data));
+libfuzzer_sys::fuzz_target!(init: kao_fuzz::init(), |data: &[u8]| kao_fuzz::face01_config(data));

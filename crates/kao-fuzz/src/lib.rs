@@ -31,6 +31,16 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("video_list", video_list),
 ];
 
+/// Sets up a fuzzer process the way the stage binaries set up theirs, once, before the first
+/// input (`fuzz_target!(init: kao_fuzz::init(), …)`): kao-record's panic hook in front of the
+/// one already installed, so that a reader's panic that kao-record catches and turns into a
+/// one-line error (arrow-ipc's on a buffer past its message body) stays an error, as in the
+/// stages, instead of reaching libFuzzer's hook, which aborts on every panic, caught or not.
+/// Every other panic still goes on to libFuzzer's hook. Warnings are logged to stderr.
+pub fn init() {
+    kao_record::cli::init_logging("kao-fuzz");
+}
+
 /// A fresh temporary folder holding `data` as `name`; `None` when the disk refuses.
 fn temp_file(name: &str, data: &[u8]) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
     let dir = tempfile::tempdir().ok()?;
