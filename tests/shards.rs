@@ -543,10 +543,19 @@ fn slurm_array_and_merge(target: Target) {
         }
     };
     let started = Instant::now();
+    let logs = || -> String {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    };
     while !started_on() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "task 3 did not start"
+            "task 3 did not start: {}",
+            logs()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -724,6 +733,8 @@ mod s3 {
     use arrow_array::ArrayRef;
 
     pub const BUCKET: &str = "kao";
+    /// moto answers anonymous object requests 403 (private objects) and checks no signature.
+    const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=kao-test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n";
 
     /// How the proxy treats requests.
     #[derive(Default)]
@@ -828,12 +839,12 @@ mod s3 {
             self.faults.failed.load(Ordering::SeqCst)
         }
 
-        /// One request straight to the server (moto takes unsigned requests): status, body.
+        /// One request straight to the server (moto checks no signature): status, body.
         pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
             let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
             write!(
                 s,
-                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n{AUTH}Connection: close\r\n\r\n",
                 self.port,
                 body.len()
             )

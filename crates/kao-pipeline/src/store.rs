@@ -140,6 +140,16 @@ pub fn describe(e: &object_store::Error) -> String {
     parts.join(", ")
 }
 
+/// The key of `rel` under `prefix`.
+fn key_in(prefix: &Key, rel: &str) -> Result<Key, object_store::path::Error> {
+    let full = if prefix.as_ref().is_empty() {
+        rel.to_string()
+    } else {
+        format!("{prefix}/{rel}")
+    };
+    Key::parse(full.trim_end_matches('/'))
+}
+
 impl RunStore {
     /// The store and prefix `url` names, configured from the environment. Makes no request.
     pub fn open(url: &str) -> Result<RunStore> {
@@ -200,12 +210,7 @@ impl RunStore {
     }
 
     fn key(&self, rel: &str) -> Result<Key> {
-        let full = if self.prefix.as_ref().is_empty() {
-            rel.to_string()
-        } else {
-            format!("{}/{rel}", self.prefix)
-        };
-        Key::parse(full.trim_end_matches('/'))
+        key_in(&self.prefix, rel)
             .map_err(|e| anyhow!("{}: not a usable object name ({e})", self.name(rel)))
     }
 
@@ -582,7 +587,10 @@ impl Leases {
         let held = Arc::new(Mutex::new(held));
         let lost = Arc::new(Mutex::new(HashSet::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, l, s, st) = (held.clone(), lost.clone(), stop.clone(), store.clone());
+        // The task holds the store's client, not the RunStore: the runtime it runs on must
+        // not be dropped from inside it.
+        let (h, l, s) = (held.clone(), lost.clone(), stop.clone());
+        let (client, prefix) = (store.store.clone(), store.prefix.clone());
         let renewer = store.rt.spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 4).await;
@@ -594,9 +602,10 @@ impl Leases {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 for (rel, version) in current {
-                    let Ok(key) = st.key(&rel) else { continue };
-                    let put = st
-                        .store
+                    let Ok(key) = key_in(&prefix, &rel) else {
+                        continue;
+                    };
+                    let put = client
                         .put_opts(
                             &key,
                             PutPayload::from(me.as_bytes().to_vec()),
