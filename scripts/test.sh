@@ -37,6 +37,16 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
+# Object storage (docs/scale-out.md): kao-extract and kao-merge with their `object-store` feature,
+# tested against moto's S3 server (tests/shards.rs, the tests named s3_*). This build replaces
+# target/release/kao-extract and kao-merge, so it comes after the tests of the default build; the
+# plain `cargo build` after it puts the default binaries back (cargo relinks them, no compiling).
+step "stages: object storage"
+object_store=kao-extract/object-store,kao-merge/object-store
+cargo build --release --locked --features "$object_store"
+cargo test --release --locked --features "$object_store,kao-tests/object-store" --test shards -- s3_ 2>&1 | tee -a "$log"
+cargo clippy --release --locked --all-targets --features "$object_store,kao-tests/object-store" -- -D warnings
+cargo build --release --locked
 # Fuzzing (docs/fuzzing.md): each target for KAO_FUZZ_SECONDS on nightly, but not a target whose
 # known crash awaits a fix (fuzz/regressions-open/). Off unless KAO_FUZZ_SECONDS is set: the
 # sanitizer build of the targets takes 17 minutes on 2 cores, which would put CI near its
