@@ -1,5 +1,5 @@
 //! Run folders in object storage: `--out s3://bucket/prefix` (also `gs://`, `az://`,
-//! `file://`). The store itself is [`crate::store`], built with the `object-store` feature;
+//! `file://`). The store itself is `kao_pipeline::store`, built with the `object-store` feature;
 //! without it, a URL is refused in one line naming the feature.
 
 /// Whether `out` names object storage (`scheme://…`) rather than a folder.

@@ -358,11 +358,11 @@ impl RunStore {
                 }
             }
             running.push(upload.put_part(PutPayload::from(buf)));
-            if running.len() >= CONCURRENCY / 2 {
-                if let Some(Err(e)) = running.next().await {
-                    failed = Some(self.fail("write", rel, &e));
-                    break;
-                }
+            if running.len() >= CONCURRENCY / 2
+                && let Some(Err(e)) = running.next().await
+            {
+                failed = Some(self.fail("write", rel, &e));
+                break;
             }
         }
         while failed.is_none() {
