@@ -2,7 +2,8 @@
 # Installs what kao needs to build and run, idempotently: Debian packages (FFmpeg libraries and
 # CLI, clang for bindgen), the model files (python3 models/fetch.py), and ONNX Runtime's library
 # for user-supplied ONNX models (PyPI's onnxruntime wheel in a venv: scripts/onnx_env.sh), and
-# GStreamer's RTSP server for the live-input tests, and Slurm for the scale-out test.
+# GStreamer's RTSP server for the live-input tests, Slurm for the scale-out test, and moto's S3
+# server (PyPI, in a venv: scripts/moto_env.sh) for the object-storage test.
 # `deps.sh --browser` also installs Debian's chromium, for the report's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,4 @@ fi
 
 python3 models/fetch.py
 ./scripts/onnx_env.sh
+./scripts/moto_env.sh

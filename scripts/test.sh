@@ -37,6 +37,23 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
+# Object storage (docs/scale-out.md): kao-extract and kao-merge with their `object-store` feature,
+# tested against moto's S3 server (tests/shards.rs, the tests named s3_*). This build replaces
+# target/release/kao-extract and kao-merge, so it comes after the tests of the default build; the
+# plain `cargo build` after it puts the default binaries back (cargo relinks them, no compiling).
+# Off unless KAO_TEST_OBJECT_STORE=1: the feature switches on features of crates the default
+# build shares (chrono/serde, syn/fold, ...), so arrow, parquet and burn compile again, an
+# estimated 15-25 minutes on 2 cores (docs/build-budget.md).
+if [ "${KAO_TEST_OBJECT_STORE:-0}" = 1 ]; then
+  step "stages: object storage"
+  object_store=kao-extract/object-store,kao-merge/object-store
+  cargo build --release --locked --features "$object_store"
+  cargo test --release --locked --features "$object_store,kao-tests/object-store" --test shards -- s3_ 2>&1 | tee -a "$log"
+  cargo clippy --release --locked --all-targets --features "$object_store,kao-tests/object-store" -- -D warnings
+  cargo build --release --locked
+else
+  echo "kao: object-storage tests skipped (KAO_TEST_OBJECT_STORE=1 runs them)" >&2
+fi
 # Fuzzing (docs/fuzzing.md): every target for KAO_FUZZ_SECONDS (default 20; 0 skips it) when
 # a nightly toolchain is installed, two at a time on two cores, but not a target whose known
 # crash awaits a fix (fuzz/regressions-open/). scripts/fuzz.sh's lean build of the targets (no

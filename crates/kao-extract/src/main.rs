@@ -5,6 +5,8 @@
 
 mod face01;
 mod inputs;
+#[cfg(feature = "object-store")]
+mod upload;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -86,7 +88,9 @@ struct Args {
     /// (JOB_COMPLETION_INDEX): the Job's completions.
     #[arg(long, value_name = "N", help_heading = "Scale-out", value_parser = clap::value_parser!(u32).range(1..))]
     shard_count: Option<u32>,
-    /// Output folder: crops by identity and manifest.parquet.
+    /// Output folder: crops by identity and manifest.parquet. A sharded run may write to
+    /// object storage instead (s3://BUCKET/PREFIX, gs://, az://, file://) in a build with the
+    /// `object-store` feature; see docs/scale-out.md.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
@@ -329,8 +333,35 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             eprintln!("kao-extract: {s}");
         }
     };
+    // Object storage: a sharded run, staged in a local folder one video at a time.
+    let out_url = args
+        .out
+        .to_str()
+        .filter(|o| kao_pipeline::remote::is_url(o));
+    #[cfg(not(feature = "object-store"))]
+    if let Some(url) = out_url {
+        return Err(kao_pipeline::remote::needs_feature(url, "kao-extract"));
+    }
+    #[cfg(feature = "object-store")]
+    let mut remote = match out_url {
+        None => None,
+        Some(url) if shard.is_none() => bail!(
+            "{}: a run into object storage is a sharded run: give --shard 0/1 for one task (or run in a Slurm array or Kubernetes Indexed Job), then kao-merge {}",
+            kao_pipeline::remote::display_url(url),
+            kao_pipeline::remote::display_url(url)
+        ),
+        Some(url) => Some(upload::RemoteRun::open(url)?),
+    };
+    #[cfg(feature = "object-store")]
+    let out_dir: PathBuf = match &remote {
+        Some(r) => r.stage().to_path_buf(),
+        None => args.out.clone(),
+    };
+    #[cfg(not(feature = "object-store"))]
+    let out_dir: PathBuf = args.out.clone();
     // The whole folder for a single run; for a shard, the folder shared with the other shards
-    // and each of its own unfinished videos' partition folders.
+    // and each of its own unfinished videos' partition folders (in object storage: a lease
+    // per unfinished video).
     let (lock, shard_todo) = match shard {
         None => {
             if args.out.join(PARTS_DIR).is_dir() {
@@ -341,6 +372,32 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             }
             let warn = &mut |w: &str| eprintln!("kao-extract: warning: {w}");
             (OutputLock::acquire(&args.out, warn)?, None)
+        }
+        #[cfg(feature = "object-store")]
+        Some((shard, by)) if remote.is_some() => {
+            let Some(r) = remote.as_mut() else {
+                unreachable!("matched on remote.is_some()")
+            };
+            let lock = OutputLock::acquire_shared(&out_dir)?;
+            let mine = shard.select(&videos);
+            let finished = r.finished_parts()?;
+            let mut todo = Vec::new();
+            for video in &mine {
+                if finished.contains(&upload::part_rel(video)) {
+                    say(&format!("{video}: finished in an earlier run, skipped"));
+                } else {
+                    todo.push(video.clone());
+                }
+            }
+            let todo = r.lease(todo, &mut |w| eprintln!("kao-extract: warning: {w}"))?;
+            eprintln!(
+                "kao-extract: shard {shard} (from {by}): {} of {} videos, {} to do, into {}",
+                mine.len(),
+                videos.len(),
+                todo.len(),
+                r.url()
+            );
+            (lock, Some((todo, Vec::new())))
         }
         Some((shard, by)) => {
             if args.out.join(MANIFEST).is_file() && !args.out.join(PARTS_DIR).is_dir() {
@@ -401,12 +458,12 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     )?;
     let mut track = TrackStage::new(args.track.options(), embed.schema(), "faces")?;
     let mut matching = MatchStage::new(matcher, &match_entry, track.schema(), "faces")?;
-    let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &args.out)?;
+    let mut align = AlignStage::new(args.align.options(), matching.schema(), "faces", &out_dir)?;
     let mut schema = align.schema().clone();
     if let Some(spec) = frames_processed(&provenance(&schema)?) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
-    let mut state = State::load(&args.out);
+    let mut state = State::load(&out_dir);
     let all_videos = videos.clone();
     let (mut sink, todo, _held) = match shard_todo {
         None => {
@@ -429,7 +486,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
             (Sink::Manifest(manifest), todo, Vec::new())
         }
         Some((todo, held)) => (
-            Sink::Parts(PartWriter::new(&args.out, &schema), lock),
+            Sink::Parts(PartWriter::new(&out_dir, &schema), lock),
             todo,
             held,
         ),
@@ -530,8 +587,20 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
                     write(&mut sink, matching.finish()?, &mut faces_in_video, true)?;
                     if let Sink::Parts(parts, _) = &mut sink {
                         match outcome {
-                            Outcome::Complete | Outcome::Truncated => parts.finish_video(&video)?,
-                            Outcome::Failed | Outcome::Interrupted => parts.abandon_video(&video),
+                            Outcome::Complete | Outcome::Truncated => {
+                                parts.finish_video(&video)?;
+                                #[cfg(feature = "object-store")]
+                                if let Some(r) = &remote {
+                                    r.finish_video(&video)?;
+                                }
+                            }
+                            Outcome::Failed | Outcome::Interrupted => {
+                                parts.abandon_video(&video);
+                                #[cfg(feature = "object-store")]
+                                if let Some(r) = &remote {
+                                    r.abandon_video(&video);
+                                }
+                            }
                         }
                     }
                     match &outcome {
@@ -589,7 +658,13 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         // kao-merge groups the unknown faces of all shards together.
         Sink::Parts(parts, lock) => (
             parts.rows(),
-            args.out.join(PARTS_DIR),
+            match out_url {
+                Some(url) => PathBuf::from(format!(
+                    "{}/{PARTS_DIR}",
+                    kao_pipeline::remote::display_url(url)
+                )),
+                None => args.out.join(PARTS_DIR),
+            },
             Default::default(),
             lock,
         ),
@@ -618,7 +693,10 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         say(&format!(
             "manifest parts: {}; when every shard has ended: kao-merge {}",
             path.display(),
-            args.out.display()
+            out_url.map_or_else(
+                || args.out.display().to_string(),
+                kao_pipeline::remote::display_url
+            )
         ));
     } else {
         say(&format!("manifest: {}", path.display()));

@@ -9,7 +9,7 @@
 //! from `unknown/` to `unknown/<cluster>/`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +23,7 @@ use kao_record::{EmbeddingSpace, Metric, Provenance, RecordReader, RecordWriter}
 use crate::align::UNKNOWN_DIR;
 use crate::lock::OutputLock;
 use crate::manifest::MANIFEST;
+use crate::parts::{LocalFiles, RunFiles};
 
 /// Name of the column holding a face's cluster (null for faces with an identity).
 pub const CLUSTER_ID: &str = "cluster_id";
@@ -171,18 +172,12 @@ fn file_name(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Moves a crop to `to` (relative to `dir`) when it is not there yet; returns the new path.
-fn move_crop(dir: &Path, from: &str, to: &str) -> Result<bool> {
+/// Moves a crop to `to` when it is not there yet; whether it moved.
+fn move_crop(files: &dyn RunFiles, from: &str, to: &str) -> Result<bool> {
     if from == to {
         return Ok(false);
     }
-    let (source, target) = (dir.join(from), dir.join(to));
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
-    }
-    std::fs::rename(&source, &target)
-        .with_context(|| format!("moving {} to {}", source.display(), target.display()))?;
+    files.rename(from, to)?;
     Ok(true)
 }
 
@@ -221,6 +216,16 @@ fn with_column(
 /// `--all`) into `unknown/<cluster>/`. `threshold` is the linking distance (default: the
 /// embedder's matching threshold). Rows with an identity keep a null `cluster_id`.
 pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clustered> {
+    cluster_with(lock, threshold, &LocalFiles(lock.dir()))
+}
+
+/// [`cluster_folder`] on the manifest in `lock.dir()` with the run's crops in `files` (a run
+/// in object storage, whose manifest kao-merge keeps locally until it is uploaded).
+pub fn cluster_with(
+    lock: &OutputLock,
+    threshold: Option<f32>,
+    files: &dyn RunFiles,
+) -> Result<Clustered> {
     let dir = lock.dir();
     let (schema, batch) = read_manifest(dir)?;
     let space = EmbeddingSpace::required(
@@ -311,7 +316,7 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         let crop = match (cluster, crop) {
             (Some(c), Some(path)) if path.starts_with(&format!("{UNKNOWN_DIR}/")) => {
                 let to = format!("{UNKNOWN_DIR}/{c}/{}", file_name(&path));
-                if move_crop(dir, &path, &to)? {
+                if move_crop(files, &path, &to)? {
                     moved += 1;
                 }
                 Some(to)
@@ -321,8 +326,8 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
         new_crops.push(crop);
         cluster_ids.push(cluster);
     }
-    remove_stale_crops(&dir.join(UNKNOWN_DIR), dir, &new_crops);
-    remove_empty_cluster_folders(&dir.join(UNKNOWN_DIR));
+    remove_stale_crops(files, &new_crops)?;
+    files.remove_empty_folders(UNKNOWN_DIR);
     let entry = Provenance::new(
         "kao-cluster",
         env!("CARGO_PKG_VERSION"),
@@ -338,41 +343,17 @@ pub fn cluster_folder(lock: &OutputLock, threshold: Option<f32>) -> Result<Clust
 
 /// Removes the crops in `unknown/<cluster>/` that no row lists any more (a video processed
 /// again drops its earlier rows, whose crops an earlier clustering had moved there).
-fn remove_stale_crops(unknown: &Path, dir: &Path, listed: &[Option<String>]) {
-    let listed: std::collections::HashSet<PathBuf> =
-        listed.iter().flatten().map(|p| dir.join(p)).collect();
-    let Ok(clusters) = std::fs::read_dir(unknown) else {
-        return;
-    };
-    for cluster in clusters.flatten() {
-        if !cluster.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        for crop in std::fs::read_dir(cluster.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let path = crop.path();
-            let image = path.extension().is_some_and(|e| e == "png" || e == "jpg");
-            if image && !listed.contains(&path) {
-                let _ = std::fs::remove_file(&path);
-            }
+fn remove_stale_crops(files: &dyn RunFiles, listed: &[Option<String>]) -> Result<()> {
+    let listed: std::collections::HashSet<&str> =
+        listed.iter().flatten().map(|p| p.as_str()).collect();
+    for path in files.list(UNKNOWN_DIR)? {
+        let in_cluster = path.split('/').count() == 3;
+        let image = path.ends_with(".png") || path.ends_with(".jpg");
+        if in_cluster && image && !listed.contains(path.as_str()) {
+            files.remove(&path);
         }
     }
-}
-
-/// Removes the `unknown/<cluster>/` folders a new clustering left empty.
-fn remove_empty_cluster_folders(unknown: &Path) {
-    let Ok(entries) = std::fs::read_dir(unknown) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            // Fails (and keeps the folder) unless it is empty.
-            let _ = std::fs::remove_dir(entry.path());
-        }
-    }
+    Ok(())
 }
 
 /// What [`name_cluster`] did.
@@ -416,7 +397,7 @@ pub fn name_cluster(lock: &OutputLock, cluster: u32, name: &str) -> Result<Named
         new_crops.push(match crop {
             Some(path) => {
                 let to = format!("{name}/{}", file_name(&path));
-                if move_crop(dir, &path, &to)? {
+                if move_crop(&LocalFiles(dir), &path, &to)? {
                     named.crops_moved += 1;
                 }
                 Some(to)
@@ -427,7 +408,7 @@ pub fn name_cluster(lock: &OutputLock, cluster: u32, name: &str) -> Result<Named
     if named.faces == 0 {
         bail!("{}: no cluster {cluster}", dir.join(MANIFEST).display());
     }
-    remove_empty_cluster_folders(&dir.join(UNKNOWN_DIR));
+    LocalFiles(dir).remove_empty_folders(UNKNOWN_DIR);
     let schema = batch.schema();
     let entry = Provenance::new(
         "kao-name",

@@ -24,10 +24,13 @@ pub mod memory;
 pub mod parts;
 pub mod quality;
 pub mod refs;
+pub mod remote;
 pub mod sample;
 pub mod shard;
 pub mod shot;
 pub mod similar;
+#[cfg(feature = "object-store")]
+pub mod store;
 pub mod track;
 
 use anyhow::{Result, anyhow};

@@ -28,7 +28,7 @@ pub struct OutputLock {
 }
 
 /// This machine's host name, for the lock file.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())

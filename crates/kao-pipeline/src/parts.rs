@@ -195,6 +195,75 @@ impl PartWriter {
     }
 }
 
+/// The crops of a run, where they are kept: a local folder ([`LocalFiles`]) or object
+/// storage. kao-merge reads and moves crops through it; the manifests stay local files.
+pub trait RunFiles {
+    /// Whether the file `rel` (a `/`-separated path in the run) exists.
+    fn exists(&self, rel: &str) -> Result<bool>;
+    /// The files under folder `rel`, at every depth, as paths in the run.
+    fn list(&self, rel: &str) -> Result<Vec<String>>;
+    /// Moves file `from` to `to`.
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Removes file `rel` (best effort).
+    fn remove(&self, rel: &str);
+    /// Removes the empty folders under `rel` (none in object storage).
+    fn remove_empty_folders(&self, _rel: &str) {}
+}
+
+/// A run's crops in a local folder.
+pub struct LocalFiles<'a>(pub &'a Path);
+
+impl RunFiles for LocalFiles<'_> {
+    fn exists(&self, rel: &str) -> Result<bool> {
+        Ok(self.0.join(rel).is_file())
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![rel.to_string()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(self.0.join(&dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(name),
+                    Ok(t) if t.is_file() => out.push(name),
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (source, target) = (self.0.join(from), self.0.join(to));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
+        }
+        std::fs::rename(&source, &target)
+            .with_context(|| format!("moving {} to {}", source.display(), target.display()))
+    }
+
+    fn remove(&self, rel: &str) {
+        let _ = std::fs::remove_file(self.0.join(rel));
+    }
+
+    fn remove_empty_folders(&self, rel: &str) {
+        let Ok(entries) = std::fs::read_dir(self.0.join(rel)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // Fails (and keeps the folder) unless it is empty.
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+}
+
 /// What [`merge`] found and wrote.
 #[derive(Debug, Default)]
 pub struct Merged {
@@ -221,12 +290,21 @@ struct Part {
 /// cluster's folder keep their new place. Parts are streamed (read twice: checked, then
 /// written), so memory does not grow with the run.
 pub fn merge(lock: &OutputLock) -> Result<Merged> {
+    merge_with(
+        lock,
+        &LocalFiles(lock.dir()),
+        &lock.dir().display().to_string(),
+    )
+}
+
+/// [`merge`] of the parts in `lock.dir()` (a local copy of a run in object storage) with the
+/// run's crops in `files`; `name` names the run in messages.
+pub fn merge_with(lock: &OutputLock, files: &dyn RunFiles, name: &str) -> Result<Merged> {
     let run = lock.dir();
     let paths = list_parts(run)?;
     if paths.is_empty() {
         bail!(
-            "{}: no manifest parts ({PARTS_DIR}/video=*/{PART_FILE}); kao-merge reads the folder of a sharded run (kao-extract --shard)",
-            run.display()
+            "{name}: no manifest parts ({PARTS_DIR}/video=*/{PART_FILE}); kao-merge reads the folder of a sharded run (kao-extract --shard)"
         );
     }
 
@@ -308,7 +386,7 @@ pub fn merge(lock: &OutputLock) -> Result<Merged> {
         .collect();
 
     // Second pass: each part in list order, tracks numbered on.
-    let moved = moved_crops(run)?;
+    let moved = moved_crops(files)?;
     let out_schema = with_provenance(&schema, &history)?;
     let mut writer = RecordWriter::create(Some(&run.join(MANIFEST)), &out_schema)?;
     let mut next_track = 0u64;
@@ -345,13 +423,15 @@ pub fn merge(lock: &OutputLock) -> Result<Merged> {
             let crops: StringArray = strings(&b, col::CROP_PATH, &name)?
                 .iter()
                 .map(|crop| {
-                    let crop = crop?;
-                    if run.join(crop).is_file() {
-                        return Some(crop.to_string());
-                    }
-                    Some(moved.get(crop).cloned().unwrap_or_else(|| crop.to_string()))
+                    let Some(crop) = crop else {
+                        return Ok(None);
+                    };
+                    Ok(Some(match moved.get(crop) {
+                        Some(to) if !files.exists(crop)? => to.clone(),
+                        _ => crop.to_string(),
+                    }))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             columns[at] = Arc::new(crops);
             writer.write(&RecordBatch::try_new(out_schema.clone(), columns)?)?;
             rows += b.num_rows();
@@ -377,19 +457,17 @@ fn find_source(path: &Path, run: &Path, history: &[Provenance]) -> Option<String
 
 /// Where an earlier merge's clustering moved crops of unknown people: `unknown/NAME` to
 /// `unknown/CLUSTER/NAME`, by the crops now under `unknown/`'s cluster folders.
-fn moved_crops(run: &Path) -> Result<HashMap<String, String>> {
+fn moved_crops(files: &dyn RunFiles) -> Result<HashMap<String, String>> {
+    let unknown = crate::align::UNKNOWN_DIR;
     let mut moved = HashMap::new();
-    let Ok(clusters) = std::fs::read_dir(run.join(crate::align::UNKNOWN_DIR)) else {
-        return Ok(moved);
-    };
-    for cluster in clusters.flatten().filter(|e| e.path().is_dir()) {
-        let folder = cluster.file_name().to_string_lossy().into_owned();
-        for crop in std::fs::read_dir(cluster.path())?.flatten() {
-            let file = crop.file_name().to_string_lossy().into_owned();
-            let unknown = crate::align::UNKNOWN_DIR;
+    for path in files.list(unknown)? {
+        let mut parts = path.split('/');
+        if let (Some(_), Some(cluster), Some(file), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
             moved.insert(
                 format!("{unknown}/{file}"),
-                format!("{unknown}/{folder}/{file}"),
+                format!("{unknown}/{cluster}/{file}"),
             );
         }
     }
