@@ -13,6 +13,8 @@ out=out/demo
 # The reference: a third photo of Obama (the sample shows two others, then Biden and an astronaut).
 mkdir -p "$out/refs/obama"
 cp tests/fixtures/photos/obama3.jpg "$out/refs/obama/"
+# A fresh folder each time: a kept one from another kao version may hold other columns.
+rm -rf "$out/dataset"
 "$bin/kao-extract" tests/fixtures/sample.mp4 --ref "$out/refs" --out "$out/dataset"
 "$bin/kao-cat" "$out/dataset/manifest.parquet" --summary
 # The sample's photos by person, embedded with kao's own stages: the notebooks' labelled face set.
