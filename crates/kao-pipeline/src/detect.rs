@@ -17,7 +17,7 @@ use kao_record::schema::{
 use crate::column;
 pub use crate::detector::DetectorKind;
 use crate::detector::{self, Detector};
-use crate::follow::{FollowOptions, Follower, Found};
+use crate::follow::{self, FollowOptions, Follower, Found};
 use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
 
 /// Everything that shapes the detect stage's output.
@@ -123,16 +123,7 @@ impl Finder {
 
     /// The face records of one frame, best score first, from a detector pass.
     pub fn faces(&self, frame: &RgbView<'_>) -> Result<Vec<FaceRow>> {
-        Ok(self
-            .detect(frame)?
-            .into_iter()
-            .filter_map(|(score, bbox, marks)| self.record(frame, score, bbox, &marks))
-            .enumerate()
-            .map(|(i, mut row)| {
-                row.face_index = i as u32;
-                row
-            })
-            .collect())
+        Ok(self.records(frame, self.detect(frame)?))
     }
 
     /// The faces of one frame of `source` at `pts` in `shot`, following the faces of the
@@ -156,39 +147,36 @@ impl Finder {
                 .map_while(|face| {
                     // From last frame's box; again from the box the landmarks moved to when
                     // that is more than a twentieth of the face's width away.
-                    let first = face.step(frame, self.landmarks_in(frame, face.bbox))?;
-                    if first.moved(&face.bbox) <= 0.05 {
-                        return Some(first);
+                    let marks = self.landmarks_in(frame, face.bbox);
+                    let moved = face.place(&marks)?;
+                    if follow::shift(&moved, &face.bbox) <= 0.05 {
+                        return face.step(frame, marks);
                     }
-                    face.step(frame, self.landmarks_in(frame, first.bbox))
+                    face.step(frame, self.landmarks_in(frame, moved))
                 })
                 .collect();
             if follower.advance(&options, &steps) {
-                let rows: Vec<FaceRow> = follower
-                    .faces()
-                    .iter()
-                    .filter_map(|f| self.record(frame, f.score, f.bbox, &f.marks))
-                    .enumerate()
-                    .map(|(i, mut row)| {
-                        row.face_index = i as u32;
-                        row
-                    })
-                    .collect();
-                return Ok((rows, false));
+                let faces = follower.faces().iter().map(|f| (f.score, f.bbox, f.marks));
+                return Ok((self.records(frame, faces), false));
             }
         }
         let found = self.detect(frame)?;
         follower.detected(frame, source, shot, pts, found.iter().copied());
-        let rows = found
+        Ok((self.records(frame, found), true))
+    }
+
+    /// The face records of `faces` in `frame`, numbered in order (a face without a record,
+    /// see [`Finder::record`], takes no number).
+    fn records(&self, frame: &RgbView<'_>, faces: impl IntoIterator<Item = Found>) -> Vec<FaceRow> {
+        faces
             .into_iter()
             .filter_map(|(score, bbox, marks)| self.record(frame, score, bbox, &marks))
-            .enumerate()
-            .map(|(i, mut row)| {
-                row.face_index = i as u32;
+            .zip(0u32..)
+            .map(|(mut row, i)| {
+                row.face_index = i;
                 row
             })
-            .collect();
-        Ok((rows, true))
+            .collect()
     }
 
     /// The detector's faces of one frame as (score, box `[left, top, right, bottom)` in

@@ -87,17 +87,14 @@ pub(crate) struct Step {
     motion: f32,
 }
 
-impl Step {
-    /// How far this step's box lies from `bbox`: the largest edge shift over `bbox`'s width.
-    pub(crate) fn moved(&self, bbox: &[f32; 4]) -> f32 {
-        let width = (bbox[2] - bbox[0]).max(1.0);
-        self.bbox
-            .iter()
-            .zip(bbox)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max)
-            / width
-    }
+/// How far box `a` lies from box `b`: the largest edge shift over `b`'s width.
+pub(crate) fn shift(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let width = (b[2] - b[0]).max(1.0);
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max)
+        / width
 }
 
 impl Follower {
@@ -172,15 +169,20 @@ impl Follower {
 }
 
 impl Followed {
+    /// The detector's box at the last pass, moved as the landmarks moved from there to
+    /// `marks`; `None` when the landmarks define no face.
+    pub(crate) fn place(&self, marks: &[(f32, f32); 5]) -> Option<[f32; 4]> {
+        let (scale, rotation, shift) = similarity(&self.anchor_marks, marks)?;
+        let [l, t, r, b] = self.anchor_box;
+        let (cx, cy) = apply(scale, rotation, shift, ((l + r) / 2.0, (t + b) / 2.0));
+        let (hw, hh) = ((r - l) / 2.0 * scale, (b - t) / 2.0 * scale);
+        Some([cx - hw, cy - hh, cx + hw, cy + hh])
+    }
+
     /// This face in a new frame given its landmarks there (`marks`, found from its box in the
     /// previous frame); `None` when the landmarks define no face.
     pub(crate) fn step(&self, frame: &RgbView<'_>, marks: [(f32, f32); 5]) -> Option<Step> {
-        let (scale, rotation, shift) = similarity(&self.anchor_marks, &marks)?;
-        let [l, t, r, b] = self.anchor_box;
-        let (cx, cy) = ((l + r) / 2.0, (t + b) / 2.0);
-        let (ncx, ncy) = apply(scale, rotation, shift, (cx, cy));
-        let (hw, hh) = ((r - l) / 2.0 * scale, (b - t) / 2.0 * scale);
-        let bbox = [ncx - hw, ncy - hh, ncx + hw, ncy + hh];
+        let bbox = self.place(&marks)?;
         let fit = ncc(&self.template, &template(frame, &marks)?);
         let width = (self.bbox[2] - self.bbox[0]).max(1.0);
         let moved = |a: &[(f32, f32); 5], b: &[(f32, f32); 5]| {
