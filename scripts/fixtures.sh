@@ -55,6 +55,12 @@ make moving.mp4 eval 'ff -f lavfi -i "color=c=0x3a5a70:s=640x360:r=25:d=5" -i "$
   -filter_complex "[1]scale=170:-2[a];[2]scale=150:-2[b];[0][a]overlay=x='"'"'20+t*70'"'"':y='"'"'50+20*sin(t*4)'"'"'[v];[v][b]overlay=x=440:y=120,drawbox=x=485:y=120:w=85:h=100:color=0x3a5a70:t=fill:enable='"'"'lt(t,1.5)'"'"',format=yuv420p" \
   -r 25 -c:v libx264 -pix_fmt yuv420p "$tmp"'
 
+# A receding face (tests/fast.rs): Obama's photo, its top-left corner at (800, 300) of a 1080p
+# picture, shrinks from 480 to 80 pixels wide in 4 s; BlazeFace full range loses the face.
+make receding.mp4 eval 'ff -f lavfi -i "color=c=0x3a5a70:s=1920x1080:r=25:d=4" -loop 1 -i "$out/photos/obama.jpg" \
+  -filter_complex "[1]scale=w='"'"'trunc((480-100*t)/2)*2'"'"':h=-2:eval=frame[a];[0][a]overlay=x=800:y=300:shortest=1,format=yuv420p" \
+  -r 25 -t 4 -c:v libx264 -pix_fmt yuv420p "$tmp"'
+
 # ---- ONNX fixtures (scripts/onnx_env.sh: a venv with numpy, onnx and onnxruntime from PyPI) ----
 # dlib's ResNet as ONNX, malformed models (tests/fixtures/onnx/), and, if missing, the committed
 # tests/data/onnx/ and tests/data/yunet/reference.json.

@@ -3,7 +3,9 @@
 //! not lose a face that `--exact` finds on screen for more than a second.
 //!
 //! On the generated sample (still photos, cuts between them) and on a moving-face clip (Obama
-//! crosses the picture growing and bobbing; Biden enters mid-shot at 1.5 s for 2 s).
+//! crosses the picture growing and bobbing; Biden enters mid-shot at 1.5 s for 2 s). And the
+//! second detectors: on a 1080p clip where Obama's photo shrinks from 480 to 80 pixels wide,
+//! BlazeFace full range loses the face; the second detectors, looking where it was, keep it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -123,4 +125,64 @@ fn the_fast_path_keeps_every_face_of_the_sample() {
 #[test]
 fn the_fast_path_keeps_a_moving_face_and_one_entering_mid_shot() {
     check("moving.mp4", 2);
+}
+
+/// Runs kao-extract with `extra` options on `video` and returns, per face record, its frame,
+/// box `[left, top, right, bottom)` and whether the second detectors found it.
+fn rescued_faces(video: &Path, out: &Path, extra: &[&str]) -> Vec<(u64, [f32; 4], bool)> {
+    let o = run(kao("kao-extract")
+        .arg(video)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .args(extra));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = read_file(&out.join("manifest.parquet"));
+    let f32s = |name| column::<Float32Array, _>(&b, name, |a, i| a.value(i));
+    let (x, y, w, h) = (f32s("x"), f32s("y"), f32s("w"), f32s("h"));
+    let frames = column::<UInt64Array, _>(&b, "frame_index", |a, i| a.value(i));
+    let rescued = column::<BooleanArray, _>(&b, "rescued", |a, i| a.value(i));
+    (0..frames.len())
+        .map(|i| {
+            (
+                frames[i],
+                [x[i], y[i], x[i] + w[i], y[i] + h[i]],
+                rescued[i],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_second_detectors_keep_a_face_the_detector_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = fixture("receding.mp4");
+    let kept = rescued_faces(&video, &dir.path().join("default"), &[]);
+    let lost = rescued_faces(
+        &video,
+        &dir.path().join("none"),
+        &["--second-detector", "none"],
+    );
+    // Without them the face is gone well before the end (or the test proves nothing)...
+    let last = |faces: &[(u64, [f32; 4], bool)]| faces.iter().map(|f| f.0).max().unwrap_or(0);
+    assert!(
+        last(&lost) < 90,
+        "the detector alone kept the face to frame {}",
+        last(&lost)
+    );
+    assert!(lost.iter().all(|f| !f.2));
+    // ...with them it is in all 100 frames, once each, and where the photo is: the photo's
+    // top-left corner stays at (800, 300) while its width shrinks by 100 px a second.
+    let frames: Vec<u64> = kept.iter().map(|f| f.0).collect();
+    assert_eq!(frames, (0..100).collect::<Vec<u64>>());
+    assert!(kept.iter().filter(|f| f.2).count() >= 10);
+    for (frame, [l, t, r, b], _) in &kept {
+        let width = 480.0 - 100.0 * *frame as f32 / 25.0;
+        let (cx, cy) = ((l + r) / 2.0, (t + b) / 2.0);
+        assert!(
+            (800.0..800.0 + width).contains(&cx) && (300.0..300.0 + width * 1.3).contains(&cy),
+            "frame {frame}: a face at {:?} outside the photo",
+            [l, t, r, b]
+        );
+    }
 }

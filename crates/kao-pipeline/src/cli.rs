@@ -16,7 +16,9 @@ use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
 use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
 use crate::follow::{self, FollowOptions};
-use crate::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Matcher};
+use crate::identify::{
+    DEFAULT_TRACK_BEST, DEFAULT_VIDEO_THRESHOLD, Gallery, MatchOptions, Matcher,
+};
 use crate::refs::{self, EnrollOptions};
 use crate::sample::{self, SampleOptions};
 use crate::shot::DEFAULT_CUT_THRESHOLD;
@@ -65,6 +67,34 @@ pub struct DetectArgs {
     /// last detector pass sends the frame to the detector.
     #[arg(long, value_name = "C", default_value_t = follow::DEFAULT_MIN_FIT)]
     pub min_fit: f32,
+    /// Where a detector pass misses a face of the previous frame (turned, half hidden, small),
+    /// these detectors, in turn, look for it around its last box, enlarged (the `rescued`
+    /// column): a comma-separated list of `blazeface`, `blazeface-full`, `mmod`,
+    /// `yunet:PATH`, or `none`. Only while following faces (not with --follow-interval 0).
+    #[arg(long, value_name = "LIST", default_value = "blazeface,mmod")]
+    pub second_detector: SecondDetectors,
+}
+
+/// `--second-detector`: detectors in the order they are tried (`none`: no detector).
+#[derive(Clone, Debug)]
+pub struct SecondDetectors(pub Vec<DetectorKind>);
+
+impl std::str::FromStr for SecondDetectors {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s == "none" {
+            return Ok(SecondDetectors(Vec::new()));
+        }
+        s.split(',')
+            .map(|name| {
+                name.trim()
+                    .parse::<DetectorKind>()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map(SecondDetectors)
+    }
 }
 
 impl DetectArgs {
@@ -84,6 +114,7 @@ impl DetectArgs {
                 interval: self.follow_interval,
                 min_fit: self.min_fit,
             }),
+            second: self.second_detector.0.clone(),
         }
     }
 }
@@ -275,6 +306,12 @@ pub struct MatchArgs {
     /// embedded face of its track).
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TRACK_BEST)]
     pub track_best: usize,
+    /// Match through the video: a face or track the references leave unmatched takes a
+    /// person when it is within D of that person's faces in the same video (faces that matched
+    /// on the references, two or more in their track) and within 1.35 × --threshold of their
+    /// references (default: 0.85 × --threshold; 0 turns it off). See docs/matching.md.
+    #[arg(long, value_name = "D")]
+    pub video_threshold: Option<f32>,
     /// Jittered copies averaged per reference photo (default: 100 for dlib, as FACE01's
     /// references; 1 for ONNX embedders, which FACE01 runs without jitter).
     #[arg(long, value_name = "N")]
@@ -326,6 +363,9 @@ impl MatchArgs {
             allow_repeats: self.allow_repeats,
             track_best: self.track_best,
             curve,
+            video_threshold: self
+                .video_threshold
+                .unwrap_or(DEFAULT_VIDEO_THRESHOLD * threshold),
         })
     }
 
@@ -380,7 +420,7 @@ impl MatchArgs {
             env!("CARGO_PKG_VERSION"),
             serde_json::json!({
                 "threshold": options.threshold, "margin": options.margin, "allow_repeats": options.allow_repeats,
-                "track_best": options.track_best, "embedder": space.embedder, "metric": space.metric.name(),
+                "track_best": options.track_best, "video_threshold": options.video_threshold, "embedder": space.embedder, "metric": space.metric.name(),
                 "ref_jitters": enroll.jitters, "refs": described_refs, "negs": described_negs,
             }),
         );

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
 };
+use kao_detector::iou;
 use kao_detector::resize::resize_bilinear;
-use kao_dlib::{Rect, RgbView, ShapePredictor, get_face_chip_details};
+use kao_dlib::{Rect, RgbImage, RgbView, ShapePredictor, get_face_chip_details};
 use kao_nn::Device;
 use kao_record::Provenance;
 use kao_record::schema::{
@@ -17,7 +18,7 @@ use kao_record::schema::{
 use crate::column;
 pub use crate::detector::DetectorKind;
 use crate::detector::{self, Detector};
-use crate::follow::{self, FollowOptions, Follower, Found};
+use crate::follow::{self, FollowOptions, Followed, Follower, Found};
 use crate::shot::{DEFAULT_CUT_THRESHOLD, ShotDetector};
 
 /// Everything that shapes the detect stage's output.
@@ -46,6 +47,27 @@ pub struct DetectOptions {
     /// Follow faces between detector passes ([`crate::follow`]); `None` (`--exact`) runs
     /// the detector on every frame.
     pub follow: Option<FollowOptions>,
+    /// While following: where a detector pass misses a face of the previous frame, these
+    /// detectors, in turn, look for it near its last box (empty: nobody looks).
+    pub second: Vec<DetectorKind>,
+}
+
+/// The second detectors look for a missed face at most this many seconds after its last
+/// frame.
+const RESCUE_GAP: f64 = 1.0;
+/// They see a square this many face widths wide around the missed face's last box...
+const RESCUE_REGION: f32 = 2.0;
+/// ...scaled so that the face is this many pixels wide: BlazeFace short range sees it at
+/// about a third of its 128-pixel input, dlib's MMOD (faces from 80 px) at its size.
+const RESCUE_FACE_PX: f32 = 100.0;
+
+/// The faces of one frame as the detect stage reports them.
+pub struct FrameFaces {
+    /// The face records, best score first, each with whether the second detector found it
+    /// (see [`DetectOptions::second`]).
+    pub faces: Vec<(FaceRow, bool)>,
+    /// True when a detector ran on the frame; false when its faces were followed.
+    pub detected: bool,
 }
 
 impl Default for DetectOptions {
@@ -61,6 +83,7 @@ impl Default for DetectOptions {
             device: Device::cpu(),
             cut_threshold: DEFAULT_CUT_THRESHOLD,
             follow: Some(FollowOptions::default()),
+            second: vec![DetectorKind::Blazeface, DetectorKind::Mmod],
         }
     }
 }
@@ -68,6 +91,8 @@ impl Default for DetectOptions {
 /// The detector, the landmark model and the options that shape each face record.
 pub struct Finder {
     detector: Arc<dyn Detector>,
+    /// [`DetectOptions::second`], loaded when faces are followed.
+    second: Vec<Arc<dyn Detector>>,
     landmarks: ShapePredictor,
     options: DetectOptions,
     provenance: Provenance,
@@ -88,6 +113,14 @@ impl Finder {
         }
         let detector = detector::load(&options.detector, options.device, options.upsample)?;
         tracing::debug!("detector {} on {}", options.detector, detector.runs_on());
+        let second = match options.follow {
+            Some(_) => options
+                .second
+                .iter()
+                .map(|kind| detector::load(kind, options.device, 0))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
         let sp5 = kao_models::locate("dlib-sp5")?;
         let landmarks =
             ShapePredictor::load(&sp5.path).with_context(|| sp5.path.display().to_string())?;
@@ -100,11 +133,15 @@ impl Finder {
                 "upsample": options.upsample, "patch_padding": options.patch_padding, "landmarks": sp5.spec.name,
                 "cut_threshold": options.cut_threshold,
                 "follow": options.follow.map(|f| serde_json::json!({"interval": f.interval, "min_fit": f.min_fit})),
+                "second_detectors": second.iter().zip(&options.second).map(|(d, kind)| serde_json::json!({
+                    "detector": kind.name(), "model": d.model().name, "sha256": d.model().sha256,
+                })).collect::<Vec<_>>(),
             }),
         );
         provenance.model = Some(detector.model().clone());
         Ok(Finder {
             detector,
+            second,
             landmarks,
             options,
             provenance,
@@ -123,12 +160,17 @@ impl Finder {
 
     /// The face records of one frame, best score first, from a detector pass.
     pub fn faces(&self, frame: &RgbView<'_>) -> Result<Vec<FaceRow>> {
-        Ok(self.records(frame, self.detect(frame)?))
+        let found = self.detect(frame)?;
+        Ok(self
+            .records(frame, found)
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
     }
 
     /// The faces of one frame of `source` at `pts` in `shot`, following the faces of the
-    /// previous frames where [`DetectOptions::follow`] allows (see [`crate::follow`]), and
-    /// whether the detector ran on it. Frames must come in stream order.
+    /// previous frames where [`DetectOptions::follow`] allows (see [`crate::follow`]).
+    /// Frames must come in stream order.
     pub fn faces_following(
         &self,
         frame: &RgbView<'_>,
@@ -136,9 +178,13 @@ impl Finder {
         shot: u32,
         pts: f64,
         follower: &mut Follower,
-    ) -> Result<(Vec<FaceRow>, bool)> {
+    ) -> Result<FrameFaces> {
         let Some(options) = self.options.follow else {
-            return Ok((self.faces(frame)?, true));
+            let found = self.detect(frame)?;
+            return Ok(FrameFaces {
+                faces: self.records(frame, found),
+                detected: true,
+            });
         };
         if !follower.due(&options, source, shot, pts) {
             let steps: Vec<_> = follower
@@ -155,26 +201,94 @@ impl Finder {
                     face.step(frame, self.landmarks_in(frame, moved))
                 })
                 .collect();
-            if follower.advance(&options, &steps) {
-                let faces = follower.faces().iter().map(|f| (f.score, f.bbox, f.marks));
-                return Ok((self.records(frame, faces), false));
+            if follower.advance(&options, pts, &steps) {
+                let faces = follower.faces().iter().map(|f| f.found());
+                return Ok(FrameFaces {
+                    faces: self.records(frame, faces),
+                    detected: false,
+                });
             }
         }
-        let found = self.detect(frame)?;
+        let mut found = self.detect(frame)?;
+        let previous = follower.previous(source, shot, pts, RESCUE_GAP);
+        self.rescue(frame, previous, &mut found)?;
         follower.detected(frame, source, shot, pts, found.iter().copied());
-        Ok((self.records(frame, found), true))
+        Ok(FrameFaces {
+            faces: self.records(frame, found),
+            detected: true,
+        })
+    }
+
+    /// Where the detector missed a face of the previous frame (`previous`: no face of
+    /// `found` overlaps its box), the second detectors look for it in turn in a square
+    /// around its box, scaled so the face is [`RESCUE_FACE_PX`] wide; the best face the
+    /// first of them finds there that overlaps the old box joins `found`.
+    fn rescue(
+        &self,
+        frame: &RgbView<'_>,
+        previous: &[Followed],
+        found: &mut Vec<Found>,
+    ) -> Result<()> {
+        if self.second.is_empty() {
+            return Ok(());
+        }
+        for face in previous {
+            let full = self.options.max_faces.is_some_and(|m| found.len() >= m);
+            if full || found.iter().any(|f| iou(&f.bbox, &face.bbox) >= 0.3) {
+                continue;
+            }
+            let Some((region, scale, (x0, y0))) = rescue_region(frame, face.bbox) else {
+                continue;
+            };
+            for second in &self.second {
+                let best = second
+                    .detect(&region.view())?
+                    .into_iter()
+                    .map(|d| {
+                        let [l, t, r, b] = d.bbox;
+                        let bbox = [
+                            l / scale + x0,
+                            t / scale + y0,
+                            r / scale + x0,
+                            b / scale + y0,
+                        ];
+                        (d.score, bbox)
+                    })
+                    .filter(|(_, b)| {
+                        b[2] - b[0] >= self.options.min_size
+                            && iou(b, &face.bbox) >= 0.2
+                            && !found.iter().any(|f| iou(&f.bbox, b) >= 0.3)
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some((score, bbox)) = best {
+                    found.push(Found {
+                        score,
+                        bbox,
+                        marks: self.landmarks_in(frame, bbox),
+                        rescued: true,
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The face records of `faces` in `frame`, numbered in order (a face without a record,
-    /// see [`Finder::record`], takes no number).
-    fn records(&self, frame: &RgbView<'_>, faces: impl IntoIterator<Item = Found>) -> Vec<FaceRow> {
+    /// see [`Finder::record`], takes no number), each with whether the second detector
+    /// found it.
+    fn records(
+        &self,
+        frame: &RgbView<'_>,
+        faces: impl IntoIterator<Item = Found>,
+    ) -> Vec<(FaceRow, bool)> {
         faces
             .into_iter()
-            .filter_map(|(score, bbox, marks)| self.record(frame, score, bbox, &marks))
+            .filter_map(|f| Some((self.record(frame, f.score, f.bbox, &f.marks)?, f.rescued)))
             .zip(0u32..)
-            .map(|(mut row, i)| {
+            .map(|((mut row, rescued), i)| {
                 row.face_index = i;
-                row
+                (row, rescued)
             })
             .collect()
     }
@@ -207,7 +321,12 @@ impl Finder {
         boxes.truncate(self.options.max_faces.unwrap_or(usize::MAX));
         Ok(boxes
             .into_iter()
-            .map(|(score, bbox)| (score, bbox, self.landmarks_in(frame, bbox)))
+            .map(|(score, bbox)| Found {
+                score,
+                bbox,
+                marks: self.landmarks_in(frame, bbox),
+                rescued: false,
+            })
             .collect())
     }
 
@@ -323,6 +442,7 @@ impl DetectStage {
         let mut fields = face_fields();
         fields.push(Field::new(col::SHOT, DataType::UInt32, false));
         fields.push(Field::new(col::DETECTED, DataType::Boolean, false));
+        fields.push(Field::new(col::RESCUED, DataType::Boolean, false));
         let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
             .map_err(|e| e.at(name))?;
         let kept = (0..input.fields().len())
@@ -413,13 +533,14 @@ impl DetectStage {
                     pixels.value(row).len()
                 )
             })?;
-            let (faces, detected) = self
+            let FrameFaces { faces, detected } = self
                 .finder
                 .faces_following(&frame, sources.value(row), shot, pts.value(row), follower)
                 .with_context(|| format!("{}: row {at}", self.name))?;
             if faces.is_empty() {
                 continue;
             }
+            let (faces, rescued): (Vec<FaceRow>, Vec<bool>) = faces.into_iter().unzip();
             let indices = UInt32Array::from(vec![row as u32; faces.len()]);
             let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?
                 .columns()
@@ -427,8 +548,39 @@ impl DetectStage {
             columns.extend(face_columns(&faces)?);
             columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
             columns.push(Arc::new(BooleanArray::from(vec![detected; faces.len()])) as ArrayRef);
+            columns.push(Arc::new(BooleanArray::from(rescued)) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(out)
     }
+}
+
+/// The square around `bbox` the second detector searches ([`RESCUE_REGION`] face widths,
+/// clipped to the frame), scaled so the face is [`RESCUE_FACE_PX`] wide, with the scale and
+/// the square's top-left corner in the frame; `None` when nothing of it lies in the frame.
+fn rescue_region(frame: &RgbView<'_>, bbox: [f32; 4]) -> Option<(RgbImage, f32, (f32, f32))> {
+    let side = (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]);
+    if !(side.is_finite() && side >= 1.0) {
+        return None;
+    }
+    let (cx, cy) = ((bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0);
+    let half = side * RESCUE_REGION / 2.0;
+    let (w, h) = (frame.width() as f32, frame.height() as f32);
+    let (x0, y0) = ((cx - half).max(0.0).floor(), (cy - half).max(0.0).floor());
+    let (x1, y1) = ((cx + half).min(w).ceil(), (cy + half).min(h).ceil());
+    if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+        return None;
+    }
+    let (x0u, y0u, x1u, y1u) = (x0 as usize, y0 as usize, x1 as usize, y1 as usize);
+    let mut pixels = Vec::with_capacity((x1u - x0u) * (y1u - y0u) * 3);
+    for y in y0u..y1u {
+        pixels.extend_from_slice(&frame.row(y)[x0u * 3..x1u * 3]);
+    }
+    let crop = RgbView::new(x1u - x0u, y1u - y0u, &pixels)?;
+    let scale = RESCUE_FACE_PX / side;
+    let (sw, sh) = (
+        ((x1 - x0) * scale).round().max(1.0) as usize,
+        ((y1 - y0) * scale).round().max(1.0) as usize,
+    );
+    Some((resize_bilinear(&crop, sw, sh), scale, (x0, y0)))
 }

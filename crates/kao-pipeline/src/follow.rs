@@ -20,8 +20,19 @@ use std::cmp::Ordering;
 
 use kao_dlib::{RgbView, get_face_chip_details};
 
-/// A face a detector pass found: score, box `[left, top, right, bottom)`, 5 landmarks.
-pub(crate) type Found = (f32, [f32; 4], [(f32, f32); 5]);
+/// A face a detector pass found (or a face followed into a frame).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Found {
+    /// The detector's score.
+    pub score: f32,
+    /// Box `[left, top, right, bottom)` in native pixels.
+    pub bbox: [f32; 4],
+    /// dlib's 5 landmarks.
+    pub marks: [(f32, f32); 5],
+    /// Found by the second detector where the first missed a face of the previous frame (or
+    /// followed from such a face): its box and score are the second detector's.
+    pub rescued: bool,
+}
 
 /// A 2-D similarity transform: scale, rotation as (cos, sin), shift.
 type Similarity = (f32, (f32, f32), (f32, f32));
@@ -58,6 +69,8 @@ impl Default for FollowOptions {
 pub(crate) struct Followed {
     /// The detector's score at its last pass.
     pub score: f32,
+    /// Found by the second detector at its last pass.
+    pub rescued: bool,
     /// Box `[left, top, right, bottom)` and landmarks at the last detector pass.
     anchor_box: [f32; 4],
     anchor_marks: [(f32, f32); 5],
@@ -75,6 +88,8 @@ pub struct Follower {
     source: Option<String>,
     shot: u32,
     last_pass: f64,
+    /// The time of the latest frame.
+    last_frame: f64,
     faces: Vec<Followed>,
     detect_next: bool,
 }
@@ -118,6 +133,16 @@ impl Follower {
         &self.faces
     }
 
+    /// The faces of the latest frame, when the frame at `pts` of `source` and `shot` comes
+    /// right after it (same video and shot, at most `gap` seconds later); empty otherwise.
+    pub(crate) fn previous(&self, source: &str, shot: u32, pts: f64, gap: f64) -> &[Followed] {
+        let next = self.source.as_deref() == Some(source)
+            && self.shot == shot
+            && pts > self.last_frame
+            && pts - self.last_frame <= gap;
+        if next { &self.faces } else { &[] }
+    }
+
     /// Starts over from a detector pass on `frame`: `faces` are (score, box, landmarks).
     pub(crate) fn detected(
         &mut self,
@@ -130,25 +155,27 @@ impl Follower {
         self.source = Some(source.to_string());
         self.shot = shot;
         self.last_pass = pts;
+        self.last_frame = pts;
         self.detect_next = false;
         self.faces = faces
             .into_iter()
-            .filter_map(|(score, bbox, marks)| {
+            .filter_map(|f| {
                 Some(Followed {
-                    score,
-                    anchor_box: bbox,
-                    anchor_marks: marks,
-                    template: template(frame, &marks)?,
-                    bbox,
-                    marks,
+                    score: f.score,
+                    rescued: f.rescued,
+                    anchor_box: f.bbox,
+                    anchor_marks: f.marks,
+                    template: template(frame, &f.marks)?,
+                    bbox: f.bbox,
+                    marks: f.marks,
                 })
             })
             .collect();
     }
 
-    /// Takes the faces followed into a frame; false (and nothing changes) when one of them
-    /// no longer fits, so the frame needs the detector.
-    pub(crate) fn advance(&mut self, options: &FollowOptions, steps: &[Step]) -> bool {
+    /// Takes the faces followed into the frame at `pts`; false (and nothing changes) when one
+    /// of them no longer fits, so the frame needs the detector.
+    pub(crate) fn advance(&mut self, options: &FollowOptions, pts: f64, steps: &[Step]) -> bool {
         if steps.len() != self.faces.len()
             || steps
                 .iter()
@@ -164,11 +191,22 @@ impl Follower {
             face.bbox = step.bbox;
             face.marks = step.marks;
         }
+        self.last_frame = pts;
         true
     }
 }
 
 impl Followed {
+    /// This face where it is now, as a detector pass would report it.
+    pub(crate) fn found(&self) -> Found {
+        Found {
+            score: self.score,
+            bbox: self.bbox,
+            marks: self.marks,
+            rescued: self.rescued,
+        }
+    }
+
     /// The detector's box at the last pass, moved as the landmarks moved from there to
     /// `marks`; `None` when the landmarks define no face.
     pub(crate) fn place(&self, marks: &[(f32, f32); 5]) -> Option<[f32; 4]> {
@@ -350,7 +388,12 @@ mod tests {
             "a",
             0,
             0.0,
-            [(0.9, [60.0, 70.0, 140.0, 150.0], marks)],
+            [Found {
+                score: 0.9,
+                bbox: [60.0, 70.0, 140.0, 150.0],
+                marks,
+                rescued: false,
+            }],
         );
         let options = FollowOptions::default();
         let next = frame(6.0, 4.0);
@@ -361,8 +404,8 @@ mod tests {
         assert!((good.bbox[0] - 66.0).abs() < 1e-3 && (good.bbox[1] - 74.0).abs() < 1e-3);
         let bad = face.step(&view, marks_at(60.0, 40.0, 0.7)).unwrap();
         assert!(bad.fit < options.min_fit, "fit {}", bad.fit);
-        assert!(!follower.advance(&options, &[bad]));
-        assert!(follower.advance(&options, &[good]));
+        assert!(!follower.advance(&options, 0.04, &[bad]));
+        assert!(follower.advance(&options, 0.04, &[good]));
         assert_eq!(follower.faces()[0].bbox[0], 66.0);
     }
 

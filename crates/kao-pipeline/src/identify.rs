@@ -8,7 +8,7 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt64Array,
 };
 use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
-use kao_record::{EmbeddingSpace, Provenance};
+use kao_record::{EmbeddingSpace, Metric, Provenance};
 
 use crate::{HoldingStage, WholeFrames, column};
 
@@ -112,7 +112,28 @@ pub struct MatchOptions {
     /// FACE01's percentage curve for the embedder, for the `similar_percentage` column
     /// (`None`: the column is null).
     pub curve: Option<crate::similar::Curve>,
+    /// Matching through the video: a face (or track) the references leave unmatched takes a
+    /// person when it is within this distance of faces of the same video that matched that
+    /// person on the references with their track's support, and within
+    /// [`VIDEO_CEILING`] × `threshold` of the references. 0 turns it off.
+    pub video_threshold: f32,
 }
+
+/// The default [`MatchOptions::video_threshold`], as a fraction of the threshold (0.41 for
+/// dlib's 0.48): faces of one person in one video lie closer together than a face and a
+/// photo from elsewhere (docs/matching.md).
+pub const DEFAULT_VIDEO_THRESHOLD: f32 = 0.85;
+
+/// Faces farther than this many thresholds from a person's references never take that
+/// person through the video.
+pub const VIDEO_CEILING: f32 = 1.35;
+
+/// The most faces of one person kept per video as its in-video references (the oldest go).
+const VIDEO_EXEMPLARS: usize = 256;
+
+/// A face nearer than this many thresholds to a kept in-video reference is not kept as
+/// another (consecutive frames of a still face).
+const VIDEO_EXEMPLAR_SPACING: f32 = 0.1;
 
 /// The default [`MatchOptions::track_best`].
 pub const DEFAULT_TRACK_BEST: usize = 3;
@@ -135,6 +156,20 @@ pub struct Verdict {
     pub identity: Option<String>,
     /// Distance to the nearest positive reference (of `identity` when matched).
     pub distance: f32,
+    /// Distance to the nearest face of `identity` in the same video that matched on the
+    /// references (`None` when there is none, or when the stage judges faces alone).
+    pub video_distance: Option<f32>,
+}
+
+impl Verdict {
+    /// No match; `distance` to the nearest reference.
+    fn unmatched(distance: f32) -> Verdict {
+        Verdict {
+            identity: None,
+            distance,
+            video_distance: None,
+        }
+    }
 }
 
 impl Matcher {
@@ -143,6 +178,9 @@ impl Matcher {
     pub fn new(positives: Gallery, negatives: Gallery, options: MatchOptions) -> Result<Matcher> {
         if !(options.threshold > 0.0 && options.threshold.is_finite()) {
             anyhow::bail!("--threshold must be a positive number");
+        }
+        if !(options.video_threshold >= 0.0 && options.video_threshold.is_finite()) {
+            anyhow::bail!("--video-threshold must be a number >= 0");
         }
         if !(options.margin >= 0.0 && options.margin.is_finite()) {
             anyhow::bail!("--margin must be a number >= 0");
@@ -160,10 +198,7 @@ impl Matcher {
     /// The verdict on one embedding, before the one-face-per-person-per-frame rule.
     pub fn judge(&self, embedding: &[f32]) -> Verdict {
         let Some((name, d)) = self.positives.nearest(embedding) else {
-            return Verdict {
-                identity: None,
-                distance: f32::INFINITY,
-            };
+            return Verdict::unmatched(f32::INFINITY);
         };
         let rejected = self
             .negatives
@@ -173,6 +208,7 @@ impl Matcher {
         Verdict {
             identity,
             distance: d,
+            video_distance: None,
         }
     }
 }
@@ -188,26 +224,104 @@ pub struct MatchStage {
     pending: VecDeque<(RecordBatch, Vec<Evidence>)>,
     pending_rows: usize,
     tracks: HashMap<u64, TrackEvidence>,
-    /// Each track's latest embedded face's distances (to each person, to the negatives), for
-    /// the faces of the track that kao-embed did not embed.
-    latest: HashMap<u64, (Vec<f32>, Option<f32>)>,
+    /// Each track's latest embedded face, for the faces of the track that kao-embed did not
+    /// embed.
+    latest: HashMap<u64, Evidence>,
+    /// Per video: the faces that matched a person on the references with their track's
+    /// support.
+    videos: HashMap<String, VideoFaces>,
+    /// The video of the latest face seen.
+    current: Option<String>,
+    /// Numbers the embedded faces seen, so a face is never its own in-video reference.
+    serial: u64,
     name: String,
 }
 
-/// What one face says: its track and its distance to each person and to the negatives.
+/// What one face says: its track, its distance to each person and to the negatives, and how
+/// it looks.
+#[derive(Clone, Default)]
 struct Evidence {
+    /// Its track when tracks decide (`track_best` > 0).
     track: Option<u64>,
+    source: String,
     distances: Vec<f32>,
     negative: Option<f32>,
+    /// Its embedding (a face without one: its track's latest embedded face's), and that
+    /// face's serial number; `None` when neither exists.
+    embedding: Option<Numbered>,
 }
 
-/// What a track's faces say so far: per person, the smallest distances and how many faces
-/// matched that person on their own.
+/// What a track's faces say so far: per person, the smallest distances to the references and
+/// to the video's faces, and how many faces matched that person on their own.
 #[derive(Default)]
 struct TrackEvidence {
     best: Vec<Vec<f32>>,
+    video: Vec<Vec<f32>>,
     negative: Vec<f32>,
     matched_faces: Vec<u32>,
+}
+
+/// One video's faces that matched a person on the references with their track's support: how
+/// each person looks in this video (light, hair, camera). Faces of a track count once a
+/// second face of the track has matched the same person, so one stray match never vouches
+/// for anyone.
+#[derive(Default)]
+struct VideoFaces {
+    /// Per person, the kept faces, oldest first.
+    people: Vec<VecDeque<Numbered>>,
+    /// Per track and person: the faces that matched so far, and the first, held until a
+    /// second confirms it.
+    tracks: HashMap<(u64, usize), (u32, Option<Numbered>)>,
+}
+
+/// An embedding and the serial number of its face.
+type Numbered = (u64, Arc<[f32]>);
+
+impl VideoFaces {
+    /// The distance from `embedding` to each of `people` persons' faces in this video
+    /// (infinite for a person without any), leaving out face `serial` itself.
+    fn distances(&self, metric: Metric, people: usize, serial: u64, embedding: &[f32]) -> Vec<f32> {
+        (0..people)
+            .map(|p| {
+                self.people.get(p).map_or(f32::INFINITY, |faces| {
+                    faces
+                        .iter()
+                        .filter(|(s, _)| *s != serial)
+                        .map(|(_, e)| metric.distance(e, embedding))
+                        .fold(f32::INFINITY, f32::min)
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a face of `track` that matched `person` on the references; keeps it (and the
+    /// track's first such face) once the track has two.
+    fn offer(&mut self, track: u64, person: usize, face: Numbered, spacing: f32, metric: Metric) {
+        let (count, first) = self.tracks.entry((track, person)).or_default();
+        *count += 1;
+        if *count == 1 {
+            *first = Some(face);
+            return;
+        }
+        let held = first.take();
+        if self.people.len() <= person {
+            self.people.resize_with(person + 1, VecDeque::new);
+        }
+        let kept = &mut self.people[person];
+        for face in held.into_iter().chain([face]) {
+            // Consecutive frames of a still face add nothing.
+            if kept
+                .iter()
+                .any(|(_, e)| metric.distance(e, &face.1) < spacing)
+            {
+                continue;
+            }
+            if kept.len() == VIDEO_EXEMPLARS {
+                kept.pop_front();
+            }
+            kept.push_back(face);
+        }
+    }
 }
 
 /// The median of a few values (the lower middle for an even count); infinite when empty.
@@ -225,6 +339,16 @@ fn keep_smallest(kept: &mut Vec<f32>, value: f32, k: usize) {
     kept.push(value);
     kept.sort_by(f32::total_cmp);
     kept.truncate(k);
+}
+
+/// The index and value of the smallest score; `(0, inf)` when there is none.
+fn nearest(scores: &[f32]) -> (usize, f32) {
+    scores
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(p, &d)| (p, d))
+        .unwrap_or((0, f32::INFINITY))
 }
 
 impl MatchStage {
@@ -252,6 +376,7 @@ impl MatchStage {
             Field::new(col::IDENTITY, DataType::Utf8, true),
             Field::new(col::DISTANCE, DataType::Float32, true),
             Field::new(col::SIMILAR_PERCENTAGE, DataType::Float32, true),
+            Field::new(col::VIDEO_DISTANCE, DataType::Float32, true),
         ];
         let schema = stage_schema(input, &[], added, provenance).map_err(|e| e.at(name))?;
         Ok(MatchStage {
@@ -262,6 +387,9 @@ impl MatchStage {
             pending_rows: 0,
             tracks: HashMap::new(),
             latest: HashMap::new(),
+            videos: HashMap::new(),
+            current: None,
+            serial: 0,
             name: name.to_string(),
         })
     }
@@ -269,6 +397,25 @@ impl MatchStage {
     /// The schema of the output records.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The metric of the faces and references.
+    fn metric(&self) -> Metric {
+        self.matcher.positives.space.metric
+    }
+
+    /// True when faces may match through their video.
+    fn through_videos(&self) -> bool {
+        self.matcher.options.video_threshold > 0.0 && !self.matcher.positives.is_empty()
+    }
+
+    /// The distance from `face` to each person's faces in its video.
+    fn video_distances(&self, face: &Evidence) -> Vec<f32> {
+        let people = face.distances.len();
+        match (&face.embedding, self.videos.get(&face.source)) {
+            (Some((serial, e)), Some(video)) => video.distances(self.metric(), people, *serial, e),
+            _ => vec![f32::INFINITY; people],
+        }
     }
 
     /// Records the evidence of complete frames and queues them.
@@ -279,54 +426,94 @@ impl MatchStage {
             .as_any()
             .downcast_ref::<Float32Array>()
             .ok_or_else(|| anyhow!("{}: embedding values are not float32", self.name))?;
+        let sources = column::<StringArray>(&batch, col::SOURCE)?;
         let tracks = batch
             .column_by_name(col::TRACK_ID)
             .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
-        let k = self.matcher.options.track_best;
-        let threshold = self.matcher.options.threshold;
+        let options = self.matcher.options;
+        let k = options.track_best;
+        let metric = self.metric();
+        let spacing = VIDEO_EXEMPLAR_SPACING * options.threshold;
         let mut evidence = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
+            let source = sources.value(i);
+            if self.current.as_deref() != Some(source) {
+                self.current = Some(source.to_string());
+            }
             let track_id = tracks.filter(|t| t.is_valid(i)).map(|t| t.value(i));
             let track = track_id.filter(|_| k > 0);
             if embeddings.is_null(i) {
                 // Not embedded (kao-embed's sampler): the latest embedded face of its track
                 // speaks for it; its track's evidence comes from the embedded faces only.
-                let (distances, negative) = track_id
+                let mut face = track_id
                     .and_then(|id| self.latest.get(&id).cloned())
                     .unwrap_or_default();
-                evidence.push(Evidence {
-                    track,
-                    distances,
-                    negative,
-                });
+                face.track = track;
+                face.source = source.to_string();
+                evidence.push(face);
                 continue;
             }
             let at = embeddings.value_offset_at(i);
-            let embedding = &values.values()[at..at + embeddings.value_length() as usize];
-            let distances = self.matcher.positives.distances(embedding);
-            let negative = self.matcher.negatives.nearest(embedding).map(|(_, d)| d);
+            let embedding: Arc<[f32]> =
+                values.values()[at..at + embeddings.value_length() as usize].into();
+            self.serial += 1;
+            let face = Evidence {
+                track,
+                source: source.to_string(),
+                distances: self.matcher.positives.distances(&embedding),
+                negative: self.matcher.negatives.nearest(&embedding).map(|(_, d)| d),
+                embedding: Some((self.serial, embedding)),
+            };
+            let video = if self.through_videos() {
+                self.video_distances(&face)
+            } else {
+                Vec::new()
+            };
             if let Some(id) = track_id {
-                self.latest.insert(id, (distances.clone(), negative));
+                self.latest.insert(id, face.clone());
             }
             if let Some(id) = track {
                 let t = self.tracks.entry(id).or_default();
-                t.best.resize_with(distances.len(), Vec::new);
-                t.matched_faces.resize(distances.len(), 0);
-                for (p, &d) in distances.iter().enumerate() {
+                let people = face.distances.len();
+                t.best.resize_with(people, Vec::new);
+                t.video.resize_with(people, Vec::new);
+                t.matched_faces.resize(people, 0);
+                for (p, &d) in face.distances.iter().enumerate() {
                     keep_smallest(&mut t.best[p], d, k);
-                    if d <= threshold {
+                    if let Some(&v) = video.get(p) {
+                        keep_smallest(&mut t.video[p], v, k);
+                    }
+                    if d <= options.threshold {
                         t.matched_faces[p] += 1;
                     }
                 }
-                if let Some(n) = negative {
+                if let Some(n) = face.negative {
                     keep_smallest(&mut t.negative, n, k);
                 }
             }
-            evidence.push(Evidence {
-                track,
-                distances,
-                negative,
-            });
+            // A face that matches one person alone on the references shows how they look in
+            // this video.
+            let (p, d) = nearest(&face.distances);
+            let alone = face
+                .distances
+                .iter()
+                .filter(|&&d| d <= options.threshold)
+                .count()
+                == 1;
+            let rejected = face.negative.is_some_and(|n| n < d + options.margin);
+            if let (true, Some(id), true, false, Some(e)) = (
+                self.through_videos(),
+                track_id,
+                alone,
+                rejected,
+                face.embedding.clone(),
+            ) {
+                self.videos
+                    .entry(source.to_string())
+                    .or_default()
+                    .offer(id, p, e, spacing, metric);
+            }
+            evidence.push(face);
         }
         self.pending_rows += batch.num_rows();
         self.pending.push_back((batch, evidence));
@@ -343,42 +530,43 @@ impl MatchStage {
             self.pending_rows -= batch.num_rows();
             out.push(self.judge(&batch, &evidence)?);
         }
-        // Forget the tracks no waiting face belongs to.
-        let waiting: std::collections::HashSet<u64> = self
-            .pending
-            .iter()
-            .flat_map(|(_, e)| e.iter().filter_map(|f| f.track))
-            .collect();
-        self.tracks.retain(|id, _| waiting.contains(id));
+        // Forget the tracks and videos no waiting face belongs to.
+        let mut tracks = std::collections::HashSet::new();
+        let mut sources = std::collections::HashSet::new();
+        for face in self.pending.iter().flat_map(|(_, e)| e) {
+            tracks.extend(face.track);
+            sources.insert(face.source.as_str());
+        }
+        self.tracks.retain(|id, _| tracks.contains(id));
+        let current = self.current.as_deref();
+        self.videos.retain(|source, _| {
+            sources.contains(source.as_str()) || Some(source.as_str()) == current
+        });
         Ok(out)
     }
 
-    /// The verdict on one face: by its track's evidence when it has a track, else on its own.
+    /// The verdict on one face: by its track's evidence when it has a track, else on its own;
+    /// failing the references, through its video.
     fn verdict(&self, face: &Evidence) -> Verdict {
         let options = &self.matcher.options;
-        let nearest = |scores: &[f32]| {
-            scores
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(p, &d)| (p, d))
-                .unwrap_or((0, f32::INFINITY))
-        };
+        let track = face.track.and_then(|id| self.tracks.get(&id));
         let (own, own_distance) = nearest(&face.distances);
-        let (person, score, negative, ambiguous) =
-            match face.track.and_then(|id| self.tracks.get(&id)) {
-                Some(t) => {
-                    let scores: Vec<f32> = t.best.iter().map(|b| median(b)).collect();
-                    let (p, score) = nearest(&scores);
-                    // A track whose faces match two people on their own is left unmatched.
-                    let ambiguous = t.matched_faces.iter().filter(|&&n| n >= 2).count() >= 2;
-                    let negative = (!t.negative.is_empty()).then(|| median(&t.negative));
-                    (p, score, negative, ambiguous)
-                }
-                None => (own, own_distance, face.negative, false),
-            };
-        let rejected = negative.is_some_and(|n| n < score + options.margin);
-        if score <= options.threshold && !rejected && !ambiguous {
+        let (person, score, negative, ambiguous) = match track {
+            Some(t) => {
+                let scores: Vec<f32> = t.best.iter().map(|b| median(b)).collect();
+                let (p, score) = nearest(&scores);
+                // A track whose faces match two people on their own is left unmatched.
+                let ambiguous = t.matched_faces.iter().filter(|&&n| n >= 2).count() >= 2;
+                let negative = (!t.negative.is_empty()).then(|| median(&t.negative));
+                (p, score, negative, ambiguous)
+            }
+            None => (own, own_distance, face.negative, false),
+        };
+        let rejected = |negative: Option<f32>, score: f32| {
+            negative.is_some_and(|n| n < score + options.margin)
+        };
+        let video = self.video_distances(face);
+        let matched = |person: usize| {
             let name = self
                 .matcher
                 .positives
@@ -389,12 +577,36 @@ impl MatchStage {
                 identity: Some(name.to_string()),
                 // A face without an embedding of its own: its track's.
                 distance: face.distances.get(person).copied().unwrap_or(score),
+                video_distance: video.get(person).copied().filter(|d| d.is_finite()),
             }
+        };
+        if ambiguous {
+            return Verdict::unmatched(own_distance);
+        }
+        if score <= options.threshold && !rejected(negative, score) {
+            return matched(person);
+        }
+        if !self.through_videos() {
+            return Verdict::unmatched(own_distance);
+        }
+        // Through the video: near this person's faces in this video, and not far from their
+        // references.
+        let (video_scores, scores) = match track {
+            Some(t) => (
+                t.video.iter().map(|v| median(v)).collect(),
+                t.best.iter().map(|b| median(b)).collect(),
+            ),
+            None => (video.clone(), face.distances.clone()),
+        };
+        let (p, v) = nearest(&video_scores);
+        let score = scores.get(p).copied().unwrap_or(f32::INFINITY);
+        if v <= options.video_threshold
+            && score <= VIDEO_CEILING * options.threshold
+            && !rejected(negative, score)
+        {
+            matched(p)
         } else {
-            Verdict {
-                identity: None,
-                distance: own_distance,
-            }
+            Verdict::unmatched(own_distance)
         }
     }
 
@@ -428,10 +640,16 @@ impl MatchStage {
                 })
                 .collect::<Float32Array>(),
         );
+        let video_distance: ArrayRef = Arc::new(
+            verdicts
+                .iter()
+                .map(|v| v.identity.as_ref().and(v.video_distance))
+                .collect::<Float32Array>(),
+        );
         Ok(pass_through(
             batch,
             &self.schema,
-            vec![identity, distance, percentage],
+            vec![identity, distance, percentage, video_distance],
         )?)
     }
 }
@@ -443,8 +661,8 @@ impl HoldingStage for MatchStage {
         for done in self.frames.complete(batch)? {
             self.observe(done)?;
         }
-        // Faces judged on their own need no lookahead.
-        let lookahead = if self.matcher.options.track_best > 0 {
+        // Faces judged on their own, without the video's help, need no lookahead.
+        let lookahead = if self.matcher.options.track_best > 0 || self.through_videos() {
             LOOKAHEAD_ROWS
         } else {
             0
@@ -460,6 +678,8 @@ impl HoldingStage for MatchStage {
         let out = self.emit(0);
         self.tracks.clear();
         self.latest.clear();
+        self.videos.clear();
+        self.current = None;
         out
     }
 }
@@ -571,6 +791,7 @@ mod tests {
             allow_repeats: false,
             track_best: 0,
             curve: None,
+            video_threshold: 0.0,
         }
     }
 
@@ -616,5 +837,145 @@ mod tests {
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.0, 0.0)).is_err());
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(0.5, -1.0)).is_err());
         assert!(Matcher::new(gallery(&[("a", 0.0)]), empty(), options(f32::NAN, 0.0)).is_err());
+    }
+
+    /// Face records: (video, frame, track, embedding's first value or none).
+    fn faces(rows: &[(&str, u64, u64, Option<f32>)]) -> RecordBatch {
+        use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+        let space = EmbeddingSpace::dlib_resnet();
+        let mut embeddings = FixedSizeListBuilder::new(Float32Builder::new(), 128)
+            .with_field(Arc::new(Field::new("item", DataType::Float32, false)));
+        for &(_, _, _, x) in rows {
+            let values = vector(x.unwrap_or(0.0));
+            embeddings.values().append_slice(&values);
+            embeddings.append(x.is_some());
+        }
+        let schema = Arc::new(kao_record::schema::Schema::new(vec![
+            Field::new(col::SOURCE, DataType::Utf8, false),
+            Field::new(col::FRAME_INDEX, DataType::UInt64, false),
+            Field::new(col::TRACK_ID, DataType::UInt64, true),
+            space.field(),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(rows.iter().map(|r| Some(r.0)).collect::<StringArray>()),
+                Arc::new(rows.iter().map(|r| Some(r.1)).collect::<UInt64Array>()),
+                Arc::new(rows.iter().map(|r| Some(r.2)).collect::<UInt64Array>()),
+                Arc::new(embeddings.finish()),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Runs the match stage over `rows` (one batch) and returns (identity, video_distance)
+    /// per row.
+    fn matched(
+        options: MatchOptions,
+        negatives: Gallery,
+        rows: &[(&str, u64, u64, Option<f32>)],
+    ) -> Vec<(Option<String>, Option<f32>)> {
+        let matcher = Matcher::new(gallery(&[("a", 0.0)]), negatives, options).unwrap();
+        let input = faces(rows);
+        let provenance = Provenance::new("kao-match", "test", serde_json::json!({}));
+        let mut stage = MatchStage::new(matcher, &provenance, &input.schema(), "t").unwrap();
+        let mut out = stage.push(input).unwrap();
+        out.extend(stage.finish().unwrap());
+        let mut verdicts = Vec::new();
+        for batch in out {
+            let identity = column::<StringArray>(&batch, col::IDENTITY).unwrap();
+            let video = column::<Float32Array>(&batch, col::VIDEO_DISTANCE).unwrap();
+            for i in 0..batch.num_rows() {
+                verdicts.push((
+                    identity.is_valid(i).then(|| identity.value(i).to_string()),
+                    video.is_valid(i).then(|| video.value(i)),
+                ));
+            }
+        }
+        verdicts
+    }
+
+    fn through_video(track_best: usize, video_threshold: f32) -> MatchOptions {
+        MatchOptions {
+            track_best,
+            video_threshold,
+            ..options(0.5, 0.0)
+        }
+    }
+
+    #[test]
+    fn faces_the_references_miss_match_through_their_video() {
+        let rows = [
+            // Two faces of track 1 match on the references: they show how `a` looks here.
+            ("v.mp4", 0, 1, Some(0.45)),
+            ("v.mp4", 1, 1, Some(0.38)),
+            // 0.62 from the references, 0.17 from this video's faces of `a`.
+            ("v.mp4", 2, 1, Some(0.62)),
+            // Near this video's faces, but farther than 1.35 × 0.5 from the references.
+            ("v.mp4", 3, 1, Some(0.70)),
+            // Far from both.
+            ("v.mp4", 4, 2, Some(1.5)),
+            // Another video: nothing known of how `a` looks there.
+            ("w.mp4", 0, 3, Some(0.62)),
+        ];
+        let got = matched(through_video(0, 0.4), empty(), &rows);
+        let names: Vec<Option<&str>> = got.iter().map(|v| v.0.as_deref()).collect();
+        assert_eq!(
+            names,
+            [Some("a"), Some("a"), Some("a"), None, None, None],
+            "{got:?}"
+        );
+        // The distance to the nearest other face of `a` in the video, never to itself.
+        let video: Vec<f32> = got[..3].iter().map(|v| v.1.unwrap()).collect();
+        for (v, expected) in video.iter().zip([0.07, 0.07, 0.17]) {
+            assert!((v - expected).abs() < 1e-5, "{video:?}");
+        }
+        // Off: the references alone.
+        let off = matched(through_video(0, 0.0), empty(), &rows);
+        assert_eq!(off[2].0, None);
+        assert!(off.iter().all(|v| v.1.is_none()));
+        // A look-alike photo nearer than the references rejects the face as before.
+        let near = matched(through_video(0, 0.4), gallery(&[("n", 0.6)]), &rows);
+        assert_eq!(near[2].0, None);
+    }
+
+    #[test]
+    fn one_stray_match_vouches_for_no_one() {
+        let rows = [
+            ("v.mp4", 0, 1, Some(0.48)),
+            ("v.mp4", 1, 1, Some(0.60)),
+            ("v.mp4", 2, 1, Some(0.61)),
+            ("v.mp4", 3, 2, Some(0.60)),
+        ];
+        let got = matched(through_video(0, 0.4), empty(), &rows);
+        let names: Vec<Option<&str>> = got.iter().map(|v| v.0.as_deref()).collect();
+        assert_eq!(names, [Some("a"), None, None, None], "{got:?}");
+    }
+
+    #[test]
+    fn a_track_the_references_miss_matches_through_the_video() {
+        let mut rows = vec![
+            // Track 1 matches on the references (median of its 3 best 0.35).
+            ("v.mp4", 0, 1, Some(0.30)),
+            ("v.mp4", 1, 1, Some(0.35)),
+            ("v.mp4", 2, 1, Some(0.40)),
+        ];
+        // Track 2, later in the video: 0.6 from the references, 0.2 from track 1's faces.
+        rows.extend((3..8).map(|f| ("v.mp4", f, 2, Some(0.6))));
+        // A face of track 2 not embedded (the sampler): it takes the track's verdict.
+        rows.push(("v.mp4", 8, 2, None));
+        // Track 3: 0.9 from the references, beyond the ceiling.
+        rows.extend((9..12).map(|f| ("v.mp4", f, 3, Some(0.9))));
+        let got = matched(through_video(3, 0.4), empty(), &rows);
+        let names: Vec<Option<&str>> = got.iter().map(|v| v.0.as_deref()).collect();
+        let a = Some("a");
+        assert_eq!(
+            names,
+            [a, a, a, a, a, a, a, a, a, None, None, None],
+            "{got:?}"
+        );
+        assert!((got[3].1.unwrap() - 0.2).abs() < 1e-5, "{got:?}");
+        let off = matched(through_video(3, 0.0), empty(), &rows);
+        assert!(off[3..].iter().all(|v| v.0.is_none()), "{off:?}");
     }
 }

@@ -66,6 +66,10 @@ pub mod col {
     /// True when the detector found the face in this frame; false when it was followed
     /// from the previous frame by its landmarks (kao-detect).
     pub const DETECTED: &str = "detected";
+    /// True when the main detector missed this face of a track and the second detector
+    /// found it near its box in the previous frame (or it was followed from such a face):
+    /// its box and score are the second detector's (kao-detect).
+    pub const RESCUED: &str = "rescued";
     /// Face embedding.
     pub const EMBEDDING: &str = "embedding";
     /// Variance of the Laplacian of the aligned chip (higher is sharper).
@@ -84,6 +88,9 @@ pub mod col {
     pub const DISTANCE: &str = "distance";
     /// FACE01's similar_percentage of `distance` (null for embedders without a curve).
     pub const SIMILAR_PERCENTAGE: &str = "similar_percentage";
+    /// Distance to the nearest face of the matched person in the same video that matched
+    /// on the references.
+    pub const VIDEO_DISTANCE: &str = "video_distance";
     /// Path of the written crop, relative to the output folder.
     pub const CROP_PATH: &str = "crop_path";
     /// Why no crop was written for a face (null when one was).
@@ -96,7 +103,7 @@ pub fn producer_of(column: &str) -> &'static str {
     match column {
         SOURCE | FRAME_INDEX | PTS | WIDTH | HEIGHT | PIXELS => "kao-decode",
         EMBEDDING | SHARPNESS | EXPOSURE | YAW | PITCH | ROLL => "kao-embed",
-        IDENTITY | DISTANCE | SIMILAR_PERCENTAGE => "kao-match",
+        IDENTITY | DISTANCE | SIMILAR_PERCENTAGE | VIDEO_DISTANCE => "kao-match",
         CROP_PATH | REJECT_REASON => "kao-align",
         TRACK_ID => "kao-detect or kao-track",
         _ => "kao-detect",
