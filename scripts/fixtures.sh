@@ -61,6 +61,11 @@ make receding.mp4 eval 'ff -f lavfi -i "color=c=0x3a5a70:s=1920x1080:r=25:d=4" -
   -filter_complex "[1]scale=w='"'"'trunc((480-100*t)/2)*2'"'"':h=-2:eval=frame[a];[0][a]overlay=x=800:y=300:shortest=1,format=yuv420p" \
   -r 25 -t 4 -c:v libx264 -pix_fmt yuv420p "$tmp"'
 
+# A small face (tests/fast.rs): Obama's photo, 200 px wide (a face of about 60 px), at (1500, 700)
+# of a 1080p picture for 2 s; BlazeFace full range does not see it on the whole frame.
+make small.mp4 eval 'ff -f lavfi -i "color=c=0x3a5a70:s=1920x1080:r=25:d=2" -i "$out/photos/obama.jpg" \
+  -filter_complex "[1]scale=200:-2[a];[0][a]overlay=x=1500:y=700,format=yuv420p" -r 25 -t 2 -c:v libx264 -pix_fmt yuv420p "$tmp"'
+
 # ---- ONNX fixtures (scripts/onnx_env.sh: a venv with numpy, onnx and onnxruntime from PyPI) ----
 # dlib's ResNet as ONNX, malformed models (tests/fixtures/onnx/), and, if missing, the committed
 # tests/data/onnx/ and tests/data/yunet/reference.json.

@@ -6,6 +6,7 @@
 //! crosses the picture growing and bobbing; Biden enters mid-shot at 1.5 s for 2 s). And the
 //! second detectors: on a 1080p clip where Obama's photo shrinks from 480 to 80 pixels wide,
 //! BlazeFace full range loses the face; the second detectors, looking where it was, keep it.
+//! And a face too small for BlazeFace on the whole 1080p frame is found on its tiles.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -128,7 +129,7 @@ fn the_fast_path_keeps_a_moving_face_and_one_entering_mid_shot() {
 }
 
 /// Runs kao-extract with `extra` options on `video` and returns, per face record, its frame,
-/// box `[left, top, right, bottom)` and whether the second detectors found it.
+/// box `[left, top, right, bottom)` and whether a second detector found or placed it.
 fn rescued_faces(video: &Path, out: &Path, extra: &[&str]) -> Vec<(u64, [f32; 4], bool)> {
     let o = run(kao("kao-extract")
         .arg(video)
@@ -141,7 +142,7 @@ fn rescued_faces(video: &Path, out: &Path, extra: &[&str]) -> Vec<(u64, [f32; 4]
     let f32s = |name| column::<Float32Array, _>(&b, name, |a, i| a.value(i));
     let (x, y, w, h) = (f32s("x"), f32s("y"), f32s("w"), f32s("h"));
     let frames = column::<UInt64Array, _>(&b, "frame_index", |a, i| a.value(i));
-    let rescued = column::<BooleanArray, _>(&b, "rescued", |a, i| a.value(i));
+    let rescued = column::<BooleanArray, _>(&b, "second_detector", |a, i| a.value(i));
     (0..frames.len())
         .map(|i| {
             (
@@ -182,6 +183,30 @@ fn the_second_detectors_keep_a_face_the_detector_loses() {
         assert!(
             (800.0..800.0 + width).contains(&cx) && (300.0..300.0 + width * 1.3).contains(&cy),
             "frame {frame}: a face at {:?} outside the photo",
+            [l, t, r, b]
+        );
+    }
+}
+
+#[test]
+fn a_face_too_small_for_the_whole_frame_is_found_on_its_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = fixture("small.mp4");
+    let exact = rescued_faces(&video, &dir.path().join("exact"), &["--exact"]);
+    assert!(
+        exact.is_empty(),
+        "the detector alone found {} faces",
+        exact.len()
+    );
+    let found = rescued_faces(&video, &dir.path().join("default"), &[]);
+    let frames: Vec<u64> = found.iter().map(|f| f.0).collect();
+    assert_eq!(frames, (0..50).collect::<Vec<u64>>());
+    for (frame, [l, t, r, b], second) in &found {
+        let (cx, cy) = ((l + r) / 2.0, (t + b) / 2.0);
+        assert!(*second, "frame {frame}");
+        assert!(
+            (1500.0..1700.0).contains(&cx) && (700.0..950.0).contains(&cy) && r - l < 100.0,
+            "frame {frame}: a face at {:?} is not the photo's",
             [l, t, r, b]
         );
     }

@@ -67,10 +67,12 @@ pub struct DetectArgs {
     /// last detector pass sends the frame to the detector.
     #[arg(long, value_name = "C", default_value_t = follow::DEFAULT_MIN_FIT)]
     pub min_fit: f32,
-    /// Where a detector pass misses a face of the previous frame (turned, half hidden, small),
-    /// these detectors, in turn, look for it around its last box, enlarged (the `rescued`
-    /// column): a comma-separated list of `blazeface`, `blazeface-full`, `mmod`,
-    /// `yunet:PATH`, or `none`. Only while following faces (not with --follow-interval 0).
+    /// Detectors that, in turn, look again around a face on an enlarged crop (the
+    /// `second_detector` column): where a detector pass misses a face of the previous frame
+    /// (turned, half hidden), for faces the detector sees only on tiles of a large frame (every
+    /// 2 s), and to place small faces the detector boxes loosely. A comma-separated list of
+    /// `blazeface`, `blazeface-full`, `mmod`, `yunet:PATH`, or `none`. Only while following
+    /// faces (not with --follow-interval 0).
     #[arg(long, value_name = "LIST", default_value = "blazeface,mmod")]
     pub second_detector: SecondDetectors,
 }

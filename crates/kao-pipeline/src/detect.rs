@@ -52,6 +52,19 @@ pub struct DetectOptions {
     pub second: Vec<DetectorKind>,
 }
 
+/// A detector pass sweeps the frame for small faces at most this often (seconds of video), and
+/// at every new video.
+const SWEEP_INTERVAL: f64 = 2.0;
+/// Frames at least this wide (1080p and up) are swept: on smaller ones the detector sees
+/// faces down to about 50 px on the whole frame...
+const SWEEP_MIN_WIDTH: usize = 1600;
+/// ...in 2 × 2 overlapping tiles, each this fraction of the frame's width and height.
+const SWEEP_TILE: f32 = 0.6;
+
+/// Faces narrower than this fraction of the frame's width are placed again by a second
+/// detector (1080p: 80 px; BlazeFace full range sees them 8 px wide).
+const SMALL_FACE: f32 = 1.0 / 24.0;
+
 /// The second detectors look for a missed face at most this many seconds after its last
 /// frame.
 const RESCUE_GAP: f64 = 1.0;
@@ -210,6 +223,13 @@ impl Finder {
             }
         }
         let mut found = self.detect(frame)?;
+        self.place_small(frame, &mut found)?;
+        if !self.second.is_empty()
+            && frame.width() >= SWEEP_MIN_WIDTH
+            && follower.sweep(source, pts, SWEEP_INTERVAL)
+        {
+            self.sweep(frame, &mut found)?;
+        }
         let previous = follower.previous(source, shot, pts, RESCUE_GAP);
         self.rescue(frame, previous, &mut found)?;
         follower.detected(frame, source, shot, pts, found.iter().copied());
@@ -217,6 +237,100 @@ impl Finder {
             faces: self.records(frame, found),
             detected: true,
         })
+    }
+
+    /// A face narrower than [`SMALL_FACE`] of the frame's width is at the limit of what the
+    /// detector sees on the whole frame, and its box is often loose (and with it the
+    /// landmarks and the embedding): the first second detector places it again on an
+    /// enlarged crop around it. Where it finds nothing, the detector's box stays.
+    fn place_small(&self, frame: &RgbView<'_>, found: &mut [Found]) -> Result<()> {
+        let Some(first) = self.second.first() else {
+            return Ok(());
+        };
+        let first = std::slice::from_ref(first);
+        let small = frame.width() as f32 * SMALL_FACE;
+        for i in 0..found.len() {
+            if found[i].bbox[2] - found[i].bbox[0] >= small {
+                continue;
+            }
+            let others: Vec<Found> = (0..found.len())
+                .filter(|&j| j != i)
+                .map(|j| found[j])
+                .collect();
+            if let Some(face) = self.look_around(frame, found[i].bbox, &others, first)? {
+                found[i] = Found {
+                    second: true,
+                    ..face
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the detector on four overlapping tiles of `frame` (each [`SWEEP_TILE`] of its
+    /// width and height, in the corners), so faces too small for the detector's input on the
+    /// whole frame are found. A tile's face that no face of `found` overlaps is placed again
+    /// by the first second detector on an enlarged crop around it (a face at the limit of the
+    /// detector's input gets a loose box; one it cannot confirm is dropped) and joins `found`
+    /// as placed.
+    fn sweep(&self, frame: &RgbView<'_>, found: &mut Vec<Found>) -> Result<()> {
+        let (w, h) = (frame.width(), frame.height());
+        let (tw, th) = (
+            (w as f32 * SWEEP_TILE).round() as usize,
+            (h as f32 * SWEEP_TILE).round() as usize,
+        );
+        let mut extra: Vec<(f32, [f32; 4])> = Vec::new();
+        for (x0, y0) in [(0, 0), (w - tw, 0), (0, h - th), (w - tw, h - th)] {
+            let mut pixels = Vec::with_capacity(tw * th * 3);
+            for y in y0..y0 + th {
+                pixels.extend_from_slice(&frame.row(y)[x0 * 3..(x0 + tw) * 3]);
+            }
+            let Some(tile) = RgbView::new(tw, th, &pixels) else {
+                continue;
+            };
+            // The tiles overlap by a fifth of the frame: a face cut by a tile's inner edge, or
+            // too big to lie whole in the overlap, is the whole frame's to find.
+            let overlap = (2 * tw - w).min(2 * th - h) as f32;
+            let margin = 2.0;
+            let inner = [
+                (x0 > 0).then_some(margin),
+                (y0 > 0).then_some(margin),
+                (x0 + tw < w).then_some(tw as f32 - margin),
+                (y0 + th < h).then_some(th as f32 - margin),
+            ];
+            for d in self.detector.detect(&tile)? {
+                let [l, t, r, b] = d.bbox;
+                let cut = inner[0].is_some_and(|e| l < e)
+                    || inner[1].is_some_and(|e| t < e)
+                    || inner[2].is_some_and(|e| r > e)
+                    || inner[3].is_some_and(|e| b > e);
+                if cut || r - l > overlap / 2.0 {
+                    continue;
+                }
+                let (x, y) = (x0 as f32, y0 as f32);
+                extra.push((d.score, [l + x, t + y, r + x, b + y]));
+            }
+        }
+        // Best first; a face seen in two tiles, or already found, counts once.
+        extra.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (score, bbox) in extra {
+            let kept = bbox[2] - bbox[0] >= self.options.min_size
+                && self.options.min_score.is_none_or(|m| score >= m)
+                && self.options.max_faces.is_none_or(|m| found.len() < m)
+                && !found
+                    .iter()
+                    .any(|f| iou(&f.bbox, &bbox) >= 0.3 || inside(&bbox, &f.bbox));
+            if !kept {
+                continue;
+            }
+            if let Some(face) = self.look_around(frame, bbox, found, &self.second[..1])? {
+                found.push(Found {
+                    second: true,
+                    ..face
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Where the detector missed a face of the previous frame (`previous`: no face of
@@ -229,49 +343,67 @@ impl Finder {
         previous: &[Followed],
         found: &mut Vec<Found>,
     ) -> Result<()> {
-        if self.second.is_empty() {
-            return Ok(());
-        }
         for face in previous {
             let full = self.options.max_faces.is_some_and(|m| found.len() >= m);
             if full || found.iter().any(|f| iou(&f.bbox, &face.bbox) >= 0.3) {
                 continue;
             }
-            let Some((region, scale, (x0, y0))) = rescue_region(frame, face.bbox) else {
-                continue;
-            };
-            for second in &self.second {
-                let best = second
-                    .detect(&region.view())?
-                    .into_iter()
-                    .map(|d| {
-                        let [l, t, r, b] = d.bbox;
-                        let bbox = [
-                            l / scale + x0,
-                            t / scale + y0,
-                            r / scale + x0,
-                            b / scale + y0,
-                        ];
-                        (d.score, bbox)
-                    })
-                    .filter(|(_, b)| {
-                        b[2] - b[0] >= self.options.min_size
-                            && iou(b, &face.bbox) >= 0.2
-                            && !found.iter().any(|f| iou(&f.bbox, b) >= 0.3)
-                    })
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
-                if let Some((score, bbox)) = best {
-                    found.push(Found {
-                        score,
-                        bbox,
-                        marks: self.landmarks_in(frame, bbox),
-                        rescued: true,
-                    });
-                    break;
-                }
+            if let Some(face) = self.look_around(frame, face.bbox, found, &self.second)? {
+                found.push(Found {
+                    second: true,
+                    ..face
+                });
             }
         }
         Ok(())
+    }
+
+    /// `detectors`, in turn, on a square around `bbox` (see [`Finder::rescue`]): the best
+    /// face the first of them finds there that overlaps `bbox` (IoU ≥ 0.2) and no face of
+    /// `found`; `None` when none finds one (or there are none).
+    fn look_around(
+        &self,
+        frame: &RgbView<'_>,
+        bbox: [f32; 4],
+        found: &[Found],
+        detectors: &[Arc<dyn Detector>],
+    ) -> Result<Option<Found>> {
+        if detectors.is_empty() {
+            return Ok(None);
+        }
+        let Some((region, scale, (x0, y0))) = rescue_region(frame, bbox) else {
+            return Ok(None);
+        };
+        for second in detectors {
+            let best = second
+                .detect(&region.view())?
+                .into_iter()
+                .map(|d| {
+                    let [l, t, r, b] = d.bbox;
+                    let bbox = [
+                        l / scale + x0,
+                        t / scale + y0,
+                        r / scale + x0,
+                        b / scale + y0,
+                    ];
+                    (d.score, bbox)
+                })
+                .filter(|(_, b)| {
+                    b[2] - b[0] >= self.options.min_size
+                        && iou(b, &bbox) >= 0.2
+                        && !found.iter().any(|f| iou(&f.bbox, b) >= 0.3)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((score, bbox)) = best {
+                return Ok(Some(Found {
+                    score,
+                    bbox,
+                    marks: self.landmarks_in(frame, bbox),
+                    second: false,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The face records of `faces` in `frame`, numbered in order (a face without a record,
@@ -284,11 +416,11 @@ impl Finder {
     ) -> Vec<(FaceRow, bool)> {
         faces
             .into_iter()
-            .filter_map(|f| Some((self.record(frame, f.score, f.bbox, &f.marks)?, f.rescued)))
+            .filter_map(|f| Some((self.record(frame, f.score, f.bbox, &f.marks)?, f.second)))
             .zip(0u32..)
-            .map(|((mut row, rescued), i)| {
+            .map(|((mut row, second), i)| {
                 row.face_index = i;
-                (row, rescued)
+                (row, second)
             })
             .collect()
     }
@@ -325,7 +457,7 @@ impl Finder {
                 score,
                 bbox,
                 marks: self.landmarks_in(frame, bbox),
-                rescued: false,
+                second: false,
             })
             .collect())
     }
@@ -442,7 +574,7 @@ impl DetectStage {
         let mut fields = face_fields();
         fields.push(Field::new(col::SHOT, DataType::UInt32, false));
         fields.push(Field::new(col::DETECTED, DataType::Boolean, false));
-        fields.push(Field::new(col::RESCUED, DataType::Boolean, false));
+        fields.push(Field::new(col::SECOND_DETECTOR, DataType::Boolean, false));
         let schema = stage_schema(input, &[col::PIXELS], fields, finder.provenance())
             .map_err(|e| e.at(name))?;
         let kept = (0..input.fields().len())
@@ -540,7 +672,7 @@ impl DetectStage {
             if faces.is_empty() {
                 continue;
             }
-            let (faces, rescued): (Vec<FaceRow>, Vec<bool>) = faces.into_iter().unzip();
+            let (faces, second): (Vec<FaceRow>, Vec<bool>) = faces.into_iter().unzip();
             let indices = UInt32Array::from(vec![row as u32; faces.len()]);
             let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?
                 .columns()
@@ -548,7 +680,7 @@ impl DetectStage {
             columns.extend(face_columns(&faces)?);
             columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
             columns.push(Arc::new(BooleanArray::from(vec![detected; faces.len()])) as ArrayRef);
-            columns.push(Arc::new(BooleanArray::from(rescued)) as ArrayRef);
+            columns.push(Arc::new(BooleanArray::from(second)) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
         Ok(out)
@@ -583,4 +715,10 @@ fn rescue_region(frame: &RgbView<'_>, bbox: [f32; 4]) -> Option<(RgbImage, f32, 
         ((y1 - y0) * scale).round().max(1.0) as usize,
     );
     Some((resize_bilinear(&crop, sw, sh), scale, (x0, y0)))
+}
+
+/// True when the centre of box `a` lies inside box `b`.
+fn inside(a: &[f32; 4], b: &[f32; 4]) -> bool {
+    let (cx, cy) = ((a[0] + a[2]) / 2.0, (a[1] + a[3]) / 2.0);
+    (b[0]..b[2]).contains(&cx) && (b[1]..b[3]).contains(&cy)
 }

@@ -29,9 +29,9 @@ pub(crate) struct Found {
     pub bbox: [f32; 4],
     /// dlib's 5 landmarks.
     pub marks: [(f32, f32); 5],
-    /// Found by the second detector where the first missed a face of the previous frame (or
-    /// followed from such a face): its box and score are the second detector's.
-    pub rescued: bool,
+    /// Found or placed by a second detector (or followed from such a face): its box and
+    /// score are that detector's.
+    pub second: bool,
 }
 
 /// A 2-D similarity transform: scale, rotation as (cos, sin), shift.
@@ -69,8 +69,8 @@ impl Default for FollowOptions {
 pub(crate) struct Followed {
     /// The detector's score at its last pass.
     pub score: f32,
-    /// Found by the second detector at its last pass.
-    pub rescued: bool,
+    /// Found or placed by a second detector at its last pass.
+    pub second: bool,
     /// Box `[left, top, right, bottom)` and landmarks at the last detector pass.
     anchor_box: [f32; 4],
     anchor_marks: [(f32, f32); 5],
@@ -90,6 +90,8 @@ pub struct Follower {
     last_pass: f64,
     /// The time of the latest frame.
     last_frame: f64,
+    /// Video and time of the latest sweep for small faces.
+    last_sweep: Option<(String, f64)>,
     faces: Vec<Followed>,
     detect_next: bool,
 }
@@ -133,6 +135,20 @@ impl Follower {
         &self.faces
     }
 
+    /// True when a detector pass on the frame at `pts` of `source` should also sweep it for
+    /// small faces: at a new video, and `interval` seconds after the last sweep. Marks the
+    /// sweep as done.
+    pub(crate) fn sweep(&mut self, source: &str, pts: f64, interval: f64) -> bool {
+        let due = match &self.last_sweep {
+            Some((s, t)) => s != source || pts < *t || pts - t >= interval || pts.is_nan(),
+            None => true,
+        };
+        if due {
+            self.last_sweep = Some((source.to_string(), pts));
+        }
+        due
+    }
+
     /// The faces of the latest frame, when the frame at `pts` of `source` and `shot` comes
     /// right after it (same video and shot, at most `gap` seconds later); empty otherwise.
     pub(crate) fn previous(&self, source: &str, shot: u32, pts: f64, gap: f64) -> &[Followed] {
@@ -162,7 +178,7 @@ impl Follower {
             .filter_map(|f| {
                 Some(Followed {
                     score: f.score,
-                    rescued: f.rescued,
+                    second: f.second,
                     anchor_box: f.bbox,
                     anchor_marks: f.marks,
                     template: template(frame, &f.marks)?,
@@ -203,7 +219,7 @@ impl Followed {
             score: self.score,
             bbox: self.bbox,
             marks: self.marks,
-            rescued: self.rescued,
+            second: self.second,
         }
     }
 
@@ -392,7 +408,7 @@ mod tests {
                 score: 0.9,
                 bbox: [60.0, 70.0, 140.0, 150.0],
                 marks,
-                rescued: false,
+                second: false,
             }],
         );
         let options = FollowOptions::default();
@@ -423,6 +439,18 @@ mod tests {
         assert!(follower.due(&options, "b", 0, 1.2));
         assert!(follower.due(&options, "a", 0, 0.5));
         assert!(follower.due(&options, "a", 0, f64::NAN));
+    }
+
+    #[test]
+    fn sweeps_fall_due_by_time_and_video() {
+        let mut follower = Follower::new();
+        assert!(follower.sweep("a", 0.0, 2.0));
+        assert!(!follower.sweep("a", 1.9, 2.0));
+        assert!(follower.sweep("a", 2.0, 2.0));
+        assert!(follower.sweep("b", 2.1, 2.0));
+        assert!(!follower.sweep("b", 2.2, 2.0));
+        // A stream running backwards starts over.
+        assert!(follower.sweep("b", 0.5, 2.0));
     }
 
     #[test]

@@ -66,10 +66,11 @@ pub mod col {
     /// True when the detector found the face in this frame; false when it was followed
     /// from the previous frame by its landmarks (kao-detect).
     pub const DETECTED: &str = "detected";
-    /// True when the main detector missed this face of a track and the second detector
-    /// found it near its box in the previous frame (or it was followed from such a face):
-    /// its box and score are the second detector's (kao-detect).
-    pub const RESCUED: &str = "rescued";
+    /// True when a second detector found this face (the detector pass missed it near its
+    /// box in the previous frame, or saw it only on a tile) or placed it again (a small face
+    /// the detector boxed loosely), or it was followed from such a face: its box and score
+    /// are that detector's (kao-detect).
+    pub const SECOND_DETECTOR: &str = "second_detector";
     /// Face embedding.
     pub const EMBEDDING: &str = "embedding";
     /// Variance of the Laplacian of the aligned chip (higher is sharper).
