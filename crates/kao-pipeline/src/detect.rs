@@ -47,8 +47,10 @@ pub struct DetectOptions {
     /// Follow faces between detector passes ([`crate::follow`]); `None` (`--exact`) runs
     /// the detector on every frame.
     pub follow: Option<FollowOptions>,
-    /// While following: where a detector pass misses a face of the previous frame, these
-    /// detectors, in turn, look for it near its last box (empty: nobody looks).
+    /// While following, these detectors look again around a face on an enlarged crop: for
+    /// a face of the previous frame a detector pass missed (in turn), and to confirm and
+    /// place small faces (the first of them). Empty: nobody looks (see
+    /// [`Finder::faces_following`]).
     pub second: Vec<DetectorKind>,
 }
 
@@ -76,8 +78,8 @@ const RESCUE_FACE_PX: f32 = 100.0;
 
 /// The faces of one frame as the detect stage reports them.
 pub struct FrameFaces {
-    /// The face records, best score first, each with whether the second detector found it
-    /// (see [`DetectOptions::second`]).
+    /// The face records, best score first, each with whether a second detector found or
+    /// placed it (see [`DetectOptions::second`]).
     pub faces: Vec<(FaceRow, bool)>,
     /// True when a detector ran on the frame; false when its faces were followed.
     pub detected: bool,
@@ -183,7 +185,9 @@ impl Finder {
 
     /// The faces of one frame of `source` at `pts` in `shot`, following the faces of the
     /// previous frames where [`DetectOptions::follow`] allows (see [`crate::follow`]).
-    /// Frames must come in stream order.
+    /// Frames must come in stream order. At a detector pass the second detectors place
+    /// small faces again, confirm faces found on tiles of a large frame, and look for the
+    /// faces of the previous frame the pass missed (docs/stages.md, "kao-detect").
     pub fn faces_following(
         &self,
         frame: &RgbView<'_>,
@@ -224,7 +228,9 @@ impl Finder {
         }
         let mut found = self.detect(frame)?;
         self.place_small(frame, &mut found)?;
+        // MMOD runs on the native frame: tiles would show it nothing new.
         if !self.second.is_empty()
+            && self.options.detector != DetectorKind::Mmod
             && frame.width() >= SWEEP_MIN_WIDTH
             && follower.sweep(source, pts, SWEEP_INTERVAL)
         {
@@ -358,7 +364,7 @@ impl Finder {
         Ok(())
     }
 
-    /// `detectors`, in turn, on a square around `bbox` (see [`Finder::rescue`]): the best
+    /// `detectors`, in turn, on a square around `bbox` ([`rescue_region`]): the best
     /// face the first of them finds there that overlaps `bbox` (IoU ≥ 0.2) and no face of
     /// `found`; `None` when none finds one (or there are none).
     fn look_around(

@@ -269,9 +269,9 @@ struct TrackEvidence {
 struct VideoFaces {
     /// Per person, the kept faces, oldest first.
     people: Vec<VecDeque<Numbered>>,
-    /// Per track and person: the faces that matched so far, and the first, held until a
-    /// second confirms it.
-    tracks: HashMap<(u64, usize), (u32, Option<Numbered>)>,
+    /// Per track and person: whether enough of its faces matched, and the matched faces
+    /// held until they have.
+    tracks: HashMap<(u64, usize), (bool, Vec<Numbered>)>,
 }
 
 /// An embedding and the serial number of its face.
@@ -295,20 +295,28 @@ impl VideoFaces {
     }
 
     /// Counts a face of `track` that matched `person` on the references; keeps it (and the
-    /// track's first such face) once the track has two.
-    fn offer(&mut self, track: u64, person: usize, face: Numbered, spacing: f32, metric: Metric) {
-        let (count, first) = self.tracks.entry((track, person)).or_default();
-        *count += 1;
-        if *count == 1 {
-            *first = Some(face);
+    /// track's earlier such faces) once the track has `support` of them.
+    fn offer(
+        &mut self,
+        track: u64,
+        person: usize,
+        face: Numbered,
+        support: usize,
+        metric: Metric,
+        spacing: f32,
+    ) {
+        let (supported, held) = self.tracks.entry((track, person)).or_default();
+        held.push(face);
+        if !*supported && held.len() < support {
             return;
         }
-        let held = first.take();
+        *supported = true;
+        let held = std::mem::take(held);
         if self.people.len() <= person {
             self.people.resize_with(person + 1, VecDeque::new);
         }
         let kept = &mut self.people[person];
-        for face in held.into_iter().chain([face]) {
+        for face in held {
             // Consecutive frames of a still face add nothing.
             if kept
                 .iter()
@@ -434,6 +442,9 @@ impl MatchStage {
         let k = options.track_best;
         let metric = self.metric();
         let spacing = VIDEO_EXEMPLAR_SPACING * options.threshold;
+        // A track vouches for a person once as many of its faces matched as its own verdict
+        // needs (two at least): the median of its `k` nearest.
+        let support = (k.saturating_sub(1) / 2 + 1).max(2);
         let mut evidence = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let source = sources.value(i);
@@ -511,7 +522,7 @@ impl MatchStage {
                 self.videos
                     .entry(source.to_string())
                     .or_default()
-                    .offer(id, p, e, spacing, metric);
+                    .offer(id, p, e, support, metric, spacing);
             }
             evidence.push(face);
         }
@@ -950,6 +961,17 @@ mod tests {
         let got = matched(through_video(0, 0.4), empty(), &rows);
         let names: Vec<Option<&str>> = got.iter().map(|v| v.0.as_deref()).collect();
         assert_eq!(names, [Some("a"), None, None, None], "{got:?}");
+        // Deciding by the median of 5, a track needs 3 matched faces to vouch for anyone: two
+        // do not match its own later faces through the video.
+        let rows = [
+            ("v.mp4", 0, 1, Some(0.45)),
+            ("v.mp4", 1, 1, Some(0.38)),
+            ("v.mp4", 2, 1, Some(0.60)),
+            ("v.mp4", 3, 1, Some(0.61)),
+            ("v.mp4", 4, 1, Some(0.62)),
+        ];
+        let got = matched(through_video(5, 0.4), empty(), &rows);
+        assert!(got.iter().all(|v| v.0.is_none()), "{got:?}");
     }
 
     #[test]
