@@ -391,10 +391,10 @@ fn fit(rgb: &[u8], w: usize, h: usize, cw: usize, ch: usize) -> Vec<u8> {
         ((w as f64 * scale).round() as usize).clamp(1, cw),
         ((h as f64 * scale).round() as usize).clamp(1, ch),
     );
-    let Some(view) = kao_dlib::RgbView::new(w, h, rgb) else {
+    let Some(view) = kao_image::RgbView::new(w, h, rgb) else {
         return out;
     };
-    let small = kao_detector::resize::resize_bilinear(&view, fw, fh);
+    let small = kao_image::resize_bilinear(&view, fw, fh);
     let (x0, y0) = ((cw - fw) / 2, (ch - fh) / 2);
     for y in 0..fh {
         let dst = ((y0 + y) * cw + x0) * 3;
