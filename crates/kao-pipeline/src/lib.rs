@@ -19,8 +19,9 @@
 //! * [`cluster`]: unmatched tracks grouped into people, and a cluster turned into a name.
 //! * [`scale_out`]: sharded runs, their manifest parts and the merge, object storage.
 //!
-//! Beside them: FACE01's config.ini ([`face01`]), the stages' command-line options ([`cli`])
-//! and glibc's malloc settings ([`memory`]).
+//! Beside them: kao-extract's runner, every stage on threads in one process ([`extract`]),
+//! FACE01's config.ini ([`face01`]), the stages' command-line options ([`cli`]) and glibc's
+//! malloc settings ([`memory`]).
 
 // One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
 #![deny(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod scale_out;
 pub mod track;
 
 pub mod cli;
+pub mod extract;
 pub mod face01;
 pub mod memory;
 

@@ -7,10 +7,13 @@
 //!   credentials; in every build, so that a build without the feature refuses a URL in one
 //!   line.
 //! * `store` (feature `object-store`): a run folder in S3, Google Cloud Storage, Azure or a
-//!   `file://` URL.
+//!   `file://` URL; `upload`: a kao-extract shard writing into one, staged locally one video
+//!   at a time.
 
 pub mod parts;
 pub mod remote;
 pub mod shard;
 #[cfg(feature = "object-store")]
 pub mod store;
+#[cfg(feature = "object-store")]
+pub mod upload;

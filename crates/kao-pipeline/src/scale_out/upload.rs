@@ -1,20 +1,21 @@
-//! A shard writing into object storage (`--out s3://…`; feature `object-store`).
+//! A shard of kao-extract writing into object storage (`--out s3://…`; feature
+//! `object-store`).
 //!
 //! The shard runs as it does into a folder, in a private local staging folder: the align
 //! stage writes each video's crops there and the part writer its part. When a video is done,
 //! its crops are uploaded under the same keys as in a folder, then its part, last, so a video
 //! is finished in the store exactly when its part exists there; then the local copies are
 //! removed. A video that fails or is interrupted uploads nothing. Duplicate tasks of a shard
-//! exclude each other per video with leases (`kao_pipeline::scale_out::store::Leases`).
+//! exclude each other per video with leases ([`Leases`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::align::manifest::MANIFEST;
+use crate::scale_out::parts::{PART_FILE, PARTS_DIR, part_dir, video_key};
+use crate::scale_out::store::{LEASE_FILE, Leases, RunStore};
 use anyhow::{Context, Result, bail};
-use kao_pipeline::align::manifest::MANIFEST;
-use kao_pipeline::scale_out::parts::{PART_FILE, PARTS_DIR, video_key};
-use kao_pipeline::scale_out::store::{LEASE_FILE, Leases, RunStore};
 
 /// A sharded run in object storage, staged locally one video at a time.
 pub struct RemoteRun {
@@ -96,7 +97,7 @@ impl RemoteRun {
         }
         // The part writer writes into the partition folders.
         for video in &todo {
-            let dir = kao_pipeline::scale_out::parts::part_dir(self.stage(), video);
+            let dir = part_dir(self.stage(), video);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("{}: cannot create", dir.display()))?;
         }
