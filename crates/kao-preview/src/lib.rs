@@ -410,7 +410,7 @@ fn short_name(input: &str) -> &str {
         .unwrap_or(input)
 }
 
-/// A progress bar on stderr sized by the frames the videos hold (in the run's time range).
+/// A [`frame_bar`] sized by the frames the videos hold (in the run's time range).
 fn progress_bar(show: bool, probes: &[kao_video::Probe], options: &DecodeOptions) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -427,6 +427,12 @@ fn progress_bar(show: bool, probes: &[kao_video::Probe], options: &DecodeOptions
         }
         total += n;
     }
+    frame_bar(total)
+}
+
+/// The progress bar of kao's long runs (kao-extract, kao-preview), on stderr: `total` frames
+/// expected, then the frames done, the rate, a message and the time left.
+pub fn frame_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style =
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")

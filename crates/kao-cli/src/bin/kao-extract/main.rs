@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use kao_networks::Device;
 use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
 use kao_pipeline::extract::{EXIT_INTERRUPTED, ExtractOptions, Progress};
@@ -413,7 +413,8 @@ fn make_preview(
     }
 }
 
-/// A progress bar on stderr sized by the frames the videos are expected to yield.
+/// kao's progress bar ([`kao_preview::frame_bar`]) sized by the frames the videos are expected
+/// to yield.
 fn progress_bar(quiet: bool, videos: &[String], options: &DecodeOptions) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
@@ -438,11 +439,5 @@ fn progress_bar(quiet: bool, videos: &[String], options: &DecodeOptions) -> Prog
         }
         total += n;
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
+    kao_preview::frame_bar(total)
 }
