@@ -64,7 +64,7 @@ bench-extract: build
 # The stage binaries with the networks on NVIDIA GPUs (`--device cuda`; needs the driver and
 # NVRTC at run time, not the CUDA toolkit at build time).
 build-cuda:
-    cargo build --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
+    cargo build --release --locked -p kao-cli --features kao-cli/cuda
 
 # kao-report on an output folder: tables on stdout and DIR/report.html (builds kao-report,
 # which pulls polars: about 12 minutes once).

@@ -37,16 +37,16 @@ if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reache
 cargo build --release --locked
 step "stages: tests"
 cargo test --release --locked 2>&1 | tee "$log"
-# Object storage (docs/scale-out.md): kao-extract and kao-merge with their `object-store` feature,
+# Object storage (docs/scale-out.md): kao-extract and kao-merge with kao-cli's `object-store` feature,
 # tested against moto's S3 server (tests/shards.rs, the tests named s3_*). This build replaces
-# target/release/kao-extract and kao-merge, so it comes after the tests of the default build; the
+# kao-cli's binaries in target/release, so it comes after the tests of the default build; the
 # plain `cargo build` after it puts the default binaries back (cargo relinks them, no compiling).
 # Off unless KAO_TEST_OBJECT_STORE=1: the feature switches on features of crates the default
 # build shares (chrono/serde, syn/fold, ...), so arrow, parquet and burn compile again, an
 # estimated 15-25 minutes on 2 cores (docs/build-budget.md).
 if [ "${KAO_TEST_OBJECT_STORE:-0}" = 1 ]; then
   step "stages: object storage"
-  object_store=kao-extract/object-store,kao-merge/object-store
+  object_store=kao-cli/object-store
   cargo build --release --locked --features "$object_store"
   cargo test --release --locked --features "$object_store,kao-tests/object-store" --test shards -- s3_ 2>&1 | tee -a "$log"
   cargo clippy --release --locked --all-targets --features "$object_store,kao-tests/object-store" -- -D warnings
@@ -81,7 +81,7 @@ if [ "$steps" != stages ]; then
   notebooks_pid=$!
 fi
 step "stages: CUDA build check"
-cargo check --release --locked -p kao-embed -p kao-detect -p kao-match -p kao-extract --features kao-embed/cuda,kao-detect/cuda,kao-match/cuda,kao-extract/cuda
+cargo check --release --locked -p kao-cli --features kao-cli/cuda
 # Habits (docs/testing.md): formatting, clippy's lints as errors, and docs without broken links;
 # after the CUDA check, whose check-mode dependencies clippy and rustdoc mostly reuse.
 step "stages: fmt, clippy, doc"

@@ -108,7 +108,7 @@ fn embedding_from_native_patches_matches_dlib() {
     face_records(&faces, &[(0, 0, 512, 512), (120, 10, 240, 250)]);
     let golden = npy_f64(&kao_testdata::golden("embedding128.npy"));
     // Every CPU level this machine has (KAO_CPU), scalar included, then the default.
-    let levels = kao_nn::CpuLevel::available();
+    let levels = kao_networks::CpuLevel::available();
     for level in levels.iter().map(|l| Some(l.name())).chain([None]) {
         let mut cmd = kao("kao-embed");
         if let Some(level) = level {
@@ -215,7 +215,7 @@ fn an_unknown_or_missing_cpu_level_is_a_one_line_error() {
     // A level no x86-64 CPU lacks entirely is not testable; one past what this CPU has is.
     let missing = ["avx2", "avx512"]
         .into_iter()
-        .find(|&name| kao_nn::CpuLevel::named(name).is_err());
+        .find(|&name| kao_networks::CpuLevel::named(name).is_err());
     for value in ["bogus"].into_iter().chain(missing) {
         for (stage, input, args) in [
             ("kao-embed", &faces, &[][..]),
@@ -249,9 +249,10 @@ fn mmod_box_to_embedding_matches_dlibs_whole_path() {
         .map(|v| v.as_i64().unwrap())
         .collect();
     let (w, h, pixels) = astronaut();
-    let view = kao_dlib::RgbView::new(w as usize, h as usize, &pixels).unwrap();
-    let sp5 = kao_dlib::ShapePredictor::load(kao_models::locate("dlib-sp5").unwrap().path).unwrap();
-    let marks = sp5.predict(&view, kao_dlib::Rect::new(b[0], b[1], b[2], b[3]));
+    let view = kao_image::RgbView::new(w as usize, h as usize, &pixels).unwrap();
+    let sp5 = kao_networks::ShapePredictor::load(kao_model_files::locate("dlib-sp5").unwrap().path)
+        .unwrap();
+    let marks = sp5.predict(&view, kao_image::Rect::new(b[0], b[1], b[2], b[3]));
     let expected: Vec<(f32, f32)> = path["landmarks5"]
         .as_array()
         .unwrap()
@@ -259,10 +260,10 @@ fn mmod_box_to_embedding_matches_dlibs_whole_path() {
         .map(|p| (p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32))
         .collect();
     assert_eq!(marks, expected);
-    let chip = kao_dlib::get_face_chip(&view, &marks, 150, 0.25).unwrap();
-    let embedder = kao_nn::Embedder::load(
-        kao_models::locate("dlib-resnet").unwrap().path,
-        kao_nn::Device::cpu(),
+    let chip = kao_image::get_face_chip(&view, &marks, 150, 0.25).unwrap();
+    let embedder = kao_networks::ResNetEmbedder::load(
+        kao_model_files::locate("dlib-resnet").unwrap().path,
+        kao_networks::Device::cpu(),
     )
     .unwrap();
     let e = embedder.embed(&[chip.view()]).unwrap().remove(0);

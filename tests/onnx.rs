@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, StringArray};
-use kao_dlib::RgbView;
-use kao_pipeline::embedder::{Channels, DlibResnet, Embedder, OnnxEmbedder, Preprocessing};
+use kao_image::RgbView;
+use kao_networks::embedder::{Channels, Embedder, Preprocessing};
+use kao_networks::onnx::OnnxEmbedder;
+use kao_networks::resnet::DlibResnet;
 use kao_record::{EmbeddingSpace, Metric};
 use kao_tests::*;
 
@@ -49,7 +51,7 @@ fn dlib_preprocessing() -> Preprocessing {
     }
 }
 
-/// The golden 150×150 chip of the astronaut (kao-nn's test data).
+/// The golden 150×150 chip of the astronaut (kao-networks' test data).
 fn golden_chip() -> (usize, usize, Vec<u8>) {
     kao_testdata::read_rgb(&kao_testdata::golden("chip150.npy"))
 }
@@ -62,7 +64,7 @@ fn dlib_resnet_as_onnx_matches_dlib_and_the_native_port() {
         &onnx_fixture("dlib_resnet.onnx"),
         "onnx",
         &dlib_preprocessing(),
-        kao_nn::Device::cpu(),
+        kao_networks::Device::cpu(),
     )
     .unwrap();
     assert_eq!(onnx.space().dim, 128);
@@ -73,7 +75,7 @@ fn dlib_resnet_as_onnx_matches_dlib_and_the_native_port() {
     assert!(diff < 1e-4, "ONNX vs dlib: max |Δ| {diff}");
     // Batching does not change a face's vector.
     assert_eq!(from_onnx[0], from_onnx[2]);
-    let native = DlibResnet::load(kao_nn::Device::cpu()).unwrap();
+    let native = DlibResnet::load(kao_networks::Device::cpu()).unwrap();
     let from_native = native.embed(&[chip]).unwrap();
     let diff = kao_testdata::max_abs_diff(&from_onnx[0], &from_native[0]);
     assert!(diff < 1e-4, "ONNX vs native: max |Δ| {diff}");
@@ -88,7 +90,12 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn efficientnet_style_graph_matches_onnx_runtime_at_batch_1_and_3() {
-    let model = kao_onnx::Model::load(&onnx_data("effnet.onnx"), kao_onnx::Device::Cpu, 2).unwrap();
+    let model = kao_networks::onnx::Model::load(
+        &onnx_data("effnet.onnx"),
+        kao_networks::onnx::Device::Cpu,
+        2,
+    )
+    .unwrap();
     for batch in ["b1", "b3"] {
         let (shape, input) = kao_testdata::read_f32(&onnx_data(&format!("effnet_in_{batch}.npy")));
         let (want_shape, want) =
@@ -104,7 +111,7 @@ fn efficientnet_style_graph_matches_onnx_runtime_at_batch_1_and_3() {
         &onnx_data("effnet.onnx"),
         "onnx",
         &Preprocessing::onnx_defaults(),
-        kao_nn::Device::cpu(),
+        kao_networks::Device::cpu(),
     )
     .unwrap();
     assert_eq!(embedder.chip().size, 112);
@@ -127,7 +134,7 @@ fn malformed_or_mismatched_models_are_one_line_errors() {
             &path,
             "onnx",
             &Preprocessing::onnx_defaults(),
-            kao_nn::Device::cpu(),
+            kao_networks::Device::cpu(),
         )
         .err()
         .unwrap_or_else(|| panic!("{file} loaded"));
@@ -143,7 +150,7 @@ fn malformed_or_mismatched_models_are_one_line_errors() {
         &onnx_data("effnet.onnx"),
         "onnx",
         &wrong_size,
-        kao_nn::Device::cpu(),
+        kao_networks::Device::cpu(),
     )
     .err()
     .unwrap();
@@ -274,13 +281,14 @@ fn yunet_model() -> PathBuf {
 
 #[test]
 fn yunet_matches_an_independent_reference_within_a_pixel() {
-    use kao_pipeline::detector::{Detector, Yunet};
+    use kao_networks::detector::Detector;
+    use kao_networks::onnx::Yunet;
     // scripts/yunet_ref.py: ONNX Runtime's outputs decoded by numpy on Pillow's pixels.
     let reference: serde_json::Value = serde_json::from_slice(
         &std::fs::read(tests_dir().join("data/yunet/reference.json")).unwrap(),
     )
     .unwrap();
-    let yunet = Yunet::load(&yunet_model(), kao_nn::Device::cpu()).unwrap();
+    let yunet = Yunet::load(&yunet_model(), kao_networks::Device::cpu()).unwrap();
     assert_eq!(yunet.model().sha256, reference["sha256"].as_str().unwrap());
     let photos = reference["photos"].as_object().unwrap();
     assert_eq!(photos.len(), 6);
@@ -335,7 +343,7 @@ fn yunet_matches_an_independent_reference_within_a_pixel() {
 
 #[test]
 fn yunet_graphs_are_checked_and_named_in_one_line() {
-    use kao_pipeline::detector::Yunet;
+    use kao_networks::onnx::Yunet;
     for (path, expected) in [
         (
             onnx_data("effnet.onnx"),
@@ -343,7 +351,9 @@ fn yunet_graphs_are_checked_and_named_in_one_line() {
         ),
         (onnx_fixture("not_onnx.onnx"), "not a valid ONNX model"),
     ] {
-        let e = Yunet::load(&path, kao_nn::Device::cpu()).err().unwrap();
+        let e = Yunet::load(&path, kao_networks::Device::cpu())
+            .err()
+            .unwrap();
         let message = format!("{e:#}");
         assert!(message.contains(expected), "{message}");
         assert!(!message.contains('\n'), "{message}");

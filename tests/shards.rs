@@ -171,7 +171,7 @@ fn shards_side_by_side_then_merged_equal_one_machine() {
         .spawn()
         .unwrap();
     wait_for(
-        &kao_pipeline::parts::part_path(
+        &kao_pipeline::scale_out::parts::part_path(
             &run_dir,
             &list.with_file_name("clip0.mp4").to_string_lossy(),
         ),
@@ -276,7 +276,7 @@ fn bad_shards_and_layouts_are_one_line_errors() {
         "holds a sharded run's manifest parts",
     );
     // kao-merge waits for running shards (each holds the folder's lock shared).
-    let share = kao_pipeline::lock::OutputLock::acquire_shared(&sharded).unwrap();
+    let share = kao_pipeline::align::lock::OutputLock::acquire_shared(&sharded).unwrap();
     one_line_error(
         kao("kao-merge").arg(&sharded),
         "the shards of a sharded run are writing",
@@ -530,13 +530,13 @@ fn slurm_array_and_merge(target: Target) {
         .into_owned();
     let started_on = || -> bool {
         match &target {
-            Target::Folder => kao_pipeline::parts::part_dir(&run_dir, &clip3)
+            Target::Folder => kao_pipeline::scale_out::parts::part_dir(&run_dir, &clip3)
                 .join(".kao-lock")
                 .exists(),
             #[cfg(feature = "object-store")]
             Target::S3(moto) => moto.exists(&format!(
                 "run/manifest/video={}/.kao-lease",
-                kao_pipeline::parts::video_key(&clip3)
+                kao_pipeline::scale_out::parts::video_key(&clip3)
             )),
             #[cfg(not(feature = "object-store"))]
             Target::Never(_) => unreachable!(),

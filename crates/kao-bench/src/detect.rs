@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use kao_dlib::RgbView;
-use kao_nn::{Device, FaceDetector, Range};
+use kao_image::RgbView;
+use kao_networks::{Device, FaceDetector, Range};
 
 use crate::embed::dlib_python;
 
@@ -176,9 +176,9 @@ pub fn bench_detect(
 ) -> Result<()> {
     std::fs::create_dir_all(cache)?;
     let cpu = Device::cpu();
-    let short = kao_models::locate("blazeface-short")?;
-    let full = kao_models::locate("blazeface-full")?;
-    let mmod = kao_models::locate("dlib-mmod")?;
+    let short = kao_model_files::locate("blazeface-short")?;
+    let full = kao_model_files::locate("blazeface-full")?;
+    let mmod = kao_model_files::locate("dlib-mmod")?;
     let detectors = [
         (
             "blazeface",

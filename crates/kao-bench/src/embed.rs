@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use kao_dlib::{RgbImage, RgbView};
-use kao_nn::{Device, Embedder};
+use kao_image::{RgbImage, RgbView};
+use kao_networks::{Device, ResNetEmbedder};
 use kao_record::schema::{FaceRow, FrameMeta, face_batch, face_schema};
 use kao_record::{Provenance, RecordWriter};
 
@@ -47,7 +47,7 @@ pub fn dlib_python(cache: &Path) -> Result<PathBuf> {
 }
 
 /// Best-of-3 milliseconds per face for kao at `batch`.
-fn kao_ms(embedder: &Embedder, chip: &RgbImage, faces: usize, batch: usize) -> Result<f64> {
+fn kao_ms(embedder: &ResNetEmbedder, chip: &RgbImage, faces: usize, batch: usize) -> Result<f64> {
     let views: Vec<RgbView<'_>> = vec![chip.view(); faces];
     let mut best = f64::INFINITY;
     for _ in 0..3 {
@@ -63,7 +63,7 @@ fn kao_ms(embedder: &Embedder, chip: &RgbImage, faces: usize, batch: usize) -> R
 /// Runs the embedder comparison and the memory run.
 pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()> {
     std::fs::create_dir_all(cache)?;
-    let model = kao_models::locate("dlib-resnet")?;
+    let model = kao_model_files::locate("dlib-resnet")?;
     let chip_path = kao_testdata::golden("chip150.npy");
     let (width, height, data) = kao_testdata::read_rgb(&chip_path);
     if (width, height) != (150, 150) {
@@ -74,7 +74,7 @@ pub fn bench_embed(faces: usize, stream_faces: usize, cache: &Path) -> Result<()
         height,
         data,
     };
-    let embedder = Embedder::load(&model.path, Device::cpu())?;
+    let embedder = ResNetEmbedder::load(&model.path, Device::cpu())?;
     embedder.embed(&[chip.view()])?;
     let kao = [
         kao_ms(&embedder, &chip, faces, 1)?,

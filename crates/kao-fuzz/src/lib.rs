@@ -57,13 +57,13 @@ fn contains(data: &[u8], needle: &[u8]) -> bool {
 /// dlib `.dat` model files: the MMOD detector, the ResNet embedder (and its native executor's
 /// checks of the layer stack) and the 5-point shape predictor, each read from the bytes.
 pub fn dat(data: &[u8]) {
-    if let Err(e) = kao_dlib::MmodModel::from_bytes(data) {
+    if let Err(e) = kao_model_files::dat::MmodModel::from_bytes(data) {
         let _ = e.to_string();
     }
-    match kao_dlib::ResnetModel::from_bytes(data) {
+    match kao_model_files::dat::ResnetModel::from_bytes(data) {
         Ok(model) => {
             let _ = model.param_count();
-            if let Err(e) = kao_nn::NativeResNet::from_model(&model) {
+            if let Err(e) = kao_networks::NativeResNet::from_model(&model) {
                 let _ = e.to_string();
             }
         }
@@ -71,7 +71,7 @@ pub fn dat(data: &[u8]) {
             let _ = e.to_string();
         }
     }
-    if let Err(e) = kao_dlib::ShapePredictor::from_bytes(data) {
+    if let Err(e) = kao_networks::ShapePredictor::from_bytes(data) {
         let _ = e.to_string();
     }
 }
@@ -79,7 +79,7 @@ pub fn dat(data: &[u8]) {
 /// TensorFlow Lite flatbuffers: the reader, every tensor's constant data, and the BlazeFace
 /// executor's checks of the graph.
 pub fn tflite(data: &[u8]) {
-    let model = match kao_tflite::Model::from_bytes(data) {
+    let model = match kao_model_files::tflite::Model::from_bytes(data) {
         Ok(model) => model,
         Err(e) => {
             let _ = e.to_string();
@@ -92,20 +92,20 @@ pub fn tflite(data: &[u8]) {
         let _ = model.constant_i32(i);
     }
     let _ = model.compute_ops().count();
-    if let Err(e) = kao_nn::NativeBlazeFace::from_model(&model) {
+    if let Err(e) = kao_networks::NativeBlazeFace::from_model(&model) {
         let _ = e.to_string();
     }
 }
 
-/// ONNX models: ONNX Runtime's loading and kao's checks of the graph (`kao_onnx::Model::load`),
+/// ONNX models: ONNX Runtime's loading and kao's checks of the graph (`kao_networks::onnx::Model::load`),
 /// then the embedder's and YuNet's checks. Returns at once when ONNX Runtime's library is not
 /// installed (`scripts/deps.sh`).
 pub fn onnx(data: &[u8]) {
     let Some((_dir, path)) = temp_file("model.onnx", data) else {
         return;
     };
-    match kao_onnx::Model::load(&path, kao_onnx::Device::Cpu, 1) {
-        Err(kao_onnx::OnnxError::Runtime(_)) => return,
+    match kao_networks::onnx::Model::load(&path, kao_networks::onnx::Device::Cpu, 1) {
+        Err(kao_networks::onnx::OnnxError::Runtime(_)) => return,
         Err(e) => {
             let _ = e.to_string();
             return;
@@ -114,14 +114,12 @@ pub fn onnx(data: &[u8]) {
             let _ = format!("{model:?}");
         }
     }
-    let device = kao_nn::Device::cpu();
-    let preprocessing = kao_pipeline::embedder::Preprocessing::onnx_defaults();
-    if let Err(e) =
-        kao_pipeline::embedder::OnnxEmbedder::load(&path, "onnx", &preprocessing, device)
-    {
+    let device = kao_networks::Device::cpu();
+    let preprocessing = kao_networks::embedder::Preprocessing::onnx_defaults();
+    if let Err(e) = kao_networks::onnx::OnnxEmbedder::load(&path, "onnx", &preprocessing, device) {
         let _ = format!("{e:#}");
     }
-    if let Err(e) = kao_pipeline::detector::Yunet::load(&path, device) {
+    if let Err(e) = kao_networks::onnx::Yunet::load(&path, device) {
         let _ = format!("{e:#}");
     }
 }
@@ -192,7 +190,7 @@ fn image_extension(data: &[u8]) -> &'static str {
     }
 }
 
-/// Reference photos: the first frame decoded as `kao_pipeline::refs` reads one (FFmpeg, then
+/// Reference photos: the first frame decoded as `kao_pipeline::matching::enroll` reads one (FFmpeg, then
 /// kao's conversion to RGB). Bytes containing `://` are skipped: FFmpeg could read them as a
 /// playlist naming network URLs.
 pub fn image(data: &[u8]) {

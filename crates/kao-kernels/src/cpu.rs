@@ -1,5 +1,5 @@
-//! kao's own CPU kernels, shared by the native executors (`kao_nn::NativeBlazeFace`,
-//! `kao_nn::NativeResNet`): planar `f32` tensors, buffers reused per thread, window
+//! kao's own CPU kernels, shared by the native executors (`kao_networks::NativeBlazeFace`,
+//! `kao_networks::NativeResNet`): planar `f32` tensors, buffers reused per thread, window
 //! geometry, and the element-wise and pooling loops.
 
 /// Buffers kept between layers and between runs, per thread. A fresh large `Vec` per

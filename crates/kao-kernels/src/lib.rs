@@ -1,5 +1,5 @@
 //! kao's CPU compute kernels: every SIMD and `unsafe` line of the native networks
-//! (`kao_nn::NativeResNet`, `kao_nn::NativeBlazeFace`), behind a safe API. Every other
+//! (`kao_networks::NativeResNet`, `kao_networks::NativeBlazeFace`), behind a safe API. Every other
 //! crate of the workspace forbids `unsafe` (but for two FFI calls argued in
 //! docs/architecture.md).
 //!

@@ -5,24 +5,26 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use kao_nn::Device;
+use kao_networks::Device;
 use kao_record::{Metric, Provenance};
 
+use crate::align::crop::{CropSpec, ImageFormat};
 use crate::align::{
     AlignOptions, DEFAULT_MAX_YAW, DEFAULT_MIN_HASH_BITS, DEFAULT_MIN_RELATIVE_SHARPNESS, Selection,
 };
-use crate::crop::{CropSpec, ImageFormat};
+use crate::detect::follow::{self, FollowOptions};
+use crate::detect::shot::DEFAULT_CUT_THRESHOLD;
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
-use crate::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing, default_threshold};
-use crate::follow::{self, FollowOptions};
-use crate::identify::{
+use crate::embed::sample::{self, SampleOptions};
+use crate::matching::default_threshold;
+use crate::matching::enroll::{self as refs, EnrollOptions};
+use crate::matching::identify::{
     DEFAULT_TRACK_BEST, DEFAULT_VIDEO_THRESHOLD, Gallery, MatchOptions, Matcher,
 };
-use crate::refs::{self, EnrollOptions};
-use crate::sample::{self, SampleOptions};
-use crate::shot::DEFAULT_CUT_THRESHOLD;
+use crate::matching::similar::Curve;
 use crate::track::TrackOptions;
+use kao_networks::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing};
 
 /// kao-detect's options.
 #[derive(Args, Clone, Debug)]
@@ -337,7 +339,7 @@ impl MatchArgs {
         embedder: &EmbedderSpec,
         space: &kao_record::EmbeddingSpace,
     ) -> Result<MatchOptions> {
-        let curve = embedder.curve();
+        let curve = Curve::of(embedder);
         let threshold = match (self.threshold, self.similar_percentage) {
             (Some(t), _) => t,
             (None, Some(p)) => {

@@ -21,9 +21,9 @@ use kao_record::schema::{DataType, Field, Schema, SchemaRef, col, stage_schema};
 use kao_record::{EmbeddingSpace, Metric, Provenance, RecordReader, RecordWriter};
 
 use crate::align::UNKNOWN_DIR;
-use crate::lock::OutputLock;
-use crate::manifest::MANIFEST;
-use crate::parts::{LocalFiles, RunFiles};
+use crate::align::lock::OutputLock;
+use crate::align::manifest::MANIFEST;
+use crate::scale_out::parts::{LocalFiles, RunFiles};
 
 /// Name of the column holding a face's cluster (null for faces with an identity).
 pub const CLUSTER_ID: &str = "cluster_id";
@@ -34,7 +34,7 @@ const ITERATIONS: usize = 100;
 /// The linking distance when none is given: the embedder's matching threshold (dlib's 0.48,
 /// JAPANESE FACE V1's), so that two tracks in one cluster would match each other.
 pub fn default_threshold(space: &EmbeddingSpace) -> Option<f32> {
-    crate::embedder::default_threshold(space)
+    crate::matching::default_threshold(space)
 }
 
 /// Chinese whispers over `points`: a cluster label per point, labels numbered by cluster
@@ -370,7 +370,7 @@ pub struct Named {
 /// `<name>/`. Later runs into the folder keep them, and `--ref NAME=DIR/NAME` enrolls them.
 pub fn name_cluster(lock: &OutputLock, cluster: u32, name: &str) -> Result<Named> {
     let dir = lock.dir();
-    crate::refs::check_name(name, Path::new(name))?;
+    crate::matching::enroll::check_name(name, Path::new(name))?;
     let (_, batch) = read_manifest(dir)?;
     let clusters = typed::<UInt32Array>(&batch, dir, CLUSTER_ID)
         .context("no clusters yet: run kao-cluster (kao-extract does at the end of a run)")?;

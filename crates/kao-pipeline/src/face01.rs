@@ -27,7 +27,7 @@
 //! | key | kao |
 //! |---|---|
 //! | `deep_learning_model` | 0 → dlib; 1 → JAPANESE FACE V1 ([`EmbedderSetting::Face01V1`], model file from FACE01's tree when it is there); other values refused |
-//! | `similar_percentage` | `--similar-percentage`, and [`Mapping::threshold`] on the embedder's curve ([`crate::similar`]); out of the curve's range: error. dlib: warning (FACE01_DEV's current code solves another curve) |
+//! | `similar_percentage` | `--similar-percentage`, and [`Mapping::threshold`] on the embedder's curve ([`crate::matching::similar`]); out of the curve's range: error. dlib: warning (FACE01_DEV's current code solves another curve) |
 //! | `jitters` | `--jitters` for dlib; ignored for JAPANESE FACE V1 (warning when > 1: FACE01 ignores it too) |
 //! | `use_pipe` | chooses the detector family: true → BlazeFace, false → MMOD |
 //! | `model_selection` | with `use_pipe`: 0 (or unset) → `blazeface`, 1 → `blazeface-full`, others: error; else ignored |
@@ -57,7 +57,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::similar::Curve;
+use crate::matching::similar::Curve;
 
 /// The section every other section inherits from.
 pub const DEFAULT_SECTION: &str = "DEFAULT";

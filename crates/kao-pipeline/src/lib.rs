@@ -1,37 +1,43 @@
 //! kao's stages as a library, shared by the stage binaries (`kao-detect`, `kao-embed`,
-//! `kao-match`, `kao-align`) and by `kao-extract`, which runs them in one process.
+//! `kao-track`, `kao-match`, `kao-align`) and by `kao-extract`, which runs them in one process.
 //!
 //! Each stage turns record batches into record batches with the same schema rules as the
 //! pipe (records.md), so the one-process run and the piped chain write the same manifest.
+//! One module per step of the data path (decoding is `kao-video`):
+//!
+//! * [`detect`]: the detect stage, with following faces between detector passes
+//!   ([`detect::follow`]) and shot cuts ([`detect::shot`]); the detectors themselves are
+//!   `kao_networks::detector`'s.
+//! * [`embed`]: the embed stage, with choosing the faces to embed ([`embed::sample`]) and their
+//!   quality measures ([`embed::quality`]); the embedders are `kao_networks::embedder`'s.
+//! * [`track`]: linking faces into tracks.
+//! * [`matching`]: the match stage ([`matching::identify`]), reference enrollment
+//!   ([`matching::enroll`]) and its cache ([`matching::ref_cache`]), FACE01's percentage
+//!   curves ([`matching::similar`]).
+//! * [`align`]: the align stage, with the crops ([`align::crop`]), the manifest
+//!   ([`align::manifest`]) and the output folder's lock ([`align::lock`]).
+//! * [`cluster`]: unmatched tracks grouped into people, and a cluster turned into a name.
+//! * [`scale_out`]: sharded runs, their manifest parts and the merge, object storage.
+//!
+//! Beside them: kao-extract's runner, every stage on threads in one process ([`extract`]),
+//! FACE01's config.ini ([`face01`]), the stages' command-line options ([`cli`]) and glibc's
+//! malloc settings ([`memory`]).
 
 // One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
 #![deny(unsafe_code)]
 
 pub mod align;
-pub mod cli;
 pub mod cluster;
-pub mod crop;
 pub mod detect;
-pub mod detector;
 pub mod embed;
-pub mod embedder;
-pub mod face01;
-pub mod follow;
-pub mod identify;
-pub mod lock;
-pub mod manifest;
-pub mod memory;
-pub mod parts;
-pub mod quality;
-pub mod refs;
-pub mod remote;
-pub mod sample;
-pub mod shard;
-pub mod shot;
-pub mod similar;
-#[cfg(feature = "object-store")]
-pub mod store;
+pub mod matching;
+pub mod scale_out;
 pub mod track;
+
+pub mod cli;
+pub mod extract;
+pub mod face01;
+pub mod memory;
 
 use anyhow::{Result, anyhow};
 use arrow_array::{Array, RecordBatch};
@@ -74,7 +80,7 @@ impl WholeFrames {
             }
             None => batch,
         };
-        let (done, held) = identify::split_last_frame(&batch)?;
+        let (done, held) = matching::identify::split_last_frame(&batch)?;
         self.held = held;
         out.extend(done);
         Ok(out)

@@ -16,9 +16,21 @@ use arrow_array::{
 use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
 use kao_record::{EmbeddingSpace, Metric, Provenance};
 
-use kao_detector::iou;
+use kao_image::iou;
 
 use crate::{HoldingStage, WholeFrames, column};
+
+/// The default largest embedding distance between consecutive faces of a track: 0.6 for
+/// dlib (its same-person bound), 0.75 for cosine spaces (cosine similarity ≥ 0.25: a track
+/// also needs overlapping boxes, so the bound only has to separate different people);
+/// `None` for other Euclidean spaces, whose scale kao cannot know.
+pub fn default_link_distance(space: &EmbeddingSpace) -> Option<f32> {
+    match (space.embedder.as_str(), space.metric) {
+        ("dlib-resnet", _) => Some(0.6),
+        (_, Metric::Cosine) => Some(0.75),
+        _ => None,
+    }
+}
 
 /// How faces are linked into tracks.
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +40,7 @@ pub struct TrackOptions {
     /// Least box overlap (intersection over union) between a track's last face and the next.
     pub min_iou: f32,
     /// Largest embedding distance between a track's last face and the next; `None`: the
-    /// embedding space's default ([`crate::embedder::default_link_distance`]).
+    /// embedding space's default ([`default_link_distance`]).
     pub max_distance: Option<f32>,
 }
 
@@ -104,7 +116,7 @@ impl TrackStage {
         let max_distance = match options.max_distance {
             Some(d) if d.is_finite() && d >= 0.0 => d,
             Some(_) => anyhow::bail!("--link-distance must be a number >= 0"),
-            None => crate::embedder::default_link_distance(&space).ok_or_else(|| {
+            None => default_link_distance(&space).ok_or_else(|| {
                 anyhow!(
                     "{name}: kao has no default track link distance for {space}: give --link-distance"
                 )

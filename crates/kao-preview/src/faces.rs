@@ -51,12 +51,12 @@ impl Sampling {
 /// The manifest of `path`: an output folder (its `manifest.parquet`) or a record file.
 pub fn manifest_path(path: &Path) -> Result<PathBuf> {
     if path.is_dir() {
-        let file = path.join(kao_pipeline::manifest::MANIFEST);
+        let file = path.join(kao_pipeline::align::manifest::MANIFEST);
         if !file.is_file() {
             bail!(
                 "{}: no {} here (not a kao output folder?)",
                 path.display(),
-                kao_pipeline::manifest::MANIFEST
+                kao_pipeline::align::manifest::MANIFEST
             );
         }
         return Ok(file);

@@ -391,10 +391,10 @@ fn fit(rgb: &[u8], w: usize, h: usize, cw: usize, ch: usize) -> Vec<u8> {
         ((w as f64 * scale).round() as usize).clamp(1, cw),
         ((h as f64 * scale).round() as usize).clamp(1, ch),
     );
-    let Some(view) = kao_dlib::RgbView::new(w, h, rgb) else {
+    let Some(view) = kao_image::RgbView::new(w, h, rgb) else {
         return out;
     };
-    let small = kao_detector::resize::resize_bilinear(&view, fw, fh);
+    let small = kao_image::resize_bilinear(&view, fw, fh);
     let (x0, y0) = ((cw - fw) / 2, (ch - fh) / 2);
     for y in 0..fh {
         let dst = ((y0 + y) * cw + x0) * 3;
@@ -410,7 +410,7 @@ fn short_name(input: &str) -> &str {
         .unwrap_or(input)
 }
 
-/// A progress bar on stderr sized by the frames the videos hold (in the run's time range).
+/// A [`frame_bar`] sized by the frames the videos hold (in the run's time range).
 fn progress_bar(show: bool, probes: &[kao_video::Probe], options: &DecodeOptions) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
@@ -427,6 +427,12 @@ fn progress_bar(show: bool, probes: &[kao_video::Probe], options: &DecodeOptions
         }
         total += n;
     }
+    frame_bar(total)
+}
+
+/// The progress bar of kao's long runs (kao-extract, kao-preview), on stderr: `total` frames
+/// expected, then the frames done, the rate, a message and the time left.
+pub fn frame_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style =
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames  {per_sec}  {msg}  ETA {eta}")

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use base64::Engine;
 use kao_analysis::{Face, Manifest};
-use kao_dlib::RgbView;
+use kao_image::RgbView;
 use kao_video::{DecodeOptions, Frame};
 
 use crate::html::Plan;
@@ -166,7 +166,7 @@ fn thumbnail(image: &RgbView<'_>, size: u32) -> Option<String> {
         ((w as f32 * scale).round() as usize).max(1),
         ((h as f32 * scale).round() as usize).max(1),
     );
-    let small = kao_detector::resize::resize_bilinear(image, tw, th);
+    let small = kao_image::resize_bilinear(image, tw, th);
     let mut jpeg = Vec::new();
     jpeg_encoder::Encoder::new(&mut jpeg, QUALITY)
         .encode(

@@ -4,16 +4,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dat;
+
 use std::path::{Path, PathBuf};
 
 /// Path of model file `file` in the model folder; panics with the fetch command when missing.
 pub fn model_path(file: &str) -> PathBuf {
-    let path = kao_models::model_dir().join(file);
+    let path = kao_model_files::model_dir().join(file);
     assert!(
         path.is_file(),
         "model file {} is missing: {}",
         path.display(),
-        kao_models::FETCH_HINT
+        kao_model_files::FETCH_HINT
     );
     path
 }

@@ -1,0 +1,468 @@
+//! Aligned face chips as dlib makes them (`dlib/image_transforms/interpolation.h`):
+//! `get_face_chip_details` fits a similarity transform from a 5-point template to the
+//! landmarks, and `extract_image_chip` samples the rotated rectangle bilinearly in
+//! double precision, truncating to `u8`. When the face rectangle is more than 4× the
+//! chip's area, dlib first shrinks a crop of the image with `pyramid_down<2>` as many
+//! times as needed; that path is reproduced too.
+
+use crate::geometry::similarity;
+use crate::view::{Rect, RgbImage, RgbView, floor_to_i64};
+
+/// dlib's mean positions of the 5 landmarks (eye corners and nose), in chip units.
+const MEAN_FACE_5: [[f64; 2]; 5] = [
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+];
+
+/// Invalid arguments to [`get_face_chip_details`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChipError {
+    /// The landmarks are not dlib's 5 points.
+    #[error("expected 5 landmarks, got {0}")]
+    LandmarkCount(usize),
+    /// `size` must be at least 1.
+    #[error("chip size must be positive")]
+    ZeroSize,
+    /// `padding` must be finite and non-negative.
+    #[error("padding {0} must be finite and >= 0")]
+    BadPadding(f64),
+}
+
+/// A real-valued rectangle (dlib `drectangle`): inclusive corners, so its width is
+/// `right − left + 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DRect {
+    /// Left edge.
+    pub left: f64,
+    /// Top edge.
+    pub top: f64,
+    /// Right edge.
+    pub right: f64,
+    /// Bottom edge.
+    pub bottom: f64,
+}
+
+impl DRect {
+    fn is_empty(&self) -> bool {
+        self.top > self.bottom || self.left > self.right
+    }
+
+    /// Width as dlib counts it (`right − left + 1`; 0 when empty).
+    pub fn width(&self) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            self.right - self.left + 1.0
+        }
+    }
+
+    /// Height as dlib counts it (`bottom − top + 1`; 0 when empty).
+    pub fn height(&self) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            self.bottom - self.top + 1.0
+        }
+    }
+
+    fn area(&self) -> f64 {
+        self.width() * self.height()
+    }
+
+    fn center(&self) -> [f64; 2] {
+        [
+            (self.left + self.right) / 2.0,
+            (self.top + self.bottom) / 2.0,
+        ]
+    }
+
+    fn translate(&self, dx: f64, dy: f64) -> DRect {
+        DRect {
+            left: self.left + dx,
+            top: self.top + dy,
+            right: self.right + dx,
+            bottom: self.bottom + dy,
+        }
+    }
+
+    /// `pyramid_down<2>::rect_down`: maps both corners with `p/2 − (1.25, 0.75)`.
+    fn pyramid_down(&self) -> DRect {
+        DRect {
+            left: self.left / 2.0 - 1.25,
+            top: self.top / 2.0 - 0.75,
+            right: self.right / 2.0 - 1.25,
+            bottom: self.bottom / 2.0 - 0.75,
+        }
+    }
+
+    /// Conversion to an integer rectangle, rounding each edge half up.
+    fn round(&self) -> Rect {
+        let r = |v: f64| (v + 0.5).floor() as i64;
+        Rect::new(r(self.left), r(self.top), r(self.right), r(self.bottom))
+    }
+}
+
+/// Where and how to cut a chip (dlib `chip_details`): the rectangle `rect`, rotated by
+/// `angle` radians about its centre, is resampled to `rows × cols` pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChipDetails {
+    /// The chip's area in the image, before rotation.
+    pub rect: DRect,
+    /// Rotation about the rectangle's centre, in radians.
+    pub angle: f64,
+    /// Output height.
+    pub rows: usize,
+    /// Output width.
+    pub cols: usize,
+}
+
+/// dlib's `get_face_chip_details` for 5-point landmarks: a `size × size` chip in
+/// which the face covers the template with `padding` (as a fraction of the face size)
+/// around it. dlib_face_recognition uses size 150, padding 0.25.
+pub fn get_face_chip_details(
+    landmarks: &[(f32, f32)],
+    size: usize,
+    padding: f64,
+) -> Result<ChipDetails, ChipError> {
+    if landmarks.len() != 5 {
+        return Err(ChipError::LandmarkCount(landmarks.len()));
+    }
+    if size == 0 {
+        return Err(ChipError::ZeroSize);
+    }
+    if !(padding.is_finite() && padding >= 0.0) {
+        return Err(ChipError::BadPadding(padding));
+    }
+    let s = size as f64;
+    let from: Vec<[f64; 2]> = MEAN_FACE_5
+        .iter()
+        .map(|p| p.map(|v| (padding + v) / (2.0 * padding + 1.0) * s))
+        .collect();
+    let to: Vec<[f64; 2]> = landmarks
+        .iter()
+        .map(|&(x, y)| [x as f64, y as f64])
+        .collect();
+    let tform = similarity(&from, &to);
+    // Rotation and scale come from the image of (1, 0); the rectangle holds the rest.
+    let (px, py) = (tform.m[0][0], tform.m[1][0]);
+    let angle = py.atan2(px);
+    let scale = (px * px + py * py).sqrt();
+    // The rectangle is centred on the image of the chip's centre (size/2, size/2).
+    let half = s / 2.0;
+    let c = [
+        tform.m[0][0] * half + tform.m[0][1] * half + tform.t[0],
+        tform.m[1][0] * half + tform.m[1][1] * half + tform.t[1],
+    ];
+    Ok(ChipDetails {
+        rect: centered_drect(c, s * scale, s * scale),
+        angle,
+        rows: size,
+        cols: size,
+    })
+}
+
+/// dlib's `centered_drect`: a rectangle of `width × height` (inclusive counting)
+/// centred on `p`.
+fn centered_drect(p: [f64; 2], width: f64, height: f64) -> DRect {
+    let (w, h) = (width - 1.0, height - 1.0);
+    DRect {
+        left: p[0] - w / 2.0,
+        top: p[1] - h / 2.0,
+        right: p[0] + w / 2.0,
+        bottom: p[1] + h / 2.0,
+    }
+}
+
+/// dlib's `get_face_chip(img, landmarks, size, padding)`: details + extraction.
+pub fn get_face_chip(
+    image: &RgbView<'_>,
+    landmarks: &[(f32, f32)],
+    size: usize,
+    padding: f64,
+) -> Result<RgbImage, ChipError> {
+    Ok(extract_image_chip(
+        image,
+        &get_face_chip_details(landmarks, size, padding)?,
+    ))
+}
+
+/// `rotate_point(center, p, angle)`.
+fn rotate(center: [f64; 2], p: [f64; 2], angle: f64) -> [f64; 2] {
+    let (s, c) = angle.sin_cos();
+    let (dx, dy) = (p[0] - center[0], p[1] - center[1]);
+    [c * dx - s * dy + center[0], s * dx + c * dy + center[1]]
+}
+
+/// dlib's `extract_image_chip` with bilinear interpolation: a `rows × cols` chip,
+/// black where it samples outside the image.
+pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImage {
+    let (rows, cols) = (details.rows, details.cols);
+    let rect = details.rect;
+    if details.angle == 0.0 && rows as f64 == rect.height() && cols as f64 == rect.width() {
+        return copy_chip(image, rect.round());
+    }
+    let size = rows as f64 * cols as f64;
+
+    // The margin the crop needs to keep pyramid filter borders out of the chip.
+    let mut grow = 2.0;
+    let mut r = rect.pyramid_down();
+    while r.area() > size {
+        r = r.pyramid_down();
+        grow = grow * 2.0 + 2.0;
+    }
+
+    // Crop: the rotated rectangle's bounding box, grown, clipped to the image, rounded.
+    let centre = rect.center();
+    let corners = [
+        [rect.left, rect.top],
+        [rect.right, rect.top],
+        [rect.left, rect.bottom],
+        [rect.right, rect.bottom],
+    ]
+    .map(|p| rotate(centre, p, details.angle));
+    let mut rot = DRect {
+        left: f64::INFINITY,
+        top: f64::INFINITY,
+        right: f64::NEG_INFINITY,
+        bottom: f64::NEG_INFINITY,
+    };
+    for [x, y] in corners {
+        rot = DRect {
+            left: rot.left.min(x),
+            top: rot.top.min(y),
+            right: rot.right.max(x),
+            bottom: rot.bottom.max(y),
+        };
+    }
+    let clipped = DRect {
+        left: (rot.left - grow).max(0.0),
+        top: (rot.top - grow).max(0.0),
+        right: (rot.right + grow).min(image.width() as f64 - 1.0),
+        bottom: (rot.bottom + grow).min(image.height() as f64 - 1.0),
+    };
+    let bbox = clipped.round();
+    let mut chip = RgbImage::new(cols, rows);
+    if bbox.left > bbox.right
+        || bbox.top > bbox.bottom
+        || !corners.iter().flatten().all(|v| v.is_finite())
+    {
+        // Nothing of the image is inside the chip (dlib's bounding box stays empty).
+        return chip;
+    }
+    let crop = image.sub(bbox);
+
+    // Sample from the smallest pyramid level whose rectangle is still larger than the chip.
+    let mut r = rect.translate(-bbox.left as f64, -bbox.top as f64);
+    let mut level = 0;
+    while r.pyramid_down().area() > size {
+        r = r.pyramid_down();
+        level += 1;
+    }
+    let mut pyramid = None;
+    for _ in 0..level {
+        let next = pyramid_down2(pyramid.as_ref().map_or(crop, RgbImage::view));
+        pyramid = Some(next);
+    }
+    let source = pyramid.as_ref().map_or(crop, RgbImage::view);
+
+    // The affine map taking the chip's tl, tr, bl corners to the rotated rectangle's.
+    let c = r.center();
+    let tl = rotate(c, [r.left, r.top], details.angle);
+    let tr = rotate(c, [r.right, r.top], details.angle);
+    let bl = rotate(c, [r.left, r.bottom], details.angle);
+    let (m, b) = corner_affine(tl, tr, bl, rows, cols);
+    sample(&source, m, b, &mut chip);
+    chip
+}
+
+/// Fills `chip` with the bilinear samples of `source` at `m·(col, row) + b`. Kept out of
+/// line: inlined into [`extract_image_chip`], the loop was compiled worse (0.44 → 0.61 ms
+/// per 150×150 chip).
+#[inline(never)]
+fn sample(source: &RgbView<'_>, m: [[f64; 2]; 2], b: [f64; 2], chip: &mut RgbImage) {
+    let cols = chip.width;
+    for (row, line) in chip.data.chunks_exact_mut(cols * 3).enumerate() {
+        for (col, out) in line.chunks_exact_mut(3).enumerate() {
+            let (x, y) = (col as f64, row as f64);
+            let px = m[0][0] * x + m[0][1] * y + b[0];
+            let py = m[1][0] * x + m[1][1] * y + b[1];
+            out.copy_from_slice(&bilinear(source, px, py));
+        }
+    }
+}
+
+/// dlib's `find_affine_transform` from the chip corners (0,0), (cols−1,0), (0,rows−1)
+/// to `tl`, `tr`, `bl`, as the matrix `m` and offset `b` of `p ↦ m·p + b`. Exact for
+/// chips of at least 2×2; for a 1-pixel dimension it is the least-squares,
+/// minimum-norm solution that dlib's pseudo-inverse gives.
+fn corner_affine(
+    tl: [f64; 2],
+    tr: [f64; 2],
+    bl: [f64; 2],
+    rows: usize,
+    cols: usize,
+) -> ([[f64; 2]; 2], [f64; 2]) {
+    let mean = |pts: &[[f64; 2]]| {
+        let n = pts.len() as f64;
+        [
+            pts.iter().map(|p| p[0]).sum::<f64>() / n,
+            pts.iter().map(|p| p[1]).sum::<f64>() / n,
+        ]
+    };
+    // The step per pixel from `from` to `to` over `steps` pixels.
+    let step = |to: [f64; 2], from: [f64; 2], steps: usize| {
+        [
+            (to[0] - from[0]) / steps as f64,
+            (to[1] - from[1]) / steps as f64,
+        ]
+    };
+    let (b, ex, ey) = match (cols > 1, rows > 1) {
+        (true, true) => (tl, step(tr, tl, cols - 1), step(bl, tl, rows - 1)),
+        (false, true) => {
+            let top = mean(&[tl, tr]);
+            (top, [0.0; 2], step(bl, top, rows - 1))
+        }
+        (true, false) => {
+            let left = mean(&[tl, bl]);
+            (left, step(tr, left, cols - 1), [0.0; 2])
+        }
+        (false, false) => (mean(&[tl, tr, bl]), [0.0; 2], [0.0; 2]),
+    };
+    ([[ex[0], ey[0]], [ex[1], ey[1]]], b)
+}
+
+/// dlib's `interpolate_bilinear` for RGB, in f64 and truncated to `u8`; black when the
+/// 2×2 neighbourhood is not inside the image.
+fn bilinear(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
+    let (left, top) = (floor_to_i64(x), floor_to_i64(y));
+    let inside =
+        left >= 0 && top >= 0 && left + 1 < img.width() as i64 && top + 1 < img.height() as i64;
+    if !inside {
+        return [0; 3];
+    }
+    let (l, t) = (left as usize, top as usize);
+    let (fx, fy) = (x - left as f64, y - top as f64);
+    // The two rows' pixel pairs, each channel as f64 (in lanes of four, the fourth unused).
+    let pair = |row: &[u8]| -> [[f64; 4]; 2] {
+        let p = &row[l * 3..l * 3 + 6];
+        [
+            [p[0] as f64, p[1] as f64, p[2] as f64, 0.0],
+            [p[3] as f64, p[4] as f64, p[5] as f64, 0.0],
+        ]
+    };
+    let ([p00, p01], [p10, p11]) = (pair(img.row(t)), pair(img.row(t + 1)));
+    let lerp = |a: [f64; 4], b: [f64; 4], f: f64| -> [f64; 4] {
+        std::array::from_fn(|k| (1.0 - f) * a[k] + f * b[k])
+    };
+    let v = lerp(lerp(p00, p01, fx), lerp(p10, p11, fx), fy);
+    [v[0] as u8, v[1] as u8, v[2] as u8]
+}
+
+/// dlib's `basic_extract_image_chip`: a plain copy of `rect`, black outside the image.
+fn copy_chip(image: &RgbView<'_>, rect: Rect) -> RgbImage {
+    let cols = (rect.right - rect.left + 1).max(0) as usize;
+    let rows = (rect.bottom - rect.top + 1).max(0) as usize;
+    let mut chip = RgbImage::new(cols, rows);
+    for row in 0..rows {
+        for col in 0..cols {
+            if let Some(p) = image.get(rect.left + col as i64, rect.top + row as i64) {
+                chip.data[(row * cols + col) * 3..][..3].copy_from_slice(&p);
+            }
+        }
+    }
+    chip
+}
+
+/// dlib's `pyramid_down<2>` for RGB images: a separable 5-tap [1 4 6 4 1] filter with
+/// 2× decimation, integer arithmetic, output `(n − 3)/2` per axis. Images of 8 pixels
+/// or fewer in either dimension give an empty image.
+///
+/// dlib filters the rows first; the sums are exact integers, so the columns first gives
+/// the same values. It is cheaper: the vertical pass runs over whole rows (contiguous,
+/// vectorised) and only for the output rows, which leaves the strided horizontal pass half
+/// the rows.
+fn pyramid_down2(src: RgbView<'_>) -> RgbImage {
+    let (w, h) = (src.width(), src.height());
+    if w <= 8 || h <= 8 {
+        return RgbImage::new(0, 0);
+    }
+    let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
+    let mut out = RgbImage::new(ow, oh);
+    // One output row's vertical sums (≤ 16·255) over the whole source row.
+    let mut column_sums = vec![0u16; w * 3];
+    for (dr, dst) in out.data.chunks_exact_mut(ow * 3).enumerate() {
+        // Centred on rows 2, 4, 6, …
+        let r = 2 + 2 * dr;
+        let (a, b, c, d, e) = (
+            src.row(r - 2),
+            src.row(r - 1),
+            src.row(r),
+            src.row(r + 1),
+            src.row(r + 2),
+        );
+        for (i, v) in column_sums.iter_mut().enumerate() {
+            let p = |row: &[u8]| u16::from(row[i]);
+            *v = p(a) + 4 * p(b) + 6 * p(c) + 4 * p(d) + p(e);
+        }
+        // Output column x reads source pixels 2x … 2x+4 (sums ≤ 256·255), then /256.
+        for (x, px) in dst.chunks_exact_mut(3).enumerate() {
+            let taps = &column_sums[x * 6..x * 6 + 15];
+            for (k, o) in px.iter_mut().enumerate() {
+                let t = |i: usize| u32::from(taps[i * 3 + k]);
+                *o = ((t(0) + 4 * t(1) + 6 * t(2) + 4 * t(3) + t(4)) / 256) as u8;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyramid_down2_sizes_and_flat_images() {
+        let img = RgbImage {
+            width: 20,
+            height: 13,
+            data: vec![200; 20 * 13 * 3],
+        };
+        let down = pyramid_down2(img.view());
+        assert_eq!((down.width, down.height), (8, 5));
+        // The filter sums to 256, so a flat image stays flat.
+        assert!(down.data.iter().all(|&v| v == 200));
+        let small = RgbImage::new(8, 30);
+        assert_eq!(pyramid_down2(small.view()).data.len(), 0);
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        let pts = [(0.0, 0.0); 5];
+        assert_eq!(
+            get_face_chip_details(&pts[..4], 150, 0.25),
+            Err(ChipError::LandmarkCount(4))
+        );
+        assert_eq!(
+            get_face_chip_details(&pts, 0, 0.25),
+            Err(ChipError::ZeroSize)
+        );
+        assert!(matches!(
+            get_face_chip_details(&pts, 150, f64::NAN),
+            Err(ChipError::BadPadding(_))
+        ));
+    }
+
+    #[test]
+    fn degenerate_landmarks_do_not_panic() {
+        let img = RgbImage::new(16, 16);
+        for pts in [[(3.0, 3.0); 5], [(1e30, -1e30); 5], [(f32::NAN, 0.0); 5]] {
+            for size in [1, 2, 7] {
+                let chip = get_face_chip(&img.view(), &pts, size, 0.25).unwrap();
+                assert_eq!(chip.data.len(), size * size * 3);
+            }
+        }
+    }
+}
