@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use kao_networks::Device;
 use kao_record::{Metric, Provenance};
+use kao_video::DecodeOptions;
 
 use crate::align::crop::{CropSpec, ImageFormat};
 use crate::align::{
@@ -23,6 +24,77 @@ use crate::matching::identify::{DEFAULT_TRACK_BEST, Gallery, MatchOptions, Match
 use crate::matching::similar::Curve;
 use crate::track::TrackOptions;
 use kao_networks::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing};
+
+/// Which frames of each input: kao-decode's options, and kao-extract's.
+#[derive(Args, Clone, Debug)]
+pub struct DecodeArgs {
+    /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
+    #[arg(long, value_name = "N", default_value_t = DecodeOptions::default().every, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// Keep at most R frames per second of video time (sampled by pts).
+    #[arg(long, value_name = "R", value_parser = positive_f64)]
+    pub fps: Option<f64>,
+    /// Start at this time in seconds (seeks when frame indices stay exact).
+    #[arg(long, value_name = "S", value_parser = non_negative_f64)]
+    pub start: Option<f64>,
+    /// Stop before this time in seconds.
+    #[arg(long, value_name = "S", value_parser = positive_f64)]
+    pub end: Option<f64>,
+    /// Keep at most N frames from each input.
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+}
+
+impl DecodeArgs {
+    /// The decoder's options with `threads` decoding threads, checked: `--end` after
+    /// `--start`, and (for values set other than on the command line, whose parsers refuse
+    /// them already, e.g. from FACE01's config.ini) `--every` of 1 or more, a positive
+    /// `--fps` and `--end`, a `--start` of 0 or more. kao-decode and kao-extract both check
+    /// here.
+    pub fn options(&self, threads: usize) -> Result<DecodeOptions> {
+        if let (Some(start), Some(end)) = (self.start, self.end)
+            && end <= start
+        {
+            bail!("--end ({end}) must be after --start ({start})");
+        }
+        if self.every == 0 {
+            bail!("--every must be 1 or more");
+        }
+        if self.fps.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            bail!("--fps must be a positive number");
+        }
+        if self.start.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+            bail!("--start must be a number >= 0");
+        }
+        if self.end.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
+            bail!("--end must be a positive number");
+        }
+        Ok(DecodeOptions {
+            every: self.every,
+            fps: self.fps,
+            start: self.start,
+            end: self.end,
+            max_frames: self.max_frames,
+            threads,
+        })
+    }
+}
+
+/// A number above 0 (and finite), as `--fps` and `--end` take it.
+fn positive_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A number of 0 or more (and finite), as `--start` takes it.
+fn non_negative_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a number >= 0")),
+    }
+}
 
 /// kao-detect's options.
 #[derive(Args, Clone, Debug)]
@@ -500,5 +572,59 @@ impl TrackArgs {
             min_iou: self.min_iou,
             max_distance: self.link_distance,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Decode {
+        #[command(flatten)]
+        decode: DecodeArgs,
+    }
+
+    fn decode(args: &[&str]) -> std::result::Result<DecodeArgs, clap::Error> {
+        Decode::try_parse_from(std::iter::once("kao-decode").chain(args.iter().copied()))
+            .map(|d| d.decode)
+    }
+
+    #[test]
+    fn decode_options_are_checked_in_one_place() {
+        let d = decode(&["--every", "2", "--fps", "5", "--start", "1", "--end", "3"]).unwrap();
+        let options = d.options(4).unwrap();
+        assert_eq!(
+            (options.every, options.fps, options.start, options.end),
+            (2, Some(5.0), Some(1.0), Some(3.0))
+        );
+        assert_eq!((options.max_frames, options.threads), (None, 4));
+        let e = decode(&["--start", "3", "--end", "2"])
+            .unwrap()
+            .options(1)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "--end (2) must be after --start (3)");
+        // The command line refuses these as usage errors...
+        for bad in [
+            &["--fps", "0"][..],
+            &["--start", "-1"],
+            &["--end", "inf"],
+            &["--every", "0"],
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+        // ... and the check refuses them when they come from elsewhere (FACE01's config.ini).
+        let mut d = decode(&[]).unwrap();
+        assert_eq!(d.every, DecodeOptions::default().every);
+        d.every = 0;
+        assert!(d.options(1).is_err());
+        d.every = 1;
+        d.fps = Some(f64::NAN);
+        assert_eq!(
+            d.options(1).unwrap_err().to_string(),
+            "--fps must be a positive number"
+        );
     }
 }

@@ -65,7 +65,7 @@ pub struct ExtractOptions {
     pub out: PathBuf,
     /// This task's shard and what gave it (`--shard`, or the scheduler's variable).
     pub shard: Option<(Shard, &'static str)>,
-    /// Which frames of each video (the run decodes on one thread, whatever `threads` says).
+    /// Which frames of each video, and the decoding threads (kao-extract: 1).
     pub decode: DecodeOptions,
     /// The detect stage's options.
     pub detect: DetectArgs,
@@ -407,13 +407,7 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
         ),
     };
 
-    let decode_options = DecodeOptions {
-        // One decoding thread: the cores are busy detecting and embedding, and FFmpeg's
-        // frame threads only add buffered frames (at 1080p, ~40 MB more at the peak and no
-        // faster end to end).
-        threads: 1,
-        ..decode.clone()
-    };
+    let decode_options = decode.clone();
     progress.start(&todo, &decode_options);
     let stats = Stats::default();
     let batch_rows = options.embed.batch as usize;
@@ -700,8 +694,7 @@ mod tests {
             }
             Ok(())
         }
-        fn start(&self, videos: &[String], decode: &DecodeOptions) {
-            assert_eq!(decode.threads, 1, "the run decodes on one thread");
+        fn start(&self, videos: &[String], _decode: &DecodeOptions) {
             self.started.lock().unwrap().extend(videos.iter().cloned());
         }
         fn frames(&self, n: u64) {
