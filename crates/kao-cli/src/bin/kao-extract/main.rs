@@ -18,12 +18,12 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::ProgressBar;
 use kao_networks::Device;
-use kao_pipeline::cli::{
-    AlignArgs, DecodeArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs,
-};
+use kao_pipeline::align::AlignOptions;
+use kao_pipeline::cli::{DecodeArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs};
 use kao_pipeline::extract::{EXIT_INTERRUPTED, ExtractOptions, Progress};
 use kao_pipeline::scale_out::remote;
 use kao_pipeline::scale_out::shard::Shard;
+use kao_pipeline::track::TrackOptions;
 use kao_video::{DecodeOptions, FfmpegLogLevel};
 
 /// From interview videos to a folder of aligned face crops of the chosen people, in one process.
@@ -71,11 +71,11 @@ struct Args {
     #[command(flatten)]
     embedder: EmbedderArgs,
     #[command(flatten)]
-    track: TrackArgs,
+    track: TrackOptions,
     #[command(flatten)]
     matching: MatchArgs,
     #[command(flatten)]
-    align: AlignArgs,
+    align: AlignOptions,
     /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -172,11 +172,11 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     // threads only add buffered frames (at 1080p, ~40 MB more at the peak and no faster end
     // to end).
     let decode = args.decode.options(1)?;
-    if args.align.padding > args.detect.patch_padding {
+    if args.align.crop.padding > args.detect.patch_padding {
         bail!(
             "--padding {} needs patches cut with --patch-padding {} or more (now {})",
-            args.align.padding,
-            args.align.padding,
+            args.align.crop.padding,
+            args.align.crop.padding,
             args.detect.patch_padding
         );
     }
@@ -199,7 +199,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         detect: args.detect.clone(),
         embed: args.embed.clone(),
         embedder: args.embedder.clone(),
-        track: args.track.clone(),
+        track: args.track,
         matching: args.matching.clone(),
         align: args.align.clone(),
         device: args.device,
