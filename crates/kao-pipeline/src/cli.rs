@@ -3,17 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use kao_networks::Device;
 use kao_record::{Metric, Provenance};
+use kao_video::DecodeOptions;
 
-use crate::align::crop::{CropSpec, ImageFormat};
-use crate::align::{
-    AlignOptions, DEFAULT_MAX_YAW, DEFAULT_MIN_HASH_BITS, DEFAULT_MIN_RELATIVE_SHARPNESS, Selection,
-};
 use crate::detect::follow::{self, FollowOptions};
-use crate::detect::shot::DEFAULT_CUT_THRESHOLD;
 use crate::detect::{DetectOptions, DetectorKind};
 use crate::embed::EmbedOptions;
 use crate::embed::sample::{self, SampleOptions};
@@ -23,8 +19,78 @@ use crate::matching::identify::{
     DEFAULT_TRACK_BEST, DEFAULT_VIDEO_THRESHOLD, Gallery, MatchOptions, Matcher,
 };
 use crate::matching::similar::Curve;
-use crate::track::TrackOptions;
 use kao_networks::embedder::{Channels, EmbedderKind, EmbedderSpec, Preprocessing};
+
+/// Which frames of each input: kao-decode's options, and kao-extract's.
+#[derive(Args, Clone, Debug)]
+pub struct DecodeArgs {
+    /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
+    #[arg(long, value_name = "N", default_value_t = DecodeOptions::default().every, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// Keep at most R frames per second of video time (sampled by pts).
+    #[arg(long, value_name = "R", value_parser = positive_f64)]
+    pub fps: Option<f64>,
+    /// Start at this time in seconds (seeks when frame indices stay exact).
+    #[arg(long, value_name = "S", value_parser = non_negative_f64)]
+    pub start: Option<f64>,
+    /// Stop before this time in seconds.
+    #[arg(long, value_name = "S", value_parser = positive_f64)]
+    pub end: Option<f64>,
+    /// Keep at most N frames from each input.
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+}
+
+impl DecodeArgs {
+    /// The decoder's options with `threads` decoding threads, checked: `--end` after
+    /// `--start`, and (for values set other than on the command line, whose parsers refuse
+    /// them already, e.g. from FACE01's config.ini) `--every` of 1 or more, a positive
+    /// `--fps` and `--end`, a `--start` of 0 or more. kao-decode and kao-extract both check
+    /// here.
+    pub fn options(&self, threads: usize) -> Result<DecodeOptions> {
+        if let (Some(start), Some(end)) = (self.start, self.end)
+            && end <= start
+        {
+            bail!("--end ({end}) must be after --start ({start})");
+        }
+        if self.every == 0 {
+            bail!("--every must be 1 or more");
+        }
+        if self.fps.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            bail!("--fps must be a positive number");
+        }
+        if self.start.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+            bail!("--start must be a number >= 0");
+        }
+        if self.end.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
+            bail!("--end must be a positive number");
+        }
+        Ok(DecodeOptions {
+            every: self.every,
+            fps: self.fps,
+            start: self.start,
+            end: self.end,
+            max_frames: self.max_frames,
+            threads,
+        })
+    }
+}
+
+/// A number above 0 (and finite), as `--fps` and `--end` take it.
+fn positive_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A number of 0 or more (and finite), as `--start` takes it.
+fn non_negative_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a number >= 0")),
+    }
+}
 
 /// kao-detect's options.
 #[derive(Args, Clone, Debug)]
@@ -32,14 +98,14 @@ pub struct DetectArgs {
     /// Which detector: `blazeface` (MediaPipe BlazeFace short range, faces near the camera),
     /// `blazeface-full` (full range, faces at any distance), `mmod` (dlib's MMOD CNN: slow,
     /// dlib's own boxes) or `yunet:PATH` (OpenCV Zoo's YuNet ONNX file, run by ONNX Runtime).
-    #[arg(long, value_name = "NAME", default_value = "blazeface-full")]
+    #[arg(long, value_name = "NAME", default_value_t = DetectOptions::default().detector)]
     pub detector: DetectorKind,
     /// Run the detector on the frame scaled down to this width (FACE01's set_width); boxes,
     /// landmarks and patches still come from the native frame.
     #[arg(long, value_name = "W")]
     pub detect_width: Option<u32>,
     /// Drop faces whose box is narrower than this many native pixels.
-    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    #[arg(long, value_name = "PX", default_value_t = DetectOptions::default().min_size)]
     pub min_size: f32,
     /// Drop faces scoring below this (BlazeFace scores are 0–1; MMOD's are margins, ~0–2).
     #[arg(long, value_name = "S")]
@@ -48,16 +114,16 @@ pub struct DetectArgs {
     #[arg(long, value_name = "N")]
     pub max_faces: Option<usize>,
     /// MMOD only: upsample the frame N times first (finds faces down to ~40/2^N px).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = DetectOptions::default().upsample)]
     pub upsample: u32,
     /// Patch margin: the patch covers dlib's aligned crop at this padding (0.25 covers the
     /// embedder's chip; kao-align's default is 0.1).
-    #[arg(long, value_name = "P", default_value_t = 0.25)]
+    #[arg(long, value_name = "P", default_value_t = DetectOptions::default().patch_padding)]
     pub patch_padding: f64,
     /// A frame whose colour histogram differs from the previous frame's by more than this
     /// (half the L1 distance, 0–1), or whose brightness layout differs by more than a
     /// seventh of it, starts a new shot (the `shot` column; tracks end at cuts).
-    #[arg(long, value_name = "D", default_value_t = DEFAULT_CUT_THRESHOLD)]
+    #[arg(long, value_name = "D", default_value_t = DetectOptions::default().cut_threshold)]
     pub cut_threshold: f32,
     /// Run the detector at most this many seconds of video apart, at shot cuts and where a
     /// face moves fast or stops looking like itself; between passes each face is followed by
@@ -128,13 +194,13 @@ impl DetectArgs {
 pub struct EmbedArgs {
     /// Average the embeddings of N jittered copies of each chip, like dlib's num_jitters
     /// (slower by N×). 0 or 1: the plain chip.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = EmbedOptions::default().jitters)]
     pub jitters: u32,
     /// Seed of the jitter generator (same seed, same embeddings).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = EmbedOptions::default().seed)]
     pub seed: u64,
     /// Faces per network batch (16 is as fast as 32 on CPU and needs ~80 MB less memory).
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", default_value_t = EmbedOptions::default().batch as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch: u32,
     /// Embed the first faces of each face followed from frame to frame, then one every S
     /// seconds and every face that looks unlike those embedded before it; the others keep a
@@ -450,97 +516,101 @@ impl MatchArgs {
     }
 }
 
-/// kao-align's options.
-#[derive(Args, Clone, Debug)]
-pub struct AlignArgs {
-    /// Side of the square aligned crops, in pixels.
-    #[arg(long, value_name = "PX", default_value_t = 400)]
-    pub size: usize,
-    /// Margin around dlib's 5-point template, as a fraction of the face (FACE01's aligner: 0.1).
-    #[arg(long, value_name = "P", default_value_t = 0.1)]
-    pub padding: f64,
-    /// Crop file format: png or jpg.
-    #[arg(long, value_name = "FORMAT", default_value = "png")]
-    pub format: ImageFormat,
-    /// JPEG quality (1–100).
-    #[arg(long, value_name = "Q", default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
-    /// Also write crops of unmatched faces, under `unknown/`.
-    #[arg(long)]
-    pub all: bool,
-    /// No crop for faces whose aligned chip is blurrier than this (variance of the Laplacian;
-    /// 0 keeps all). The manifest says why: `reject_reason`.
-    #[arg(long, value_name = "S", default_value_t = 0.0)]
-    pub min_sharpness: f32,
-    /// No crop for faces narrower than this many native pixels.
-    #[arg(long, value_name = "PX", default_value_t = 0.0)]
-    pub min_face: f32,
-    /// No crop for faces turned further than this many degrees (estimated from the landmarks;
-    /// 90 keeps all). The manifest says why: `reject_reason` `turned`.
-    #[arg(long, value_name = "DEG", default_value_t = DEFAULT_MAX_YAW)]
-    pub max_yaw: f32,
-    /// No crop for faces blurrier than this fraction of the median sharpness of their track so
-    /// far (early in a track: of their video so far); 0 keeps all. `reject_reason` `blurry`.
-    #[arg(long, value_name = "R", default_value_t = DEFAULT_MIN_RELATIVE_SHARPNESS)]
-    pub min_relative_sharpness: f32,
-    /// Within a track, no crop that differs from one already kept by fewer than this many of
-    /// the 64 bits of its perceptual hash (near-duplicates); 0 keeps them all.
-    #[arg(long, value_name = "BITS", default_value_t = DEFAULT_MIN_HASH_BITS)]
-    pub min_hash_bits: u32,
-    /// Within a track, at least this many seconds between crops.
-    #[arg(long, value_name = "S", default_value_t = 0.0)]
-    pub min_gap: f64,
-    /// At most this many crops per track (0: no limit).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_per_track: usize,
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-impl AlignArgs {
-    /// The align stage's options.
-    pub fn options(&self) -> AlignOptions {
-        AlignOptions {
-            crop: CropSpec {
-                size: self.size,
-                padding: self.padding,
-                format: self.format,
-                quality: self.quality,
-            },
-            all: self.all,
-            select: Selection {
-                min_sharpness: self.min_sharpness,
-                min_face: self.min_face,
-                max_yaw: self.max_yaw,
-                min_relative_sharpness: self.min_relative_sharpness,
-                min_hash_bits: self.min_hash_bits,
-                min_gap: self.min_gap,
-                max_per_track: self.max_per_track,
-            },
-        }
+    use super::*;
+
+    #[derive(Parser)]
+    struct Decode {
+        #[command(flatten)]
+        decode: DecodeArgs,
     }
-}
 
-/// kao-track's options.
-#[derive(Args, Clone, Debug)]
-pub struct TrackArgs {
-    /// Longest gap, in seconds of video, that a face track bridges.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
-    pub max_gap: f64,
-    /// Least box overlap (IoU) between a track's last face and the next.
-    #[arg(long, value_name = "F", default_value_t = 0.2)]
-    pub min_iou: f32,
-    /// Largest embedding distance between a track's last face and the next (default: 0.6
-    /// for dlib's ResNet, 0.75 for cosine embedders; required for other Euclidean ones).
-    #[arg(long, value_name = "D")]
-    pub link_distance: Option<f32>,
-}
+    fn decode(args: &[&str]) -> std::result::Result<DecodeArgs, clap::Error> {
+        Decode::try_parse_from(std::iter::once("kao-decode").chain(args.iter().copied()))
+            .map(|d| d.decode)
+    }
 
-impl TrackArgs {
-    /// The track stage's options.
-    pub fn options(&self) -> TrackOptions {
-        TrackOptions {
-            max_gap: self.max_gap,
-            min_iou: self.min_iou,
-            max_distance: self.link_distance,
+    /// Every stage's options on an empty command line.
+    #[derive(Parser)]
+    struct Stages {
+        #[command(flatten)]
+        detect: DetectArgs,
+        #[command(flatten)]
+        embed: EmbedArgs,
+        #[command(flatten)]
+        track: crate::track::TrackOptions,
+        #[command(flatten)]
+        align: crate::align::AlignOptions,
+    }
+
+    #[test]
+    fn the_command_line_defaults_are_the_options_defaults() {
+        let cli = Stages::parse_from(["kao"]);
+        let (detect, default) = (cli.detect.options(Device::cpu()), DetectOptions::default());
+        assert_eq!(detect.detector, default.detector);
+        assert_eq!(
+            (detect.min_size, detect.upsample, detect.patch_padding),
+            (default.min_size, default.upsample, default.patch_padding)
+        );
+        assert_eq!(detect.cut_threshold, default.cut_threshold);
+        assert_eq!(
+            detect.follow.map(|f| (f.interval, f.min_fit)),
+            default.follow.map(|f| (f.interval, f.min_fit))
+        );
+        let (embed, default) = (
+            cli.embed.options(EmbedderSpec::default(), Device::cpu()),
+            EmbedOptions::default(),
+        );
+        assert_eq!(
+            (embed.jitters, embed.seed, embed.batch),
+            (default.jitters, default.seed, default.batch)
+        );
+        let track = crate::track::TrackOptions::default();
+        assert_eq!(
+            (cli.track.max_gap, cli.track.min_iou, cli.track.max_distance),
+            (track.max_gap, track.min_iou, track.max_distance)
+        );
+        assert_eq!(cli.align.crop, crate::align::crop::CropSpec::default());
+        assert_eq!(cli.align.select, crate::align::Selection::default());
+        assert!(!cli.align.all);
+    }
+
+    #[test]
+    fn decode_options_are_checked_in_one_place() {
+        let d = decode(&["--every", "2", "--fps", "5", "--start", "1", "--end", "3"]).unwrap();
+        let options = d.options(4).unwrap();
+        assert_eq!(
+            (options.every, options.fps, options.start, options.end),
+            (2, Some(5.0), Some(1.0), Some(3.0))
+        );
+        assert_eq!((options.max_frames, options.threads), (None, 4));
+        let e = decode(&["--start", "3", "--end", "2"])
+            .unwrap()
+            .options(1)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "--end (2) must be after --start (3)");
+        // The command line refuses these as usage errors...
+        for bad in [
+            &["--fps", "0"][..],
+            &["--start", "-1"],
+            &["--end", "inf"],
+            &["--every", "0"],
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
         }
+        // ... and the check refuses them when they come from elsewhere (FACE01's config.ini).
+        let mut d = decode(&[]).unwrap();
+        assert_eq!(d.every, DecodeOptions::default().every);
+        d.every = 0;
+        assert!(d.options(1).is_err());
+        d.every = 1;
+        d.fps = Some(f64::NAN);
+        assert_eq!(
+            d.options(1).unwrap_err().to_string(),
+            "--fps must be a positive number"
+        );
     }
 }

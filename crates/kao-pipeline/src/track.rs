@@ -13,6 +13,7 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray,
     UInt32Array, UInt64Array,
 };
+use clap::Args;
 use kao_record::schema::{DataType, Field, SchemaRef, col, pass_through, stage_schema};
 use kao_record::{EmbeddingSpace, Metric, Provenance};
 
@@ -32,19 +33,25 @@ pub fn default_link_distance(space: &EmbeddingSpace) -> Option<f32> {
     }
 }
 
-/// How faces are linked into tracks.
-#[derive(Clone, Copy, Debug)]
+/// How faces are linked into tracks: kao-track's options (and kao-extract's). Each field's
+/// doc is its `--help` text; its default is [`TrackOptions::default`]'s.
+#[derive(Args, Clone, Copy, Debug)]
 pub struct TrackOptions {
-    /// Longest gap, in seconds of video, that a track bridges.
+    /// Longest gap, in seconds of video, that a face track bridges.
+    #[arg(long, value_name = "S", default_value_t = TrackOptions::default().max_gap)]
     pub max_gap: f64,
-    /// Least box overlap (intersection over union) between a track's last face and the next.
+    /// Least box overlap (IoU) between a track's last face and the next.
+    #[arg(long, value_name = "F", default_value_t = TrackOptions::default().min_iou)]
     pub min_iou: f32,
-    /// Largest embedding distance between a track's last face and the next; `None`: the
-    /// embedding space's default ([`default_link_distance`]).
+    /// Largest embedding distance between a track's last face and the next (default: 0.6
+    /// for dlib's ResNet, 0.75 for cosine embedders; required for other Euclidean ones).
+    #[arg(long = "link-distance", value_name = "D")]
     pub max_distance: Option<f32>,
 }
 
 impl Default for TrackOptions {
+    /// Bridges gaps of a second, needs an overlap of 0.2, and the embedding space's own link
+    /// distance ([`default_link_distance`]).
     fn default() -> Self {
         TrackOptions {
             max_gap: 1.0,

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use kao_pipeline::HoldingStage;
+use kao_pipeline::align::AlignOptions;
 use kao_pipeline::align::AlignStage;
 use kao_pipeline::align::lock::OutputLock;
 use kao_pipeline::align::manifest::{
     META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
 };
-use kao_pipeline::cli::AlignArgs;
 use kao_record::RecordReader;
 use kao_record::schema::provenance;
 
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     #[command(flatten)]
-    align: AlignArgs,
+    align: AlignOptions,
     /// Print a summary (faces, crops, manifest path) on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -54,7 +54,7 @@ fn run(args: &Args) -> Result<()> {
     let lock = OutputLock::acquire(&args.out, &mut |w| eprintln!("kao-align: warning: {w}"))?;
     let reader = RecordReader::open(args.input.as_deref())?;
     let mut stage = AlignStage::new(
-        args.align.options(),
+        args.align.clone(),
         &reader.schema(),
         reader.name(),
         &args.out,

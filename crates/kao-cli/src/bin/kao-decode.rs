@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
+use kao_pipeline::cli::DecodeArgs;
 use kao_record::schema::{FrameRow, Schema, frame_batch, frame_fields, stage_schema};
 use kao_record::{Provenance, RecordError, RecordWriter};
-use kao_video::{DecodeError, DecodeOptions, FfmpegLogLevel};
+use kao_video::{DecodeError, FfmpegLogLevel};
 
 /// Exit status when some input decoded only in part (truncated or corrupt).
 const EXIT_PARTIAL: u8 = 3;
@@ -35,21 +36,8 @@ struct Args {
     /// Write records to this file instead of stdout (.parquet, .arrow, or .arrows for an IPC stream).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    every: u64,
-    /// Keep at most R frames per second of video time (sampled by pts).
-    #[arg(long, value_name = "R", value_parser = positive_f64)]
-    fps: Option<f64>,
-    /// Start at this time in seconds (seeks when frame indices stay exact).
-    #[arg(long, value_name = "S", value_parser = non_negative_f64)]
-    start: Option<f64>,
-    /// Stop before this time in seconds.
-    #[arg(long, value_name = "S", value_parser = positive_f64)]
-    end: Option<f64>,
-    /// Keep at most N frames from each input.
-    #[arg(long, value_name = "N")]
-    max_frames: Option<u64>,
+    #[command(flatten)]
+    decode: DecodeArgs,
     /// Decoder threads per input (0: automatic).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -58,31 +46,13 @@ struct Args {
     verbose: bool,
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number")),
-    }
-}
-
-fn non_negative_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a number >= 0")),
-    }
-}
-
 fn main() -> ExitCode {
     kao_record::cli::init_logging("kao-decode");
     kao_record::cli::exit("kao-decode", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<u8> {
-    if let (Some(start), Some(end)) = (args.start, args.end)
-        && end <= start
-    {
-        bail!("--end ({end}) must be after --start ({start})");
-    }
+    let options = args.decode.options(args.threads)?;
     kao_record::cli::check_stdout(args.output.as_deref())?;
     kao_video::set_ffmpeg_log_level(if args.verbose {
         FfmpegLogLevel::Warning
@@ -93,21 +63,13 @@ fn run(args: &Args) -> Result<u8> {
         "kao-decode",
         env!("CARGO_PKG_VERSION"),
         serde_json::json!({
-            "inputs": args.inputs, "every": args.every, "fps": args.fps, "start": args.start,
-            "end": args.end, "max_frames": args.max_frames,
+            "inputs": args.inputs, "every": options.every, "fps": options.fps,
+            "start": options.start, "end": options.end, "max_frames": options.max_frames,
         }),
     );
     let schema =
         stage_schema(&Schema::empty(), &[], frame_fields(), &entry).map_err(anyhow::Error::msg)?;
     let mut writer = RecordWriter::create(args.output.as_deref(), &schema)?;
-    let options = DecodeOptions {
-        every: args.every,
-        fps: args.fps,
-        start: args.start,
-        end: args.end,
-        max_frames: args.max_frames,
-        threads: args.threads,
-    };
     let mut status = 0u8;
     for input in &args.inputs {
         let started = Instant::now();

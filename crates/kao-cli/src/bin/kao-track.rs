@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use kao_pipeline::cli::TrackArgs;
+use kao_pipeline::track::TrackOptions;
 use kao_pipeline::track::TrackStage;
 use kao_record::{RecordReader, RecordWriter};
 
@@ -31,7 +31,7 @@ struct Args {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
-    track: TrackArgs,
+    track: TrackOptions,
 }
 
 fn main() -> ExitCode {
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<()> {
     kao_record::cli::check_stdout(args.output.as_deref())?;
     let reader = RecordReader::open(args.input.as_deref())?;
-    let mut stage = TrackStage::new(args.track.options(), &reader.schema(), reader.name())?;
+    let mut stage = TrackStage::new(args.track, &reader.schema(), reader.name())?;
     let writer = RecordWriter::create(args.output.as_deref(), stage.schema())?;
     kao_pipeline::pump(&mut stage, reader, writer)
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
+use clap::Args;
 use kao_image::{RgbImage, RgbView};
 
 /// The longest name, in bytes, that [`sanitize_identity`] returns (and so the longest
@@ -146,16 +147,21 @@ impl FromStr for ImageFormat {
     }
 }
 
-/// How crops are cut and stored.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How crops are cut and stored (kao-align's options; sizes from 1 to [`MAX_CROP_SIZE`]). Each
+/// field's doc is its `--help` text; its default is [`CropSpec::default`]'s.
+#[derive(Args, Debug, Clone, Copy, PartialEq)]
 pub struct CropSpec {
-    /// Side of the square crop, in pixels (1 to [`MAX_CROP_SIZE`]).
+    /// Side of the square aligned crops, in pixels.
+    #[arg(long, value_name = "PX", default_value_t = CropSpec::default().size)]
     pub size: usize,
-    /// Margin around dlib's 5-point template, as a fraction of the face size.
+    /// Margin around dlib's 5-point template, as a fraction of the face (FACE01's aligner: 0.1).
+    #[arg(long, value_name = "P", default_value_t = CropSpec::default().padding)]
     pub padding: f64,
-    /// File format.
+    /// Crop file format: png or jpg.
+    #[arg(long, value_name = "FORMAT", default_value_t = CropSpec::default().format)]
     pub format: ImageFormat,
-    /// JPEG quality, 1 to 100; PNG ignores it.
+    /// JPEG quality (1–100).
+    #[arg(long, value_name = "Q", default_value_t = CropSpec::default().quality, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow};
 use arrow_array::{
     Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
+use clap::Args;
 use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
 use kao_record::{Provenance, write_atomic};
 
@@ -23,35 +24,48 @@ use crate::{HoldingStage, column};
 /// Folder of the crops of unmatched faces (with `--all`).
 pub const UNKNOWN_DIR: &str = "unknown";
 
-/// Everything that shapes the align stage's output.
-#[derive(Clone, Debug, Default)]
+/// Everything that shapes the align stage's output: kao-align's options (and kao-extract's).
+#[derive(Args, Clone, Debug, Default)]
 pub struct AlignOptions {
     /// Size, padding and file format of the crops.
+    #[command(flatten)]
     pub crop: CropSpec,
     /// Also write crops of unmatched faces, under `unknown/`.
+    #[arg(long)]
     pub all: bool,
     /// Which faces are worth a crop.
+    #[command(flatten)]
     pub select: Selection,
 }
 
-/// Which faces get a crop: quality floors and near-duplicate removal within a track.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Which faces get a crop: quality floors and near-duplicate removal within a track. Each
+/// field's doc is its `--help` text; its default is [`Selection::default`]'s.
+#[derive(Args, Clone, Copy, Debug, PartialEq)]
 pub struct Selection {
-    /// Least `sharpness` (variance of the Laplacian of the aligned chip); 0 keeps all.
+    /// No crop for faces whose aligned chip is blurrier than this (variance of the Laplacian;
+    /// 0 keeps all). The manifest says why: `reject_reason`.
+    #[arg(long, value_name = "S", default_value_t = Selection::default().min_sharpness)]
     pub min_sharpness: f32,
-    /// Least face box width in native pixels; 0 keeps all.
+    /// No crop for faces narrower than this many native pixels.
+    #[arg(long, value_name = "PX", default_value_t = Selection::default().min_face)]
     pub min_face: f32,
-    /// Largest |yaw| in degrees; 90 or more keeps all.
+    /// No crop for faces turned further than this many degrees (estimated from the landmarks;
+    /// 90 keeps all). The manifest says why: `reject_reason` `turned`.
+    #[arg(long, value_name = "DEG", default_value_t = Selection::default().max_yaw)]
     pub max_yaw: f32,
-    /// Least `sharpness` relative to the median of the face's track so far (or, early in a
-    /// track, of its video so far); 0 keeps all.
+    /// No crop for faces blurrier than this fraction of the median sharpness of their track so
+    /// far (early in a track: of their video so far); 0 keeps all. `reject_reason` `blurry`.
+    #[arg(long, value_name = "R", default_value_t = Selection::default().min_relative_sharpness)]
     pub min_relative_sharpness: f32,
-    /// A track's next crop must differ from every crop kept for the track by at least this
-    /// many bits of the 64-bit perceptual hash; 0 keeps near-duplicates.
+    /// Within a track, no crop that differs from one already kept by fewer than this many of
+    /// the 64 bits of its perceptual hash (near-duplicates); 0 keeps them all.
+    #[arg(long, value_name = "BITS", default_value_t = Selection::default().min_hash_bits)]
     pub min_hash_bits: u32,
-    /// A track's next crop must come at least this many seconds after its last one.
+    /// Within a track, at least this many seconds between crops.
+    #[arg(long, value_name = "S", default_value_t = Selection::default().min_gap)]
     pub min_gap: f64,
-    /// At most this many crops per track; 0: no limit.
+    /// At most this many crops per track (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = Selection::default().max_per_track)]
     pub max_per_track: usize,
 }
 

@@ -28,12 +28,12 @@ use kao_video::DecodeOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::HoldingStage;
-use crate::align::AlignStage;
 use crate::align::lock::OutputLock;
 use crate::align::manifest::{
     MANIFEST, META_FRAMES_PROCESSED, ManifestWriter, frames_processed, with_metadata,
 };
-use crate::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
+use crate::align::{AlignOptions, AlignStage};
+use crate::cli::{DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs};
 use crate::cluster::{Clustered, cluster_folder};
 use crate::detect::{DetectStage, Finder};
 use crate::embed::{EmbedStage, FaceEmbedder};
@@ -42,7 +42,7 @@ use crate::scale_out::parts::{PARTS_DIR, PartWriter, SHARD_OPTION, part_dir, par
 use crate::scale_out::shard::Shard;
 #[cfg(feature = "object-store")]
 use crate::scale_out::upload::{self, RemoteRun};
-use crate::track::TrackStage;
+use crate::track::{TrackOptions, TrackStage};
 use threads::{Msg, Stats, count_matches, decode_all, detect_all, embed_all, in_order};
 
 /// Exit status when a video decoded only in part (truncated or corrupt), as kao-decode's.
@@ -65,7 +65,7 @@ pub struct ExtractOptions {
     pub out: PathBuf,
     /// This task's shard and what gave it (`--shard`, or the scheduler's variable).
     pub shard: Option<(Shard, &'static str)>,
-    /// Which frames of each video (the run decodes on one thread, whatever `threads` says).
+    /// Which frames of each video, and the decoding threads (kao-extract: 1).
     pub decode: DecodeOptions,
     /// The detect stage's options.
     pub detect: DetectArgs,
@@ -74,11 +74,11 @@ pub struct ExtractOptions {
     /// The embedder.
     pub embedder: EmbedderArgs,
     /// The track stage's options.
-    pub track: TrackArgs,
+    pub track: TrackOptions,
     /// The references and the matching rule.
     pub matching: MatchArgs,
     /// The align stage's options.
-    pub align: AlignArgs,
+    pub align: AlignOptions,
     /// Where the networks run.
     pub device: Device,
     /// The linking distance of the clusters of faces without an identity (default: the
@@ -367,14 +367,9 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
         detect.schema(),
         "faces",
     )?;
-    let mut track = TrackStage::new(options.track.options(), embed.schema(), "faces")?;
+    let mut track = TrackStage::new(options.track, embed.schema(), "faces")?;
     let mut matching = MatchStage::new(matcher, &match_entry, track.schema(), "faces")?;
-    let mut align = AlignStage::new(
-        options.align.options(),
-        matching.schema(),
-        "faces",
-        &out_dir,
-    )?;
+    let mut align = AlignStage::new(options.align.clone(), matching.schema(), "faces", &out_dir)?;
     let mut schema = align.schema().clone();
     if let Some(spec) = frames_processed(&provenance(&schema)?) {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
@@ -407,13 +402,7 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
         ),
     };
 
-    let decode_options = DecodeOptions {
-        // One decoding thread: the cores are busy detecting and embedding, and FFmpeg's
-        // frame threads only add buffered frames (at 1080p, ~40 MB more at the peak and no
-        // faster end to end).
-        threads: 1,
-        ..decode.clone()
-    };
+    let decode_options = decode.clone();
     progress.start(&todo, &decode_options);
     let stats = Stats::default();
     let batch_rows = options.embed.batch as usize;
@@ -625,11 +614,11 @@ mod tests {
         #[command(flatten)]
         embedder: EmbedderArgs,
         #[command(flatten)]
-        track: TrackArgs,
+        track: TrackOptions,
         #[command(flatten)]
         matching: MatchArgs,
         #[command(flatten)]
-        align: AlignArgs,
+        align: AlignOptions,
     }
 
     /// The fixture video (made by scripts/fixtures.sh): 200 frames at 1280×720.
@@ -700,8 +689,7 @@ mod tests {
             }
             Ok(())
         }
-        fn start(&self, videos: &[String], decode: &DecodeOptions) {
-            assert_eq!(decode.threads, 1, "the run decodes on one thread");
+        fn start(&self, videos: &[String], _decode: &DecodeOptions) {
             self.started.lock().unwrap().extend(videos.iter().cloned());
         }
         fn frames(&self, n: u64) {

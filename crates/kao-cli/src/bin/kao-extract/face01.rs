@@ -101,7 +101,7 @@ pub fn apply(args: &mut Args, matches: &ArgMatches, say: &mut dyn FnMut(&str)) -
     if let Some(n) = mapping.every
         && !given("every")
     {
-        args.every = n;
+        args.decode.every = n;
     }
     if let Some(input) = &mapping.input
         && !given("inputs")

@@ -18,10 +18,12 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::ProgressBar;
 use kao_networks::Device;
-use kao_pipeline::cli::{AlignArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs, TrackArgs};
+use kao_pipeline::align::AlignOptions;
+use kao_pipeline::cli::{DecodeArgs, DetectArgs, EmbedArgs, EmbedderArgs, MatchArgs};
 use kao_pipeline::extract::{EXIT_INTERRUPTED, ExtractOptions, Progress};
 use kao_pipeline::scale_out::remote;
 use kao_pipeline::scale_out::shard::Shard;
+use kao_pipeline::track::TrackOptions;
 use kao_video::{DecodeOptions, FfmpegLogLevel};
 
 /// From interview videos to a folder of aligned face crops of the chosen people, in one process.
@@ -60,21 +62,8 @@ struct Args {
     /// `object-store` feature; see docs/scale-out.md.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Keep every Nth frame (FACE01's frame_skip); indices still count every frame.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    every: u64,
-    /// Keep at most R frames per second of video time.
-    #[arg(long, value_name = "R")]
-    fps: Option<f64>,
-    /// Start at this time in seconds.
-    #[arg(long, value_name = "S")]
-    start: Option<f64>,
-    /// Stop before this time in seconds.
-    #[arg(long, value_name = "S")]
-    end: Option<f64>,
-    /// Keep at most N frames from each video.
-    #[arg(long, value_name = "N")]
-    max_frames: Option<u64>,
+    #[command(flatten)]
+    decode: DecodeArgs,
     #[command(flatten)]
     detect: DetectArgs,
     #[command(flatten)]
@@ -82,11 +71,11 @@ struct Args {
     #[command(flatten)]
     embedder: EmbedderArgs,
     #[command(flatten)]
-    track: TrackArgs,
+    track: TrackOptions,
     #[command(flatten)]
     matching: MatchArgs,
     #[command(flatten)]
-    align: AlignArgs,
+    align: AlignOptions,
     /// Where the networks run: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -179,19 +168,15 @@ fn parse_args() -> Result<Args> {
 
 fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let started = Instant::now();
-    if let (Some(s), Some(e)) = (args.start, args.end)
-        && e <= s
-    {
-        bail!("--end ({e}) must be after --start ({s})");
-    }
-    if args.fps.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        bail!("--fps must be a positive number");
-    }
-    if args.align.padding > args.detect.patch_padding {
+    // One decoding thread: the cores are busy detecting and embedding, and FFmpeg's frame
+    // threads only add buffered frames (at 1080p, ~40 MB more at the peak and no faster end
+    // to end).
+    let decode = args.decode.options(1)?;
+    if args.align.crop.padding > args.detect.patch_padding {
         bail!(
             "--padding {} needs patches cut with --patch-padding {} or more (now {})",
-            args.align.padding,
-            args.align.padding,
+            args.align.crop.padding,
+            args.align.crop.padding,
             args.detect.patch_padding
         );
     }
@@ -210,18 +195,11 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
         videos: videos.clone(),
         out: args.out.clone(),
         shard,
-        decode: DecodeOptions {
-            every: args.every,
-            fps: args.fps,
-            start: args.start,
-            end: args.end,
-            max_frames: args.max_frames,
-            threads: 1,
-        },
+        decode,
         detect: args.detect.clone(),
         embed: args.embed.clone(),
         embedder: args.embedder.clone(),
-        track: args.track.clone(),
+        track: args.track,
         matching: args.matching.clone(),
         align: args.align.clone(),
         device: args.device,
