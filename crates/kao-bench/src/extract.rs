@@ -120,16 +120,23 @@ fn probe(video: &Path) -> Result<(u64, f64)> {
         .arg(video)
         .output()
         .context("running ffprobe")?;
+    if !out.status.success() {
+        bail!(
+            "{}: ffprobe: {}",
+            video.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut values = text.split_whitespace().map(|v| v.trim_matches(','));
     let frames = values
         .next()
         .and_then(|v| v.parse().ok())
-        .context("ffprobe gave no frame count")?;
+        .with_context(|| format!("{}: ffprobe gave no frame count", video.display()))?;
     let duration = values
         .next()
         .and_then(|v| v.parse().ok())
-        .context("ffprobe gave no duration")?;
+        .with_context(|| format!("{}: ffprobe gave no duration", video.display()))?;
     Ok((frames, duration))
 }
 

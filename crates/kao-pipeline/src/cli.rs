@@ -141,13 +141,23 @@ pub struct DetectArgs {
     /// 2 s), and to place small faces the detector boxes loosely. A comma-separated list of
     /// `blazeface`, `blazeface-full`, `mmod`, `yunet:PATH`, or `none`. Only while following
     /// faces (not with --follow-interval 0).
-    #[arg(long, value_name = "LIST", default_value = "blazeface,mmod")]
+    #[arg(long, value_name = "LIST", default_value_t = SecondDetectors(DetectOptions::default().second))]
     pub second_detector: SecondDetectors,
 }
 
 /// `--second-detector`: detectors in the order they are tried (`none`: no detector).
 #[derive(Clone, Debug)]
 pub struct SecondDetectors(pub Vec<DetectorKind>);
+
+impl std::fmt::Display for SecondDetectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&names.join(","))
+    }
+}
 
 impl std::str::FromStr for SecondDetectors {
     type Err = String;
@@ -560,6 +570,7 @@ mod tests {
             detect.follow.map(|f| (f.interval, f.min_fit)),
             default.follow.map(|f| (f.interval, f.min_fit))
         );
+        assert_eq!(detect.second, default.second);
         let (embed, default) = (
             cli.embed.options(EmbedderSpec::default(), Device::cpu()),
             EmbedOptions::default(),
