@@ -40,15 +40,20 @@ cargo test --release --locked 2>&1 | tee "$log"
 # Object storage (docs/scale-out.md): kao-extract and kao-merge with kao-cli's `object-store` feature,
 # tested against moto's S3 server (tests/shards.rs, the tests named s3_*). This build replaces
 # kao-cli's binaries in target/release, so it comes after the tests of the default build; the
-# plain `cargo build` after it puts the default binaries back (kao-pipeline and kao-cli compile
-# again). The default build already switches on every feature of a shared crate that the
+# plain `cargo build` after it puts the default binaries back (their artifacts are still there:
+# nothing compiles). The default build already switches on every feature of a shared crate that the
 # feature's crates ask for (kao-pipeline's Cargo.toml), so this step compiles only object_store
-# and its HTTP stack, not arrow, parquet and burn again (docs/build-budget.md).
+# and its HTTP stack, not arrow, parquet and burn again (docs/build-budget.md); compiled_twice.py
+# fails the step when that stops being true.
 # KAO_TEST_OBJECT_STORE=0 skips it.
 if [ "${KAO_TEST_OBJECT_STORE:-1}" = 1 ]; then
   step "stages: object storage"
   object_store=kao-cli/object-store
-  cargo build --release --locked --features "$object_store"
+  default_build=$(mktemp) feature_build=$(mktemp)
+  cargo build --release --locked --message-format=json >"$default_build"
+  cargo build --release --locked --features "$object_store" --message-format=json-render-diagnostics >"$feature_build"
+  python3 scripts/compiled_twice.py "$default_build" "$feature_build"
+  rm -f "$default_build" "$feature_build"
   cargo test --release --locked --features "$object_store,kao-tests/object-store" --test shards -- s3_ 2>&1 | tee -a "$log"
   cargo clippy --release --locked --all-targets --features "$object_store,kao-tests/object-store" -- -D warnings
   cargo build --release --locked
