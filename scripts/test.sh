@@ -19,7 +19,7 @@ stop_jobs() {
   for pid in "${evcxr_pid:-}" "${notebooks_pid:-}"; do
     [ -z "$pid" ] || kill -- "-$pid" 2>/dev/null || true
   done
-  rm -f "$log" "${evcxr_log:-}" "${notebooks_log:-}"
+  rm -f "$log" "${evcxr_log:-}" "${notebooks_log:-}" "${default_build:-}" "${feature_build:-}"
 }
 trap stop_jobs EXIT
 step() { echo "kao: $1 ($(date -u +%H:%M:%S))" >&2; }
@@ -55,7 +55,6 @@ if [ "${KAO_TEST_OBJECT_STORE:-1}" = 1 ]; then
   python3 scripts/compiled_twice.py "$default_build" "$feature_build"
   rm -f "$default_build" "$feature_build"
   cargo test --release --locked --features "$object_store,kao-tests/object-store" --test shards -- s3_ 2>&1 | tee -a "$log"
-  cargo clippy --release --locked --all-targets --features "$object_store,kao-tests/object-store" -- -D warnings
   cargo build --release --locked
 else
   echo "kao: object-storage tests skipped (KAO_TEST_OBJECT_STORE=0)" >&2
@@ -93,6 +92,10 @@ cargo check --release --locked -p kao-cli --features kao-cli/cuda
 step "stages: fmt, clippy, doc"
 cargo fmt --all --check
 cargo clippy --release --locked --all-targets -- -D warnings
+if [ "${KAO_TEST_OBJECT_STORE:-1}" = 1 ]; then
+  # After the default clippy, so only the feature's crates are checked here.
+  cargo clippy --release --locked --all-targets --features kao-cli/object-store,kao-tests/object-store -- -D warnings
+fi
 RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 
 if [ "$steps" != stages ]; then
