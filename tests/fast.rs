@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow_array::{
-    Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, UInt64Array,
+    Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, UInt64Array,
 };
 use kao_tests::*;
 
@@ -30,16 +30,8 @@ struct Face {
 /// Runs kao-extract (no references: every face is kept and clustered) and reads its faces,
 /// with how many were found by the detector and how many were embedded.
 fn extract(video: &Path, out: &Path, extra: &[&str]) -> (Vec<Face>, usize, usize) {
-    let o = run(kao("kao-extract")
-        .arg(video)
-        .arg("--out")
-        .arg(out)
-        .arg("-q")
-        .args(extra));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let b = read_file(&out.join("manifest.parquet"));
-    let f32s = |name| column::<Float32Array, _>(&b, name, |a, i| a.value(i));
-    let (x, y, w, h) = (f32s("x"), f32s("y"), f32s("w"), f32s("h"));
+    let b = manifest(video, out, extra);
+    let boxes = boxes(&b);
     let frames = column::<UInt64Array, _>(&b, "frame_index", |a, i| a.value(i));
     let pts = column::<Float64Array, _>(&b, "pts", |a, i| a.value(i));
     let tracks = column::<UInt64Array, _>(&b, "track_id", |a, i| a.value(i));
@@ -49,12 +41,33 @@ fn extract(video: &Path, out: &Path, extra: &[&str]) -> (Vec<Face>, usize, usize
         .map(|i| Face {
             frame: frames[i],
             pts: pts[i],
-            bbox: [x[i], y[i], x[i] + w[i], y[i] + h[i]],
+            bbox: boxes[i],
             track: tracks[i],
         })
         .collect();
     let count = |v: Vec<bool>| v.into_iter().filter(|b| *b).count();
     (faces, count(detected), count(embedded))
+}
+
+/// Runs kao-extract with `extra` options on `video` into `out` and reads its manifest.
+fn manifest(video: &Path, out: &Path, extra: &[&str]) -> Vec<RecordBatch> {
+    let o = run(kao("kao-extract")
+        .arg(video)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .args(extra));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_file(&out.join("manifest.parquet"))
+}
+
+/// Each face record's box, `[left, top, right, bottom)`.
+fn boxes(b: &[RecordBatch]) -> Vec<[f32; 4]> {
+    let f32s = |name| column::<Float32Array, _>(b, name, |a, i| a.value(i));
+    let (x, y, w, h) = (f32s("x"), f32s("y"), f32s("w"), f32s("h"));
+    (0..x.len())
+        .map(|i| [x[i], y[i], x[i] + w[i], y[i] + h[i]])
+        .collect()
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -131,26 +144,13 @@ fn the_fast_path_keeps_a_moving_face_and_one_entering_mid_shot() {
 /// Runs kao-extract with `extra` options on `video` and returns, per face record, its frame,
 /// box `[left, top, right, bottom)` and whether a second detector found or placed it.
 fn rescued_faces(video: &Path, out: &Path, extra: &[&str]) -> Vec<(u64, [f32; 4], bool)> {
-    let o = run(kao("kao-extract")
-        .arg(video)
-        .arg("--out")
-        .arg(out)
-        .arg("-q")
-        .args(extra));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let b = read_file(&out.join("manifest.parquet"));
-    let f32s = |name| column::<Float32Array, _>(&b, name, |a, i| a.value(i));
-    let (x, y, w, h) = (f32s("x"), f32s("y"), f32s("w"), f32s("h"));
+    let b = manifest(video, out, extra);
     let frames = column::<UInt64Array, _>(&b, "frame_index", |a, i| a.value(i));
     let rescued = column::<BooleanArray, _>(&b, "second_detector", |a, i| a.value(i));
-    (0..frames.len())
-        .map(|i| {
-            (
-                frames[i],
-                [x[i], y[i], x[i] + w[i], y[i] + h[i]],
-                rescued[i],
-            )
-        })
+    boxes(&b)
+        .into_iter()
+        .enumerate()
+        .map(|(i, bbox)| (frames[i], bbox, rescued[i]))
         .collect()
 }
 
