@@ -32,6 +32,14 @@ if [ "$steps" != stages ]; then
 fi
 
 step "stages: build"
+# fuzz/ is a workspace of its own with its own lock file, which a dependency change of the main
+# workspace must refresh (`cargo +nightly metadata --offline --manifest-path fuzz/Cargo.toml`):
+# say so now rather than at the fuzzing step, after the build and the tests.
+if [ "${KAO_FUZZ_SECONDS:-20}" != 0 ] && rustup toolchain list | grep -q '^nightly' &&
+  ! cargo +nightly metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+  echo "kao: fuzz/Cargo.lock is out of date: run cargo +nightly metadata --offline --manifest-path fuzz/Cargo.toml" >&2
+  exit 1
+fi
 # polars must stay out of the stage binaries (it would double the build).
 if cargo tree --locked -e normal | grep -q polars; then echo "kao: polars reached the default members" >&2; exit 1; fi
 cargo build --release --locked
