@@ -91,9 +91,9 @@ impl<'a> RgbView<'a> {
         &self.data[y * self.stride..y * self.stride + 3 * self.width]
     }
 
-    /// The sub-image covering the inclusive rectangle `r`, which must lie inside the
-    /// image and be non-empty.
-    pub(crate) fn sub(&self, r: Rect) -> RgbView<'a> {
+    /// The sub-image covering the inclusive rectangle `r`, without copying; `r` must lie
+    /// inside the image and be non-empty.
+    pub fn sub(&self, r: Rect) -> RgbView<'a> {
         let (l, t) = (r.left as usize, r.top as usize);
         RgbView {
             width: (r.right - r.left + 1) as usize,

@@ -289,13 +289,12 @@ impl Finder {
         );
         let mut extra: Vec<(f32, [f32; 4])> = Vec::new();
         for (x0, y0) in [(0, 0), (w - tw, 0), (0, h - th), (w - tw, h - th)] {
-            let mut pixels = Vec::with_capacity(tw * th * 3);
-            for y in y0..y0 + th {
-                pixels.extend_from_slice(&frame.row(y)[x0 * 3..(x0 + tw) * 3]);
-            }
-            let Some(tile) = RgbView::new(tw, th, &pixels) else {
-                continue;
-            };
+            let tile = frame.sub(Rect::new(
+                x0 as i64,
+                y0 as i64,
+                (x0 + tw) as i64 - 1,
+                (y0 + th) as i64 - 1,
+            ));
             // The tiles overlap by a fifth of the frame: a face cut by a tile's inner edge, or
             // too big to lie whole in the overlap, is the whole frame's to find.
             let overlap = (2 * tw - w).min(2 * th - h) as f32;
@@ -711,12 +710,12 @@ fn rescue_region(frame: &RgbView<'_>, bbox: [f32; 4]) -> Option<(RgbImage, f32, 
     if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
         return None;
     }
-    let (x0u, y0u, x1u, y1u) = (x0 as usize, y0 as usize, x1 as usize, y1 as usize);
-    let mut pixels = Vec::with_capacity((x1u - x0u) * (y1u - y0u) * 3);
-    for y in y0u..y1u {
-        pixels.extend_from_slice(&frame.row(y)[x0u * 3..x1u * 3]);
-    }
-    let crop = RgbView::new(x1u - x0u, y1u - y0u, &pixels)?;
+    let crop = frame.sub(Rect::new(
+        x0 as i64,
+        y0 as i64,
+        x1 as i64 - 1,
+        y1 as i64 - 1,
+    ));
     let scale = RESCUE_FACE_PX / side;
     let (sw, sh) = (
         ((x1 - x0) * scale).round().max(1.0) as usize,
