@@ -159,7 +159,7 @@ impl Follower {
         if next { &self.faces } else { &[] }
     }
 
-    /// Starts over from a detector pass on `frame`: `faces` are (score, box, landmarks).
+    /// Starts over from a detector pass on `frame` that found `faces`.
     pub(crate) fn detected(
         &mut self,
         frame: &RgbView<'_>,

@@ -512,13 +512,11 @@ impl MatchStage {
                 .count()
                 == 1;
             let rejected = face.negative.is_some_and(|n| n < d + options.margin);
-            if let (true, Some(id), true, false, Some(e)) = (
-                self.through_videos(),
-                track_id,
-                alone,
-                rejected,
-                face.embedding.clone(),
-            ) {
+            if self.through_videos()
+                && alone
+                && !rejected
+                && let (Some(id), Some(e)) = (track_id, face.embedding.clone())
+            {
                 self.videos
                     .entry(source.to_string())
                     .or_default()
