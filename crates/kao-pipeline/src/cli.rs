@@ -388,7 +388,8 @@ pub struct MatchArgs {
     pub track_best: usize,
     /// Match through the video: a face or track the references leave unmatched takes a
     /// person when it is within D of that person's faces in the same video (faces that matched
-    /// on the references, two or more in their track) and within 1.35 × --threshold of their
+    /// on the references, with as many of their track as its verdict needs, two at least:
+    /// (K−1)/2+1 for --track-best K) and within 1.35 × --threshold of their
     /// references (default: 0.85 × --threshold; 0 turns it off). See docs/matching.md.
     #[arg(long, value_name = "D")]
     pub video_threshold: Option<f32>,
