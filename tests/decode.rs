@@ -542,3 +542,205 @@ fn rtsp_streams_are_read_and_a_dying_server_keeps_what_came() {
     let rows = read_file(&dir.path().join("out/manifest.parquet"));
     assert!(rows.iter().map(RecordBatch::num_rows).sum::<usize>() > 0);
 }
+
+/// `ffmpeg` with `args`, which must succeed.
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg (installed by scripts/deps.sh)");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The size and pixels of the one frame kao-decode gives for `path`.
+fn decode_one(path: &Path) -> (u32, u32, Vec<u8>) {
+    let (b, out) = decode(&[path.to_str().unwrap(), "--max-frames", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w = column(&b, "width", |a: &UInt32Array, i| a.value(i))[0];
+    let h = column(&b, "height", |a: &UInt32Array, i| a.value(i))[0];
+    (w, h, pixels(&b).remove(0))
+}
+
+/// The first RGB24 frame the ffmpeg CLI decodes from `path` with `filter` (the CLI turns
+/// frames as players do).
+fn ffmpeg_first(path: &Path, filter: Option<&str>) -> Vec<u8> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-frames:v", "1"]);
+    if let Some(f) = filter {
+        cmd.args(["-vf", f]);
+    }
+    let out = cmd
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out.stdout
+}
+
+/// `jpeg` with an EXIF block whose Orientation tag is `orientation` (1–8).
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], b"\xff\xd8", "a JPEG");
+    // A big-endian TIFF header, one IFD entry: Orientation (0x0112), SHORT, count 1.
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01".to_vec();
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = b"\xff\xd8\xff\xe1".to_vec();
+    out.extend_from_slice(&(app1.len() as u16 + 2).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn turned_videos_and_photos_come_out_as_players_show_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfr = fixture("cfr.mp4");
+    let (_, _, upright) = decode_one(&cfr);
+    // A phone's portrait video: stored sideways, with a display matrix saying how to turn it.
+    for (rotate, undo) in [("90", "transpose=cclock"), ("270", "transpose=clock")] {
+        let turned = dir.path().join(format!("rotate{rotate}.mp4"));
+        let stored = dir.path().join(format!("stored{rotate}.mp4"));
+        let redo = if rotate == "90" {
+            "transpose=clock"
+        } else {
+            "transpose=cclock"
+        };
+        ffmpeg(&[
+            "-i",
+            cfr.to_str().unwrap(),
+            "-frames:v",
+            "5",
+            "-vf",
+            redo,
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            stored.to_str().unwrap(),
+        ]);
+        ffmpeg(&[
+            "-i",
+            stored.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            &format!("rotate={rotate}"),
+            turned.to_str().unwrap(),
+        ]);
+        let (w, h, ours) = decode_one(&turned);
+        assert_eq!((w, h), (320, 240), "rotate={rotate}");
+        assert_eq!(ours, ffmpeg_first(&turned, None), "rotate={rotate}");
+        // Turned back, the frame is the stored one undone: close to the original frame.
+        assert_eq!(ours, ffmpeg_first(&stored, Some(undo)), "rotate={rotate}");
+        assert!(mean_abs_diff(&ours, &upright) < 3.0, "rotate={rotate}");
+    }
+    // A photo with EXIF Orientation 6 (turn 90° clockwise to view) and 8 (counterclockwise).
+    let plain = dir.path().join("plain.jpg");
+    ffmpeg(&[
+        "-i",
+        cfr.to_str().unwrap(),
+        "-frames:v",
+        "1",
+        plain.to_str().unwrap(),
+    ]);
+    let photo = std::fs::read(&plain).unwrap();
+    for orientation in [6u16, 8] {
+        let path = dir.path().join(format!("exif{orientation}.jpg"));
+        std::fs::write(&path, with_exif_orientation(&photo, orientation)).unwrap();
+        let (w, h, ours) = decode_one(&path);
+        assert_eq!((w, h), (240, 320), "orientation {orientation}");
+        assert_eq!(ours, ffmpeg_first(&path, None), "orientation {orientation}");
+        let undo = if orientation == 6 {
+            "transpose=clock"
+        } else {
+            "transpose=cclock"
+        };
+        assert_eq!(
+            ours,
+            ffmpeg_first(&plain, Some(undo)),
+            "orientation {orientation}"
+        );
+    }
+}
+
+#[test]
+fn yuv_frames_convert_with_their_own_matrix_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=5",
+        "-frames:v",
+        "1",
+    ];
+    let bt601 = "scale=in_color_matrix=bt601:in_range=tv";
+    let bt709 = "scale=in_color_matrix=bt709:in_range=tv";
+    // Tagged BT.709 (HD cameras and phones), tagged BT.601 at HD size, and untagged HD, which
+    // players show as BT.709.
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            "bt709.mp4",
+            &[
+                "-vf",
+                "scale=out_color_matrix=bt709",
+                "-colorspace",
+                "bt709",
+            ],
+            bt709,
+        ),
+        (
+            "bt601.mp4",
+            &[
+                "-vf",
+                "scale=out_color_matrix=bt601",
+                "-colorspace",
+                "smpte170m",
+            ],
+            bt601,
+        ),
+        (
+            "untagged.mp4",
+            &["-vf", "scale=out_color_matrix=bt709"],
+            bt709,
+        ),
+        (
+            "full.mp4",
+            &[
+                "-vf",
+                "scale=out_color_matrix=bt709:out_range=pc",
+                "-colorspace",
+                "bt709",
+                "-color_range",
+                "pc",
+            ],
+            "scale=in_color_matrix=bt709:in_range=pc",
+        ),
+    ];
+    for (name, tags, reading) in cases {
+        let path = dir.path().join(name);
+        let mut args: Vec<&str> = source.to_vec();
+        args.extend_from_slice(tags);
+        args.extend_from_slice(&["-pix_fmt", "yuv420p", "-c:v", "libx264", "-qp", "0"]);
+        args.push(path.to_str().unwrap());
+        ffmpeg(&args);
+        let (_, _, ours) = decode_one(&path);
+        let right = ffmpeg_first(&path, Some(reading));
+        assert!(
+            mean_abs_diff(&ours, &right) < 0.5,
+            "{name}: {} from its own matrix",
+            mean_abs_diff(&ours, &right)
+        );
+        // The test can tell: the other matrix is measurably off.
+        let wrong = if reading == bt601 { bt709 } else { bt601 };
+        assert!(
+            mean_abs_diff(&ours, &ffmpeg_first(&path, Some(wrong))) > 1.0,
+            "{name}"
+        );
+    }
+}

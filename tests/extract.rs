@@ -155,17 +155,8 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     // Obama is found in both of his shots and nowhere else; every crop is on disk.
     let rows = [a.clone()];
-    let (ids, crop_paths, frame) = (
-        strings(&rows, "identity"),
-        strings(&rows, "crop_path"),
-        frames(&rows),
-    );
-    let obama_frames: Vec<u64> = frame
-        .iter()
-        .zip(&ids)
-        .filter(|(_, id)| id.as_deref() == Some("obama"))
-        .map(|(f, _)| *f)
-        .collect();
+    let (ids, crop_paths) = (strings(&rows, "identity"), strings(&rows, "crop_path"));
+    let obama_frames = obama_frames(&rows);
     assert!(
         obama_frames
             .iter()
@@ -301,6 +292,79 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
 fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
     arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+/// Obama's matched frames in a manifest.
+fn obama_frames(b: &[RecordBatch]) -> Vec<u64> {
+    frames(b)
+        .into_iter()
+        .zip(strings(b, "identity"))
+        .filter(|(_, id)| id.as_deref() == Some("obama"))
+        .map(|(f, _)| f)
+        .collect()
+}
+
+#[test]
+fn a_portrait_phone_video_is_turned_upright_before_detection() {
+    // The sample stored sideways, as a phone stores portrait video, with the display matrix
+    // that turns it back (`rotate=90`): kao must find what it finds in the upright sample.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = fixture("sample.mp4");
+    let stored = d.join("stored.mp4");
+    let turned = d.join("portrait.mp4");
+    let (sample_arg, stored_arg, turned_arg) = (
+        sample.to_str().unwrap(),
+        stored.to_str().unwrap(),
+        turned.to_str().unwrap(),
+    );
+    let encode: &[&str] = &[
+        "-i",
+        sample_arg,
+        "-vf",
+        "transpose=clock",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        stored_arg,
+    ];
+    let tag: &[&str] = &[
+        "-i",
+        stored_arg,
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        turned_arg,
+    ];
+    for args in [encode, tag] {
+        let o = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y"])
+            .args(args)
+            .output()
+            .expect("ffmpeg (installed by scripts/deps.sh)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut found = Vec::new();
+    for (video, out) in [(&sample, d.join("upright")), (&turned, d.join("turned"))] {
+        let o = run(kao("kao-extract")
+            .arg(video)
+            .arg("--ref")
+            .arg(refs(d))
+            .args(["--ref-jitters", "3", "--ref-cache"])
+            .arg(d.join("cache"))
+            .args(["--every", "4", "-q", "--out"])
+            .arg(&out));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        found.push(obama_frames(&manifest(&out)));
+    }
+    // Both of Obama's shots (frames 0–49 and 100–149, every 4th frame sampled: 26 frames).
+    assert_eq!(found[0].len(), 26, "upright: {:?}", found[0]);
+    assert_eq!(
+        found[1], found[0],
+        "the portrait video finds Obama where the upright one does"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crossbeam_channel::{Sender, bounded};
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
+use crate::orient::Orientation;
 use crate::select::{Selector, Verdict};
 
 /// How to decode one input.
@@ -41,7 +42,8 @@ impl Default for DecodeOptions {
     }
 }
 
-/// One decoded frame in RGB24.
+/// One decoded frame in RGB24, turned the way players show it (the stream's or the image's
+/// display matrix, see [`Orientation`]).
 #[derive(Debug)]
 pub struct Frame {
     /// 0-based index of the frame in the input, counting frames that were not kept.
@@ -254,7 +256,7 @@ pub fn decode(
     let mut ictx = open(input)?;
     // Only the MP4/MOV index counts every packet exactly; AVI and others may not.
     let exact_index = ictx.format().name().starts_with("mov,mp4");
-    let (stream, decoder) = {
+    let (stream, decoder, orientation) = {
         let st =
             ictx.streams()
                 .best(ff::media::Type::Video)
@@ -277,6 +279,11 @@ pub fn decode(
             },
             packets: if exact_index { st.frames().max(0) } else { 0 },
         };
+        let orientation = st
+            .side_data()
+            .find(|d| d.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)
+            .and_then(|d| Orientation::from_side_data(d.data()))
+            .map_or(Orientation::UPRIGHT, |o| stream_orientation(input, o));
         let params = st.parameters();
         let codec = params.id();
         let mut ctx = ff::codec::context::Context::from_parameters(params).map_err(|e| {
@@ -304,7 +311,7 @@ pub fn decode(
                 message: e.to_string(),
             },
         })?;
-        (stream, decoder)
+        (stream, decoder, orientation)
     };
     let numbering = seek_to_start(&mut ictx, &stream, input, options);
     let selector = Selector::new(
@@ -320,7 +327,7 @@ pub fn decode(
         let worker = scope
             .spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
         let mut summary = Summary::default();
-        let mut converter = Converter::default();
+        let mut converter = Converter::new(input, orientation);
         for decoded in rx {
             let frame = match converter.convert(&decoded) {
                 Ok(f) => f,
@@ -343,6 +350,18 @@ pub fn decode(
             Ok(result) => result.map(|()| summary),
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    })
+}
+
+/// The orientation a stream's display matrix asks for; a turn that is no quarter turn is
+/// named in the log and the frames stay as stored.
+fn stream_orientation(input: &str, orientation: Option<Orientation>) -> Orientation {
+    orientation.unwrap_or_else(|| {
+        tracing::warn!(
+            "{input}: the display matrix turns frames by an angle that is no quarter turn; \
+             frames are kept as stored"
+        );
+        Orientation::UPRIGHT
     })
 }
 
@@ -613,30 +632,39 @@ impl Output<'_> {
     }
 }
 
-/// Converts decoded frames to packed RGB24, rebuilding the scaler when the size or format changes.
+/// Converts decoded frames to packed RGB24 with the frame's own YUV matrix and range (see
+/// [`yuv_colour`]), turned for display; rebuilds the scaler when the size, format or colour
+/// changes.
 struct Converter {
-    scaler: Option<scaling::Context>,
+    scaler: Option<(scaling::Context, Option<YuvColour>)>,
     rgb: ff::frame::Video,
-}
-
-impl Default for Converter {
-    fn default() -> Self {
-        Converter {
-            scaler: None,
-            rgb: ff::frame::Video::empty(),
-        }
-    }
+    /// The stream's orientation; an image's own display matrix (EXIF) takes precedence.
+    orientation: Orientation,
+    input: String,
 }
 
 impl Converter {
+    fn new(input: &str, orientation: Orientation) -> Converter {
+        Converter {
+            scaler: None,
+            rgb: ff::frame::Video::empty(),
+            orientation,
+            input: input.into(),
+        }
+    }
+
     fn convert(&mut self, decoded: &Decoded) -> Result<Frame, ff::Error> {
         let src = &decoded.frame;
         let (w, h, format) = (src.width(), src.height(), src.format());
-        let fits = self.scaler.as_ref().is_some_and(|s| {
-            s.input().format == format && s.input().width == w && s.input().height == h
+        let colour = yuv_colour(src);
+        let fits = self.scaler.as_ref().is_some_and(|(s, c)| {
+            s.input().format == format
+                && s.input().width == w
+                && s.input().height == h
+                && *c == colour
         });
         if !fits {
-            self.scaler = Some(scaling::Context::get(
+            let mut scaler = scaling::Context::get(
                 format,
                 w,
                 h,
@@ -644,12 +672,16 @@ impl Converter {
                 w,
                 h,
                 scaling::Flags::BILINEAR,
-            )?);
+            )?;
+            if let Some(colour) = colour {
+                set_yuv_colour(&mut scaler, colour);
+            }
+            self.scaler = Some((scaler, colour));
             self.rgb = ff::frame::Video::empty();
         }
-        let scaler = self.scaler.as_mut().expect("set above");
+        let (scaler, _) = self.scaler.as_mut().expect("set above");
         let row = w as usize * 3;
-        let rgb = if row.is_multiple_of(FRAME_ALIGN) {
+        let mut rgb = if row.is_multiple_of(FRAME_ALIGN) {
             scale_into_vec(scaler, src, row, h as usize)?
         } else {
             scaler.run(src, &mut self.rgb)?;
@@ -661,14 +693,91 @@ impl Converter {
             }
             rgb
         };
+        let orientation = match src
+            .side_data(ff::frame::side_data::Type::DisplayMatrix)
+            .and_then(|d| Orientation::from_side_data(d.data()))
+        {
+            Some(own) => stream_orientation(&self.input, own),
+            None => self.orientation,
+        };
+        if !orientation.is_upright() {
+            rgb = orientation.apply(&rgb, w as usize, h as usize);
+        }
+        let (width, height) = orientation.size(w, h);
         Ok(Frame {
             index: decoded.index,
             pts: decoded.pts,
-            width: w,
-            height: h,
+            width,
+            height,
             rgb,
             damaged: decoded.frame.is_corrupt() || decoded.frame.has_decode_errors(),
         })
+    }
+}
+
+/// The YUV→RGB conversion of a frame: FFmpeg's colour-space number (`AVColorSpace`, which
+/// `sws_getCoefficients` takes) and whether the samples use the full 0–255 range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct YuvColour {
+    space: i32,
+    full_range: bool,
+}
+
+/// How a YUV frame converts to RGB as players show it: the matrix and range the stream is
+/// tagged with; untagged, BT.709 for HD frames (at least 1280 wide or over 576 high) and
+/// BT.601 below, as mpv, VLC and browsers assume, and the limited (16–235) range except for
+/// FFmpeg's full-range `yuvj` formats. `None` for RGB and grey frames (nothing to choose).
+fn yuv_colour(frame: &ff::frame::Video) -> Option<YuvColour> {
+    use ff::color::{Range, Space};
+    let format = frame.format();
+    let descriptor = format.descriptor()?;
+    let name = descriptor.name();
+    let not_yuv = ["rgb", "bgr", "gbr", "xyz", "bayer", "gray", "pal", "mono"];
+    if descriptor.nb_components() < 3 || not_yuv.iter().any(|n| name.contains(n)) {
+        return None;
+    }
+    let space = match frame.color_space() {
+        Space::Unspecified | Space::Reserved | Space::RGB => {
+            if frame.width() >= 1280 || frame.height() > 576 {
+                Space::BT709
+            } else {
+                Space::BT470BG
+            }
+        }
+        tagged => tagged,
+    };
+    Some(YuvColour {
+        space: ff::ffi::AVColorSpace::from(space) as i32,
+        full_range: name.starts_with("yuvj") || frame.color_range() == Range::JPEG,
+    })
+}
+
+/// Tells `scaler` (YUV to RGB24) the frame's matrix and range; RGB comes out full range.
+///
+/// The second of the crate's two `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// ffmpeg-next has no safe call for `sws_setColorspaceDetails`.
+#[allow(unsafe_code)]
+fn set_yuv_colour(scaler: &mut scaling::Context, colour: YuvColour) {
+    const UNIT: i32 = 1 << 16;
+    // SAFETY: `sws_getCoefficients` returns a pointer to one of swscale's static tables of
+    // four ints for any argument (unknown spaces get BT.601's), and `sws_setColorspaceDetails`
+    // reads four ints from each table and sets fields of the live context `scaler` owns.
+    let status = unsafe {
+        let table = ff::ffi::sws_getCoefficients(colour.space);
+        let rgb = ff::ffi::sws_getCoefficients(ff::ffi::SWS_CS_DEFAULT);
+        ff::ffi::sws_setColorspaceDetails(
+            scaler.as_mut_ptr(),
+            table,
+            i32::from(colour.full_range),
+            rgb,
+            1,
+            0,
+            UNIT,
+            UNIT,
+        )
+    };
+    if status < 0 {
+        tracing::debug!("swscale kept its own YUV matrix ({colour:?} not supported)");
     }
 }
 
@@ -683,10 +792,10 @@ const FRAME_SLACK: usize = 64;
 /// `row` bytes (the frame's own layout when `row` is a multiple of [`FRAME_ALIGN`]),
 /// without the copy out of an FFmpeg frame.
 ///
-/// The crate's one `unsafe` (docs/architecture.md, "Unsafe code"): ffmpeg-next's safe
-/// `scaling::Context::run` only writes into an FFmpeg frame, which then costs a copy of
-/// every frame into the `Vec` the pipeline passes on; calling `sws_scale` with our own
-/// buffer skips it.
+/// The first of the crate's two `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// ffmpeg-next's safe `scaling::Context::run` only writes into an FFmpeg frame, which then
+/// costs a copy of every frame into the `Vec` the pipeline passes on; calling `sws_scale`
+/// with our own buffer skips it.
 #[allow(unsafe_code)]
 fn scale_into_vec(
     scaler: &mut scaling::Context,

@@ -8,12 +8,13 @@
 //!
 //! The other way, [`Encoder`] writes RGB frames as an H.264 video (kao-preview).
 
-// One FFI call is allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+// Two FFI calls are allowed `unsafe` (see docs/architecture.md, "Unsafe code").
 #![deny(unsafe_code)]
 
 mod decode;
 mod encode;
 mod locate;
+mod orient;
 mod select;
 
 pub use decode::{
@@ -22,4 +23,5 @@ pub use decode::{
 pub use encode::{EncodeError, EncodeOptions, Encoder, container_for};
 pub use ffmpeg_next::log::Level as FfmpegLogLevel;
 pub use locate::locate;
+pub use orient::Orientation;
 pub use select::{Selector, Verdict};
