@@ -141,8 +141,8 @@ impl Orientation {
         } else {
             (width, height)
         };
-        // The stored byte offset of output pixel (x, y) is origin + x·step_x + y·step_y.
-        let (row, pixel) = (width as isize * 3, 3isize);
+        // The stored pixel of output pixel (x, y) is origin + x·step_x + y·step_y.
+        let (row, pixel) = (width as isize, 1isize);
         let (along_a, along_b) = (
             if self.flip_x { -pixel } else { pixel },
             if self.flip_y { -row } else { row },
@@ -152,16 +152,11 @@ impl Orientation {
         } else {
             (along_a, along_b)
         };
-        let origin = (if self.flip_x {
-            (width - 1) as isize * pixel
-        } else {
-            0
-        }) + (if self.flip_y {
-            (height - 1) as isize * row
-        } else {
-            0
-        });
+        let origin = (if self.flip_x { width as isize - 1 } else { 0 })
+            + (if self.flip_y { (height as isize - 1) * row } else { 0 });
+        let (stored, _) = rgb.as_chunks::<3>();
         let mut out = vec![0u8; rgb.len()];
+        let (turned, _) = out.as_chunks_mut::<3>();
         // Tiles of 32 × 32 output pixels keep a transpose's reads within a few cache lines.
         const TILE: usize = 32;
         for ty in (0..out_h).step_by(TILE) {
@@ -169,10 +164,8 @@ impl Orientation {
                 let x_end = (tx + TILE).min(out_w);
                 for y in ty..(ty + TILE).min(out_h) {
                     let mut from = origin + tx as isize * step_x + y as isize * step_y;
-                    let line = &mut out[(y * out_w + tx) * 3..(y * out_w + x_end) * 3];
-                    for to in line.chunks_exact_mut(3) {
-                        let at = from as usize;
-                        to.copy_from_slice(&rgb[at..at + 3]);
+                    for to in &mut turned[y * out_w + tx..y * out_w + x_end] {
+                        *to = stored[from as usize];
                         from += step_x;
                     }
                 }

@@ -47,6 +47,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    kao_pipeline::memory::tune_malloc();
     kao_record::cli::init_logging("kao-decode");
     kao_record::cli::exit("kao-decode", run(&Args::parse()))
 }
