@@ -153,7 +153,11 @@ impl Orientation {
             (along_a, along_b)
         };
         let origin = (if self.flip_x { width as isize - 1 } else { 0 })
-            + (if self.flip_y { (height as isize - 1) * row } else { 0 });
+            + (if self.flip_y {
+                (height as isize - 1) * row
+            } else {
+                0
+            });
         let (stored, _) = rgb.as_chunks::<3>();
         let mut out = vec![0u8; rgb.len()];
         let (turned, _) = out.as_chunks_mut::<3>();
