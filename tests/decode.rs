@@ -744,3 +744,31 @@ fn yuv_frames_convert_with_their_own_matrix_and_range() {
         );
     }
 }
+
+#[test]
+fn non_square_pixels_come_out_square() {
+    // A DVD-like frame: 720 × 480 pixels each 32:27 wide (16:9 on screen).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anamorphic.mp4");
+    ffmpeg(&[
+        "-i",
+        fixture("cfr.mp4").to_str().unwrap(),
+        "-frames:v",
+        "3",
+        "-vf",
+        "scale=720:480,setsar=32/27",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        path.to_str().unwrap(),
+    ]);
+    let (w, h, ours) = decode_one(&path);
+    assert_eq!((w, h), (853, 480));
+    let theirs = ffmpeg_first(&path, Some("scale=853:480:flags=bicubic"));
+    assert!(
+        mean_abs_diff(&ours, &theirs) < 1.0,
+        "{} from the ffmpeg command's square pixels",
+        mean_abs_diff(&ours, &theirs)
+    );
+}

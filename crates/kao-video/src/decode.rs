@@ -657,22 +657,25 @@ impl Converter {
         let src = &decoded.frame;
         let (w, h, format) = (src.width(), src.height(), src.format());
         let colour = yuv_colour(src);
+        let (out_w, out_h) = square_pixels(w, h, src.aspect_ratio());
         let fits = self.scaler.as_ref().is_some_and(|(s, c)| {
             s.input().format == format
                 && s.input().width == w
                 && s.input().height == h
+                && s.output().width == out_w
+                && s.output().height == out_h
                 && *c == colour
         });
         if !fits {
-            let mut scaler = scaling::Context::get(
-                format,
-                w,
-                h,
-                ff::format::Pixel::RGB24,
-                w,
-                h,
-                scaling::Flags::BILINEAR,
-            )?;
+            // Same size: FFmpeg's unscaled converter (the flag is unused). Non-square pixels
+            // are resampled bicubically, as the `ffmpeg` command scales.
+            let flags = if (out_w, out_h) == (w, h) {
+                scaling::Flags::BILINEAR
+            } else {
+                scaling::Flags::BICUBIC
+            };
+            let mut scaler =
+                scaling::Context::get(format, w, h, ff::format::Pixel::RGB24, out_w, out_h, flags)?;
             if let Some(colour) = colour {
                 set_yuv_colour(&mut scaler, colour);
             }
@@ -680,6 +683,7 @@ impl Converter {
             self.rgb = ff::frame::Video::empty();
         }
         let (scaler, _) = self.scaler.as_mut().expect("set above");
+        let (w, h) = (out_w, out_h);
         let row = w as usize * 3;
         let mut rgb = if row.is_multiple_of(FRAME_ALIGN) {
             scale_into_vec(scaler, src, row, h as usize)?
@@ -712,6 +716,27 @@ impl Converter {
             rgb,
             damaged: decoded.frame.is_corrupt() || decoded.frame.has_decode_errors(),
         })
+    }
+}
+
+/// The size a `width × height` frame of pixels `sar` wide (width : height, FFmpeg's sample
+/// aspect ratio) has in square pixels, as players show it: the wider side of each pixel kept
+/// (Japanese broadcasts' 1440 × 1080 at 4:3 → 1920 × 1080; DVD's 720 × 480 at 8:9 →
+/// 720 × 540), so no pixel is lost. Square or unknown (0/0, or more than 4:1 either way,
+/// which no video uses) leaves the size as it is; under half a percent off square too.
+fn square_pixels(width: u32, height: u32, sar: ff::Rational) -> (u32, u32) {
+    let (num, den) = (sar.numerator(), sar.denominator());
+    if num <= 0 || den <= 0 {
+        return (width, height);
+    }
+    let ratio = f64::from(num) / f64::from(den);
+    if !(0.25..=4.0).contains(&ratio) || (ratio - 1.0).abs() < 0.005 {
+        return (width, height);
+    }
+    if ratio > 1.0 {
+        ((f64::from(width) * ratio).round() as u32, height)
+    } else {
+        (width, (f64::from(height) / ratio).round() as u32)
     }
 }
 
@@ -900,6 +925,17 @@ mod tests {
             }
         }
         frame
+    }
+
+    #[test]
+    fn non_square_pixels_widen_or_heighten_to_square() {
+        let sar = ff::Rational::new;
+        assert_eq!(square_pixels(1440, 1080, sar(4, 3)), (1920, 1080));
+        assert_eq!(square_pixels(720, 480, sar(32, 27)), (853, 480));
+        assert_eq!(square_pixels(720, 480, sar(8, 9)), (720, 540));
+        for unknown in [sar(0, 1), sar(1, 0), sar(1, 1), sar(1000, 999), sar(9, 1)] {
+            assert_eq!(square_pixels(640, 360, unknown), (640, 360), "{unknown}");
+        }
     }
 
     #[test]
