@@ -771,4 +771,16 @@ fn non_square_pixels_come_out_square() {
         "{} from the ffmpeg command's square pixels",
         mean_abs_diff(&ours, &theirs)
     );
+    // A photo's pixel aspect (JFIF density) is ignored, as image viewers do.
+    let photo = dir.path().join("aspect.jpg");
+    ffmpeg(&[
+        "-i",
+        fixture("cfr.mp4").to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-vf",
+        "setsar=4/3",
+        photo.to_str().unwrap(),
+    ]);
+    assert_eq!(decode_one(&photo).0, 320);
 }

@@ -256,6 +256,9 @@ pub fn decode(
     let mut ictx = open(input)?;
     // Only the MP4/MOV index counts every packet exactly; AVI and others may not.
     let exact_index = ictx.format().name().starts_with("mov,mp4");
+    // A still image (FFmpeg's image2 demuxer, or a probed `*_pipe` one): image viewers ignore a
+    // JFIF pixel aspect, so kao does too.
+    let still = ictx.format().name() == "image2" || ictx.format().name().ends_with("_pipe");
     let (stream, decoder, orientation) = {
         let st =
             ictx.streams()
@@ -327,7 +330,7 @@ pub fn decode(
         let worker = scope
             .spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
         let mut summary = Summary::default();
-        let mut converter = Converter::new(input, orientation);
+        let mut converter = Converter::new(input, orientation, still);
         for decoded in rx {
             let frame = match converter.convert(&decoded) {
                 Ok(f) => f,
@@ -640,15 +643,18 @@ struct Converter {
     rgb: ff::frame::Video,
     /// The stream's orientation; an image's own display matrix (EXIF) takes precedence.
     orientation: Orientation,
+    /// A still image: its pixel aspect is ignored.
+    still: bool,
     input: String,
 }
 
 impl Converter {
-    fn new(input: &str, orientation: Orientation) -> Converter {
+    fn new(input: &str, orientation: Orientation, still: bool) -> Converter {
         Converter {
             scaler: None,
             rgb: ff::frame::Video::empty(),
             orientation,
+            still,
             input: input.into(),
         }
     }
@@ -657,7 +663,11 @@ impl Converter {
         let src = &decoded.frame;
         let (w, h, format) = (src.width(), src.height(), src.format());
         let colour = yuv_colour(src);
-        let (out_w, out_h) = square_pixels(w, h, src.aspect_ratio());
+        let (out_w, out_h) = if self.still {
+            (w, h)
+        } else {
+            square_pixels(w, h, src.aspect_ratio())
+        };
         let fits = self.scaler.as_ref().is_some_and(|(s, c)| {
             s.input().format == format
                 && s.input().width == w
