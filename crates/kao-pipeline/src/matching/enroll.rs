@@ -24,7 +24,17 @@ use crate::matching::ref_cache::{Cache, default_cache_dir, hex, recipe_key};
 use kao_networks::embedder::EmbedderSpec;
 
 /// File extensions (lowercase) of the images [`collect`] takes.
-pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
+pub const IMAGE_EXTENSIONS: [&str; 9] = [
+    "png", "jpg", "jpeg", "jfif", "webp", "avif", "bmp", "tif", "tiff",
+];
+
+/// Photo formats the FFmpeg kao builds against cannot read (HEIC, iPhones' default): named
+/// with a way to convert them instead of being passed over in silence.
+const UNREADABLE_EXTENSIONS: [&str; 2] = ["heic", "heif"];
+
+/// How to make a HEIC photo readable.
+const HEIC_HINT: &str = "HEIC photos cannot be read by the FFmpeg kao uses; convert them to \
+                         JPEG (`heif-convert photo.heic photo.jpg`, or export from Photos)";
 
 /// How an embedding is made, beyond the models, jitters and seed (part of the cache key).
 pub(super) const RECIPE: &str = "mmod width<=1200 pixels<=2160000; upsample 1 when none and short side<600; largest box; \
@@ -48,9 +58,19 @@ pub struct Reference {
 
 /// True when `path` has one of the [`IMAGE_EXTENSIONS`] (any case).
 fn is_image(path: &Path) -> bool {
+    has_extension(path, &IMAGE_EXTENSIONS)
+}
+
+/// True when `path` has one of the [`UNREADABLE_EXTENSIONS`] (any case).
+fn is_unreadable_photo(path: &Path) -> bool {
+    has_extension(path, &UNREADABLE_EXTENSIONS)
+}
+
+/// True when `path`'s extension is one of `extensions` (lowercase), in any case.
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// A name starting with `.`.
@@ -127,8 +147,14 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The references in folder `dir`: its images (named by the file-name rule) and the images of
-/// its sub-folders (named after the sub-folder). Deeper folders are not searched.
-fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
+/// its sub-folders (named after the sub-folder). Deeper folders are not searched. Returns how
+/// many HEIC photos it passed over (each named in a warning).
+fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<usize> {
+    let mut unreadable = 0;
+    let mut pass_over = |path: &Path| {
+        tracing::warn!("{}: skipped: {HEIC_HINT}", path.display());
+        unreadable += 1;
+    };
     for path in entries(dir)? {
         // Follows symbolic links; a dangling one is not an image.
         let Ok(meta) = std::fs::metadata(&path) else {
@@ -139,11 +165,14 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
                 name: name_from_file(&path)?,
                 path,
             });
+        } else if meta.is_file() && is_unreadable_photo(&path) {
+            pass_over(&path);
         } else if meta.is_dir() {
             let name = utf8(&path, path.file_name())?.to_string();
             let mut named = false;
             for inner in entries(&path)? {
-                if is_image(&inner) && std::fs::metadata(&inner).is_ok_and(|m| m.is_file()) {
+                let is_file = std::fs::metadata(&inner).is_ok_and(|m| m.is_file());
+                if is_image(&inner) && is_file {
                     if !named {
                         check_name(&name, &path)?;
                         named = true;
@@ -152,6 +181,8 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
                         name: name.clone(),
                         path: inner,
                     });
+                } else if is_unreadable_photo(&inner) && is_file {
+                    pass_over(&inner);
                 } else if inner.is_dir() {
                     tracing::debug!(
                         "{}: not searched (references are at most one folder deep)",
@@ -161,7 +192,7 @@ fn collect_dir(dir: &Path, out: &mut Vec<Reference>) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(unreadable)
 }
 
 /// The reference photos under `paths`, sorted by name then path. A path `NAME=PATH` names
@@ -196,7 +227,13 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
             .map_err(|e| anyhow!("{}: {}", path.display(), io_reason(&e)))?;
         if meta.is_dir() {
             let before = refs.len();
-            collect_dir(path, &mut refs)?;
+            let unreadable = collect_dir(path, &mut refs)?;
+            if refs.len() == before && unreadable > 0 {
+                bail!(
+                    "{}: only HEIC photos ({unreadable}) in this folder or its sub-folders: {HEIC_HINT}",
+                    path.display()
+                );
+            }
             if refs.len() == before {
                 bail!(
                     "{}: no reference images ({}) in this folder or its sub-folders",
@@ -204,6 +241,8 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Reference>> {
                     IMAGE_EXTENSIONS.join(", ")
                 );
             }
+        } else if is_unreadable_photo(path) {
+            bail!("{}: {HEIC_HINT}", path.display());
         } else if is_image(path) {
             refs.push(Reference {
                 name: name_from_file(path)?,
@@ -701,6 +740,9 @@ mod tests {
             "a.tif",
             "b.TIFF",
             "c.bmp",
+            "d.avif",
+            "e.jfif",
+            "f.HEIC",
             ".hidden.jpg",
             "notes.txt",
             "noext",
@@ -721,6 +763,8 @@ mod tests {
                 ("b", "b.TIFF"),
                 ("biden", "biden.jpeg"),
                 ("c", "c.bmp"),
+                ("d", "d.avif"),
+                ("e", "e.jfif"),
                 ("katy", "katy/img42.jpg"),
                 ("katy", "katy/img_7.png"),
                 ("obama", "obama_1.JPG"),
@@ -778,6 +822,28 @@ mod tests {
         assert!(
             e.starts_with(&empty.display().to_string()) && e.contains("no reference images"),
             "{e}"
+        );
+
+        // HEIC photos are named with the way to convert them, whether alone in a folder or
+        // given directly.
+        let heic = root.join("iphone");
+        touch(&heic.join("IMG_0001.HEIC"));
+        touch(&heic.join("katy/IMG_0002.heif"));
+        for given in [heic.clone(), heic.join("IMG_0001.HEIC")] {
+            let e = collect(std::slice::from_ref(&given))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&given.display().to_string()) && e.contains("heif-convert"),
+                "{e}"
+            );
+            assert!(!e.contains('\n'));
+        }
+        assert!(
+            collect(std::slice::from_ref(&heic))
+                .unwrap_err()
+                .to_string()
+                .contains("only HEIC photos (2)")
         );
 
         let text = empty.join("notes.txt");
