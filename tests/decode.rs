@@ -784,3 +784,72 @@ fn non_square_pixels_come_out_square() {
     ]);
     assert_eq!(decode_one(&photo).0, 320);
 }
+
+/// Of the pixels of the second field (odd rows, between two rows of the first), the share that
+/// sticks out from both neighbours the same way by more than 10 luma levels: comb teeth.
+fn comb_teeth(rgb: &[u8], width: usize, height: usize) -> f64 {
+    let luma = |x: usize, y: usize| {
+        let p = &rgb[(y * width + x) * 3..];
+        i32::from(p[0]) + 2 * i32::from(p[1]) + i32::from(p[2])
+    };
+    let (mut teeth, mut all) = (0usize, 0usize);
+    for y in (1..height - 1).step_by(2) {
+        for x in 0..width {
+            let own = luma(x, y);
+            teeth += usize::from((luma(x, y - 1) - own) * (luma(x, y + 1) - own) > 1600);
+            all += 1;
+        }
+    }
+    teeth as f64 / all as f64
+}
+
+#[test]
+fn interlaced_frames_lose_their_combing() {
+    // Two moving frames woven into one, coded as interlaced H.264 (top field first).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interlaced.mp4");
+    ffmpeg(&[
+        "-i",
+        fixture("cfr.mp4").to_str().unwrap(),
+        "-vf",
+        "tinterlace=mode=interleave_top",
+        "-flags",
+        "+ildct+ilme",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        path.to_str().unwrap(),
+    ]);
+    let (b, out) = decode(&[path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs = ffmpeg_rgb(&path);
+    let frame = 320 * 240 * 3;
+    let woven: Vec<f64> = theirs
+        .chunks_exact(frame)
+        .map(|f| comb_teeth(f, 320, 240))
+        .collect();
+    let ours: Vec<f64> = pixels(&b).iter().map(|f| comb_teeth(f, 320, 240)).collect();
+    assert_eq!(ours.len(), woven.len());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&woven) > 0.01,
+        "the woven frames comb: {}",
+        mean(&woven)
+    );
+    assert!(
+        mean(&ours) < 0.001,
+        "kao's frames still comb: {}",
+        mean(&ours)
+    );
+    // The first field is kept as it is.
+    for (o, t) in pixels(&b).iter().zip(theirs.chunks_exact(frame)) {
+        for y in (0..240).step_by(2) {
+            assert_eq!(
+                o[y * 960..y * 960 + 960],
+                t[y * 960..y * 960 + 960],
+                "row {y}"
+            );
+        }
+    }
+}

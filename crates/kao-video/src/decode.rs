@@ -9,6 +9,7 @@ use crossbeam_channel::{Sender, bounded};
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
+use crate::deinterlace::deinterlace;
 use crate::orient::Orientation;
 use crate::select::{Selector, Verdict};
 
@@ -636,7 +637,8 @@ impl Output<'_> {
 }
 
 /// Converts decoded frames to packed RGB24 with the frame's own YUV matrix and range (see
-/// [`yuv_colour`]), turned for display; rebuilds the scaler when the size, format or colour
+/// [`yuv_colour`]), in square pixels, without combing (interlaced frames) and turned for
+/// display; rebuilds the scaler when the size, format or colour
 /// changes.
 struct Converter {
     scaler: Option<(scaling::Context, Option<YuvColour>)>,
@@ -707,6 +709,9 @@ impl Converter {
             }
             rgb
         };
+        if src.is_interlaced() {
+            deinterlace(&mut rgb, w as usize, h as usize, src.is_top_first());
+        }
         let orientation = match src
             .side_data(ff::frame::side_data::Type::DisplayMatrix)
             .and_then(|d| Orientation::from_side_data(d.data()))
@@ -730,10 +735,11 @@ impl Converter {
 }
 
 /// The size a `width × height` frame of pixels `sar` wide (width : height, FFmpeg's sample
-/// aspect ratio) has in square pixels, as players show it: the wider side of each pixel kept
-/// (Japanese broadcasts' 1440 × 1080 at 4:3 → 1920 × 1080; DVD's 720 × 480 at 8:9 →
-/// 720 × 540), so no pixel is lost. Square or unknown (0/0, or more than 4:1 either way,
-/// which no video uses) leaves the size as it is; under half a percent off square too.
+/// aspect ratio) has in square pixels, as players show it: the width scaled, the rows kept
+/// (so the fields of an interlaced frame stay apart). Japanese broadcasts' 1440 × 1080 at 4:3
+/// → 1920 × 1080; a 16:9 DVD's 720 × 480 at 32:27 → 853 × 480, a 4:3 one's at 8:9 → 640 × 480.
+/// Square or unknown (0/0, or more than 4:1 either way, which no video uses) leaves the size
+/// as it is; under half a percent off square too.
 fn square_pixels(width: u32, height: u32, sar: ff::Rational) -> (u32, u32) {
     let (num, den) = (sar.numerator(), sar.denominator());
     if num <= 0 || den <= 0 {
@@ -743,11 +749,7 @@ fn square_pixels(width: u32, height: u32, sar: ff::Rational) -> (u32, u32) {
     if !(0.25..=4.0).contains(&ratio) || (ratio - 1.0).abs() < 0.005 {
         return (width, height);
     }
-    if ratio > 1.0 {
-        ((f64::from(width) * ratio).round() as u32, height)
-    } else {
-        (width, (f64::from(height) / ratio).round() as u32)
-    }
+    (((f64::from(width) * ratio).round() as u32).max(1), height)
 }
 
 /// The YUV→RGB conversion of a frame: FFmpeg's colour-space number (`AVColorSpace`, which
@@ -938,11 +940,11 @@ mod tests {
     }
 
     #[test]
-    fn non_square_pixels_widen_or_heighten_to_square() {
+    fn non_square_pixels_are_made_square_across_the_row() {
         let sar = ff::Rational::new;
         assert_eq!(square_pixels(1440, 1080, sar(4, 3)), (1920, 1080));
         assert_eq!(square_pixels(720, 480, sar(32, 27)), (853, 480));
-        assert_eq!(square_pixels(720, 480, sar(8, 9)), (720, 540));
+        assert_eq!(square_pixels(720, 480, sar(8, 9)), (640, 480));
         for unknown in [sar(0, 1), sar(1, 0), sar(1, 1), sar(1000, 999), sar(9, 1)] {
             assert_eq!(square_pixels(640, 360, unknown), (640, 360), "{unknown}");
         }

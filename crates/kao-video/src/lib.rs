@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod decode;
+mod deinterlace;
 mod encode;
 mod locate;
 mod orient;
