@@ -853,3 +853,49 @@ fn interlaced_frames_lose_their_combing() {
         }
     }
 }
+
+#[test]
+fn standard_input_decodes_like_the_file() {
+    // `-` reads a video piped in (`yt-dlp -o - URL | kao-decode - | …`).
+    let path = fixture("cfr.mp4");
+    let (file, _) = decode(&[path.to_str().unwrap()]);
+    let out = run(kao("kao-decode")
+        .arg("-")
+        .stdin(std::fs::File::open(&path).unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let piped = batches(&out.stdout);
+    assert_eq!(indices(&piped), indices(&file));
+    assert_eq!(pts(&piped), pts(&file));
+    assert_eq!(pixels(&piped), pixels(&file));
+    let sources = column(&piped, "source", |a: &StringArray, i| {
+        a.value(i).to_string()
+    });
+    assert!(sources.iter().all(|s| s == "-"));
+    // Nothing piped in: a one-line error naming `-`.
+    let out = run(kao("kao-decode").arg("-").stdin(Stdio::null()));
+    assert_one_line_error(&out, "-", "not a video");
+    // Through a pipe: an MP4 with its index first decodes; one with its index at the end
+    // cannot (no seeking back), and the error says what to do.
+    let through_pipe = |path: &Path| {
+        let mut child = kao("kao-decode")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        out
+    };
+    let out = through_pipe(&fixture("faststart.mp4"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!indices(&batches(&out.stdout)).is_empty());
+    let out = through_pipe(&path);
+    assert_one_line_error(&out, "-", "-movflags +faststart");
+}

@@ -270,11 +270,12 @@ pub fn face01_config(data: &[u8]) {
 }
 
 /// An input name as kao-video opens it, made safe to try: a URL's scheme is replaced by one
-/// FFmpeg has no protocol for (no network), and devices and existing paths are left out (no
-/// camera, no reading of the machine's files). `None`: not tried.
+/// FFmpeg has no protocol for (no network), and devices, standard input (`-`) and existing
+/// paths are left out (no camera, no waiting on the fuzzer's stdin, no reading of the
+/// machine's files). `None`: not tried.
 fn safe_input(line: &str) -> Option<String> {
     let line = line.trim();
-    if line.is_empty() || line.starts_with("/dev/") {
+    if line.is_empty() || line.starts_with("/dev/") || line == kao_video::STDIN {
         return None;
     }
     if let Some((scheme, rest)) = line.split_once("://")

@@ -126,6 +126,9 @@ pub fn set_ffmpeg_log_level(level: ff::log::Level) {
     ff::log::set_level(level);
 }
 
+/// The input name that reads a video from standard input (a pipe or a redirected file).
+pub const STDIN: &str = "-";
+
 /// A URL (`scheme://…`) rather than a path.
 fn is_url(input: &str) -> bool {
     input.split_once("://").is_some_and(|(scheme, _)| {
@@ -174,6 +177,19 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
             .map_err(|e| open_error(input, e))?;
         return Ok(ctx.input());
     }
+    if input == STDIN {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            return Err(DecodeError::Open {
+                input: input.into(),
+                message: "reads a video from standard input, which is a terminal (pipe one in)"
+                    .into(),
+            });
+        }
+        // Through the file protocol, so a redirected file (`< talk.mp4`) can seek (an MP4
+        // whose index is at its end needs to); a pipe is read as a stream.
+        return readable(input, ff::format::input(Path::new("/dev/stdin")));
+    }
     if is_url(input) {
         let mut options = ff::Dictionary::new();
         // Give up on a silent server after 15 s instead of hanging (RTSP's own socket
@@ -205,7 +221,15 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
         }
         Ok(_) => {}
     }
-    let ctx = ff::format::input(Path::new(input)).map_err(|e| open_error(input, e))?;
+    readable(input, ff::format::input(Path::new(input)))
+}
+
+/// The input FFmpeg opened, or why it could not.
+fn readable(
+    input: &str,
+    opened: Result<ff::format::context::Input, ff::Error>,
+) -> Result<ff::format::context::Input, DecodeError> {
+    let ctx = opened.map_err(|e| open_error(input, e))?;
     // FFmpeg would render a text file as ANSI art; that is never what a user meant.
     if ctx.format().name() == "tty" {
         return Err(DecodeError::Open {
@@ -257,6 +281,7 @@ pub fn decode(
     let mut ictx = open(input)?;
     // Only the MP4/MOV index counts every packet exactly; AVI and others may not.
     let exact_index = ictx.format().name().starts_with("mov,mp4");
+    let piped_mp4 = exact_index && input == STDIN;
     // A still image (FFmpeg's image2 demuxer, or a probed `*_pipe` one): image viewers ignore a
     // JFIF pixel aspect, so kao does too.
     let still = ictx.format().name() == "image2" || ictx.format().name().ends_with("_pipe");
@@ -351,10 +376,27 @@ pub fn decode(
         }
         // Dropping the receiver (above) stops the decoder at its next frame.
         match worker.join() {
+            Ok(Err(DecodeError::Corrupt { .. }))
+                if piped_mp4 && summary.emitted == 0 && is_pipe_stdin() =>
+            {
+                Err(DecodeError::Open {
+                    input: input.into(),
+                    message: "an MP4 whose index follows its data cannot be read from a pipe: \
+                              redirect the file (`< talk.mp4`) or remux it with \
+                              `ffmpeg -i talk.mp4 -c copy -movflags +faststart out.mp4`"
+                        .into(),
+                })
+            }
             Ok(result) => result.map(|()| summary),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// True when standard input is a pipe (not a file it was redirected from).
+fn is_pipe_stdin() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_fifo())
 }
 
 /// The orientation a stream's display matrix asks for; a turn that is no quarter turn is
@@ -898,8 +940,13 @@ impl Probe {
     }
 }
 
-/// Opens `input` and reads what its container says, without decoding.
+/// Opens `input` and reads what its container says, without decoding; nothing for standard
+/// input ([`STDIN`]), which only the decoder reads.
 pub fn probe(input: &str) -> Result<Probe, DecodeError> {
+    // Standard input can be read once, by the decoder.
+    if input == STDIN {
+        return Ok(Probe::default());
+    }
     let ictx = open(input)?;
     let st = ictx
         .streams()

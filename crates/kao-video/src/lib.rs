@@ -19,7 +19,7 @@ mod orient;
 mod select;
 
 pub use decode::{
-    DecodeError, DecodeOptions, Frame, Probe, Summary, decode, probe, set_ffmpeg_log_level,
+    DecodeError, DecodeOptions, Frame, Probe, STDIN, Summary, decode, probe, set_ffmpeg_log_level,
 };
 pub use encode::{EncodeError, EncodeOptions, Encoder, container_for};
 pub use ffmpeg_next::log::Level as FfmpegLogLevel;

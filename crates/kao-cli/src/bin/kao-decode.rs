@@ -30,7 +30,8 @@ const EXIT_PARTIAL: u8 = 3;
     after_help = "Example: kao-decode interview.mp4 --fps 5 | kao-detect | …"
 )]
 struct Args {
-    /// Video files, images (png/jpg/webp), URLs (http, https, rtsp) or devices (/dev/video0).
+    /// Video files, images (png/jpg/webp/avif), URLs (http, https, rtsp), devices (/dev/video0), or
+    /// `-`: a video on standard input.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<String>,
     /// Write records to this file instead of stdout (.parquet, .arrow, or .arrows for an IPC stream).

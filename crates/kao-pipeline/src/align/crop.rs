@@ -70,9 +70,12 @@ pub fn crop_file_name(
 }
 
 /// The last non-empty path segment of `source` (query and fragment removed for URLs),
-/// without its extension. A name whose only dot is its first character keeps it, as in
+/// without its extension; `stdin` for standard input (`-`). A name whose only dot is its first character keeps it, as in
 /// [`Path::file_stem`].
 fn source_stem(source: &str) -> &str {
+    if source == kao_video::STDIN {
+        return "stdin";
+    }
     let path = match source.find("://") {
         Some(scheme_end) => {
             let rest = &source[scheme_end + 3..];
@@ -346,6 +349,7 @@ mod tests {
             "stream_f000003_0.png"
         );
         assert_eq!(crop_file_name("clip", 3, 0, png), "clip_f000003_0.png");
+        assert_eq!(crop_file_name("-", 3, 0, png), "stdin_f000003_0.png");
         assert_eq!(
             crop_file_name("C:\\v\\talk.mkv", 3, 0, png),
             "talk_f000003_0.png"
