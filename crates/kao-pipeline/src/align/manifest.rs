@@ -37,6 +37,8 @@ pub struct ManifestWriter {
     track_offset: Option<u64>,
     /// Held until the manifest is finished (or the run ends), then handed back.
     lock: OutputLock,
+    /// The crops this run's rows name.
+    crops: BTreeSet<String>,
 }
 
 impl ManifestWriter {
@@ -59,6 +61,7 @@ impl ManifestWriter {
             rows: 0,
             track_offset: None,
             lock,
+            crops: BTreeSet::new(),
         })
     }
 
@@ -94,6 +97,7 @@ impl ManifestWriter {
             }
         }
         self.rows += batch.num_rows() as u64;
+        self.crops.extend(crop_paths(batch));
         let replaced = &self.replaced;
         let offset = *self.track_offset.get_or_insert_with(|| {
             self.previous
@@ -138,8 +142,11 @@ impl ManifestWriter {
     }
 
     /// Adds the previous rows of the sources not processed again and renames the manifest
-    /// into place. Returns the manifest's path and the folder's lock, still held.
+    /// into place, then removes the crops of the replaced rows that no row names any more
+    /// (an interrupted run's choices that this run made otherwise). Returns the manifest's
+    /// path and the folder's lock, still held.
     pub fn finish(mut self) -> Result<(PathBuf, OutputLock)> {
+        let mut dropped = BTreeSet::new();
         for batch in std::mem::take(&mut self.previous) {
             let sources = batch
                 .column_by_name(col::SOURCE)
@@ -150,14 +157,31 @@ impl ManifestWriter {
                 .map(|s| Some(!s.is_some_and(|s| self.replaced.contains(s))))
                 .collect();
             let kept = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+            let gone: BooleanArray = keep.iter().map(|k| k.map(|k| !k)).collect();
+            dropped.extend(crop_paths(&arrow_select::filter::filter_record_batch(
+                &batch, &gone,
+            )?));
             if kept.num_rows() > 0 {
+                self.crops.extend(crop_paths(&kept));
                 let kept = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())?;
                 self.writer.write(&kept)?;
             }
         }
         self.writer.finish()?;
+        for crop in dropped.difference(&self.crops) {
+            let _ = std::fs::remove_file(self.lock.dir().join(crop));
+        }
         Ok((self.path, self.lock))
     }
+}
+
+/// The crop paths `batch` names (none without a `crop_path` column).
+fn crop_paths(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .column_by_name(col::CROP_PATH)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .map(|paths| paths.iter().flatten().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Adds `key = value` to a schema's metadata.
@@ -269,4 +293,63 @@ pub(crate) fn difference(old: &[Provenance], new: &[Provenance]) -> Option<Strin
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, Field};
+    use kao_record::schema::stage_schema;
+
+    /// Manifest rows: (source, track, crop path).
+    fn rows(schema: &SchemaRef, rows: &[(&str, u64, Option<&str>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn replaced_rows_take_the_crops_no_row_names_any_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let fields = vec![
+            Field::new(col::SOURCE, DataType::Utf8, false),
+            Field::new(col::TRACK_ID, DataType::UInt64, true),
+            Field::new(col::CROP_PATH, DataType::Utf8, true),
+        ];
+        let entry = Provenance::new("kao-align", "0", serde_json::json!({}));
+        let schema = stage_schema(&Schema::empty(), &[], fields, &entry).unwrap();
+        let crops = ["p/a_f1.png", "p/a_f2.png", "p/b_f1.png", "p/a_f3.png"];
+        for crop in crops {
+            std::fs::create_dir_all(dir.path().join("p")).unwrap();
+            std::fs::write(dir.path().join(crop), b"png").unwrap();
+        }
+        let lock = || OutputLock::acquire(dir.path(), &mut |_| {}).unwrap();
+        // An interrupted run chose a_f1 and a_f2 for a.mp4; b.mp4 was finished before.
+        let mut first = ManifestWriter::create(lock(), &schema).unwrap();
+        let earlier = [
+            ("a.mp4", 0, Some("p/a_f1.png")),
+            ("a.mp4", 0, Some("p/a_f2.png")),
+            ("b.mp4", 1, Some("p/b_f1.png")),
+        ];
+        first.write(&rows(&schema, &earlier)).unwrap();
+        drop(first.finish().unwrap());
+        // The rerun does a.mp4 again and chooses a_f2 and a_f3.
+        let mut again = ManifestWriter::create(lock(), &schema).unwrap();
+        again.replace("a.mp4");
+        let now = [
+            ("a.mp4", 0, None),
+            ("a.mp4", 0, Some("p/a_f2.png")),
+            ("a.mp4", 0, Some("p/a_f3.png")),
+        ];
+        again.write(&rows(&schema, &now)).unwrap();
+        drop(again.finish().unwrap());
+        let left: Vec<bool> = crops.iter().map(|c| dir.path().join(c).exists()).collect();
+        assert_eq!(left, [false, true, true, true], "{crops:?}");
+    }
 }

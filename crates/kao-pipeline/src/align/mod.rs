@@ -221,6 +221,8 @@ pub struct AlignStage {
     held: VecDeque<Held>,
     held_rows: usize,
     next_row: u64,
+    /// Crops written since [`AlignStage::take_written`] last asked, as paths in the folder.
+    written: Vec<String>,
 }
 
 impl AlignStage {
@@ -279,7 +281,14 @@ impl AlignStage {
             held: VecDeque::new(),
             held_rows: 0,
             next_row: 0,
+            written: Vec::new(),
         })
+    }
+
+    /// The crops written since the last call (paths in the output folder), so that those of a
+    /// video whose rows are dropped can be removed with them.
+    pub fn take_written(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.written)
     }
 
     /// The schema of the manifest rows.
@@ -432,6 +441,7 @@ impl AlignStage {
         let encoded = encode(&crop, self.options.crop.format, self.options.crop.quality)?;
         let relative = format!("{}/{}", candidate.folder, candidate.file);
         write_atomic(&self.dir.join(&relative), &encoded)?;
+        self.written.push(relative.clone());
         self.crops += 1;
         Ok(Ok(relative))
     }

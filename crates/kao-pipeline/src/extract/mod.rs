@@ -429,12 +429,12 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
         scope.spawn(move || embed_all(embed, batch_rows, in_order(faces_rx), embedded_tx, stats));
         let mut faces_in_video = 0u64;
         // Matched records to the align stage and the manifest; at a video's end the align
-        // stage decides what it still holds.
+        // stage decides what it still holds, and says which crops it wrote for the video.
         let mut write = |sink: &mut Sink,
                          judged: Vec<RecordBatch>,
                          faces_in_video: &mut u64,
                          video_end: bool|
-         -> Result<()> {
+         -> Result<Vec<String>> {
             for batch in judged {
                 stats
                     .matches
@@ -444,12 +444,13 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
                     sink.write(&rows)?;
                 }
             }
-            if video_end {
-                for rows in align.finish()? {
-                    sink.write(&rows)?;
-                }
+            if !video_end {
+                return Ok(Vec::new());
             }
-            Ok(())
+            for rows in align.finish()? {
+                sink.write(&rows)?;
+            }
+            Ok(align.take_written())
         };
         for msg in embedded_rx {
             match msg {
@@ -486,7 +487,7 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
                             false,
                         )?;
                     }
-                    write(&mut sink, matching.finish()?, &mut faces_in_video, true)?;
+                    let written = write(&mut sink, matching.finish()?, &mut faces_in_video, true)?;
                     if let Sink::Parts(parts, _) = &mut sink {
                         match outcome {
                             Outcome::Complete | Outcome::Truncated => {
@@ -497,6 +498,11 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
                                 }
                             }
                             Outcome::Failed | Outcome::Interrupted => {
+                                // No part, so no row names these crops: the next run of the
+                                // shard does the video again and chooses its own.
+                                for crop in &written {
+                                    let _ = std::fs::remove_file(out_dir.join(crop));
+                                }
                                 parts.abandon_video(&video);
                                 #[cfg(feature = "object-store")]
                                 if let Some(r) = &remote {
@@ -803,6 +809,38 @@ mod tests {
             "the manifest holds what was done"
         );
         assert!(!State::load(out.path()).finished(&sample()));
+    }
+
+    #[test]
+    fn an_interrupted_shard_leaves_no_crops_of_its_unfinished_video() {
+        // Every face gets a crop (`--all`); the run stops inside the video, after crops were
+        // written. The video has no part, so no row names them: they must go with it.
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let out = tempfile::tempdir().unwrap();
+        let mut options = options(vec![sample()], out.path(), 60);
+        options.shard = Some(("0/1".parse().unwrap(), "--shard"));
+        options.align.all = true;
+        let progress = Recorder {
+            stop_after: Some((30, &STOP)),
+            ..Recorder::default()
+        };
+        let report = run(&options, &STOP, &progress).unwrap();
+        assert_eq!(report.status, EXIT_INTERRUPTED);
+        assert!(report.crops > 0, "no crop was written before the stop");
+        assert!(!part_path(out.path(), &sample()).exists());
+        let mut left = Vec::new();
+        let mut stack = vec![out.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "png") {
+                    left.push(p);
+                }
+            }
+        }
+        assert!(left.is_empty(), "crops left behind: {left:?}");
     }
 
     #[test]
