@@ -515,6 +515,43 @@ fn bad_inputs_are_one_line_errors() {
     );
 }
 
+#[test]
+fn videos_whose_crops_would_share_names_are_refused() {
+    // Cameras name every card's files alike: day1/C0001.MP4, day2/C0001.MP4.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (one, two) = (d.join("day1/C0001.mp4"), d.join("day2/C0001.mp4"));
+    for copy in [&one, &two] {
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(fixture("sample.mp4"), copy).unwrap();
+    }
+    let extract = |videos: &[&Path], out: &Path| {
+        run(kao("kao-extract")
+            .args(videos)
+            .arg("--ref")
+            .arg(refs(d))
+            .args(["--ref-jitters", "1", "--max-frames", "5", "-q", "--out"])
+            .arg(out))
+    };
+    // In one run: refused before anything is written.
+    let out = extract(&[&one, &two], &d.join("both"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("would name their crops alike (C0001_f…)"),
+        "{err}"
+    );
+    assert!(!d.join("both").exists());
+    // In a second run into the folder of the first.
+    let folder = d.join("days");
+    assert!(extract(&[&one], &folder).status.success());
+    let out = extract(&[&two], &folder);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("would name their crops alike"), "{err}");
+}
+
 /// Starts kao-extract into `out_dir` and waits until its first crop is on disk.
 fn start_and_wait_for_a_crop(d: &Path, out_dir: &Path) -> std::process::Child {
     let mut child = extract(d, out_dir, &[])

@@ -65,6 +65,7 @@ fn run(args: &Args) -> Result<()> {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
     let mut manifest = ManifestWriter::create(lock, &schema)?;
+    stage.claim_sources(manifest.previous_sources())?;
     let mut faces = 0u64;
     for batch in reader {
         let batch = batch?;

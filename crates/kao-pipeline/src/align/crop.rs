@@ -69,6 +69,35 @@ pub fn crop_file_name(
     )
 }
 
+/// The first two different sources among `sources` whose crops would be named alike (one
+/// file stem, as [`crop_file_name`] uses it: `day1/C0001.MP4` and `day2/C0001.MP4`), with
+/// that stem; one would overwrite the other's crops.
+pub fn crop_name_clash<'a>(
+    sources: impl IntoIterator<Item = &'a str>,
+) -> Option<(String, String, String)> {
+    let mut by_stem: std::collections::HashMap<String, &str> = Default::default();
+    for source in sources {
+        let stem = sanitize_identity(source_stem(source));
+        match by_stem.get(&stem) {
+            Some(first) if *first != source => {
+                return Some((first.to_string(), source.to_string(), stem));
+            }
+            Some(_) => {}
+            None => {
+                by_stem.insert(stem, source);
+            }
+        }
+    }
+    None
+}
+
+/// The one-line error for a [`crop_name_clash`].
+pub fn clash_error((first, second, stem): (String, String, String)) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{first} and {second} would name their crops alike ({stem}_f…), and one would overwrite the other's: rename one, or write them to different --out folders"
+    )
+}
+
 /// The last non-empty path segment of `source` (query and fragment removed for URLs),
 /// without its extension; `stdin` for standard input (`-`). A name whose only dot is its first character keeps it, as in
 /// [`Path::file_stem`].
@@ -361,6 +390,29 @@ mod tests {
         assert_eq!(
             crop_file_name("/v/what?.mp4", 3, 0, png),
             "what__f000003_0.png"
+        );
+    }
+
+    #[test]
+    fn sources_whose_crops_share_names_are_found() {
+        assert_eq!(
+            crop_name_clash(["a/talk.mp4", "b/other.mp4", "a/talk.mp4"]),
+            None
+        );
+        assert_eq!(
+            crop_name_clash(["day1/C0001.MP4", "x.mp4", "day2/C0001.MP4"]),
+            Some((
+                "day1/C0001.MP4".to_string(),
+                "day2/C0001.MP4".to_string(),
+                "C0001".to_string()
+            ))
+        );
+        // Another extension is the same name too.
+        assert!(crop_name_clash(["talk.mp4", "talk.mkv"]).is_some());
+        let e = clash_error(crop_name_clash(["a/t.mp4", "b/t.mp4"]).unwrap()).to_string();
+        assert!(
+            e.starts_with("a/t.mp4 and b/t.mp4 would name") && !e.contains('\n'),
+            "{e}"
         );
     }
 

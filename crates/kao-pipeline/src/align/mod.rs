@@ -223,6 +223,10 @@ pub struct AlignStage {
     next_row: u64,
     /// Crops written since [`AlignStage::take_written`] last asked, as paths in the folder.
     written: Vec<String>,
+    /// The sources met (this run's and the folder's earlier ones), for
+    /// [`crop::crop_name_clash`]; and the last one, checked already.
+    sources: Vec<String>,
+    last_source: Option<String>,
 }
 
 impl AlignStage {
@@ -282,7 +286,31 @@ impl AlignStage {
             held_rows: 0,
             next_row: 0,
             written: Vec::new(),
+            sources: Vec::new(),
+            last_source: None,
         })
+    }
+
+    /// Sources whose crops are already in the folder (an earlier run's manifest): a new source
+    /// whose crops would be named like theirs is refused.
+    pub fn claim_sources(&mut self, sources: impl IntoIterator<Item = String>) -> Result<()> {
+        for source in sources {
+            self.claim(&source)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `source`, unless another source's crops would be named like its.
+    fn claim(&mut self, source: &str) -> Result<()> {
+        if self.sources.iter().any(|s| s == source) {
+            return Ok(());
+        }
+        let met = self.sources.iter().map(String::as_str);
+        if let Some(clash) = crop::crop_name_clash(met.chain([source])) {
+            return Err(crop::clash_error(clash));
+        }
+        self.sources.push(source.to_string());
+        Ok(())
     }
 
     /// The crops written since the last call (paths in the output folder), so that those of a
@@ -304,6 +332,12 @@ impl AlignStage {
     /// The crop candidates of `batch`: each face's crop hash, or why it has none.
     fn prepare(&mut self, batch: RecordBatch) -> Result<Held> {
         let sources = column::<StringArray>(&batch, col::SOURCE)?;
+        for source in sources.iter().flatten() {
+            if self.last_source.as_deref() != Some(source) {
+                self.claim(source)?;
+                self.last_source = Some(source.to_string());
+            }
+        }
         let frames = column::<UInt64Array>(&batch, col::FRAME_INDEX)?;
         let faces = column::<UInt32Array>(&batch, col::FACE_INDEX)?;
         let identities = column::<StringArray>(&batch, col::IDENTITY)?;

@@ -253,6 +253,10 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
     };
     let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry)
         .map_err(anyhow::Error::msg)?;
+    // Before anything is loaded: two videos whose crops would be named alike.
+    if let Some(clash) = crate::align::crop::crop_name_clash(videos.iter().map(String::as_str)) {
+        return Err(crate::align::crop::clash_error(clash));
+    }
     // Object storage: a sharded run, staged in a local folder one video at a time.
     let out_url = out.to_str().filter(|o| crate::scale_out::remote::is_url(o));
     #[cfg(not(feature = "object-store"))]
@@ -380,6 +384,7 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
             let mut manifest = ManifestWriter::create(lock, &schema)?;
             // Resume: skip the videos an earlier run into this folder finished.
             let previous = manifest.previous_sources();
+            align.claim_sources(previous.iter().chain(&videos).cloned())?;
             let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
                 state.finished(v)
                     && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))
