@@ -79,6 +79,19 @@ mod tests {
     }
 
     #[test]
+    fn frames_of_a_row_or_two_are_left_alone() {
+        for (w, h) in [(0, 0), (3, 0), (3, 1), (3, 2), (1, 3)] {
+            let mut rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 97 % 256) as u8).collect();
+            let before = rgb.clone();
+            deinterlace(&mut rgb, w, h, true);
+            deinterlace(&mut rgb, w, h, false);
+            if h < 3 {
+                assert_eq!(rgb, before, "{w}×{h}");
+            }
+        }
+    }
+
+    #[test]
     fn only_the_combed_part_of_a_row_changes() {
         // Left half still (both fields 50), right half moved (fields 50 and 250).
         let (w, h) = (4, 5);

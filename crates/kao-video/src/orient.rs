@@ -315,6 +315,28 @@ mod tests {
     }
 
     #[test]
+    fn every_orientation_turns_a_single_pixel_and_a_single_row() {
+        for transpose in [false, true] {
+            for flip_x in [false, true] {
+                for flip_y in [false, true] {
+                    let o = Orientation {
+                        transpose,
+                        flip_x,
+                        flip_y,
+                    };
+                    assert_eq!(o.apply(&[1, 2, 3], 1, 1), [1, 2, 3]);
+                    let row = numbered();
+                    let turned = o.apply(&row, 6, 1);
+                    let mut sorted = reds(&turned);
+                    sorted.sort();
+                    assert_eq!(sorted, [0, 1, 2, 3, 4, 5], "{o:?}");
+                    assert_eq!(o.apply(&[], 0, 0), Vec::<u8>::new());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn apply_covers_frames_larger_than_a_tile() {
         let (w, h) = (70, 45);
         let rgb: Vec<u8> = (0..w * h)
