@@ -62,7 +62,7 @@ pub fn crop_file_name(
     face_index: u32,
     format: ImageFormat,
 ) -> String {
-    let stem = sanitize_identity(source_stem(source));
+    let stem = crop_stem(source);
     format!(
         "{stem}_f{frame_index:06}_{face_index}.{}",
         format.extension()
@@ -77,7 +77,7 @@ pub fn crop_name_clash<'a>(
 ) -> Option<(String, String, String)> {
     let mut by_stem: std::collections::HashMap<String, &str> = Default::default();
     for source in sources {
-        let stem = sanitize_identity(source_stem(source));
+        let stem = crop_stem(source);
         match by_stem.get(&stem) {
             Some(first) if *first != source => {
                 return Some((first.to_string(), source.to_string(), stem));
@@ -91,6 +91,11 @@ pub fn crop_name_clash<'a>(
     None
 }
 
+/// The part of `source`'s crop names that comes from the source (before `_f<frame>`).
+pub fn crop_stem(source: &str) -> String {
+    sanitize_identity(source_stem(source))
+}
+
 /// The one-line error for a [`crop_name_clash`].
 pub fn clash_error((first, second, stem): (String, String, String)) -> anyhow::Error {
     anyhow::anyhow!(
@@ -99,8 +104,8 @@ pub fn clash_error((first, second, stem): (String, String, String)) -> anyhow::E
 }
 
 /// The last non-empty path segment of `source` (query and fragment removed for URLs),
-/// without its extension; `stdin` for standard input (`-`). A name whose only dot is its first character keeps it, as in
-/// [`Path::file_stem`].
+/// without its extension; `stdin` for standard input (`-`). A name whose only dot is its
+/// first character keeps it, as in [`Path::file_stem`].
 fn source_stem(source: &str) -> &str {
     if source == kao_video::STDIN {
         return "stdin";

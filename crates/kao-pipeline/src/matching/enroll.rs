@@ -38,7 +38,7 @@ const HEIC_HINT: &str = "HEIC photos cannot be read by the FFmpeg kao uses; conv
 
 /// How an embedding is made, beyond the models, jitters and seed (part of the cache key).
 pub(super) const RECIPE: &str = "mmod width<=1200 pixels<=2160000; upsample 1 when none and short side<600; largest box; \
-                      chip 150 padding 0.25 from a 0.25 patch; jitter row 0";
+                      chip 150 padding 0.25 from a 0.25 patch; jitter row 0; turned by EXIF Orientation";
 /// Widest image the detector sees: wider photos are scaled down for detection only.
 const DETECT_WIDTH: usize = 1200;
 /// Most pixels the detector sees without upsampling (1200 × 1800, a 2:3 portrait).

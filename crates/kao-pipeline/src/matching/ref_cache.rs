@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::enroll::{EnrollOptions, Outcome, RECIPE};
 
 /// Version of the cache entries and of the recipe below; bump it when either changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 /// `$XDG_CACHE_HOME/kao/refs`, else `~/.cache/kao/refs`; `None` when neither variable is set.
 pub fn default_cache_dir() -> Option<PathBuf> {
     kao_model_files::cache_dir().map(|kao| kao.join("refs"))
