@@ -438,6 +438,58 @@ mod tests {
         assert_eq!(pyramid_down2(small.view()).data.len(), 0);
     }
 
+    /// dlib's `pyramid_down<2>` as written: rows filtered first, pixel by pixel.
+    fn pyramid_down2_by_pixel(src: RgbView<'_>) -> RgbImage {
+        let (ow, oh) = ((src.width() - 3) / 2, (src.height() - 3) / 2);
+        let weights = [1u32, 4, 6, 4, 1];
+        let mut out = RgbImage::new(ow, oh);
+        for y in 0..oh {
+            for x in 0..ow {
+                for k in 0..3 {
+                    let mut sum = 0;
+                    for (dy, wy) in weights.iter().enumerate() {
+                        let row = src.row(2 * y + dy);
+                        let across: u32 = (0..5)
+                            .map(|dx| weights[dx] * u32::from(row[3 * (2 * x + dx) + k]))
+                            .sum();
+                        sum += wy * across;
+                    }
+                    out.data[(y * ow + x) * 3 + k] = (sum / 256) as u8;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pyramid_down2_equals_dlibs_filter_pixel_by_pixel() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for (w, h) in [(9, 9), (10, 11), (37, 20), (64, 64), (301, 97)] {
+            for bright in [false, true] {
+                // Random bytes, and bytes near 255 where the sums are largest.
+                let data = (0..w * h * 3)
+                    .map(|_| {
+                        if bright {
+                            255 - rng.u8(0..3)
+                        } else {
+                            rng.u8(..)
+                        }
+                    })
+                    .collect();
+                let img = RgbImage {
+                    width: w,
+                    height: h,
+                    data,
+                };
+                assert_eq!(
+                    pyramid_down2(img.view()),
+                    pyramid_down2_by_pixel(img.view()),
+                    "{w}×{h}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn rejects_bad_arguments() {
         let pts = [(0.0, 0.0); 5];

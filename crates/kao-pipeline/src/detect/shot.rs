@@ -85,36 +85,35 @@ impl Signature {
     /// The signature of `frame`, from every `STEP`-th pixel of every `STEP`-th row.
     fn of(frame: &RgbView<'_>) -> Signature {
         let [rows, columns] = content(frame);
-        let mut colours = vec![0f32; BINS * BINS * BINS];
-        let mut layout = vec![0f32; GRID * GRID];
-        let mut counts = vec![0f32; GRID * GRID];
+        // Integer sums: exact, and cheaper per pixel than adding floats.
+        let mut colours = [0u32; BINS * BINS * BINS];
+        let mut layout = [0u32; GRID * GRID];
+        let mut counts = [0u32; GRID * GRID];
         let (top, height) = (rows.start, rows.len().max(1));
         let width = columns.len().max(1);
-        let mut n = 0f32;
         // The sampled columns of each grid cell: column i is in cell i·GRID / width.
         let first_of = |cell: usize| (cell * width).div_ceil(GRID).next_multiple_of(STEP);
         let cell_columns: Vec<std::ops::Range<usize>> = (0..GRID)
             .map(|cell| first_of(cell).min(width)..first_of(cell + 1).min(width))
             .collect();
+        let bin = |v: u8| usize::from(v) * BINS / 256;
         for y in rows.step_by(STEP) {
             let row = &frame.row(y)[columns.start * 3..columns.end * 3];
-            let cells = &mut layout[(y - top) * GRID / height * GRID..][..GRID];
-            let counted = &mut counts[(y - top) * GRID / height * GRID..][..GRID];
-            for ((sum, count), span) in cells.iter_mut().zip(counted.iter_mut()).zip(&cell_columns)
-            {
-                for px in row[span.start * 3..]
-                    .chunks_exact(3)
-                    .take(span.len())
-                    .step_by(STEP)
-                {
-                    let bin = |v: u8| usize::from(v) * BINS / 256;
-                    colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1.0;
-                    *sum += f32::from(px[0]) + 2.0 * f32::from(px[1]) + f32::from(px[2]);
-                    *count += 1.0;
-                    n += 1.0;
+            let grid_row = (y - top) * GRID / height * GRID;
+            let cells = layout[grid_row..][..GRID].iter_mut();
+            let counted = counts[grid_row..][..GRID].iter_mut();
+            for ((sum, count), span) in cells.zip(counted).zip(&cell_columns) {
+                for x in span.clone().step_by(STEP) {
+                    let px = &row[3 * x..3 * x + 3];
+                    colours[(bin(px[0]) * BINS + bin(px[1])) * BINS + bin(px[2])] += 1;
+                    *sum += u32::from(px[0]) + 2 * u32::from(px[1]) + u32::from(px[2]);
+                    *count += 1;
                 }
             }
         }
+        let n = counts.iter().sum::<u32>() as f32;
+        let floats = |v: &[u32]| v.iter().map(|&c| c as f32).collect::<Vec<f32>>();
+        let (colours, layout, counts) = (floats(&colours), floats(&layout), floats(&counts));
         Signature::from_sums(colours, layout, &counts, n)
     }
 
