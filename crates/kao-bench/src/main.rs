@@ -103,6 +103,7 @@ enum Bench {
 fn main() {
     kao_record::cli::init_logging("kao-bench");
     let args = Args::parse();
+    println!("{}", machine());
     let result = match args.bench {
         Bench::Decode {
             frames,
@@ -292,4 +293,39 @@ fn bench_decode(frames: u32, runs: u32, videos: &[PathBuf], cache: &Path) -> Res
         );
     }
     Ok(())
+}
+
+/// One line naming the machine a table was measured on: the CPU as the kernel reports it
+/// (model name, x86 family and model, clock), the cores this process may use and the CPU
+/// level kao's kernels run at (`KAO_CPU`). Machines of one name differ by 2× (a first-generation
+/// EPYC against a later one), so every table says which it came from.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let level = kao_networks::CpuLevel::from_env().map_or_else(
+        |e| format!("KAO_CPU invalid: {e}"),
+        |l| l.name().to_string(),
+    );
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let cpu = match (
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("cpu MHz"),
+    ) {
+        (Some(name), Some(family), Some(model), mhz) => {
+            let clock = mhz
+                .and_then(|m| m.parse::<f64>().ok())
+                .map_or(String::new(), |m| format!(", {:.2} GHz", m / 1000.0));
+            format!("{name} (family {family} model {model}{clock})")
+        }
+        (Some(name), ..) => name,
+        _ => std::env::consts::ARCH.to_string(),
+    };
+    format!("machine: {cpu}, {cores} cores, kao CPU level {level}")
 }
