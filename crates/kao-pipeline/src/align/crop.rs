@@ -75,24 +75,35 @@ pub fn crop_file_name(
 pub fn crop_name_clash<'a>(
     sources: impl IntoIterator<Item = &'a str>,
 ) -> Option<(String, String, String)> {
-    let mut by_stem: std::collections::HashMap<String, &str> = Default::default();
-    for source in sources {
+    let mut stems = CropStems::default();
+    sources
+        .into_iter()
+        .find_map(|source| stems.claim(source).err())
+}
+
+/// The first source met of each crop stem (the part of the crop names that comes from the
+/// source, before `_f<frame>`).
+#[derive(Debug, Default)]
+pub struct CropStems(std::collections::HashMap<String, String>);
+
+impl CropStems {
+    /// Takes `source`'s stem; when another source has it already, the clash: (that source,
+    /// `source`, the stem).
+    pub fn claim(&mut self, source: &str) -> Result<(), (String, String, String)> {
         let stem = crop_stem(source);
-        match by_stem.get(&stem) {
-            Some(first) if *first != source => {
-                return Some((first.to_string(), source.to_string(), stem));
-            }
-            Some(_) => {}
+        match self.0.get(&stem) {
+            Some(first) if first != source => Err((first.clone(), source.to_string(), stem)),
+            Some(_) => Ok(()),
             None => {
-                by_stem.insert(stem, source);
+                self.0.insert(stem, source.to_string());
+                Ok(())
             }
         }
     }
-    None
 }
 
 /// The part of `source`'s crop names that comes from the source (before `_f<frame>`).
-pub fn crop_stem(source: &str) -> String {
+fn crop_stem(source: &str) -> String {
     sanitize_identity(source_stem(source))
 }
 

@@ -223,9 +223,9 @@ pub struct AlignStage {
     next_row: u64,
     /// Crops written since [`AlignStage::take_written`] last asked, as paths in the folder.
     written: Vec<String>,
-    /// The first source met (this run's or the folder's earlier ones) of each crop stem
-    /// ([`crop::crop_stem`]); and the last source, checked already.
-    stems: HashMap<String, String>,
+    /// The first source met (this run's or the folder's earlier ones) of each crop stem; and
+    /// the last source, checked already.
+    stems: crop::CropStems,
     last_source: Option<String>,
 }
 
@@ -286,7 +286,7 @@ impl AlignStage {
             held_rows: 0,
             next_row: 0,
             written: Vec::new(),
-            stems: HashMap::new(),
+            stems: crop::CropStems::default(),
             last_source: None,
         })
     }
@@ -302,17 +302,7 @@ impl AlignStage {
 
     /// Takes `source`, unless another source's crops would be named like its.
     fn claim(&mut self, source: &str) -> Result<()> {
-        let stem = crop::crop_stem(source);
-        match self.stems.get(&stem) {
-            Some(first) if first != source => {
-                Err(crop::clash_error((first.clone(), source.to_string(), stem)))
-            }
-            Some(_) => Ok(()),
-            None => {
-                self.stems.insert(stem, source.to_string());
-                Ok(())
-            }
-        }
+        self.stems.claim(source).map_err(crop::clash_error)
     }
 
     /// The crops written since the last call (paths in the output folder), so that those of a
