@@ -899,3 +899,134 @@ fn standard_input_decodes_like_the_file() {
     let out = through_pipe(&path);
     assert_one_line_error(&out, "-", "-movflags +faststart");
 }
+
+/// PQ's signal (0–1) for display light `nits` (SMPTE ST 2084's inverse EOTF).
+fn pq_signal(nits: f64) -> f64 {
+    let y = (nits / 10_000.0).powf(0.159_301_757_812_5);
+    ((0.835_937_5 + 18.851_562_5 * y) / (1.0 + 18.6875 * y)).powf(78.843_75)
+}
+
+/// HLG's display light (cd/m², 1,000 cd/m² display, BT.2100) for the grey of signal `e`.
+fn hlg_grey_nits(e: f64) -> f64 {
+    let scene = if e <= 0.5 {
+        e * e / 3.0
+    } else {
+        (((e - 0.559_910_73) / 0.178_832_77).exp() + 0.284_668_92) / 12.0
+    };
+    1000.0 * scene.powf(1.2)
+}
+
+/// A 10-bit BT.2020 video of one frame (FFV1, lossless) tagged with `transfer`, of 16 × 16
+/// patches side by side of the 16-bit RGB signal levels `patches`.
+fn hdr_patches(dir: &Path, name: &str, transfer: &str, patches: &[[u16; 3]]) -> std::path::PathBuf {
+    let (w, h) = (16 * patches.len(), 16);
+    let mut rgb48 = Vec::with_capacity(w * h * 6);
+    for _ in 0..h {
+        for patch in patches {
+            for _ in 0..16 {
+                for level in patch {
+                    rgb48.extend_from_slice(&level.to_le_bytes());
+                }
+            }
+        }
+    }
+    let raw = dir.join(format!("{name}.rgb48"));
+    std::fs::write(&raw, rgb48).unwrap();
+    let path = dir.join(format!("{name}.mkv"));
+    let size = format!("{w}x{h}");
+    ffmpeg(&[
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb48le",
+        "-s",
+        &size,
+        "-i",
+        raw.to_str().unwrap(),
+        "-vf",
+        "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        transfer,
+        "-colorspace",
+        "bt2020nc",
+        "-c:v",
+        "ffv1",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+#[test]
+fn hdr_video_comes_out_as_an_sdr_display_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // BT.2408: HDR reference white (203 cd/m²) becomes SDR white, light under three quarters
+    // of it passes unchanged and a BT.1886 display (gamma 2.4) shows it; above, highlights
+    // roll off to white.
+    let sdr = |light: f64| 255.0 * light.powf(1.0 / 2.4);
+    let code = |signal: f64| (signal * 65535.0).round() as u16;
+    let pq = |nits: f64| code(pq_signal(nits));
+    let greys = [2.0, 10.0, 30.0, 60.0, 100.0, 140.0];
+    let mut patches: Vec<[u16; 3]> = greys.iter().map(|n| [pq(*n); 3]).collect();
+    let mut want: Vec<[f64; 3]> = greys.iter().map(|n| [sdr(n / 203.0); 3]).collect();
+    // A skin tone in BT.709 light (shares of reference white), stored in BT.2020's primaries
+    // (BT.2087's matrix): the YUV matrix and the primaries both count.
+    let skin = [0.55, 0.32, 0.22];
+    let to_2020 = [
+        [0.6274, 0.3293, 0.0433],
+        [0.0691, 0.9195, 0.0114],
+        [0.0164, 0.0880, 0.8956],
+    ];
+    patches
+        .push(to_2020.map(|row| pq(203.0 * row.iter().zip(skin).map(|(m, v)| m * v).sum::<f64>())));
+    want.push(skin.map(sdr));
+    let pq_end = [[pq(203.0); 3], [pq(1000.0); 3]];
+    let hlg_signals = [0.2, 0.35, 0.5, 0.6, 0.7];
+    let hlg_want = hlg_signals.map(|s| [sdr(hlg_grey_nits(s) / 203.0); 3]);
+    let hlg_patches: Vec<[u16; 3]> = hlg_signals
+        .iter()
+        .chain(&[0.75])
+        .map(|s| [code(*s); 3])
+        .collect();
+    let cases = [
+        ("pq", "smpte2084", [patches, pq_end.to_vec()].concat(), want),
+        ("hlg", "arib-std-b67", hlg_patches, hlg_want.to_vec()),
+    ];
+    for (name, transfer, patches, want) in cases {
+        let path = hdr_patches(dir.path(), name, transfer, &patches);
+        let (w, _, rgb) = decode_one(&path);
+        let centre = |i: usize| -> [u8; 3] {
+            rgb[(8 * w as usize + 16 * i + 8) * 3..][..3]
+                .try_into()
+                .unwrap()
+        };
+        for (i, want) in want.iter().enumerate() {
+            let got = centre(i);
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (f64::from(*g) - w).abs() <= 2.5,
+                    "{name} patch {i}: {got:?} against {want:.1?}"
+                );
+            }
+        }
+        // Reference white just under SDR white (HLG's 75 % signal is reference white too).
+        let white = centre(want.len())[0];
+        assert!(
+            (235..255).contains(&white),
+            "{name}: reference white at {white}"
+        );
+        if name == "pq" {
+            assert_eq!(
+                centre(want.len() + 1),
+                [255; 3],
+                "the 1,000 cd/m² peak is white"
+            );
+        }
+        // The test can tell: read as SDR (what the ffmpeg command does), 100 cd/m² of PQ comes
+        // out ~60 levels darker, and HLG's greys lighter.
+        let stored = ffmpeg_first(&path, None);
+        let off = (f64::from(stored[(8 * w as usize + 16 * 4 + 8) * 3]) - want[4][0]).abs();
+        assert!(off > 20.0, "{name}: the untreated frame is {off:.1} off");
+    }
+}

@@ -10,6 +10,7 @@ use ff::software::scaling;
 use ffmpeg_next as ff;
 
 use crate::deinterlace::deinterlace;
+use crate::hdr::{ToneMap, Transfer, max_content_light};
 use crate::orient::Orientation;
 use crate::select::{Selector, Verdict};
 
@@ -685,6 +686,10 @@ impl Output<'_> {
 struct Converter {
     scaler: Option<(scaling::Context, Option<YuvColour>)>,
     rgb: ff::frame::Video,
+    /// The mapping of HDR frames to SDR, once one came.
+    tone: Option<ToneMap>,
+    /// The content light level an HDR frame last stated (frames after a key frame say none).
+    max_light: Option<f32>,
     /// The stream's orientation; an image's own display matrix (EXIF) takes precedence.
     orientation: Orientation,
     /// A still image: its pixel aspect is ignored.
@@ -697,6 +702,8 @@ impl Converter {
         Converter {
             scaler: None,
             rgb: ff::frame::Video::empty(),
+            tone: None,
+            max_light: None,
             orientation,
             still,
             input: input.into(),
@@ -712,10 +719,17 @@ impl Converter {
         } else {
             square_pixels(w, h, src.aspect_ratio())
         };
+        // HDR goes through planar 16-bit RGB (swscale's fast way there) to its tone mapping.
+        let hdr = Transfer::of(src);
+        let out_format = match hdr {
+            Some(_) => ff::format::Pixel::GBRP16LE,
+            None => ff::format::Pixel::RGB24,
+        };
         let fits = self.scaler.as_ref().is_some_and(|(s, c)| {
             s.input().format == format
                 && s.input().width == w
                 && s.input().height == h
+                && s.output().format == out_format
                 && s.output().width == out_w
                 && s.output().height == out_h
                 && *c == colour
@@ -728,8 +742,7 @@ impl Converter {
             } else {
                 scaling::Flags::BICUBIC
             };
-            let mut scaler =
-                scaling::Context::get(format, w, h, ff::format::Pixel::RGB24, out_w, out_h, flags)?;
+            let mut scaler = scaling::Context::get(format, w, h, out_format, out_w, out_h, flags)?;
             if let Some(colour) = colour {
                 set_yuv_colour(&mut scaler, colour);
             }
@@ -739,7 +752,29 @@ impl Converter {
         let (scaler, _) = self.scaler.as_mut().expect("set above");
         let (w, h) = (out_w, out_h);
         let row = w as usize * 3;
-        let mut rgb = if row.is_multiple_of(FRAME_ALIGN) {
+        let mut rgb = if let Some(transfer) = hdr {
+            scaler.run(src, &mut self.rgb)?;
+            if let Some(nits) = max_content_light(src) {
+                self.max_light = Some(nits);
+            }
+            let wide = src.color_primaries() == ff::color::Primaries::BT2020;
+            let tone = match self.tone.take() {
+                Some(t) if t.is_for(transfer, wide, self.max_light) => t,
+                _ => {
+                    tracing::debug!(
+                        "{}: {transfer:?} HDR video, tone-mapped to SDR (peak {:?} cd/m²)",
+                        self.input,
+                        self.max_light
+                    );
+                    ToneMap::new(transfer, wide, self.max_light)
+                }
+            };
+            let planes = [0, 1, 2].map(|p| self.rgb.data(p));
+            let strides = [0, 1, 2].map(|p| self.rgb.stride(p));
+            let sdr = tone.apply(planes, strides, w as usize, h as usize);
+            self.tone = Some(tone);
+            sdr
+        } else if row.is_multiple_of(FRAME_ALIGN) {
             scale_into_vec(scaler, src, row, h as usize)?
         } else {
             scaler.run(src, &mut self.rgb)?;

@@ -14,6 +14,7 @@
 mod decode;
 mod deinterlace;
 mod encode;
+mod hdr;
 mod locate;
 mod orient;
 mod select;
