@@ -151,6 +151,86 @@ fn every_fps_start_end_and_max_frames_select_exact_frames() {
 }
 
 #[test]
+fn frames_left_undecoded_change_no_selected_frame() {
+    // With --fps and --start kao-decode leaves undecoded the non-reference frames (B-frames)
+    // the selection drops; the frames it keeps, their indices and pixels must be those of
+    // decoding every frame and selecting afterwards. The clips have B-frames (x264's default)
+    // and a variable rate.
+    let dir = tempfile::tempdir().unwrap();
+    let pyramid = dir.path().join("pyramid.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=30",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-x264-params",
+        "bframes=5:b-pyramid=normal:keyint=20",
+        "-pix_fmt",
+        "yuv420p",
+        pyramid.to_str().unwrap(),
+    ]);
+    let videos = [
+        fixture("cfr.mp4"),
+        fixture("vfr.mkv"),
+        fixture("sample.mp4"),
+        pyramid,
+    ];
+    let selections: [&[&str]; 6] = [
+        &["--fps", "5"],
+        &["--fps", "1"],
+        &["--fps", "7", "--start", "0.5", "--end", "3.5"],
+        &["--fps", "3", "--start", "1.3"],
+        &["--start", "2.5"],
+        &["--fps", "2", "--max-frames", "3"],
+    ];
+    for video in &videos {
+        let video = video.to_str().unwrap();
+        let (all, out) = decode(&[video]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (all_indices, all_pts, all_pixels) = (indices(&all), pts(&all), pixels(&all));
+        for args in selections {
+            let value = |name: &str| {
+                let at = args.iter().position(|a| *a == name)?;
+                args[at + 1].parse::<f64>().ok()
+            };
+            let mut selector = kao_video::Selector::new(
+                1,
+                value("--fps"),
+                value("--start"),
+                value("--end"),
+                value("--max-frames").map(|m| m as u64),
+            );
+            let mut want = Vec::new();
+            for (i, (index, pts)) in all_indices.iter().zip(&all_pts).enumerate() {
+                match selector.judge(*index, *pts) {
+                    kao_video::Verdict::Keep => want.push(i),
+                    kao_video::Verdict::Skip => {}
+                    kao_video::Verdict::Stop => break,
+                }
+            }
+            let (b, out) = decode(&[&[video], args].concat());
+            assert!(out.status.success(), "{video} {args:?}: {}", stderr(&out));
+            let want_indices: Vec<u64> = want.iter().map(|i| all_indices[*i]).collect();
+            assert_eq!(indices(&b), want_indices, "{video} {args:?}");
+            let want_pts: Vec<f64> = want.iter().map(|i| all_pts[*i]).collect();
+            assert_pts_equal(&pts(&b), &want_pts);
+            let got = pixels(&b);
+            for (n, i) in want.iter().enumerate() {
+                assert!(
+                    got[n] == all_pixels[*i],
+                    "{video} {args:?}: frame {}",
+                    all_indices[*i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn still_images_are_one_frame_each_and_inputs_are_told_apart() {
     let png = fixture("photos/astronaut.png");
     let jpg = fixture("photos/obama.jpg");

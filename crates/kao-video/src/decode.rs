@@ -1,5 +1,6 @@
 //! The decoder: open an input, decode its best video stream, select frames, convert to RGB.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Once;
@@ -480,6 +481,7 @@ fn run_decoder(
             frame_duration: frame_duration(stream),
         },
         selector,
+        skipper: Skipper::default(),
         tx,
         failure: None,
     };
@@ -503,6 +505,14 @@ fn run_decoder(
                     out.failure
                         .get_or_insert((out.state.next, "corrupt packet (truncated file?)".into()));
                 }
+                let leave = out
+                    .skipper
+                    .may_leave(packet.pts(), stream.time_base, &out.selector);
+                decoder.skip_frame(if leave {
+                    ff::Discard::NonReference
+                } else {
+                    ff::Discard::Default
+                });
                 let mut sent = decoder.send_packet(&packet);
                 if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN)
                 {
@@ -569,6 +579,10 @@ fn run_decoder(
     if out.drain(&mut decoder).is_break() {
         return Ok(());
     }
+    let left = out.skipper.left_at_end();
+    if out.number_left(left).is_break() {
+        return Ok(());
+    }
     match out.failure {
         None => Ok(()),
         Some((frame_index, message)) => Err(DecodeError::Corrupt {
@@ -584,6 +598,81 @@ fn frame_duration(stream: &Stream) -> f64 {
         1.0 / stream.rate
     } else {
         0.0
+    }
+}
+
+/// Leaves undecoded the non-reference frames (those no other frame is predicted from, such as
+/// most B-frames) that the selection drops anyway: before `--start`, and with `--fps` every
+/// frame after the first of its slot ([`Selector::before_start`], [`Selector::slot`]). FFmpeg's
+/// decoder is given leave to skip a packet's frame when it is a non-reference one
+/// (`skip_frame`); a frame left undecoded is counted where it would have come out (by its
+/// timestamp, before the first later frame), so every index is the one decoding every frame
+/// gives. A packet may be left only when another packet of its slot came earlier in time, so
+/// the first frame of a slot, the one kept, is always decoded.
+#[derive(Default)]
+struct Skipper {
+    /// Off for good: a packet without a timestamp, an interlaced frame (two field packets may
+    /// make one frame), or frames coming out of time order.
+    off: bool,
+    /// Whether a frame came out yet (until then nothing is left).
+    started: bool,
+    /// The earliest timestamp of each recent `--fps` slot.
+    earliest: BTreeMap<i64, i64>,
+    /// Timestamps of packets given leave to skip whose frame has not come out (yet).
+    pending: BTreeSet<i64>,
+    /// The timestamp of the latest frame out.
+    last_out: Option<i64>,
+}
+
+/// `--fps` slots kept in [`Skipper::earliest`] behind the newest: far more than decoders
+/// reorder.
+const SLOTS_KEPT: i64 = 8;
+
+impl Skipper {
+    /// Whether the packet at timestamp `ts` may be left undecoded if it is a non-reference
+    /// frame.
+    fn may_leave(&mut self, ts: Option<i64>, time_base: f64, selector: &Selector) -> bool {
+        let Some(ts) = ts else {
+            self.off = true;
+            return false;
+        };
+        let pts = ts as f64 * time_base;
+        let slot = selector.slot(pts);
+        let after_first = slot.is_some_and(|s| self.earliest.get(&s).is_some_and(|e| *e < ts));
+        if let Some(s) = slot {
+            let earliest = self.earliest.entry(s).or_insert(ts);
+            *earliest = (*earliest).min(ts);
+            self.earliest = self.earliest.split_off(&(s - SLOTS_KEPT));
+        }
+        let leave = !self.off && self.started && (selector.before_start(pts) || after_first);
+        if leave {
+            self.pending.insert(ts);
+        }
+        leave
+    }
+
+    /// Notes a frame out at timestamp `ts` and returns, in time order, the timestamps of the
+    /// frames left undecoded that would have come out before it.
+    fn came_out(&mut self, ts: Option<i64>, interlaced: bool) -> Vec<i64> {
+        self.started = true;
+        let Some(ts) = ts else {
+            self.off = true;
+            return Vec::new();
+        };
+        if interlaced || self.last_out.is_some_and(|last| ts <= last) {
+            self.off = true;
+        }
+        self.last_out = Some(ts);
+        self.pending.remove(&ts);
+        let later = self.pending.split_off(&ts);
+        std::mem::replace(&mut self.pending, later)
+            .into_iter()
+            .collect()
+    }
+
+    /// The timestamps of the frames left undecoded after the last frame out.
+    fn left_at_end(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.pending).into_iter().collect()
     }
 }
 
@@ -631,6 +720,7 @@ struct Output<'a> {
     stream: &'a Stream,
     state: Numberer,
     selector: Selector,
+    skipper: Skipper,
     tx: Sender<Decoded>,
     /// The first error, with the index of the frame it came at.
     failure: Option<(u64, String)>,
@@ -659,6 +749,11 @@ impl Output<'_> {
                     continue;
                 }
             }
+            // The frame's pts is its packet's; the best-effort timestamp may be a guess.
+            let left = self.skipper.came_out(frame.pts(), frame.is_interlaced());
+            if self.number_left(left).is_break() {
+                return ControlFlow::Break(());
+            }
             let (index, pts) = self.state.number(frame.timestamp(), self.stream.time_base);
             match self.selector.judge(index, pts) {
                 Verdict::Skip => {}
@@ -672,6 +767,25 @@ impl Output<'_> {
                     if self.tx.send(decoded).is_err() {
                         return ControlFlow::Break(());
                     }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Numbers and judges the frames left undecoded at timestamps `left` (see [`Skipper`]);
+    /// the selection drops them by construction, so one it would keep is reported as damage.
+    fn number_left(&mut self, left: Vec<i64>) -> ControlFlow<()> {
+        for ts in left {
+            let (index, pts) = self.state.number(Some(ts), self.stream.time_base);
+            match self.selector.judge(index, pts) {
+                Verdict::Skip => {}
+                Verdict::Stop => return ControlFlow::Break(()),
+                Verdict::Keep => {
+                    self.failure.get_or_insert((
+                        index,
+                        "a frame left undecoded (a non-reference frame) was selected".into(),
+                    ));
                 }
             }
         }

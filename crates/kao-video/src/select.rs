@@ -51,6 +51,21 @@ impl Selector {
         }
     }
 
+    /// True when [`Selector::judge`] skips a frame at `pts` (seconds) whatever came before it:
+    /// it is before `--start`.
+    pub fn before_start(&self, pts: f64) -> bool {
+        self.start.is_some_and(|start| pts < start - EPS)
+    }
+
+    /// The `--fps` slot of a frame at `pts` (seconds) when [`Selector::judge`] keeps just the
+    /// first frame of each slot and counts no frames (`--every 1`): known once the first frame
+    /// set the origin, or from `--start`.
+    pub fn slot(&self, pts: f64) -> Option<i64> {
+        let rate = self.fps.filter(|_| self.every == 1)?;
+        let origin = self.origin.or(self.start)?;
+        Some(slot(origin, rate, pts))
+    }
+
     /// Decides about the frame at `index` with presentation time `pts` (seconds).
     pub fn judge(&mut self, index: u64, pts: f64) -> Verdict {
         if self.max_frames.is_some_and(|m| self.kept >= m) {
@@ -59,7 +74,7 @@ impl Selector {
         if self.end.is_some_and(|end| pts >= end - EPS) {
             return Verdict::Stop;
         }
-        if self.start.is_some_and(|start| pts < start - EPS) {
+        if self.before_start(pts) {
             return Verdict::Skip;
         }
         let first = *self.first_index.get_or_insert(index);
@@ -68,7 +83,7 @@ impl Selector {
         }
         if let Some(rate) = self.fps {
             let origin = *self.origin.get_or_insert(self.start.unwrap_or(pts));
-            let bucket = ((pts - origin) * rate + EPS).floor() as i64;
+            let bucket = slot(origin, rate, pts);
             if self.last_bucket == Some(bucket) {
                 return Verdict::Skip;
             }
@@ -77,6 +92,11 @@ impl Selector {
         self.kept += 1;
         Verdict::Keep
     }
+}
+
+/// The `--fps` slot (1/`rate` seconds long, counted from `origin`) of a frame at `pts`.
+fn slot(origin: f64, rate: f64, pts: f64) -> i64 {
+    ((pts - origin) * rate + EPS).floor() as i64
 }
 
 #[cfg(test)]
