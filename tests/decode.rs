@@ -154,8 +154,8 @@ fn every_fps_start_end_and_max_frames_select_exact_frames() {
 fn frames_left_undecoded_change_no_selected_frame() {
     // With --fps and --start kao-decode leaves undecoded the non-reference frames (B-frames)
     // the selection drops; the frames it keeps, their indices and pixels must be those of
-    // decoding every frame and selecting afterwards. The clips have B-frames (x264's default)
-    // and a variable rate.
+    // decoding every frame and selecting afterwards. The clips have B-frames (x264's default),
+    // B-pyramids and open GOPs, and a variable rate.
     let dir = tempfile::tempdir().unwrap();
     let pyramid = dir.path().join("pyramid.mp4");
     ffmpeg(&[
@@ -168,7 +168,7 @@ fn frames_left_undecoded_change_no_selected_frame() {
         "-c:v",
         "libx264",
         "-x264-params",
-        "bframes=5:b-pyramid=normal:keyint=20",
+        "bframes=5:b-pyramid=normal:keyint=20:open-gop=1",
         "-pix_fmt",
         "yuv420p",
         pyramid.to_str().unwrap(),

@@ -652,21 +652,25 @@ impl Skipper {
     }
 
     /// Notes a frame out at timestamp `ts` and returns, in time order, the timestamps of the
-    /// frames left undecoded that would have come out before it.
+    /// frames left undecoded that would have come out before it, after the previous frame out.
+    /// One left at or before the previous frame's time would not have come out in time order
+    /// (a frame the decoder drops, such as a leading frame of an open GOP after a seek): it is
+    /// not counted, as decoding it would not have counted it.
     fn came_out(&mut self, ts: Option<i64>, interlaced: bool) -> Vec<i64> {
         self.started = true;
         let Some(ts) = ts else {
             self.off = true;
             return Vec::new();
         };
-        if interlaced || self.last_out.is_some_and(|last| ts <= last) {
+        let last = self.last_out.replace(ts);
+        if interlaced || last.is_some_and(|last| ts <= last) {
             self.off = true;
         }
-        self.last_out = Some(ts);
         self.pending.remove(&ts);
         let later = self.pending.split_off(&ts);
         std::mem::replace(&mut self.pending, later)
             .into_iter()
+            .filter(|left| last.is_none_or(|last| *left > last))
             .collect()
     }
 
@@ -1121,6 +1125,34 @@ pub fn probe(input: &str) -> Result<Probe, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_left_undecoded_are_counted_between_their_neighbours() {
+        // 25 fps in a 1/25 time base, --fps 5: slots of five frames.
+        let mut selector = Selector::new(1, Some(5.0), None, None, None);
+        let mut skipper = Skipper::default();
+        // Nothing is left before a frame came out and set the origin.
+        assert!(!skipper.may_leave(Some(0), 0.04, &selector));
+        assert!(!skipper.may_leave(Some(4), 0.04, &selector));
+        assert!(skipper.came_out(Some(0), false).is_empty());
+        assert_eq!(selector.judge(0, 0.0), Verdict::Keep);
+        // Packets before the origin do not count: frame 1 is the first of its slot seen since,
+        // frame 2 follows it; frame 5 opens the next slot, frame 6 follows it.
+        assert!(!skipper.may_leave(Some(1), 0.04, &selector));
+        assert!(skipper.may_leave(Some(2), 0.04, &selector));
+        assert!(!skipper.may_leave(Some(5), 0.04, &selector));
+        assert!(skipper.may_leave(Some(6), 0.04, &selector));
+        // Frame 4 comes out: frame 2, left, is counted before it; frame 6 waits.
+        assert_eq!(skipper.came_out(Some(4), false), [2]);
+        // A left frame at or before the previous frame out would not have come out (a frame
+        // the decoder drops): not counted.
+        assert!(skipper.may_leave(Some(3), 0.04, &selector));
+        assert_eq!(skipper.came_out(Some(7), false), [6]);
+        assert!(skipper.left_at_end().is_empty());
+        // A packet without a time turns leaving off for good.
+        assert!(!skipper.may_leave(None, 0.04, &selector));
+        assert!(!skipper.may_leave(Some(8), 0.04, &selector));
+    }
 
     /// A YUV 4:2:0 frame of `w×h` whose samples differ from pixel to pixel.
     fn yuv_frame(w: u32, h: u32) -> ff::frame::Video {
