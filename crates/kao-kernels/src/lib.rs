@@ -21,7 +21,8 @@ mod direct;
 mod level;
 
 pub use cpu::{
-    POOL, Pool, Window, add, inside, matmul_add, max_pool, max_pool_plane, relu_in_place, source,
+    POOL, Pool, Window, add, inside, matmul_add, max_pool, max_pool_plane, prefetch, relu_in_place,
+    source,
 };
 pub use depthwise::Depthwise;
 pub use direct::{After, Direct, Planes};

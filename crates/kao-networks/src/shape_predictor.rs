@@ -12,15 +12,21 @@ use std::path::Path;
 use kao_image::geometry::similarity;
 use kao_image::view::floor_to_i64;
 use kao_image::{Rect, RgbView};
+use kao_kernels::prefetch;
 use kao_model_files::dat::{DatError, DatErrorKind, Reader, read_file};
 
-/// One split node: go left if `f[idx1] − f[idx2] > thresh`.
+/// One split node: go left if `f[idx1] − f[idx2] > thresh`. Eight bytes, so that a
+/// depth-4 tree's 15 splits take two cache lines.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Split {
-    idx1: u32,
-    idx2: u32,
+    idx1: u16,
+    idx2: u16,
     thresh: f32,
 }
+
+/// Most feature pixels a split may name (dlib's default pool is 400 pixels, its models
+/// use 500).
+const MAX_FEATURE_PIXELS: usize = 1 << 16;
 
 /// A complete binary regression tree: `n` splits and `n + 1` leaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,7 +239,8 @@ impl ShapePredictor {
             .map(|p| [p[0] as f64, p[1] as f64])
             .collect();
         let mut shape = self.initial_shape.clone();
-        let (mut features, mut leaves) = (Vec::new(), Vec::new());
+        let (width, height) = (image.width() as i64, image.height() as i64);
+        let (mut spots, mut features, mut leaves) = (Vec::new(), Vec::new(), Vec::new());
         for cascade in &self.cascades {
             // Only the rotation/scale part of the mean→current similarity is used, in f32.
             let current: Vec<[f64; 2]> = shape
@@ -243,22 +250,39 @@ impl ShapePredictor {
             let m = similarity(&reference, &current)
                 .m
                 .map(|row| row.map(|v| v as f32));
-            features.clear();
-            features.extend(cascade.anchors.iter().zip(&cascade.deltas).map(|(&a, d)| {
+            // Where the feature pixels lie, each fetched from memory as soon as it is known;
+            // then their grey levels (dlib's rgb → grayscale intensity; 0 outside the image).
+            spots.clear();
+            spots.extend(cascade.anchors.iter().zip(&cascade.deltas).map(|(&a, d)| {
                 let x = m[0][0] * d[0] + m[0][1] * d[1] + shape[2 * a];
                 let y = m[1][0] * d[0] + m[1][1] * d[1] + shape[2 * a + 1];
                 let (px, py) = to_image.apply(x, y);
-                // dlib's rgb → grayscale intensity; 0 outside the image.
-                image.get(px, py).map_or(0.0, |[r, g, b]| {
+                let inside = (0..width).contains(&px) && (0..height).contains(&py);
+                let spot = inside.then_some((px as usize, py as usize));
+                if let Some((px, py)) = spot {
+                    prefetch(&image.row(py)[3 * px]);
+                }
+                spot
+            }));
+            features.clear();
+            features.extend(spots.iter().map(|spot| {
+                spot.map_or(0.0, |(x, y)| {
+                    let [r, g, b] = image.pixel(x, y);
                     ((r as u32 + g as u32 + b as u32) / 3) as f32
                 })
             }));
             // Every tree's leaf first: the walks do not depend on each other, so their
             // memory reads overlap. Then the deltas, added in dlib's order.
             leaves.clear();
+            // Each leaf's deltas are fetched from memory while later trees are walked.
             leaves.extend(cascade.bounds.windows(2).enumerate().map(|(t, b)| {
-                let leaf = leaf_for(&cascade.splits[b[0]..b[1]], &features);
-                b[0] + t + leaf
+                let leaf = b[0] + t + leaf_for(&cascade.splits[b[0]..b[1]], &features);
+                let delta = &cascade.leaves[leaf * shape.len()..(leaf + 1) * shape.len()];
+                if let (Some(first), Some(last)) = (delta.first(), delta.last()) {
+                    prefetch(first);
+                    prefetch(last);
+                }
+                leaf
             }));
             for &leaf in &leaves {
                 let delta = &cascade.leaves[leaf * shape.len()..(leaf + 1) * shape.len()];
@@ -347,8 +371,8 @@ fn read_tree(r: &mut Reader<'_>, n_shape: usize) -> Result<Tree, DatError> {
     let mut splits = Vec::with_capacity(n_splits);
     for _ in 0..n_splits {
         splits.push(Split {
-            idx1: r.size(8, u32::MAX as usize)? as u32,
-            idx2: r.size(8, u32::MAX as usize)? as u32,
+            idx1: r.size(8, MAX_FEATURE_PIXELS - 1)? as u16,
+            idx2: r.size(8, MAX_FEATURE_PIXELS - 1)? as u16,
             thresh: r.f32()?,
         });
     }
