@@ -372,6 +372,25 @@ fn bad_inputs_give_one_line_errors() {
     assert!(stderr(&out).contains("--end"));
 }
 
+/// Cameras are read through FFmpeg's libavdevice, which kao-decode loads only when one is
+/// opened (linking it cost every decoding process ~0.12 s of start-up).
+#[test]
+fn cameras_load_libavdevice_only_when_opened() {
+    // A missing camera reaches v4l2 itself: the device's own error, not a missing library
+    // or input format.
+    let camera = "/dev/video987";
+    let (b, out) = decode(&[camera]);
+    assert_one_line_error(&out, camera, "No such file or directory");
+    assert!(b.is_empty());
+    let elf = run(Command::new("readelf")
+        .arg("--dynamic")
+        .arg(bin("kao-decode")));
+    assert!(elf.status.success(), "readelf: {}", stderr(&elf));
+    let needed = String::from_utf8_lossy(&elf.stdout);
+    assert!(needed.contains("libavformat"), "{needed}");
+    assert!(!needed.contains("libavdevice"), "{needed}");
+}
+
 #[test]
 fn truncated_video_keeps_decoded_frames_and_warns() {
     let path = fixture("truncated.mp4");

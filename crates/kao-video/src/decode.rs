@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
@@ -117,7 +117,6 @@ pub(crate) fn init() {
     INIT.call_once(|| {
         // Initialisation only fails on FFmpeg builds without any formats; opening fails then too.
         let _ = ff::init();
-        ff::device::register_all();
         ff::log::set_level(ff::log::Level::Quiet);
     });
 }
@@ -169,13 +168,11 @@ fn open(input: &str) -> Result<ff::format::context::Input, DecodeError> {
         });
     }
     if is_device(input) {
-        let format = ff::device::input::video()
-            .find(|f| f.name().contains("v4l2"))
-            .ok_or_else(|| DecodeError::Open {
-                input: input.into(),
-                message: "FFmpeg was built without v4l2".into(),
-            })?;
-        let ctx = ff::format::open_with(input, &format, ff::Dictionary::new())
+        let format = v4l2_format().map_err(|message| DecodeError::Open {
+            input: input.into(),
+            message,
+        })?;
+        let ctx = ff::format::open_with(input, &ff::Format::Input(format), ff::Dictionary::new())
             .map_err(|e| open_error(input, e))?;
         return Ok(ctx.input());
     }
@@ -984,9 +981,48 @@ fn yuv_colour(frame: &ff::frame::Video) -> Option<YuvColour> {
     })
 }
 
+/// FFmpeg's libavdevice, loaded the first time a camera is opened.
+static AVDEVICE: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
+
+/// FFmpeg's video4linux2 input format, from libavdevice.
+///
+/// The third of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// libavdevice is loaded here rather than linked, because linking it costs every process
+/// that decodes ~0.12 s of start-up (its ~200 libraries' symbols: SDL, X11, PulseAudio,
+/// libavfilter) while only cameras need it. Its major version is libavformat's (they have
+/// matched since FFmpeg 4).
+#[allow(unsafe_code)]
+fn v4l2_format() -> Result<ff::format::Input, String> {
+    let library = AVDEVICE.get_or_init(|| {
+        let name = format!("libavdevice.so.{}", ff::format::version() >> 16);
+        // SAFETY: loading libavdevice runs its initialisers, which only set up static
+        // tables; `avdevice_register_all` takes nothing and registers the devices with the
+        // libavformat this process already links, whose major version it was built for.
+        unsafe {
+            let library = libloading::Library::new(&name)
+                .map_err(|e| format!("reading a camera needs FFmpeg's {name}: {e}"))?;
+            let register: libloading::Symbol<'_, unsafe extern "C" fn()> = library
+                .get(b"avdevice_register_all\0")
+                .map_err(|e| format!("{name}: {e}"))?;
+            register();
+            Ok(library)
+        }
+    });
+    library.as_ref().map_err(Clone::clone)?;
+    // SAFETY: `av_find_input_format` reads a NUL-terminated name and returns a pointer to
+    // a static format description (or null), which lives as long as the process; the
+    // library that registered it stays loaded in `AVDEVICE`.
+    let format = unsafe { ff::ffi::av_find_input_format(c"v4l2".as_ptr()) };
+    if format.is_null() {
+        return Err("FFmpeg was built without v4l2".into());
+    }
+    // SAFETY: a non-null static input format (above).
+    Ok(unsafe { ff::format::Input::wrap(format.cast_mut()) })
+}
+
 /// Tells `scaler` (YUV to RGB24) the frame's matrix and range; RGB comes out full range.
 ///
-/// The second of the crate's two `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// The second of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
 /// ffmpeg-next has no safe call for `sws_setColorspaceDetails`.
 #[allow(unsafe_code)]
 fn set_yuv_colour(scaler: &mut scaling::Context, colour: YuvColour) {
@@ -1024,7 +1060,7 @@ const FRAME_SLACK: usize = 64;
 /// `row` bytes (the frame's own layout when `row` is a multiple of [`FRAME_ALIGN`]),
 /// without the copy out of an FFmpeg frame.
 ///
-/// The first of the crate's two `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// The first of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
 /// ffmpeg-next's safe `scaling::Context::run` only writes into an FFmpeg frame, which then
 /// costs a copy of every frame into the `Vec` the pipeline passes on; calling `sws_scale`
 /// with our own buffer skips it.

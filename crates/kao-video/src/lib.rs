@@ -8,7 +8,7 @@
 //!
 //! The other way, [`Encoder`] writes RGB frames as an H.264 video (kao-preview).
 
-// Two FFI calls are allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+// Three FFI calls are allowed `unsafe` (see docs/architecture.md, "Unsafe code").
 #![deny(unsafe_code)]
 
 mod decode;
