@@ -6,7 +6,7 @@
 //! times as needed; that path is reproduced too.
 
 use crate::geometry::similarity;
-use crate::view::{Rect, RgbImage, RgbView, floor_to_i64};
+use crate::view::{Rect, RgbImage, RgbView};
 
 /// dlib's mean positions of the 5 landmarks (eye corners and nose), in chip units.
 const MEAN_FACE_5: [[f64; 2]; 5] = [
@@ -278,20 +278,136 @@ pub fn extract_image_chip(image: &RgbView<'_>, details: &ChipDetails) -> RgbImag
     chip
 }
 
-/// Fills `chip` with the bilinear samples of `source` at `m·(col, row) + b`. Kept out of
-/// line: inlined into [`extract_image_chip`], the loop was compiled worse (0.44 → 0.61 ms
-/// per 150×150 chip).
-#[inline(never)]
+/// Fills `chip` with the bilinear samples of `source` at `m·(col, row) + b`: dlib's
+/// `interpolate_bilinear` for RGB, in f64 and truncated to `u8`, black where the 2×2
+/// neighbourhood is not inside the image. Compiled for AVX2 and AVX-512 as well, chosen
+/// at run time through `pulp`: a row is sampled in passes the compiler vectorises across
+/// pixels (where each sample falls; the pixels' values), around one that fetches each
+/// sample's 2×2 neighbourhood. Every value is the same f64 arithmetic in the same order
+/// as pixel by pixel, so the chip is too (tested against that).
 fn sample(source: &RgbView<'_>, m: [[f64; 2]; 2], b: [f64; 2], chip: &mut RgbImage) {
-    let cols = chip.width;
-    for (row, line) in chip.data.chunks_exact_mut(cols * 3).enumerate() {
-        for (col, out) in line.chunks_exact_mut(3).enumerate() {
-            let (x, y) = (col as f64, row as f64);
-            let px = m[0][0] * x + m[0][1] * y + b[0];
-            let py = m[1][0] * x + m[1][1] * y + b[1];
-            out.copy_from_slice(&bilinear(source, px, py));
+    pulp::Arch::new().dispatch(Sample { source, m, b, chip });
+}
+
+/// [`sample`]'s arguments, for `pulp`'s dispatch.
+struct Sample<'a, 'b> {
+    source: &'a RgbView<'b>,
+    m: [[f64; 2]; 2],
+    b: [f64; 2],
+    chip: &'a mut RgbImage,
+}
+
+impl pulp::WithSimd for Sample<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Sample { source, m, b, chip } = self;
+        let cols = chip.width;
+        if cols == 0 {
+            return;
+        }
+        if source.width() < 2 || source.height() < 2 {
+            // No 2×2 neighbourhood is inside the image.
+            chip.data.fill(0);
+            return;
+        }
+        let (width, height) = (source.width() as f64, source.height() as f64);
+        let stride = source.stride();
+        // `m·(x, y) + b` is (m[i][0]·x + m[i][1]·y) + b[i]; the column products are the same
+        // on every row.
+        let column_x: Vec<f64> = (0..cols).map(|col| m[0][0] * col as f64).collect();
+        let column_y: Vec<f64> = (0..cols).map(|col| m[1][0] * col as f64).collect();
+        // Per sample: its fractions; where its 2×2 neighbourhood starts in the image's bytes
+        // (0 outside the image) and a mask of all ones inside, none outside; its two rows'
+        // pixel pairs as little-endian words (r, g, b, r, g, b in the low six bytes).
+        let (mut frac_x, mut frac_y) = (vec![0.0f64; cols], vec![0.0f64; cols]);
+        let (mut offset, mut inside) = (vec![0u64; cols], vec![0u64; cols]);
+        let (mut upper, mut lower) = (vec![0u64; cols], vec![0u64; cols]);
+        let mut channels = [vec![0u8; cols], vec![0u8; cols], vec![0u8; cols]];
+        for (row, line) in chip.data.chunks_exact_mut(cols * 3).enumerate() {
+            let (row_x, row_y) = (m[0][1] * row as f64, m[1][1] * row as f64);
+            // Where each sample falls (vectorised).
+            for (((((fx, fy), at), mask), cx), cy) in frac_x
+                .iter_mut()
+                .zip(frac_y.iter_mut())
+                .zip(offset.iter_mut())
+                .zip(inside.iter_mut())
+                .zip(&column_x)
+                .zip(&column_y)
+            {
+                let (x, y) = (cx + row_x + b[0], cy + row_y + b[1]);
+                let (left, top) = (floor(x), floor(y));
+                (*fx, *fy) = (x - left, y - top);
+                let within = left >= 0.0 && top >= 0.0 && left + 1.0 < width && top + 1.0 < height;
+                *mask = u64::from(within).wrapping_neg();
+                *at = exact_index(top * stride as f64 + left * 3.0) & *mask;
+            }
+            // Each sample's 2×2 neighbourhood, one pixel pair per row; outside the image, zero
+            // (whatever the fractions, the value is then 0, or NaN, which truncates to 0 too).
+            for (((at, mask), up), low) in
+                offset.iter().zip(&inside).zip(&mut upper).zip(&mut lower)
+            {
+                let at = *at as usize;
+                (*up, *low) = (
+                    source.pixel_pair_at(at) & mask,
+                    source.pixel_pair_at(at + stride) & mask,
+                );
+            }
+            // The bilinear values, channel by channel (vectorised).
+            for (c, channel) in channels.iter_mut().enumerate() {
+                let (near, far) = (8 * c as u32, 8 * (c as u32 + 3));
+                for ((((out, up), low), fx), fy) in channel
+                    .iter_mut()
+                    .zip(&upper)
+                    .zip(&lower)
+                    .zip(&frac_x)
+                    .zip(&frac_y)
+                {
+                    let value = |word: u64, shift: u32| f64::from((word >> shift) as u8);
+                    let top_row = (1.0 - fx) * value(*up, near) + fx * value(*up, far);
+                    let bottom_row = (1.0 - fx) * value(*low, near) + fx * value(*low, far);
+                    *out = truncate_to_u8((1.0 - fy) * top_row + fy * bottom_row);
+                }
+            }
+            let [red, green, blue] = &channels;
+            for (((out, r), g), b) in line.chunks_exact_mut(3).zip(red).zip(green).zip(blue) {
+                out.copy_from_slice(&[*r, *g, *b]);
+            }
         }
     }
+}
+
+/// 1.5 · 2⁵²: adding it to an f64 of magnitude below 2⁵¹ leaves no fraction bits, so the
+/// sum is the value rounded to the nearest integer, and subtracting it again is exact.
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
+
+/// `x.floor()`, exact for |x| < 2⁵¹ and beyond that a value as far out; NaN and ±∞ stay
+/// themselves. Plain adds and compares, which the compiler vectorises at any CPU level
+/// (`f64::floor` is a libm call without SSE4.1, and conversions to integers are not
+/// vectorised).
+#[inline(always)]
+fn floor(x: f64) -> f64 {
+    let nearest = (x + ROUNDER) - ROUNDER;
+    if nearest > x { nearest - 1.0 } else { nearest }
+}
+
+/// `v as u64` for an integral `v` in 0 ≤ v < 2⁵², in a form the compiler vectorises:
+/// `v + 2⁵²` holds `v` in the 52 low bits of its representation. Other values give
+/// some number, never a panic.
+#[inline(always)]
+fn exact_index(v: f64) -> u64 {
+    (v + 4_503_599_627_370_496.0).to_bits() & ((1 << 52) - 1)
+}
+
+/// `v as u8` (truncation towards zero, saturating at 0 and 255, NaN to 0) in a form the
+/// compiler vectorises: the clamped value's floor plus 2⁵² holds that integer in the low
+/// bits of its representation.
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // `clamp` keeps NaN, whose bits are not 0; `max` makes it 0.
+fn truncate_to_u8(v: f64) -> u8 {
+    let clamped = v.max(0.0).min(255.0);
+    (floor(clamped) + 4_503_599_627_370_496.0).to_bits() as u8
 }
 
 /// dlib's `find_affine_transform` from the chip corners (0,0), (cols−1,0), (0,rows−1)
@@ -334,33 +450,6 @@ fn corner_affine(
     ([[ex[0], ey[0]], [ex[1], ey[1]]], b)
 }
 
-/// dlib's `interpolate_bilinear` for RGB, in f64 and truncated to `u8`; black when the
-/// 2×2 neighbourhood is not inside the image.
-fn bilinear(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
-    let (left, top) = (floor_to_i64(x), floor_to_i64(y));
-    let inside =
-        left >= 0 && top >= 0 && left + 1 < img.width() as i64 && top + 1 < img.height() as i64;
-    if !inside {
-        return [0; 3];
-    }
-    let (l, t) = (left as usize, top as usize);
-    let (fx, fy) = (x - left as f64, y - top as f64);
-    // The two rows' pixel pairs, each channel as f64 (in lanes of four, the fourth unused).
-    let pair = |row: &[u8]| -> [[f64; 4]; 2] {
-        let p = &row[l * 3..l * 3 + 6];
-        [
-            [p[0] as f64, p[1] as f64, p[2] as f64, 0.0],
-            [p[3] as f64, p[4] as f64, p[5] as f64, 0.0],
-        ]
-    };
-    let ([p00, p01], [p10, p11]) = (pair(img.row(t)), pair(img.row(t + 1)));
-    let lerp = |a: [f64; 4], b: [f64; 4], f: f64| -> [f64; 4] {
-        std::array::from_fn(|k| (1.0 - f) * a[k] + f * b[k])
-    };
-    let v = lerp(lerp(p00, p01, fx), lerp(p10, p11, fx), fy);
-    [v[0] as u8, v[1] as u8, v[2] as u8]
-}
-
 /// dlib's `basic_extract_image_chip`: a plain copy of `rect`, black outside the image.
 fn copy_chip(image: &RgbView<'_>, rect: Rect) -> RgbImage {
     let cols = (rect.right - rect.left + 1).max(0) as usize;
@@ -382,41 +471,60 @@ fn copy_chip(image: &RgbView<'_>, rect: Rect) -> RgbImage {
 ///
 /// dlib filters the rows first; the sums are exact integers, so the columns first gives
 /// the same values. It is cheaper: the vertical pass runs over whole rows (contiguous,
-/// vectorised) and only for the output rows, which leaves the strided horizontal pass half
-/// the rows.
+/// vectorised) and only for the output rows. The horizontal pass then filters the whole
+/// row too, twice the sums it keeps but vectorised, and takes every other pixel. Compiled
+/// for AVX2 and AVX-512 as well, chosen at run time through `pulp`.
 fn pyramid_down2(src: RgbView<'_>) -> RgbImage {
-    let (w, h) = (src.width(), src.height());
-    if w <= 8 || h <= 8 {
-        return RgbImage::new(0, 0);
-    }
-    let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
-    let mut out = RgbImage::new(ow, oh);
-    // One output row's vertical sums (≤ 16·255) over the whole source row.
-    let mut column_sums = vec![0u16; w * 3];
-    for (dr, dst) in out.data.chunks_exact_mut(ow * 3).enumerate() {
-        // Centred on rows 2, 4, 6, …
-        let r = 2 + 2 * dr;
-        let (a, b, c, d, e) = (
-            src.row(r - 2),
-            src.row(r - 1),
-            src.row(r),
-            src.row(r + 1),
-            src.row(r + 2),
-        );
-        for (i, v) in column_sums.iter_mut().enumerate() {
-            let p = |row: &[u8]| u16::from(row[i]);
-            *v = p(a) + 4 * p(b) + 6 * p(c) + 4 * p(d) + p(e);
+    pulp::Arch::new().dispatch(PyramidDown2 { src })
+}
+
+/// [`pyramid_down2`]'s argument, for `pulp`'s dispatch.
+struct PyramidDown2<'a> {
+    src: RgbView<'a>,
+}
+
+impl pulp::WithSimd for PyramidDown2<'_> {
+    type Output = RgbImage;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> RgbImage {
+        let src = self.src;
+        let (w, h) = (src.width(), src.height());
+        if w <= 8 || h <= 8 {
+            return RgbImage::new(0, 0);
         }
-        // Output column x reads source pixels 2x … 2x+4 (sums ≤ 256·255), then /256.
-        for (x, px) in dst.chunks_exact_mut(3).enumerate() {
-            let taps = &column_sums[x * 6..x * 6 + 15];
-            for (k, o) in px.iter_mut().enumerate() {
-                let t = |i: usize| u32::from(taps[i * 3 + k]);
-                *o = ((t(0) + 4 * t(1) + 6 * t(2) + 4 * t(3) + t(4)) / 256) as u8;
+        let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
+        let mut out = RgbImage::new(ow, oh);
+        // One output row's vertical sums over the whole source row (≤ 16·255), then their
+        // horizontal sums (≤ 256·255, still a u16) divided by 256, at every byte from which
+        // five taps of the same channel fit.
+        let mut column_sums = vec![0u16; w * 3];
+        let mut sums = vec![0u8; w * 3 - 12];
+        for (dr, dst) in out.data.chunks_exact_mut(ow * 3).enumerate() {
+            // Centred on rows 2, 4, 6, …
+            let r = 2 + 2 * dr;
+            let (a, b, c, d, e) = (
+                src.row(r - 2),
+                src.row(r - 1),
+                src.row(r),
+                src.row(r + 1),
+                src.row(r + 2),
+            );
+            for (i, v) in column_sums.iter_mut().enumerate() {
+                let p = |row: &[u8]| u16::from(row[i]);
+                *v = p(a) + 4 * p(b) + 6 * p(c) + 4 * p(d) + p(e);
+            }
+            for (i, v) in sums.iter_mut().enumerate() {
+                let t = &column_sums[i..i + 13];
+                *v = ((t[0] + 4 * t[3] + 6 * t[6] + 4 * t[9] + t[12]) >> 8) as u8;
+            }
+            // Output column x is centred on source pixel 2x + 2: its sums start at byte 6x.
+            for (px, sum) in dst.chunks_exact_mut(3).zip(sums.chunks(6)) {
+                px.copy_from_slice(&sum[..3]);
             }
         }
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -436,6 +544,103 @@ mod tests {
         assert!(down.data.iter().all(|&v| v == 200));
         let small = RgbImage::new(8, 30);
         assert_eq!(pyramid_down2(small.view()).data.len(), 0);
+    }
+
+    /// dlib's `interpolate_bilinear` for RGB as written, pixel by pixel: f64, truncated to
+    /// `u8`, black when the 2×2 neighbourhood is not inside the image.
+    fn bilinear_by_pixel(img: &RgbView<'_>, x: f64, y: f64) -> [u8; 3] {
+        let (left, top) = (crate::view::floor_to_i64(x), crate::view::floor_to_i64(y));
+        let inside = left >= 0
+            && top >= 0
+            && left.saturating_add(1) < img.width() as i64
+            && top.saturating_add(1) < img.height() as i64;
+        if !inside {
+            return [0; 3];
+        }
+        let (l, t) = (left as usize, top as usize);
+        let (fx, fy) = (x - left as f64, y - top as f64);
+        let lerp = |a: f64, b: f64, f: f64| (1.0 - f) * a + f * b;
+        std::array::from_fn(|k| {
+            let p = |col: usize, row: usize| f64::from(img.pixel(col, row)[k]);
+            let upper = lerp(p(l, t), p(l + 1, t), fx);
+            let lower = lerp(p(l, t + 1), p(l + 1, t + 1), fx);
+            lerp(upper, lower, fy) as u8
+        })
+    }
+
+    #[test]
+    fn sample_is_dlibs_bilinear_pixel_by_pixel_at_every_cpu_level() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        // A view into a larger buffer (stride wider than the row), so samples can read
+        // past a row's end and the image's last pixel pair ends the buffer.
+        let (width, height, stride) = (61, 47, 61 * 3 + 5);
+        let data: Vec<u8> = (0..(height - 1) * stride + width * 3)
+            .map(|_| rng.u8(..))
+            .collect();
+        let image = RgbView::with_stride(width, height, stride, &data).unwrap();
+        let mut maps = vec![
+            // The whole image at 1:1, out to its last pixel pair.
+            ([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0]),
+            // Mostly outside, and NaN, infinite and huge positions.
+            ([[2.5, 0.3], [-0.4, 2.5]], [-40.0, -30.0]),
+            ([[f64::NAN, 0.0], [0.0, 1.0]], [0.0, 0.0]),
+            ([[1.0, 0.0], [0.0, 1.0]], [f64::INFINITY, 3.0]),
+            ([[1e12, 0.0], [0.0, 1e12]], [-5e12, 0.0]),
+        ];
+        for _ in 0..40 {
+            let angle = rng.f64() * std::f64::consts::TAU;
+            let scale = 0.1 + 1.5 * rng.f64();
+            let (c, s) = (scale * angle.cos(), scale * angle.sin());
+            maps.push((
+                [[c, -s], [s, c]],
+                [rng.f64() * 80.0 - 10.0, rng.f64() * 60.0 - 10.0],
+            ));
+        }
+        for (m, b) in maps {
+            let (cols, rows) = (37, 29);
+            let mut expected = RgbImage::new(cols, rows);
+            for row in 0..rows {
+                for col in 0..cols {
+                    let (x, y) = (col as f64, row as f64);
+                    let px = m[0][0] * x + m[0][1] * y + b[0];
+                    let py = m[1][0] * x + m[1][1] * y + b[1];
+                    expected.data[(row * cols + col) * 3..][..3]
+                        .copy_from_slice(&bilinear_by_pixel(&image, px, py));
+                }
+            }
+            let mut dispatched = RgbImage::new(cols, rows);
+            sample(&image, m, b, &mut dispatched);
+            assert_eq!(dispatched, expected, "{m:?} {b:?}");
+            let mut scalar = RgbImage::new(cols, rows);
+            pulp::WithSimd::with_simd(
+                Sample {
+                    source: &image,
+                    m,
+                    b,
+                    chip: &mut scalar,
+                },
+                pulp::Scalar::new(),
+            );
+            assert_eq!(scalar, expected, "{m:?} {b:?}");
+        }
+        // An image too narrow for any 2×2 neighbourhood gives a black chip.
+        let narrow = RgbImage {
+            width: 1,
+            height: 5,
+            data: vec![200; 15],
+        };
+        let mut chip = RgbImage {
+            width: 3,
+            height: 3,
+            data: vec![7; 27],
+        };
+        sample(
+            &narrow.view(),
+            [[0.0, 0.0], [0.0, 1.0]],
+            [0.0, 0.0],
+            &mut chip,
+        );
+        assert_eq!(chip, RgbImage::new(3, 3));
     }
 
     /// dlib's `pyramid_down<2>` as written: rows filtered first, pixel by pixel.
@@ -462,7 +667,7 @@ mod tests {
     }
 
     #[test]
-    fn pyramid_down2_equals_dlibs_filter_pixel_by_pixel() {
+    fn pyramid_down2_equals_dlibs_filter_pixel_by_pixel_at_every_cpu_level() {
         let mut rng = fastrand::Rng::with_seed(7);
         for (w, h) in [(9, 9), (10, 11), (37, 20), (64, 64), (301, 97)] {
             for bright in [false, true] {
@@ -481,11 +686,13 @@ mod tests {
                     height: h,
                     data,
                 };
-                assert_eq!(
-                    pyramid_down2(img.view()),
-                    pyramid_down2_by_pixel(img.view()),
-                    "{w}×{h}"
+                let expected = pyramid_down2_by_pixel(img.view());
+                assert_eq!(pyramid_down2(img.view()), expected, "{w}×{h}");
+                let scalar = pulp::WithSimd::with_simd(
+                    PyramidDown2 { src: img.view() },
+                    pulp::Scalar::new(),
                 );
+                assert_eq!(scalar, expected, "{w}×{h}, scalar");
             }
         }
     }

@@ -79,6 +79,27 @@ impl<'a> RgbView<'a> {
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
 
+    /// Bytes from one row's start to the next's.
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The two pixels starting at byte `at` (one that starts a pixel with another after it
+    /// in its row) as one little-endian word: r, g, b, r, g, b in its low six bytes (what the
+    /// two high bytes hold is not said).
+    #[inline(always)]
+    pub(crate) fn pixel_pair_at(&self, at: usize) -> u64 {
+        match self.data[at..].first_chunk::<8>() {
+            Some(bytes) => u64::from_le_bytes(*bytes),
+            // The image's last pair: fewer than eight bytes left.
+            None => {
+                let mut bytes = [0u8; 8];
+                bytes[..6].copy_from_slice(&self.data[at..at + 6]);
+                u64::from_le_bytes(bytes)
+            }
+        }
+    }
+
     /// The pixel at (`x`, `y`), or `None` outside the image.
     #[inline]
     pub fn get(&self, x: i64, y: i64) -> Option<[u8; 3]> {
