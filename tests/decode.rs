@@ -152,9 +152,9 @@ fn every_fps_start_end_and_max_frames_select_exact_frames() {
 
 #[test]
 fn frames_left_undecoded_change_no_selected_frame() {
-    // With --fps and --start kao-decode leaves undecoded the non-reference frames (B-frames)
-    // the selection drops; the frames it keeps, their indices and pixels must be those of
-    // decoding every frame and selecting afterwards. The clips have B-frames (x264's default),
+    // With --fps, --every and --start kao-decode leaves undecoded the non-reference frames
+    // (B-frames) the selection drops; the frames it keeps, their indices and pixels must be
+    // those of decoding every frame and selecting afterwards. The clips have B-frames (x264's default),
     // B-pyramids and open GOPs, and a variable rate.
     let dir = tempfile::tempdir().unwrap();
     let pyramid = dir.path().join("pyramid.mp4");
@@ -179,13 +179,17 @@ fn frames_left_undecoded_change_no_selected_frame() {
         fixture("sample.mp4"),
         pyramid,
     ];
-    let selections: [&[&str]; 6] = [
+    let selections: [&[&str]; 10] = [
         &["--fps", "5"],
         &["--fps", "1"],
         &["--fps", "7", "--start", "0.5", "--end", "3.5"],
         &["--fps", "3", "--start", "1.3"],
         &["--start", "2.5"],
         &["--fps", "2", "--max-frames", "3"],
+        &["--every", "6"],
+        &["--every", "2"],
+        &["--every", "5", "--start", "1.3", "--end", "2.9"],
+        &["--every", "3", "--fps", "4", "--max-frames", "7"],
     ];
     for video in &videos {
         let video = video.to_str().unwrap();
@@ -198,7 +202,7 @@ fn frames_left_undecoded_change_no_selected_frame() {
                 args[at + 1].parse::<f64>().ok()
             };
             let mut selector = kao_video::Selector::new(
-                1,
+                value("--every").map_or(1, |n| n as u64),
                 value("--fps"),
                 value("--start"),
                 value("--end"),

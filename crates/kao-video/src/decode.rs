@@ -1,6 +1,6 @@
 //! The decoder: open an input, decode its best video stream, select frames, convert to RGB.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Once, OnceLock};
@@ -487,6 +487,14 @@ fn run_decoder(
     let announced = (is_url(input) && ictx.duration() > 0)
         .then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     let mut packets: i64 = 0;
+    // Packets read but not yet given to the decoder: with `--every`, a packet's index is known
+    // only once every packet shown before it has been read (see [`Skipper`]).
+    let read_ahead = if out.selector.every() > 1 {
+        READ_AHEAD
+    } else {
+        0
+    };
+    let mut waiting: VecDeque<ff::Packet> = VecDeque::new();
     loop {
         // A fresh packet for every read: `av_read_frame` fills the packet it is given without
         // unreferencing what it held, so one packet reused leaked every packet's data (the
@@ -502,31 +510,24 @@ fn run_decoder(
                     out.failure
                         .get_or_insert((out.state.next, "corrupt packet (truncated file?)".into()));
                 }
-                let leave = out
-                    .skipper
-                    .may_leave(packet.pts(), stream.time_base, &out.selector);
-                decoder.skip_frame(if leave {
-                    ff::Discard::NonReference
-                } else {
-                    ff::Discard::Default
-                });
-                let mut sent = decoder.send_packet(&packet);
-                if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN)
-                {
-                    // The decoder's output is full: take its frames, then the packet.
-                    if out.drain(&mut decoder).is_break() {
+                out.skipper.read(packet.pts());
+                waiting.push_back(packet);
+                while waiting.len() > read_ahead {
+                    let Some(packet) = waiting.pop_front() else {
+                        break;
+                    };
+                    if out.decode(&mut decoder, &packet).is_break() {
                         return Ok(());
                     }
-                    sent = decoder.send_packet(&packet);
-                }
-                if let Err(e) = sent {
-                    out.failure.get_or_insert((out.state.next, e.to_string()));
-                }
-                if out.drain(&mut decoder).is_break() {
-                    return Ok(());
                 }
             }
             Err(ff::Error::Eof) => {
+                // The packets read ahead first: the checks below read the last frame's time.
+                for packet in std::mem::take(&mut waiting) {
+                    if out.decode(&mut decoder, &packet).is_break() {
+                        return Ok(());
+                    }
+                }
                 if let (Some(length), Some(first), Some(last)) =
                     (announced, out.state.first_pts, out.state.last_pts)
                 {
@@ -560,6 +561,12 @@ fn run_decoder(
                 out.failure.get_or_insert((out.state.next, e.to_string()));
                 break;
             }
+        }
+    }
+    // The packets read ahead, when reading failed.
+    for packet in waiting {
+        if out.decode(&mut decoder, &packet).is_break() {
+            return Ok(());
         }
     }
     // Flush the frames the decoder still holds, whatever ended the reading: take what is
@@ -599,17 +606,23 @@ fn frame_duration(stream: &Stream) -> f64 {
 }
 
 /// Leaves undecoded the non-reference frames (those no other frame is predicted from, such as
-/// most B-frames) that the selection drops anyway: before `--start`, and with `--fps` every
-/// frame after the first of its slot ([`Selector::before_start`], [`Selector::slot`]). FFmpeg's
+/// most B-frames) that the selection drops anyway: before `--start`, with `--fps` every
+/// frame after the first of its slot ([`Selector::before_start`], [`Selector::slot`]), and with
+/// `--every` the frames between the kept ones ([`Selector::every_drops`]). FFmpeg's
 /// decoder is given leave to skip a packet's frame when it is a non-reference one
 /// (`skip_frame`); a frame left undecoded is counted where it would have come out (by its
 /// timestamp, before the first later frame), so every index is the one decoding every frame
-/// gives. A packet may be left only when another packet of its slot came earlier in time, so
-/// the first frame of a slot, the one kept, is always decoded.
+/// gives. A packet may be left for `--fps` only when another packet of its slot came earlier
+/// in time, so the first frame of a slot, the one kept, is always decoded. For `--every` a
+/// packet's index must be known before it is decoded: it is the number of frames out so far
+/// plus the packets read whose frames have not come out and that are shown before it, which
+/// holds once every packet shown before it has been read, hence the decoder gets packets
+/// [`READ_AHEAD`] behind the reading. Should a frame left undecoded still turn out to be
+/// one the selection keeps, decoding reports damage at it rather than a wrong frame.
 #[derive(Default)]
 struct Skipper {
-    /// Off for good: a packet without a timestamp, an interlaced frame (two field packets may
-    /// make one frame), or frames coming out of time order.
+    /// Off for good: a packet without a timestamp, two packets at one time, an interlaced
+    /// frame (two field packets may make one frame), or frames coming out of time order.
     off: bool,
     /// Whether a frame came out yet (until then nothing is left).
     started: bool,
@@ -619,16 +632,44 @@ struct Skipper {
     pending: BTreeSet<i64>,
     /// The timestamp of the latest frame out.
     last_out: Option<i64>,
+    /// Timestamps of the packets read whose frames have not come out or been counted (each
+    /// with how many packets carry it).
+    unnumbered: BTreeMap<i64, u32>,
 }
+
+/// Packets read ahead of the decoder with `--every` (see [`Skipper`]): H.264 and HEVC show a
+/// frame at most 16 frames after it is decoded, MPEG-2 and MPEG-4 one, VP9 and AV1 none.
+const READ_AHEAD: usize = 32;
 
 /// `--fps` slots kept in [`Skipper::earliest`] behind the newest: far more than decoders
 /// reorder.
 const SLOTS_KEPT: i64 = 8;
 
 impl Skipper {
+    /// Notes a packet read at timestamp `ts`.
+    fn read(&mut self, ts: Option<i64>) {
+        let Some(ts) = ts.filter(|_| !self.off) else {
+            // Off, nothing is left any more: nothing to count.
+            self.off = true;
+            self.unnumbered.clear();
+            return;
+        };
+        let packets = self.unnumbered.entry(ts).or_insert(0);
+        *packets += 1;
+        if *packets > 1 {
+            self.off = true;
+        }
+    }
+
     /// Whether the packet at timestamp `ts` may be left undecoded if it is a non-reference
-    /// frame.
-    fn may_leave(&mut self, ts: Option<i64>, time_base: f64, selector: &Selector) -> bool {
+    /// frame; `next` is the index the next frame out gets.
+    fn may_leave(
+        &mut self,
+        ts: Option<i64>,
+        time_base: f64,
+        selector: &Selector,
+        next: u64,
+    ) -> bool {
         let Some(ts) = ts else {
             self.off = true;
             return false;
@@ -641,7 +682,12 @@ impl Skipper {
             *earliest = (*earliest).min(ts);
             self.earliest = self.earliest.split_off(&(s - SLOTS_KEPT));
         }
-        let leave = !self.off && self.started && (selector.before_start(pts) || after_first);
+        let dropped = || {
+            selector.before_start(pts)
+                || after_first
+                || (selector.every() > 1 && selector.every_drops(self.index_of(ts, next)))
+        };
+        let leave = !self.off && self.started && dropped();
         if leave {
             self.pending.insert(ts);
         }
@@ -663,6 +709,10 @@ impl Skipper {
         if interlaced || last.is_some_and(|last| ts <= last) {
             self.off = true;
         }
+        // Frames shown up to this one that have not come out never will.
+        let mut unnumbered = self.unnumbered.split_off(&ts);
+        unnumbered.remove(&ts);
+        self.unnumbered = unnumbered;
         self.pending.remove(&ts);
         let later = self.pending.split_off(&ts);
         std::mem::replace(&mut self.pending, later)
@@ -673,7 +723,18 @@ impl Skipper {
 
     /// The timestamps of the frames left undecoded after the last frame out.
     fn left_at_end(&mut self) -> Vec<i64> {
+        self.unnumbered.clear();
         std::mem::take(&mut self.pending).into_iter().collect()
+    }
+
+    /// The index of the frame of a packet read at timestamp `ts` when the next frame out is
+    /// numbered `next`, once every packet shown before it has been read.
+    fn index_of(&self, ts: i64, next: u64) -> u64 {
+        next + self
+            .unnumbered
+            .range(..ts)
+            .map(|(_, packets)| u64::from(*packets))
+            .sum::<u64>()
     }
 }
 
@@ -728,6 +789,32 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// Gives `packet` to the decoder, with leave to skip its frame when [`Skipper`] allows,
+    /// and takes the frames it has ready.
+    fn decode(&mut self, decoder: &mut ff::decoder::Video, packet: &ff::Packet) -> ControlFlow<()> {
+        let leave = self.skipper.may_leave(
+            packet.pts(),
+            self.stream.time_base,
+            &self.selector,
+            self.state.next,
+        );
+        decoder.skip_frame(if leave {
+            ff::Discard::NonReference
+        } else {
+            ff::Discard::Default
+        });
+        let mut sent = decoder.send_packet(packet);
+        if matches!(sent, Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN) {
+            // The decoder's output is full: take its frames, then the packet.
+            self.drain(decoder)?;
+            sent = decoder.send_packet(packet);
+        }
+        if let Err(e) = sent {
+            self.failure.get_or_insert((self.state.next, e.to_string()));
+        }
+        self.drain(decoder)
+    }
+
     /// Receives every frame the decoder has ready, numbers and selects them, and sends the
     /// kept ones on; decoding errors go to `failure`.
     fn drain(&mut self, decoder: &mut ff::decoder::Video) -> ControlFlow<()> {
@@ -1168,26 +1255,57 @@ mod tests {
         let mut selector = Selector::new(1, Some(5.0), None, None, None);
         let mut skipper = Skipper::default();
         // Nothing is left before a frame came out and set the origin.
-        assert!(!skipper.may_leave(Some(0), 0.04, &selector));
-        assert!(!skipper.may_leave(Some(4), 0.04, &selector));
+        assert!(!skipper.may_leave(Some(0), 0.04, &selector, 0));
+        assert!(!skipper.may_leave(Some(4), 0.04, &selector, 0));
         assert!(skipper.came_out(Some(0), false).is_empty());
         assert_eq!(selector.judge(0, 0.0), Verdict::Keep);
         // Packets before the origin do not count: frame 1 is the first of its slot seen since,
         // frame 2 follows it; frame 5 opens the next slot, frame 6 follows it.
-        assert!(!skipper.may_leave(Some(1), 0.04, &selector));
-        assert!(skipper.may_leave(Some(2), 0.04, &selector));
-        assert!(!skipper.may_leave(Some(5), 0.04, &selector));
-        assert!(skipper.may_leave(Some(6), 0.04, &selector));
+        assert!(!skipper.may_leave(Some(1), 0.04, &selector, 0));
+        assert!(skipper.may_leave(Some(2), 0.04, &selector, 0));
+        assert!(!skipper.may_leave(Some(5), 0.04, &selector, 0));
+        assert!(skipper.may_leave(Some(6), 0.04, &selector, 0));
         // Frame 4 comes out: frame 2, left, is counted before it; frame 6 waits.
         assert_eq!(skipper.came_out(Some(4), false), [2]);
         // A left frame at or before the previous frame out would not have come out (a frame
         // the decoder drops): not counted.
-        assert!(skipper.may_leave(Some(3), 0.04, &selector));
+        assert!(skipper.may_leave(Some(3), 0.04, &selector, 0));
         assert_eq!(skipper.came_out(Some(7), false), [6]);
         assert!(skipper.left_at_end().is_empty());
         // A packet without a time turns leaving off for good.
-        assert!(!skipper.may_leave(None, 0.04, &selector));
-        assert!(!skipper.may_leave(Some(8), 0.04, &selector));
+        assert!(!skipper.may_leave(None, 0.04, &selector, 0));
+        assert!(!skipper.may_leave(Some(8), 0.04, &selector, 0));
+    }
+
+    #[test]
+    fn every_nth_frame_is_known_before_it_is_decoded() {
+        // --every 2 over frames shown at 0 … 6 (1/25 s apart), decoded I0 P3 B1 B2 P6 B4 B5
+        // and all read before the decoder gets them.
+        let mut selector = Selector::new(2, None, None, None, None);
+        let mut skipper = Skipper::default();
+        for ts in [0, 3, 1, 2, 6, 4, 5] {
+            skipper.read(Some(ts));
+        }
+        assert!(!skipper.may_leave(Some(0), 0.04, &selector, 0));
+        assert!(skipper.came_out(Some(0), false).is_empty());
+        assert_eq!(selector.judge(0, 0.0), Verdict::Keep);
+        // Frame 0 is out: frames 3 and 1 are dropped, frame 2 is kept.
+        assert!(skipper.may_leave(Some(3), 0.04, &selector, 1));
+        assert!(skipper.may_leave(Some(1), 0.04, &selector, 1));
+        assert!(!skipper.may_leave(Some(2), 0.04, &selector, 1));
+        // Frame 1 was left undecoded: it is counted before frame 2. Frame 3, a reference
+        // frame, was decoded all the same.
+        assert_eq!(skipper.came_out(Some(2), false), [1]);
+        assert!(skipper.came_out(Some(3), false).is_empty());
+        // Four frames numbered: frame 6 has 4 and 5 before it, unnumbered.
+        assert!(!skipper.may_leave(Some(6), 0.04, &selector, 4));
+        assert!(!skipper.may_leave(Some(4), 0.04, &selector, 4));
+        assert!(skipper.may_leave(Some(5), 0.04, &selector, 4));
+        // Two packets at one time make the indices uncertain: leaving stops for good.
+        skipper.read(Some(9));
+        skipper.read(Some(9));
+        assert!(!skipper.may_leave(Some(9), 0.04, &selector, 7));
+        assert!(!skipper.may_leave(Some(11), 0.04, &selector, 7));
     }
 
     /// A YUV 4:2:0 frame of `w×h` whose samples differ from pixel to pixel.

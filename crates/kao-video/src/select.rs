@@ -66,6 +66,18 @@ impl Selector {
         Some(slot(origin, rate, pts))
     }
 
+    /// `--every`: keeps one frame in this many.
+    pub fn every(&self) -> u64 {
+        self.every
+    }
+
+    /// True when [`Selector::judge`] skips the frame at `index` whatever its time, for
+    /// `--every`: once the range's first frame is known, the frames between every `every`-th.
+    pub fn every_drops(&self, index: u64) -> bool {
+        self.first_index
+            .is_some_and(|first| index > first && !(index - first).is_multiple_of(self.every))
+    }
+
     /// Decides about the frame at `index` with presentation time `pts` (seconds).
     pub fn judge(&mut self, index: u64, pts: f64) -> Verdict {
         if self.max_frames.is_some_and(|m| self.kept >= m) {
