@@ -874,6 +874,41 @@ fn non_square_pixels_come_out_square() {
         "{} from the ffmpeg command's square pixels",
         mean_abs_diff(&ours, &theirs)
     );
+    // A bitstream without a pixel aspect takes the container's (MP4/MOV's `pasp` box, where
+    // ProRes and DNxHD files keep it), as players do.
+    let plain = dir.path().join("plain.mp4");
+    ffmpeg(&[
+        "-i",
+        fixture("cfr.mp4").to_str().unwrap(),
+        "-frames:v",
+        "3",
+        "-vf",
+        "scale=720:480,setsar=0",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        plain.to_str().unwrap(),
+    ]);
+    let boxed = dir.path().join("pasp.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-aspect",
+        "16:9",
+        boxed.to_str().unwrap(),
+    ]);
+    assert_eq!(decode_one(&plain).0, 720);
+    let (w, h, ours) = decode_one(&boxed);
+    assert_eq!((w, h), (853, 480));
+    let theirs = ffmpeg_first(&boxed, Some("scale=853:480:flags=bicubic"));
+    assert!(
+        mean_abs_diff(&ours, &theirs) < 1.0,
+        "{} from the ffmpeg command's square pixels (pasp)",
+        mean_abs_diff(&ours, &theirs)
+    );
     // A photo's pixel aspect (JFIF density) is ignored, as image viewers do.
     let photo = dir.path().join("aspect.jpg");
     ffmpeg(&[

@@ -261,6 +261,8 @@ struct Stream {
     rate: f64,
     /// Packets the container's index announces (0: unknown or not exact).
     packets: i64,
+    /// The pixel aspect the container gives (0/1: none), for frames that give none.
+    aspect: ff::Rational,
 }
 
 struct Decoded {
@@ -306,6 +308,7 @@ pub fn decode(
                 0.0
             },
             packets: if exact_index { st.frames().max(0) } else { 0 },
+            aspect: container_aspect(&st),
         };
         let orientation = st
             .side_data()
@@ -350,12 +353,13 @@ pub fn decode(
         options.max_frames,
     );
 
+    let aspect = stream.aspect;
     let (tx, rx) = bounded::<Decoded>(4);
     std::thread::scope(|scope| {
         let worker = scope
             .spawn(move || run_decoder(input, ictx, decoder, &stream, numbering, selector, tx));
         let mut summary = Summary::default();
-        let mut converter = Converter::new(input, orientation, still);
+        let mut converter = Converter::new(input, orientation, still, aspect);
         for decoded in rx {
             let frame = match converter.convert(&decoded) {
                 Ok(f) => f,
@@ -896,12 +900,21 @@ struct Converter {
     orientation: Orientation,
     /// A still image: its pixel aspect is ignored.
     still: bool,
+    /// The pixel aspect the container gives, for frames whose bitstream gives none (as
+    /// players do: a ProRes or DNxHD file's aspect is only in MOV's `pasp` box).
+    container_aspect: ff::Rational,
     input: String,
 }
 
 impl Converter {
-    fn new(input: &str, orientation: Orientation, still: bool) -> Converter {
+    fn new(
+        input: &str,
+        orientation: Orientation,
+        still: bool,
+        container_aspect: ff::Rational,
+    ) -> Converter {
         Converter {
+            container_aspect,
             scaler: None,
             rgb: ff::frame::Video::empty(),
             tone: None,
@@ -919,7 +932,9 @@ impl Converter {
         let (out_w, out_h) = if self.still {
             (w, h)
         } else {
-            square_pixels(w, h, src.aspect_ratio())
+            let own = src.aspect_ratio();
+            let known = own.numerator() > 0 && own.denominator() > 0;
+            square_pixels(w, h, if known { own } else { self.container_aspect })
         };
         // HDR goes through planar 16-bit RGB (swscale's fast way there) to its tone mapping.
         let hdr = Transfer::of(src);
@@ -1068,12 +1083,25 @@ fn yuv_colour(frame: &ff::frame::Video) -> Option<YuvColour> {
     })
 }
 
+/// The pixel aspect the container gives `stream` (MP4/MOV's `pasp` box, Matroska's display
+/// size), 0/1 when it gives none.
+///
+/// The fourth of the crate's four `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// ffmpeg-next does not wrap `AVStream::sample_aspect_ratio`, and the decoder's frames carry
+/// only the bitstream's.
+#[allow(unsafe_code)]
+fn container_aspect(stream: &ff::format::stream::Stream<'_>) -> ff::Rational {
+    // SAFETY: `as_ptr` is the stream's AVStream, owned by the input context `stream` borrows,
+    // so it is valid for this read of a plain field.
+    ff::Rational::from(unsafe { (*stream.as_ptr()).sample_aspect_ratio })
+}
+
 /// FFmpeg's libavdevice, loaded the first time a camera is opened.
 static AVDEVICE: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
 
 /// FFmpeg's video4linux2 input format, from libavdevice.
 ///
-/// The third of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// The third of the crate's four `unsafe` functions (docs/architecture.md, "Unsafe code"):
 /// libavdevice is loaded here rather than linked, because linking it costs every process
 /// that decodes ~0.12 s of start-up (its ~200 libraries' symbols: SDL, X11, PulseAudio,
 /// libavfilter) while only cameras need it. Its major version is libavformat's (they have
@@ -1109,7 +1137,7 @@ fn v4l2_format() -> Result<ff::format::Input, String> {
 
 /// Tells `scaler` (YUV to RGB24) the frame's matrix and range; RGB comes out full range.
 ///
-/// The second of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// The second of the crate's four `unsafe` functions (docs/architecture.md, "Unsafe code"):
 /// ffmpeg-next has no safe call for `sws_setColorspaceDetails`.
 #[allow(unsafe_code)]
 fn set_yuv_colour(scaler: &mut scaling::Context, colour: YuvColour) {
@@ -1147,7 +1175,7 @@ const FRAME_SLACK: usize = 64;
 /// `row` bytes (the frame's own layout when `row` is a multiple of [`FRAME_ALIGN`]),
 /// without the copy out of an FFmpeg frame.
 ///
-/// The first of the crate's three `unsafe` functions (docs/architecture.md, "Unsafe code"):
+/// The first of the crate's four `unsafe` functions (docs/architecture.md, "Unsafe code"):
 /// ffmpeg-next's safe `scaling::Context::run` only writes into an FFmpeg frame, which then
 /// costs a copy of every frame into the `Vec` the pipeline passes on; calling `sws_scale`
 /// with our own buffer skips it.

@@ -8,7 +8,7 @@
 //!
 //! The other way, [`Encoder`] writes RGB frames as an H.264 video (kao-preview).
 
-// Three FFI calls are allowed `unsafe` (see docs/architecture.md, "Unsafe code").
+// Four FFI calls are allowed `unsafe` (see docs/architecture.md, "Unsafe code").
 #![deny(unsafe_code)]
 
 mod decode;
