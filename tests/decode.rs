@@ -848,24 +848,30 @@ fn yuv_frames_convert_with_their_own_matrix_and_range() {
     }
 }
 
-#[test]
-fn non_square_pixels_come_out_square() {
-    // A DVD-like frame: 720 × 480 pixels each 32:27 wide (16:9 on screen).
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("anamorphic.mp4");
+/// Three lossless 720 × 480 frames of the sample, their bitstream's pixel aspect `sar`
+/// (`0`: none), in MP4 at `path`.
+fn dvd_like(path: &Path, sar: &str) {
     ffmpeg(&[
         "-i",
         fixture("cfr.mp4").to_str().unwrap(),
         "-frames:v",
         "3",
         "-vf",
-        "scale=720:480,setsar=32/27",
+        &format!("scale=720:480,setsar={sar}"),
         "-c:v",
         "libx264",
         "-qp",
         "0",
         path.to_str().unwrap(),
     ]);
+}
+
+#[test]
+fn non_square_pixels_come_out_square() {
+    // A DVD-like frame: 720 × 480 pixels each 32:27 wide (16:9 on screen).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anamorphic.mp4");
+    dvd_like(&path, "32/27");
     let (w, h, ours) = decode_one(&path);
     assert_eq!((w, h), (853, 480));
     let theirs = ffmpeg_first(&path, Some("scale=853:480:flags=bicubic"));
@@ -877,19 +883,7 @@ fn non_square_pixels_come_out_square() {
     // A bitstream without a pixel aspect takes the container's (MP4/MOV's `pasp` box, where
     // ProRes and DNxHD files keep it), as players do.
     let plain = dir.path().join("plain.mp4");
-    ffmpeg(&[
-        "-i",
-        fixture("cfr.mp4").to_str().unwrap(),
-        "-frames:v",
-        "3",
-        "-vf",
-        "scale=720:480,setsar=0",
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        plain.to_str().unwrap(),
-    ]);
+    dvd_like(&plain, "0");
     let boxed = dir.path().join("pasp.mp4");
     ffmpeg(&[
         "-i",
