@@ -261,8 +261,6 @@ struct Stream {
     rate: f64,
     /// Packets the container's index announces (0: unknown or not exact).
     packets: i64,
-    /// The pixel aspect the container gives (0/1: none), for frames that give none.
-    aspect: ff::Rational,
 }
 
 struct Decoded {
@@ -286,7 +284,7 @@ pub fn decode(
     // A still image (FFmpeg's image2 demuxer, or a probed `*_pipe` one): image viewers ignore a
     // JFIF pixel aspect, so kao does too.
     let still = ictx.format().name() == "image2" || ictx.format().name().ends_with("_pipe");
-    let (stream, decoder, orientation) = {
+    let (stream, decoder, orientation, aspect) = {
         let st =
             ictx.streams()
                 .best(ff::media::Type::Video)
@@ -308,7 +306,6 @@ pub fn decode(
                 0.0
             },
             packets: if exact_index { st.frames().max(0) } else { 0 },
-            aspect: container_aspect(&st),
         };
         let orientation = st
             .side_data()
@@ -342,7 +339,7 @@ pub fn decode(
                 message: e.to_string(),
             },
         })?;
-        (stream, decoder, orientation)
+        (stream, decoder, orientation, container_aspect(&st))
     };
     let numbering = seek_to_start(&mut ictx, &stream, input, options);
     let selector = Selector::new(
@@ -353,7 +350,6 @@ pub fn decode(
         options.max_frames,
     );
 
-    let aspect = stream.aspect;
     let (tx, rx) = bounded::<Decoded>(4);
     std::thread::scope(|scope| {
         let worker = scope
@@ -499,7 +495,8 @@ fn run_decoder(
         0
     };
     let mut waiting: VecDeque<ff::Packet> = VecDeque::new();
-    loop {
+    // Whether reading reached the end of the input (rather than an error).
+    let ended = loop {
         // A fresh packet for every read: `av_read_frame` fills the packet it is given without
         // unreferencing what it held, so one packet reused leaked every packet's data (the
         // whole file over a run; found by the `image` fuzz target's leak check).
@@ -516,61 +513,54 @@ fn run_decoder(
                 }
                 out.skipper.read(packet.pts());
                 waiting.push_back(packet);
-                while waiting.len() > read_ahead {
-                    let Some(packet) = waiting.pop_front() else {
-                        break;
-                    };
-                    if out.decode(&mut decoder, &packet).is_break() {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(ff::Error::Eof) => {
-                // The packets read ahead first: the checks below read the last frame's time.
-                for packet in std::mem::take(&mut waiting) {
-                    if out.decode(&mut decoder, &packet).is_break() {
-                        return Ok(());
-                    }
-                }
-                if let (Some(length), Some(first), Some(last)) =
-                    (announced, out.state.first_pts, out.state.last_pts)
+                while waiting.len() > read_ahead
+                    && let Some(packet) = waiting.pop_front()
                 {
-                    let tolerance = (2.0 * out.state.frame_duration).max(0.5);
-                    if !out.state.seeked() && last - first + tolerance < length {
-                        out.failure.get_or_insert((
-                        out.state.next,
-                            format!(
-                                "the stream ended after {:.1} s of {length:.1} s (connection lost?)",
-                                last - first + out.state.frame_duration
-                            ),
-                        ));
+                    if out.decode(&mut decoder, &packet).is_break() {
+                        return Ok(());
                     }
                 }
-                // The container's index promised more packets than the file holds.
-                if stream.packets > 0 && packets < stream.packets && !out.state.seeked() {
-                    out.failure.get_or_insert((
-                        out.state.next,
-                        format!(
-                            "file ends after {packets} of {} packets (truncated?)",
-                            stream.packets
-                        ),
-                    ));
-                }
-                break;
             }
+            Err(ff::Error::Eof) => break true,
             Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => {
                 out.failure.get_or_insert((out.state.next, e.to_string()));
-                break;
+                break false;
             }
         }
-    }
-    // The packets read ahead, when reading failed.
+    };
     for packet in waiting {
         if out.decode(&mut decoder, &packet).is_break() {
             return Ok(());
+        }
+    }
+    // Checked once the packets read ahead are decoded: they read the last frame's time.
+    if ended {
+        if let (Some(length), Some(first), Some(last)) =
+            (announced, out.state.first_pts, out.state.last_pts)
+        {
+            let tolerance = (2.0 * out.state.frame_duration).max(0.5);
+            if !out.state.seeked() && last - first + tolerance < length {
+                out.failure.get_or_insert((
+                    out.state.next,
+                    format!(
+                        "the stream ended after {:.1} s of {length:.1} s (connection lost?)",
+                        last - first + out.state.frame_duration
+                    ),
+                ));
+            }
+        }
+        // The container's index promised more packets than the file holds.
+        if stream.packets > 0 && packets < stream.packets && !out.state.seeked() {
+            out.failure.get_or_insert((
+                out.state.next,
+                format!(
+                    "file ends after {packets} of {} packets (truncated?)",
+                    stream.packets
+                ),
+            ));
         }
     }
     // Flush the frames the decoder still holds, whatever ended the reading: take what is
