@@ -76,7 +76,7 @@ fn face_records_with(path: &Path, patches: &[(i32, i32, u32, u32)], edit: impl F
         .collect();
     let mut writer = RecordWriter::create(Some(path), &schema).unwrap();
     writer
-        .write(&face_batch(&schema, &frame, &rows).unwrap())
+        .write(&face_batch(&schema, &frame, rows).unwrap())
         .unwrap();
     writer.finish().unwrap();
 }

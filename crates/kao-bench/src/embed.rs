@@ -180,7 +180,7 @@ fn stream_memory(faces: usize) -> Result<(f64, f64)> {
                     track_id: None,
                 })
                 .collect();
-            out.write(&face_batch(&schema, &frame, &rows)?)?;
+            out.write(&face_batch(&schema, &frame, rows)?)?;
         }
         out.finish()?;
         Ok(())

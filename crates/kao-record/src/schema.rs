@@ -354,8 +354,22 @@ pub struct FaceRow {
     pub track_id: Option<u64>,
 }
 
-/// The columns of [`face_fields`], in order, for `rows`.
-pub fn face_columns(rows: &[FaceRow]) -> Result<Vec<ArrayRef>, ArrowError> {
+/// The columns of [`face_fields`], in order, for `rows`. The patch of a lone face becomes
+/// the column's buffer as it is, without a copy (most frames of an interview).
+pub fn face_columns(mut rows: Vec<FaceRow>) -> Result<Vec<ArrayRef>, ArrowError> {
+    let patches: ArrayRef = match rows.as_mut_slice() {
+        [row] => {
+            let patch = std::mem::take(&mut row.patch);
+            Arc::new(BinaryArray::try_new(
+                OffsetBuffer::from_lengths([patch.len()]),
+                Buffer::from_vec(patch),
+                None,
+            )?)
+        }
+        rows => Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| r.patch.as_slice()),
+        )),
+    };
     let f32s = |get: fn(&FaceRow) -> f32| -> ArrayRef {
         Arc::new(Float32Array::from_iter_values(rows.iter().map(get)))
     };
@@ -376,9 +390,7 @@ pub fn face_columns(rows: &[FaceRow]) -> Result<Vec<ArrayRef>, ArrowError> {
             Arc::new(marks),
             None,
         )?),
-        Arc::new(BinaryArray::from_iter_values(
-            rows.iter().map(|r| r.patch.as_slice()),
-        )),
+        patches,
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_x))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.patch_y))),
         Arc::new(UInt32Array::from_iter_values(
@@ -421,7 +433,7 @@ pub fn face_schema(entry: &Provenance) -> Result<SchemaRef, SchemaError> {
 pub fn face_batch(
     schema: &SchemaRef,
     frame: &FrameMeta,
-    rows: &[FaceRow],
+    rows: Vec<FaceRow>,
 ) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut columns: Vec<ArrayRef> = vec![
@@ -442,6 +454,58 @@ mod tests {
     fn decode_schema() -> SchemaRef {
         let entry = Provenance::new("kao-decode", "0.1.0", serde_json::json!({"every": 1}));
         stage_schema(&Schema::empty(), &[], frame_fields(), &entry).unwrap()
+    }
+
+    #[test]
+    fn face_batches_of_one_face_and_of_several_carry_their_patches() {
+        let entry = Provenance::new("kao-detect", "0.1.0", serde_json::json!({}));
+        let schema = face_schema(&entry).unwrap();
+        let frame = FrameMeta {
+            source: "a".into(),
+            frame_index: 3,
+            pts: 0.1,
+            width: 8,
+            height: 8,
+        };
+        let face = |k: u8| FaceRow {
+            face_index: u32::from(k),
+            x: 1.0,
+            y: 1.0,
+            w: 2.0,
+            h: 2.0,
+            score: 0.9,
+            landmarks: [0.5; 10],
+            patch: (0..12).map(|i| i * 7 + k).collect(),
+            patch_x: 0,
+            patch_y: 0,
+            patch_w: 2,
+            patch_h: 2,
+            track_id: None,
+        };
+        for n in [1u8, 2, 3] {
+            let rows: Vec<FaceRow> = (0..n).map(face).collect();
+            let batch = face_batch(&schema, &frame, rows.clone()).unwrap();
+            // Through an IPC stream and back, as between two stages.
+            let mut bytes = Vec::new();
+            let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &schema).unwrap();
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            drop(writer);
+            let mut reader =
+                arrow_ipc::reader::StreamReader::try_new(bytes.as_slice(), None).unwrap();
+            let read = reader.next().unwrap().unwrap();
+            for b in [&batch, &read] {
+                let patches = b
+                    .column_by_name(col::PATCH)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .unwrap();
+                let got: Vec<&[u8]> = patches.iter().map(Option::unwrap).collect();
+                let want: Vec<&[u8]> = rows.iter().map(|r| r.patch.as_slice()).collect();
+                assert_eq!(got, want, "{n} faces");
+            }
+        }
     }
 
     #[test]

@@ -680,13 +680,14 @@ impl DetectStage {
                 continue;
             }
             let (faces, second): (Vec<FaceRow>, Vec<bool>) = faces.into_iter().unzip();
-            let indices = UInt32Array::from(vec![row as u32; faces.len()]);
+            let n = faces.len();
+            let indices = UInt32Array::from(vec![row as u32; n]);
             let mut columns = arrow_select::take::take_record_batch(&passed, &indices)?
                 .columns()
                 .to_vec();
-            columns.extend(face_columns(&faces)?);
-            columns.push(Arc::new(UInt32Array::from(vec![shot; faces.len()])) as ArrayRef);
-            columns.push(Arc::new(BooleanArray::from(vec![detected; faces.len()])) as ArrayRef);
+            columns.extend(face_columns(faces)?);
+            columns.push(Arc::new(UInt32Array::from(vec![shot; n])) as ArrayRef);
+            columns.push(Arc::new(BooleanArray::from(vec![detected; n])) as ArrayRef);
             columns.push(Arc::new(BooleanArray::from(second)) as ArrayRef);
             out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
         }
