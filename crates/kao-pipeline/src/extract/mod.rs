@@ -65,7 +65,8 @@ pub struct ExtractOptions {
     pub out: PathBuf,
     /// This task's shard and what gave it (`--shard`, or the scheduler's variable).
     pub shard: Option<(Shard, &'static str)>,
-    /// Which frames of each video, and the decoding threads (kao-extract: 1).
+    /// Which frames of each video, and the decoding threads (kao-extract: half the cores,
+    /// two to four).
     pub decode: DecodeOptions,
     /// The detect stage's options.
     pub detect: DetectArgs,

@@ -166,12 +166,24 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
+/// FFmpeg frame threads for decoding: half the cores, from two to four. Decoding is the
+/// largest single share of the work (about 30 % of the CPU at 720p, 40 % at 1080p): on one
+/// thread, busy ~90 % of a 1080p run on 2 cores while the other stages use ~0.9 cores, it
+/// would hold back machines with more cores. On 2 cores two frame threads run as fast as one
+/// at 720p and ~3 % faster at 1080p (medians of five runs: 4.02 → 3.89 s), at the same CPU
+/// time and peak. Four bound the frames in flight where many tasks share a machine.
+fn decoder_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cores < 2 {
+        1
+    } else {
+        (cores / 2).clamp(2, 4)
+    }
+}
+
 fn run(args: &Args, stop: &AtomicBool) -> Result<u8> {
     let started = Instant::now();
-    // One decoding thread: the cores are busy detecting and embedding, and FFmpeg's frame
-    // threads only add buffered frames (at 1080p, ~40 MB more at the peak and no faster end
-    // to end).
-    let decode = args.decode.options(1)?;
+    let decode = args.decode.options(decoder_threads())?;
     if args.align.crop.padding > args.detect.patch_padding {
         bail!(
             "--padding {} needs patches cut with --patch-padding {} or more (now {})",
