@@ -87,7 +87,8 @@ impl Signature {
         let [rows, columns] = content(frame);
         // Integer sums: exact, and cheaper per pixel than adding floats. The histogram is
         // kept in LANES copies, one per sample of a group, so that runs of one colour do not
-        // wait on their previous count's store (a 1080p frame 0.31 → 0.18 ms); they add up at the end.
+        // wait on their previous count's store (a 1080p frame 0.31 → 0.18 ms); the copies
+        // add up at the end.
         const LANES: usize = 4;
         let mut histograms = [[0u32; BINS * BINS * BINS]; LANES];
         let mut layout = [0u32; GRID * GRID];
