@@ -516,8 +516,9 @@ fn bad_inputs_are_one_line_errors() {
 }
 
 #[test]
-fn videos_whose_crops_would_share_names_are_refused() {
-    // Cameras name every card's files alike: day1/C0001.MP4, day2/C0001.MP4.
+fn videos_of_one_name_keep_their_crops_apart() {
+    // Cameras name every card's files alike: day1/C0001.MP4, day2/C0001.MP4. The first video
+    // keeps the name, the second's crops add its source's hash.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (one, two) = (d.join("day1/C0001.mp4"), d.join("day2/C0001.mp4"));
@@ -525,6 +526,11 @@ fn videos_whose_crops_would_share_names_are_refused() {
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
         std::fs::copy(fixture("sample.mp4"), copy).unwrap();
     }
+    let source = |video: &Path| video.to_str().unwrap().to_string();
+    let hashed = |video: &Path| {
+        let hash = kao_pipeline::align::crop::source_hash(&source(video));
+        format!("obama/C0001-{}_f", &hash[..12])
+    };
     let extract = |videos: &[&Path], out: &Path| {
         run(kao("kao-extract")
             .args(videos)
@@ -533,23 +539,78 @@ fn videos_whose_crops_would_share_names_are_refused() {
             .args(["--ref-jitters", "1", "--max-frames", "5", "-q", "--out"])
             .arg(out))
     };
-    // In one run: refused before anything is written.
-    let out = extract(&[&one, &two], &d.join("both"));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // Each video's crops, by the manifest; every one on disk.
+    let crops = |out: &Path, video: &Path| -> Vec<String> {
+        let rows = manifest(out);
+        let sources = strings(&rows, "source");
+        let paths: Vec<String> = strings(&rows, "crop_path")
+            .into_iter()
+            .zip(sources)
+            .filter(|(_, s)| s.as_deref() == Some(source(video).as_str()))
+            .filter_map(|(p, _)| p)
+            .collect();
+        for p in &paths {
+            assert!(out.join(p).is_file(), "{p} is not on disk");
+        }
+        paths
+    };
+    let named = |paths: &[String], prefix: &str| {
+        !paths.is_empty() && paths.iter().all(|p| p.starts_with(prefix))
+    };
+
+    // In one run.
+    let both = d.join("both");
+    let out = extract(&[&one, &two], &both);
     assert!(
-        err.contains("would name their crops alike (C0001_f…)"),
-        "{err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!d.join("both").exists());
-    // In a second run into the folder of the first.
-    let folder = d.join("days");
-    assert!(extract(&[&one], &folder).status.success());
-    let out = extract(&[&two], &folder);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("would name their crops alike"), "{err}");
+    let (first, second) = (crops(&both, &one), crops(&both, &two));
+    assert!(named(&first, "obama/C0001_f"), "{first:?}");
+    assert!(named(&second, &hashed(&two)), "{second:?}");
+    assert_eq!(first.len(), second.len(), "the same video twice");
+
+    // The piped chain names them alike.
+    let chain = d.join("chain");
+    let script = format!(
+        "set -eo pipefail; {} --max-frames 5 {} {} | {} | {} | {} | {} --ref {} --ref-jitters 1 | {} --out {}",
+        bin("kao-decode").display(),
+        one.display(),
+        two.display(),
+        bin("kao-detect").display(),
+        bin("kao-embed").display(),
+        bin("kao-track").display(),
+        bin("kao-match").display(),
+        refs(d).display(),
+        bin("kao-align").display(),
+        chain.display(),
+    );
+    let out = run(Command::new("bash").arg("-c").arg(&script));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((crops(&chain, &one), crops(&chain, &two)), (first, second));
+
+    // A second run into the folder of the first: the first video keeps its crops' names.
+    let days = d.join("days");
+    assert!(extract(&[&one], &days).status.success());
+    let before = crops(&days, &one);
+    let out = extract(&[&two], &days);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(crops(&days, &one), before);
+    assert!(named(&crops(&days, &two), &hashed(&two)));
+
+    // Alone, the second video's crops take the plain name.
+    let alone = d.join("alone");
+    assert!(extract(&[&two], &alone).status.success());
+    assert!(named(&crops(&alone, &two), "obama/C0001_f"));
 }
 
 /// Starts kao-extract into `out_dir` and waits until its first crop is on disk.

@@ -22,7 +22,8 @@ use kao_record::schema::provenance;
 ///
 /// Cuts dlib's 5-point aligned crop (FACE01's aligner: --size 400, --padding 0.1) of each
 /// matched face from its native-resolution patch, without detecting again, and writes it to
-/// DIR/<identity>/<video-stem>_f<frame:06>_<face>.<ext>. Writes DIR/manifest.parquet: every face
+/// DIR/<identity>/<video-stem>_f<frame:06>_<face>.<ext> (a later video of an earlier one's name
+/// adds its path's hash to the stem). Writes DIR/manifest.parquet: every face
 /// record (matched or not) without its patch, with `crop_path` where a crop was written. Rows of
 /// other videos from earlier runs into DIR with the same options are kept; rows of the videos
 /// in this input replace theirs. Every file is written under a temporary name and renamed.
@@ -65,7 +66,7 @@ fn run(args: &Args) -> Result<()> {
         schema = with_metadata(&schema, META_FRAMES_PROCESSED, &spec);
     }
     let mut manifest = ManifestWriter::create(lock, &schema)?;
-    stage.claim_sources(manifest.previous_sources())?;
+    stage.claim_sources(manifest.previous_sources());
     let mut faces = 0u64;
     for batch in reader {
         let batch = batch?;

@@ -3,7 +3,9 @@
 //! file and folder names, and atomic writes.
 //!
 //! A crop of frame `F` of `talk.mp4`, face `K`, goes to
-//! `<out>/<sanitize_identity(identity)>/<crop_file_name("talk.mp4", F, K, format)>`.
+//! `<out>/<sanitize_identity(identity)>/<crop_file_name(stem, F, K, format)>`, where the stem
+//! is the one [`CropStems::claim`] gives the video (`talk`, or `talk-<hash>` when another
+//! video of the run took `talk` first).
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,8 +15,9 @@ use clap::Args;
 use kao_image::{RgbImage, RgbView};
 
 /// The longest name, in bytes, that [`sanitize_identity`] returns (and so the longest
-/// video stem in [`crop_file_name`]): well under the 255 bytes most file systems allow
-/// for one path component, with room for the frame and face suffix.
+/// video stem in [`crop_file_name`] before [`CropStems`] adds a hash): well under the 255
+/// bytes most file systems allow for one path component, with room for the hash and the
+/// frame and face suffix.
 pub const MAX_NAME_BYTES: usize = 100;
 
 /// The largest crop side [`cut_crop`] accepts, in pixels.
@@ -50,68 +53,65 @@ pub fn sanitize_identity(name: &str) -> String {
     if kept_any { out } else { "_".to_owned() }
 }
 
-/// The file name of one crop: `<video-stem>_f<frame_index:06>_<face_index>.<ext>`.
-///
-/// The stem is the last path segment of `source` without its extension; for a URL
-/// (`scheme://…`) the query and fragment are dropped first, so
-/// `http://host/a/talk.mp4?x=1` gives `talk`, `/dev/video0` gives `video0`. The stem is
-/// made safe with [`sanitize_identity`].
+/// The file name of one crop: `<stem>_f<frame_index:06>_<face_index>.<ext>`, with the
+/// video's stem from [`CropStems::claim`].
 pub fn crop_file_name(
-    source: &str,
+    stem: &str,
     frame_index: u64,
     face_index: u32,
     format: ImageFormat,
 ) -> String {
-    let stem = crop_stem(source);
     format!(
         "{stem}_f{frame_index:06}_{face_index}.{}",
         format.extension()
     )
 }
 
-/// The first two different sources among `sources` whose crops would be named alike (one
-/// file stem, as [`crop_file_name`] uses it: `day1/C0001.MP4` and `day2/C0001.MP4`), with
-/// that stem; one would overwrite the other's crops.
-pub fn crop_name_clash<'a>(
-    sources: impl IntoIterator<Item = &'a str>,
-) -> Option<(String, String, String)> {
-    let mut stems = CropStems::default();
-    sources
-        .into_iter()
-        .find_map(|source| stems.claim(source).err())
+/// The stem each video's crops are named with, first come first named. A video's stem is
+/// the last path segment of its source without the extension; for a URL (`scheme://…`) the
+/// query and fragment are dropped first, so `http://host/a/talk.mp4?x=1` gives `talk`,
+/// `/dev/video0` gives `video0`; made safe with [`sanitize_identity`]. Cameras name every
+/// card's files alike (`day1/C0001.MP4`, `day2/C0001.MP4`): the first video to claim a stem
+/// keeps it, and a later one gets the stem and the first 12 hex digits of the sha256 of its
+/// source string (`day2/C0001.MP4`: `C0001-7b5258bf1ca4`, as shards' partition keys), so
+/// neither overwrites the other's crops. Stems are compared without case, as macOS's and
+/// Windows's file systems compare names.
+#[derive(Debug, Default)]
+pub struct CropStems {
+    /// Each claimed source's stem.
+    of: std::collections::HashMap<String, String>,
+    /// The stems taken, in lower case.
+    taken: std::collections::HashSet<String>,
 }
 
-/// The first source met of each crop stem (the part of the crop names that comes from the
-/// source, before `_f<frame>`).
-#[derive(Debug, Default)]
-pub struct CropStems(std::collections::HashMap<String, String>);
-
 impl CropStems {
-    /// Takes `source`'s stem; when another source has it already, the clash: (that source,
-    /// `source`, the stem).
-    pub fn claim(&mut self, source: &str) -> Result<(), (String, String, String)> {
-        let stem = crop_stem(source);
-        match self.0.get(&stem) {
-            Some(first) if first != source => Err((first.clone(), source.to_string(), stem)),
-            Some(_) => Ok(()),
-            None => {
-                self.0.insert(stem, source.to_string());
-                Ok(())
-            }
+    /// `source`'s stem: the one it claimed before, else its own when no other source has
+    /// taken that, else one with its source's hash.
+    pub fn claim(&mut self, source: &str) -> &str {
+        if !self.of.contains_key(source) {
+            let plain = sanitize_identity(source_stem(source));
+            let hash = source_hash(source);
+            // The full hash cannot be taken but by a file named after another's hash; a
+            // counter settles even that.
+            let stem = [plain.clone(), format!("{plain}-{}", &hash[..12])]
+                .into_iter()
+                .chain((1..).map(|k| format!("{plain}-{hash}-{k}")))
+                .find(|stem| !self.taken.contains(&stem.to_lowercase()))
+                .expect("the counter never runs out");
+            self.taken.insert(stem.to_lowercase());
+            self.of.insert(source.to_string(), stem);
         }
+        &self.of[source]
     }
 }
 
-/// The part of `source`'s crop names that comes from the source (before `_f<frame>`).
-fn crop_stem(source: &str) -> String {
-    sanitize_identity(source_stem(source))
-}
-
-/// The one-line error for a [`crop_name_clash`].
-pub fn clash_error((first, second, stem): (String, String, String)) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{first} and {second} would name their crops alike ({stem}_f…), and one would overwrite the other's: rename one, or write them to different --out folders"
-    )
+/// The sha256 of `source` as given, in hex.
+pub fn source_hash(source: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(source.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The last non-empty path segment of `source` (query and fragment removed for URLs),
@@ -373,63 +373,62 @@ mod tests {
     #[test]
     fn crop_file_names() {
         let png = ImageFormat::Png;
+        let name = |source: &str, frame: u64, face: u32, format: ImageFormat| {
+            crop_file_name(CropStems::default().claim(source), frame, face, format)
+        };
+        assert_eq!(name("/videos/talk.mp4", 42, 0, png), "talk_f000042_0.png");
         assert_eq!(
-            crop_file_name("/videos/talk.mp4", 42, 0, png),
-            "talk_f000042_0.png"
-        );
-        assert_eq!(
-            crop_file_name("http://host/a/talk.mp4?x=1", 7, 2, ImageFormat::Jpg),
+            name("http://host/a/talk.mp4?x=1", 7, 2, ImageFormat::Jpg),
             "talk_f000007_2.jpg"
         );
         assert_eq!(
-            crop_file_name("https://host/a/b.c.webm#t=3", 1234567, 1, png),
+            name("https://host/a/b.c.webm#t=3", 1234567, 1, png),
             "b.c_f1234567_1.png"
         );
+        assert_eq!(name("/dev/video0", 0, 0, png), "video0_f000000_0.png");
         assert_eq!(
-            crop_file_name("/dev/video0", 0, 0, png),
-            "video0_f000000_0.png"
-        );
-        assert_eq!(
-            crop_file_name("rtsp://cam/stream/", 3, 0, png),
+            name("rtsp://cam/stream/", 3, 0, png),
             "stream_f000003_0.png"
         );
-        assert_eq!(crop_file_name("clip", 3, 0, png), "clip_f000003_0.png");
-        assert_eq!(crop_file_name("-", 3, 0, png), "stdin_f000003_0.png");
-        assert_eq!(
-            crop_file_name("C:\\v\\talk.mkv", 3, 0, png),
-            "talk_f000003_0.png"
-        );
-        assert_eq!(crop_file_name(".mp4", 3, 0, png), "_mp4_f000003_0.png");
-        assert_eq!(crop_file_name("", 3, 0, png), "__f000003_0.png");
-        assert_eq!(crop_file_name("/a/..", 3, 0, png), "__f000003_0.png");
+        assert_eq!(name("clip", 3, 0, png), "clip_f000003_0.png");
+        assert_eq!(name("-", 3, 0, png), "stdin_f000003_0.png");
+        assert_eq!(name("C:\\v\\talk.mkv", 3, 0, png), "talk_f000003_0.png");
+        assert_eq!(name(".mp4", 3, 0, png), "_mp4_f000003_0.png");
+        assert_eq!(name("", 3, 0, png), "__f000003_0.png");
+        assert_eq!(name("/a/..", 3, 0, png), "__f000003_0.png");
         // A '?' in a local path is part of the name, and is made safe.
-        assert_eq!(
-            crop_file_name("/v/what?.mp4", 3, 0, png),
-            "what__f000003_0.png"
-        );
+        assert_eq!(name("/v/what?.mp4", 3, 0, png), "what__f000003_0.png");
     }
 
     #[test]
-    fn sources_whose_crops_share_names_are_found() {
+    fn videos_of_one_name_get_stems_of_their_own() {
+        let mut stems = CropStems::default();
+        assert_eq!(stems.claim("day1/C0001.MP4"), "C0001");
+        assert_eq!(stems.claim("x.mp4"), "x");
+        // The second C0001 (another extension, or another case, is the same name too).
+        assert_eq!(stems.claim("day2/C0001.MP4"), "C0001-7b5258bf1ca4");
         assert_eq!(
-            crop_name_clash(["a/talk.mp4", "b/other.mp4", "a/talk.mp4"]),
-            None
+            stems.claim("day1/C0001.MP4"),
+            "C0001",
+            "a source keeps its stem"
         );
-        assert_eq!(
-            crop_name_clash(["day1/C0001.MP4", "x.mp4", "day2/C0001.MP4"]),
-            Some((
-                "day1/C0001.MP4".to_string(),
-                "day2/C0001.MP4".to_string(),
-                "C0001".to_string()
-            ))
-        );
-        // Another extension is the same name too.
-        assert!(crop_name_clash(["talk.mp4", "talk.mkv"]).is_some());
-        let e = clash_error(crop_name_clash(["a/t.mp4", "b/t.mp4"]).unwrap()).to_string();
-        assert!(
-            e.starts_with("a/t.mp4 and b/t.mp4 would name") && !e.contains('\n'),
-            "{e}"
-        );
+        let other = stems.claim("day3/c0001.mov").to_string();
+        assert!(other.starts_with("c0001-") && other.len() == 18, "{other}");
+        // A file named after another's hashed stem still gets a stem of its own.
+        let taken = "C0001-7b5258bf1ca4";
+        let named_like = format!("elsewhere/{taken}.mp4");
+        let own = stems.claim(&named_like).to_string();
+        assert!(own.starts_with(&format!("{taken}-")), "{own}");
+        let all = [
+            "day1/C0001.MP4",
+            "x.mp4",
+            "day2/C0001.MP4",
+            "day3/c0001.mov",
+            &named_like,
+        ]
+        .map(|s| stems.claim(s).to_lowercase());
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len());
     }
 
     #[test]

@@ -65,15 +65,21 @@ impl ManifestWriter {
         })
     }
 
-    /// Sources (videos) that already have rows in the previous manifest.
-    pub fn previous_sources(&self) -> BTreeSet<String> {
-        let mut sources = BTreeSet::new();
+    /// Sources (videos) that already have rows in the previous manifest, in the order of
+    /// their first rows.
+    pub fn previous_sources(&self) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut sources = Vec::new();
         for batch in &self.previous {
             if let Some(s) = batch
                 .column_by_name(col::SOURCE)
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             {
-                sources.extend(s.iter().flatten().map(str::to_string));
+                for source in s.iter().flatten() {
+                    if seen.insert(source) {
+                        sources.push(source.to_string());
+                    }
+                }
             }
         }
         sources

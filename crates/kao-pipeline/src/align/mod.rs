@@ -9,7 +9,7 @@ use arrow_array::{
     Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use clap::Args;
-use kao_record::schema::{DataType, Field, SchemaRef, col, stage_schema};
+use kao_record::schema::{DataType, Field, Schema, SchemaRef, col, provenance, stage_schema};
 use kao_record::{Provenance, write_atomic};
 
 pub mod crop;
@@ -223,10 +223,11 @@ pub struct AlignStage {
     next_row: u64,
     /// Crops written since [`AlignStage::take_written`] last asked, as paths in the folder.
     written: Vec<String>,
-    /// The first source met (this run's or the folder's earlier ones) of each crop stem; and
-    /// the last source, checked already.
+    /// Each video's crop stem, first come first named ([`crop::CropStems`]).
     stems: crop::CropStems,
-    last_source: Option<String>,
+    /// The inputs kao-decode read, in order (its provenance), to be named before the records
+    /// come: a video without faces still keeps its place.
+    inputs: Vec<String>,
 }
 
 impl AlignStage {
@@ -287,22 +288,18 @@ impl AlignStage {
             next_row: 0,
             written: Vec::new(),
             stems: crop::CropStems::default(),
-            last_source: None,
+            inputs: decoded_inputs(input),
         })
     }
 
-    /// Sources whose crops are already in the folder (an earlier run's manifest): a new source
-    /// whose crops would be named like theirs is refused.
-    pub fn claim_sources(&mut self, sources: impl IntoIterator<Item = String>) -> Result<()> {
+    /// Names the crops of an earlier run's `sources` (its manifest's, in their order) before
+    /// any other, so that their crops keep their names ([`crop::CropStems`]). Call it before the
+    /// first records; then come kao-decode's inputs in order (a sharded run's whole list, so
+    /// that every shard names a video's crops alike), then any other source as it comes.
+    pub fn claim_sources(&mut self, sources: impl IntoIterator<Item = String>) {
         for source in sources {
-            self.claim(&source)?;
+            self.stems.claim(&source);
         }
-        Ok(())
-    }
-
-    /// Takes `source`, unless another source's crops would be named like its.
-    fn claim(&mut self, source: &str) -> Result<()> {
-        self.stems.claim(source).map_err(crop::clash_error)
     }
 
     /// The crops written since the last call (paths in the output folder), so that those of a
@@ -324,11 +321,12 @@ impl AlignStage {
     /// The crop candidates of `batch`: each face's crop hash, or why it has none.
     fn prepare(&mut self, batch: RecordBatch) -> Result<Held> {
         let sources = column::<StringArray>(&batch, col::SOURCE)?;
-        for source in sources.iter().flatten() {
-            if self.last_source.as_deref() != Some(source) {
-                self.claim(source)?;
-                self.last_source = Some(source.to_string());
-            }
+        for source in std::mem::take(&mut self.inputs)
+            .iter()
+            .map(String::as_str)
+            .chain(sources.iter().flatten())
+        {
+            self.stems.claim(source);
         }
         let frames = column::<UInt64Array>(&batch, col::FRAME_INDEX)?;
         let faces = column::<UInt32Array>(&batch, col::FACE_INDEX)?;
@@ -395,7 +393,7 @@ impl AlignStage {
             held.push(Ok(Candidate {
                 folder,
                 file: crop_file_name(
-                    sources.value(i),
+                    self.stems.claim(sources.value(i)),
                     frames.value(i),
                     faces.value(i),
                     self.options.crop.format,
@@ -526,6 +524,19 @@ impl HoldingStage for AlignStage {
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         self.emit(0)
     }
+}
+
+/// The inputs kao-decode read, in order, from `schema`'s provenance (a kao-extract run's
+/// whole list); none for records that did not come from kao-decode.
+fn decoded_inputs(schema: &Schema) -> Vec<String> {
+    provenance(schema)
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| entry.stage == "kao-decode")
+        .filter_map(|entry| entry.options.get("inputs")?.as_array().cloned())
+        .flatten()
+        .filter_map(|input| input.as_str().map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 mod threads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -254,10 +254,6 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
     };
     let frame_schema = stage_schema(&Schema::empty(), &[], frame_fields(), &decode_entry)
         .map_err(anyhow::Error::msg)?;
-    // Before anything is loaded: two videos whose crops would be named alike.
-    if let Some(clash) = crate::align::crop::crop_name_clash(videos.iter().map(String::as_str)) {
-        return Err(crate::align::crop::clash_error(clash));
-    }
     // Object storage: a sharded run, staged in a local folder one video at a time.
     let out_url = out.to_str().filter(|o| crate::scale_out::remote::is_url(o));
     #[cfg(not(feature = "object-store"))]
@@ -385,8 +381,10 @@ pub fn run(options: &ExtractOptions, stop: &AtomicBool, progress: &dyn Progress)
         None => {
             let mut manifest = ManifestWriter::create(lock, &schema)?;
             // Resume: skip the videos an earlier run into this folder finished.
-            let previous = manifest.previous_sources();
-            align.claim_sources(previous.iter().chain(&videos).cloned())?;
+            // Their crops keep their names.
+            let in_order = manifest.previous_sources();
+            align.claim_sources(in_order.iter().cloned());
+            let previous: BTreeSet<String> = in_order.into_iter().collect();
             let (done, todo): (Vec<String>, Vec<String>) = videos.into_iter().partition(|v| {
                 state.finished(v)
                     && (previous.contains(v) || state.videos.get(v).is_some_and(|s| s.faces == 0))

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use arrow_array::{Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use kao_record::schema::{Provenance, Schema, SchemaRef, col, provenance};
 use kao_record::{RecordReader, RecordWriter};
-use sha2::{Digest, Sha256};
 
 use crate::align::lock::OutputLock;
 use crate::align::manifest::{MANIFEST, difference};
@@ -44,10 +43,10 @@ pub fn video_key(source: &str) -> String {
         })
         .take(48)
         .collect();
-    let digest = Sha256::digest(source.as_bytes());
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hash = crate::align::crop::source_hash(source);
+    let hex = &hash[..12];
     if stem.is_empty() {
-        hex
+        hex.to_string()
     } else {
         format!("{stem}-{hex}")
     }

@@ -30,7 +30,8 @@ use kao_video::{DecodeOptions, FfmpegLogLevel};
 ///
 /// Runs decode → detect → embed → track → match → align (the stage binaries' work, with the same
 /// options and the same manifest) with the stages overlapping on threads. Writes crops to
-/// DIR/<identity>/<video-stem>_f<frame:06>_<face>.png and every face record to
+/// DIR/<identity>/<video-stem>_f<frame:06>_<face>.png (a later video of an earlier one's name adds
+/// its path's hash to the stem) and every face record to
 /// DIR/manifest.parquet. Ctrl-C stops cleanly and leaves a valid manifest of what was processed;
 /// running again into the same DIR skips the videos already finished.
 #[derive(Parser, Debug)]
