@@ -26,8 +26,8 @@ const COLUMNS: &[&str] = &[
     "cluster_id",
 ];
 
-/// Six short clips of the sample (the fourth longer, so a kill lands inside it), their list
-/// and Obama's reference photo.
+/// Six short clips of the sample (the fourth, 12 s of the sample played twice, much longer,
+/// so a kill lands inside it), their list and Obama's reference photo.
 fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
     let videos = dir.join("videos");
     std::fs::create_dir_all(&videos).unwrap();
@@ -36,7 +36,7 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
         (0.0, 1.2),
         (1.3, 1.2),
         (2.6, 1.2),
-        (0.2, 5.0),
+        (0.2, 12.0),
         (5.2, 1.2),
         (6.5, 1.2),
     ]
@@ -49,6 +49,8 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
                 "-v",
                 "error",
                 "-y",
+                "-stream_loop",
+                "1",
                 "-ss",
                 &start.to_string(),
                 "-t",
