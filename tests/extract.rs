@@ -34,6 +34,19 @@ fn extract(dir: &Path, out: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `script`, a piped chain of the stage binaries, under bash with `pipefail`; fails the
+/// test with its stderr when a stage fails.
+fn run_pipe(script: &str) {
+    let out = run(Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -eo pipefail; {script}")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn manifest(dir: &Path) -> Vec<RecordBatch> {
     read_file(&dir.join("manifest.parquet"))
 }
@@ -97,7 +110,7 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
 
     let chain = d.join("chain");
     let script = format!(
-        "set -eo pipefail; {} {} --every 4 | {} | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {} && {} {}",
+        "{} {} --every 4 | {} | {} | {} | {} --ref {} --ref-jitters 3 --ref-cache {} | tee {} | {} --out {} && {} {}",
         bin("kao-decode").display(),
         fixture("sample.mp4").display(),
         bin("kao-detect").display(),
@@ -112,12 +125,7 @@ fn extract_equals_the_piped_chain_and_finds_the_target() {
         bin("kao-cluster").display(),
         chain.display(),
     );
-    let out = run(Command::new("bash").arg("-c").arg(&script));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_pipe(&script);
 
     // Same rows, same columns, same values, same stages.
     let (a, b) = (manifest(&one), manifest(&chain));
@@ -574,7 +582,7 @@ fn videos_of_one_name_keep_their_crops_apart() {
     // The piped chain names them alike.
     let chain = d.join("chain");
     let script = format!(
-        "set -eo pipefail; {} --max-frames 5 {} {} | {} | {} | {} | {} --ref {} --ref-jitters 1 | {} --out {}",
+        "{} --max-frames 5 {} {} | {} | {} | {} | {} --ref {} --ref-jitters 1 | {} --out {}",
         bin("kao-decode").display(),
         one.display(),
         two.display(),
@@ -586,12 +594,7 @@ fn videos_of_one_name_keep_their_crops_apart() {
         bin("kao-align").display(),
         chain.display(),
     );
-    let out = run(Command::new("bash").arg("-c").arg(&script));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_pipe(&script);
     assert_eq!((crops(&chain, &one), crops(&chain, &two)), (first, second));
 
     // A second run into the folder of the first: the first video keeps its crops' names.
